@@ -1,0 +1,34 @@
+"""Errors that reach a user: each carries a message that names the thing and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SketchSearchError(Exception):
+    """Base of every error SketchSearch reports to a user (one clear line, no traceback)."""
+
+
+class ImageLoadError(SketchSearchError):
+    """A file could not be read as an image."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class CheckpointError(SketchSearchError):
+    """A model checkpoint folder is missing, incomplete or corrupt."""
+
+
+class CatalogueError(SketchSearchError):
+    """The catalogue cannot be opened or written (unreadable folder, newer schema ...)."""
+
+
+class UnknownAttributeError(SketchSearchError):
+    """An attribute name or value that the model's attribute schema does not know."""
+
+
+class UnknownPhotoError(SketchSearchError):
+    """A photo id that the catalogue does not hold."""

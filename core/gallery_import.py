@@ -1,0 +1,233 @@
+"""Gallery import: find photos under folders, identify them by content, embed the new ones and
+commit them batch by batch.
+
+A file is identified by the sha256 of its bytes, so importing again adds nothing, a moved file
+gets its path updated, and a copy is not catalogued twice. Each batch (photos, embeddings,
+predicted attributes) is one transaction: a crash loses at most the batch in flight, and the next
+import picks up where this one stopped. A bad file is recorded with its reason and skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.catalogue.catalogue import FileState, NewPhoto
+from core.errors import ImageLoadError
+from core.imaging import decode_image, make_thumbnail, read_file_bytes
+from core.model.network import Modality
+from core.pipeline import prepared_in_order
+from core.scanning import iter_image_files
+from core.types import ImportFailure, ImportProgress, ImportSummary
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[ImportProgress], None]
+
+
+@dataclass(frozen=True)
+class _Found:
+    path: str
+    source_folder: str
+    size_bytes: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    sha256: str
+    width: int
+    height: int
+    thumbnail: bytes
+    network_input: np.ndarray
+
+
+@dataclass(frozen=True)
+class _KnownContent:
+    sha256: str
+
+
+def find_files(roots: Sequence[str | Path], summary: ImportSummary) -> list[_Found]:
+    """Every image under ``roots`` once (overlapping roots are fine), with its size and mtime."""
+    found: dict[str, _Found] = {}
+
+    def fail(path: Path, reason: str) -> None:
+        summary.failed.append(ImportFailure(str(path), reason))
+
+    for root in roots:
+        root_path = Path(root).absolute()
+        folder = str(root_path if root_path.is_dir() else root_path.parent)
+        for path in iter_image_files(root_path, on_error=fail):
+            key = str(path)
+            if key in found:
+                continue
+            try:
+                info = path.stat()
+            except OSError as exc:
+                fail(path, f"unreadable ({exc.strerror or exc})")
+                continue
+            found[key] = _Found(key, folder, info.st_size, info.st_mtime_ns)
+    return list(found.values())
+
+
+class _Importer:
+    def __init__(self, workspace: "Workspace", progress: ProgressCallback | None, cancel: threading.Event | None,
+                 batch_size: int):
+        self.workspace = workspace
+        self.catalogue = workspace.catalogue
+        self.model = workspace.model
+        self.progress = progress
+        self.cancel = cancel
+        self.batch_size = batch_size
+        self.summary = ImportSummary()
+        self.by_sha = self.catalogue.paths_by_sha()  # sha -> (photo id, path); kept current as we go
+        self.batch: list[tuple[_Found, _Decoded]] = []
+        self.done = 0
+        self.total = 0
+        self.started = time.monotonic()
+        self._last_report = 0.0
+
+    # -- worker threads ---------------------------------------------------------------------------
+    def prepare(self, found: _Found) -> _Decoded | _KnownContent | ImportFailure:
+        try:
+            data = read_file_bytes(found.path)
+            sha = hashlib.sha256(data).hexdigest()
+            if sha in self.by_sha:
+                return _KnownContent(sha)  # no need to decode: the photo is catalogued already
+            image = decode_image(data, found.path)
+            rgb = np.asarray(image)
+            return _Decoded(sha, image.width, image.height, make_thumbnail(image),
+                            self.model.preprocess(rgb, Modality.PHOTO))
+        except ImageLoadError as exc:
+            return ImportFailure(exc.path, exc.reason)
+        except MemoryError:
+            return ImportFailure(found.path, "out of memory while decoding")
+        except Exception as exc:  # noqa: BLE001 - one strange file must never stop an import
+            log.exception("unexpected error preparing %s", found.path)
+            return ImportFailure(found.path, f"unexpected error ({exc.__class__.__name__}: {exc})")
+
+    # -- calling thread -------------------------------------------------------------------------
+    def run(self, files: list[_Found], known: dict[str, FileState]) -> None:
+        self.total = len(files) + len(self.summary.failed)
+        self.done = len(self.summary.failed)
+        to_read = []
+        for found in files:
+            state = known.get(found.path)
+            if state and state.size_bytes == found.size_bytes and state.mtime_ns == found.mtime_ns:
+                self.summary.unchanged += 1
+                self._advance(found.path)
+            else:
+                to_read.append(found)
+        workers = max(1, min(4, os.cpu_count() or 1))
+        for found, result in prepared_in_order(to_read, self.prepare, workers, 4 * self.batch_size, self.cancel):
+            self.consume(found, result, known.get(found.path))
+            self._advance(found.path)
+        self.flush()
+        if self.cancel and self.cancel.is_set():
+            self.summary.cancelled = True
+
+    def consume(self, found: _Found, result, previous: FileState | None) -> None:
+        if isinstance(result, ImportFailure):
+            self.summary.failed.append(result)
+            return
+        replaced = previous is not None and previous.sha256 != result.sha256
+        if replaced:
+            # the file at this path now holds other content: the old photo is gone from disk
+            self.workspace.forget_photos([previous.photo_id])
+            self.by_sha.pop(previous.sha256, None)
+        outcome = self._place(found, result)
+        if outcome is not None:
+            outcome = "updated" if replaced else outcome
+            setattr(self.summary, outcome, getattr(self.summary, outcome) + 1)
+
+    def _place(self, found: _Found, result: _Decoded | _KnownContent) -> str | None:
+        """Catalogue one prepared file; returns the summary field it counts under (None: failed)."""
+        known = self.by_sha.get(result.sha256)
+        if known is None:
+            if isinstance(result, _KnownContent):  # its twin was forgotten meanwhile: decode after all
+                result = self.prepare(found)
+                if isinstance(result, ImportFailure):
+                    self.summary.failed.append(result)
+                    return None
+            self.by_sha[result.sha256] = (-1, found.path)  # claimed; the id comes at commit
+            self.batch.append((found, result))
+            if len(self.batch) >= self.batch_size:
+                self.flush()
+            return "added"
+        photo_id, old_path = known
+        if photo_id == -1:
+            return "unchanged"  # a copy of a photo still in the batch
+        if old_path == found.path or not os.path.exists(old_path):
+            # the same file touched, or moved/renamed: follow it
+            self.catalogue.relocate_photo(photo_id, found.path, found.size_bytes, found.mtime_ns, found.source_folder)
+            self.by_sha[result.sha256] = (photo_id, found.path)
+            return "unchanged" if old_path == found.path else "updated"
+        return "unchanged"  # a second copy of a catalogued photo
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        inputs = np.stack([decoded.network_input for _, decoded in self.batch])
+        embedded = self.model.embed_preprocessed(inputs, Modality.PHOTO)
+        photos = [
+            NewPhoto(path=found.path, sha256=decoded.sha256, size_bytes=found.size_bytes,
+                     mtime_ns=found.mtime_ns, width=decoded.width, height=decoded.height,
+                     source_folder=found.source_folder, thumbnail=decoded.thumbnail,
+                     embedding=embedded.embeddings[i],
+                     attributes={n: (a.value, a.confidence) for n, a in embedded.attributes[i].items()})
+            for i, (found, decoded) in enumerate(self.batch)
+        ]
+        ids = self.catalogue.add_photos(photos, self.model.sha256)
+        self.workspace.index_add(np.asarray(ids, np.int64), embedded.embeddings)
+        for photo_id, photo in zip(ids, photos):
+            self.by_sha[photo.sha256] = (photo_id, photo.path)
+        self.batch = []
+
+    def _advance(self, current: str) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.progress and (now - self._last_report >= 0.1 or self.done == self.total):
+            self._last_report = now
+            elapsed = max(now - self.started, 1e-6)
+            self.progress(ImportProgress(done=self.done, total=self.total, added=self.summary.added,
+                                         failed=len(self.summary.failed), rate=self.done / elapsed,
+                                         current=current))
+
+
+def import_paths(workspace: "Workspace", roots: Iterable[str | Path], *, progress: ProgressCallback | None = None,
+                 cancel: threading.Event | None = None, batch_size: int = 32) -> ImportSummary:
+    roots = [Path(r) for r in roots]
+    importer = _Importer(workspace, progress, cancel, batch_size)
+    import_id = workspace.catalogue.start_import([str(r) for r in roots])
+    try:
+        files = find_files(roots, importer.summary)
+        importer.run(files, workspace.catalogue.file_states())
+        if not importer.summary.cancelled:
+            _flag_missing(workspace, roots, {f.path for f in files})
+    finally:
+        importer.summary.seconds = time.monotonic() - importer.started
+        workspace.save_index()
+        workspace.catalogue.record_failures(import_id, importer.summary.failed)
+        workspace.catalogue.finish_import(import_id, importer.summary)
+    return importer.summary
+
+
+def _flag_missing(workspace: "Workspace", roots: Sequence[Path], seen: set[str]) -> None:
+    """Photos catalogued under the imported folders whose files are gone: flag them (prunable)."""
+    prefixes = [str(r.absolute()).rstrip(os.sep) + os.sep for r in roots if r.is_dir()]
+    gone = [
+        state.photo_id for path, state in workspace.catalogue.file_states().items()
+        if path not in seen and any(path.startswith(p) for p in prefixes) and not os.path.exists(path)
+    ]
+    workspace.catalogue.mark_missing(gone)

@@ -1,0 +1,93 @@
+"""Reading photos and sketches safely: any common format in, RGB uint8 out, or a clear reason.
+
+Originals are only ever opened for reading."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.errors import ImageLoadError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Refuse images above this many pixels (about 12k x 8k): such a file is either a decompression bomb
+# or nothing a person-search gallery needs, and decoding it could exhaust memory.
+MAX_PIXELS = 100_000_000
+THUMBNAIL_SIZE = 192
+
+
+def read_file_bytes(path: str | Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise ImageLoadError(path, "is a directory") from None
+    except FileNotFoundError:
+        raise ImageLoadError(path, "no such file") from None
+    except OSError as exc:
+        raise ImageLoadError(path, f"unreadable ({exc.strerror or exc})") from None
+
+
+def decode_image(data: bytes, path: str | Path = "<memory>") -> Image.Image:
+    """Decode bytes into an upright RGB PIL image (EXIF orientation applied, CMYK, 16-bit, palette
+    and alpha images converted; transparency becomes white, as on paper)."""
+    if not data:
+        raise ImageLoadError(path, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageLoadError(path, f"decompression bomb: {width}x{height} pixels exceeds the {MAX_PIXELS:,} limit")
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ImageLoadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(path, f"decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        message = str(exc)
+        if "truncated" in message.lower():
+            raise ImageLoadError(path, "truncated image") from None
+        raise ImageLoadError(path, f"corrupt image ({message})") from None
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit greyscale: scale the actual range to 8 bits instead of clipping at 255
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        array = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
+        image = Image.fromarray(array.astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    if image.mode != "RGB":
+        image = image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, F ...
+    return image
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read and decode an image file into an H x W x 3 uint8 RGB array."""
+    return np.asarray(decode_image(read_file_bytes(path), path))
+
+
+def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:
+    thumb = image.copy()
+    thumb.thumbnail((size, size), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=82)
+    return buffer.getvalue()

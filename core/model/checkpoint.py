@@ -1,0 +1,139 @@
+"""Checkpoint format: a folder with ``model.safetensors`` (weights, no pickle) and ``manifest.json``
+(everything needed to rebuild and preprocess for the network, and where it came from)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.errors import CheckpointError
+from core.model.attributes import AttributeSchema
+from core.model.network import Modality, SketchPhotoNet
+from core.model.preprocess import PreprocessConfig
+
+WEIGHTS_FILE = "model.safetensors"
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    backbone: str
+    embedding_dim: int
+    preprocess: dict[Modality, PreprocessConfig]
+    attribute_schema: AttributeSchema
+    attribute_head_trained: bool
+    provenance: dict = field(default_factory=dict)  # command, data, split, seed, commit, metrics ...
+    weights_sha256: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "backbone": self.backbone,
+            "embedding_dim": self.embedding_dim,
+            "preprocess": {m.value: cfg.to_json() for m, cfg in self.preprocess.items()},
+            "attributes": {"trained": self.attribute_head_trained, "schema": self.attribute_schema.to_json()},
+            "provenance": self.provenance,
+            "weights_sha256": self.weights_sha256,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Manifest":
+        if data.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"unsupported checkpoint format version {data.get('format_version')}")
+        return cls(
+            name=data["name"],
+            backbone=data["backbone"],
+            embedding_dim=int(data["embedding_dim"]),
+            preprocess={Modality(k): PreprocessConfig.from_json(v) for k, v in data["preprocess"].items()},
+            attribute_schema=AttributeSchema.from_json(data["attributes"]["schema"]),
+            attribute_head_trained=bool(data["attributes"]["trained"]),
+            provenance=data.get("provenance", {}),
+            weights_sha256=data.get("weights_sha256", ""),
+        )
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_network(manifest: Manifest) -> SketchPhotoNet:
+    return SketchPhotoNet(manifest.backbone, manifest.attribute_schema, manifest.embedding_dim)
+
+
+def save_checkpoint(
+    network: SketchPhotoNet, manifest: Manifest, folder: Path, *, half: bool = False
+) -> Manifest:
+    """Write weights and manifest into ``folder``; returns the manifest with the weights' sha256.
+
+    ``half`` stores floating-point tensors as float16 (half the size; inference casts back)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for key, tensor in network.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        if half and tensor.is_floating_point():
+            tensor = tensor.half()
+        state[key] = tensor
+    weights = folder / WEIGHTS_FILE
+    save_file(state, str(weights), metadata={"format": "sketchsearch"})
+    manifest = Manifest(**{**manifest.__dict__, "weights_sha256": file_sha256(weights)})
+    _write_json_atomically(folder / MANIFEST_FILE, manifest.to_json())
+    return manifest
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a manifest is meant to be read by anyone
+    os.replace(tmp, path)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: not a model folder (no {MANIFEST_FILE})")
+    try:
+        return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid manifest ({exc})") from exc
+
+
+def load_checkpoint(folder: Path) -> tuple[SketchPhotoNet, Manifest]:
+    """Rebuild the network from a checkpoint folder, checking the weights against the manifest."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: no {WEIGHTS_FILE}")
+    actual = file_sha256(weights)
+    if manifest.weights_sha256 and actual != manifest.weights_sha256:
+        raise CheckpointError(f"{weights}: sha256 {actual[:12]}... does not match the manifest (corrupt copy?)")
+    network = build_network(manifest)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a broken file
+        raise CheckpointError(f"{weights}: unreadable ({exc})") from exc
+    reference = network.state_dict()
+    state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights}: weights do not fit the manifest's network ({exc})") from exc
+    network.eval()
+    return network, Manifest(**{**manifest.__dict__, "weights_sha256": actual})

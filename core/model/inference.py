@@ -1,0 +1,117 @@
+"""Batched inference: images in, L2-normalised embeddings and attribute predictions out.
+
+CUDA is used when available (float16 autocast there), the CPU otherwise (float32)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.model.checkpoint import Manifest, load_checkpoint
+from core.model.network import Modality
+from core.model.preprocess import preprocess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictedAttribute:
+    value: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class EmbeddedBatch:
+    embeddings: np.ndarray  # N x D float32, unit rows
+    attributes: list[dict[str, PredictedAttribute]]  # one dict per image; empty if the head is untrained
+
+
+def choose_device(requested: str | None = None) -> torch.device:
+    """``requested`` (or ``SKETCHSEARCH_DEVICE``) is 'auto', 'cpu' or 'cuda'; auto prefers CUDA."""
+    requested = (requested or os.environ.get("SKETCHSEARCH_DEVICE") or "auto").lower()
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        log.warning("CUDA was asked for but is not available; using the CPU")
+        return torch.device("cpu")
+    return torch.device(requested)
+
+
+class InferenceModel:
+    """A loaded checkpoint ready to embed photos and sketches."""
+
+    def __init__(self, folder: Path, device: str | None = None, batch_size: int = 32):
+        self.folder = Path(folder)
+        network, self.manifest = load_checkpoint(self.folder)
+        self.device = choose_device(device)
+        self.batch_size = batch_size
+        self.network = network.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.network = self.network.to(memory_format=torch.channels_last)
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.weights_sha256
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.manifest.embedding_dim
+
+    @property
+    def predicts_attributes(self) -> bool:
+        return self.manifest.attribute_head_trained
+
+    def preprocess(self, image: np.ndarray, modality: Modality | str) -> np.ndarray:
+        return preprocess(image, self.manifest.preprocess[Modality(modality)])
+
+    def embed_images(self, images: Sequence[np.ndarray], modality: Modality | str) -> EmbeddedBatch:
+        """Decoded RGB uint8 images of any size -> embeddings (preprocessing included)."""
+        inputs = [self.preprocess(image, modality) for image in images]
+        return self.embed_preprocessed(np.stack(inputs) if inputs else np.empty((0, 3, 1, 1), np.float32), modality)
+
+    @torch.inference_mode()
+    def embed_preprocessed(self, batch: np.ndarray, modality: Modality | str) -> EmbeddedBatch:
+        """Preprocessed N x 3 x H x W float32 -> embeddings, in chunks of ``batch_size``."""
+        if len(batch) == 0:
+            return EmbeddedBatch(np.empty((0, self.embedding_dim), np.float32), [])
+        encoder = self.network.encoder(modality)
+        embeddings, attributes = [], []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(batch[start : start + self.batch_size]))
+            chunk = chunk.to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                chunk = chunk.to(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+                output = encoder(chunk)
+                embedding = output.embedding.float()
+                if self.predicts_attributes:
+                    attributes.extend(self._decode_attributes(self.network.attributes(embedding)))
+                else:
+                    attributes.extend({} for _ in range(len(chunk)))
+            embeddings.append(F.normalize(embedding, dim=1).cpu().numpy())
+        return EmbeddedBatch(np.concatenate(embeddings).astype(np.float32, copy=False), attributes)
+
+    def _decode_attributes(self, logits: dict[str, torch.Tensor]) -> list[dict[str, PredictedAttribute]]:
+        schema = self.manifest.attribute_schema
+        per_image: list[dict[str, PredictedAttribute]] = []
+        decoded = {}
+        for name, values in logits.items():
+            probabilities = values.float().softmax(dim=1)
+            confidence, index = probabilities.max(dim=1)
+            decoded[name] = (confidence.cpu().tolist(), index.cpu().tolist())
+        count = len(next(iter(decoded.values()))[0]) if decoded else 0
+        for i in range(count):
+            per_image.append(
+                {
+                    name: PredictedAttribute(schema.spec(name).values[idx[i]], float(conf[i]))
+                    for name, (conf, idx) in decoded.items()
+                }
+            )
+        return per_image

@@ -1,0 +1,86 @@
+"""The sketch/photo network: two encoders of one architecture (separate weights), a BNNeck
+embedding each, and one attribute head over the shared embedding space.
+
+Training adds an identity classifier and a domain classifier on top (``training/``); inference
+uses the embedding (L2-normalised at search time) and the attribute head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.model.attributes import AttributeSchema
+from core.model.backbones import backbone_spec
+
+
+class Modality(str, Enum):
+    PHOTO = "photo"
+    SKETCH = "sketch"
+
+
+@dataclass
+class EncoderOutput:
+    feature: torch.Tensor  # pooled feature before the BN neck (what metric losses use)
+    embedding: torch.Tensor  # after the BN neck (what identity/attribute heads and search use)
+
+
+class ModalityEncoder(nn.Module):
+    """Backbone -> global average pool -> optional linear projection -> BatchNorm neck."""
+
+    def __init__(self, backbone: str, embedding_dim: int | None = None):
+        super().__init__()
+        spec = backbone_spec(backbone)
+        self.backbone = spec.build()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        dim = embedding_dim or spec.feature_dim
+        self.projection = nn.Identity() if dim == spec.feature_dim else nn.Linear(spec.feature_dim, dim, bias=False)
+        self.neck = nn.BatchNorm1d(dim)
+        self.neck.bias.requires_grad_(False)  # BNNeck: no shift, so the embedding stays centred
+        self.embedding_dim = dim
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        feature = self.projection(self.pool(self.backbone(images)).flatten(1))
+        return EncoderOutput(feature=feature, embedding=self.neck(feature))
+
+
+class AttributeHead(nn.Module):
+    """One linear classifier per attribute over the shared embedding: photos and sketches are
+    described in the same label space, which is what lets attributes guide the alignment."""
+
+    def __init__(self, embedding_dim: int, schema: AttributeSchema):
+        super().__init__()
+        self.schema = schema
+        self.classifiers = nn.ModuleDict(
+            {a.name: nn.Linear(embedding_dim, len(a.values)) for a in schema.attributes}
+        )
+
+    def forward(self, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: classifier(embedding) for name, classifier in self.classifiers.items()}
+
+
+class SketchPhotoNet(nn.Module):
+    def __init__(self, backbone: str, schema: AttributeSchema, embedding_dim: int | None = None):
+        super().__init__()
+        self.backbone_name = backbone
+        self.photo = ModalityEncoder(backbone, embedding_dim)
+        self.sketch = ModalityEncoder(backbone, embedding_dim)
+        self.embedding_dim = self.photo.embedding_dim
+        self.attributes = AttributeHead(self.embedding_dim, schema)
+
+    def encoder(self, modality: Modality | str) -> ModalityEncoder:
+        return self.photo if Modality(modality) is Modality.PHOTO else self.sketch
+
+    def forward(self, images: torch.Tensor, modality: Modality | str) -> EncoderOutput:
+        return self.encoder(modality)(images)
+
+
+def load_pretrained_backbones(network: SketchPhotoNet, weights: Path | None = None) -> None:
+    """Initialise both encoders' backbones from the backbone's pretrained (ImageNet) weights."""
+    spec = backbone_spec(network.backbone_name)
+    for encoder in (network.photo, network.sketch):
+        spec.load_pretrained(encoder.backbone, weights)

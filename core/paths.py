@@ -1,0 +1,31 @@
+"""Where SketchSearch finds its bundled resources and keeps its data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "SketchSearch"
+
+
+def resources_dir() -> Path:
+    """The ``resources/`` folder, inside a frozen bundle or beside the source tree."""
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    if frozen_root:
+        return Path(frozen_root) / "resources"
+    return Path(__file__).resolve().parent.parent / "resources"
+
+
+def default_model_dir() -> Path:
+    return resources_dir() / "models" / "default"
+
+
+def default_data_dir() -> Path:
+    """The user's data folder (the install folder may be read-only). ``SKETCHSEARCH_DATA`` overrides it."""
+    override = os.environ.get("SKETCHSEARCH_DATA")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))

@@ -1,0 +1,87 @@
+"""Sketch search: embed sketches with the sketch encoder, rank photos in the index, keep only the
+photos that match the attribute filters (as a selector inside the search, so K matches come back
+whenever K exist)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.catalogue.catalogue import AttributeTable
+from core.imaging import load_rgb
+from core.model.attributes import AttributeSchema
+from core.model.network import Modality
+from core.types import Candidate
+
+Sketch = str | Path | np.ndarray
+
+
+def sketch_label(sketch: Sketch, position: int) -> str:
+    return str(sketch) if isinstance(sketch, (str, Path)) else f"<sketch {position + 1}>"
+
+
+def sketch_pixels(sketch: Sketch) -> np.ndarray:
+    """A file path or an image array -> H x W x 3 uint8 RGB (greyscale arrays are expanded)."""
+    if isinstance(sketch, (str, Path)):
+        return load_rgb(sketch)
+    array = np.asarray(sketch)
+    if array.dtype != np.uint8:
+        raise ValueError(f"a sketch array must be uint8, got {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"a sketch array must be H x W, H x W x 3 or H x W x 4, got {array.shape}")
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def validate_filters(schema: AttributeSchema, where: Mapping[str, str] | None) -> dict[str, str]:
+    filters = dict(where or {})
+    for name, value in filters.items():
+        schema.check(name, value)
+    return filters
+
+
+def allowed_photo_ids(table: AttributeTable, schema: AttributeSchema, filters: Mapping[str, str],
+                      min_confidence: float = 0.0) -> np.ndarray | None:
+    """Ids of the photos whose effective value of every filtered attribute is the one asked for
+    (model predictions count only at ``min_confidence`` or above). None: no filter at all."""
+    if not filters:
+        return None
+    keep = np.ones(len(table.ids), dtype=bool)
+    for name, value in filters.items():
+        j = table.names.index(name)
+        code = schema.spec(name).values.index(value)
+        keep &= (table.values[:, j] == code) & (table.confidence[:, j] >= min_confidence)
+    return table.ids[keep]
+
+
+def rank(scores: np.ndarray, ids: np.ndarray, records: Mapping[int, tuple[str, dict]]) -> list[Candidate]:
+    """One query's FAISS output -> candidates (ids of -1, i.e. fewer matches than K, are dropped)."""
+    candidates = []
+    for score, photo_id in zip(scores.tolist(), ids.tolist()):
+        if photo_id < 0 or photo_id not in records:
+            continue
+        path, attributes = records[photo_id]
+        candidates.append(Candidate(rank=len(candidates) + 1, photo_id=photo_id, path=path,
+                                    score=float(score), attributes=attributes))
+    return candidates
+
+
+def search_embeddings(workspace, queries: np.ndarray, top_k: int, where: Mapping[str, str] | None = None,
+                      min_confidence: float = 0.0) -> list[list[Candidate]]:
+    """Rank the gallery for already-embedded sketches (re-ranking after a filter change needs no
+    new embedding)."""
+    filters = validate_filters(workspace.schema, where)
+    allowed = allowed_photo_ids(workspace.attribute_table(), workspace.schema, filters, min_confidence)
+    scores, ids = workspace.index_search(queries, top_k, allowed)
+    wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+    records = {r.id: (r.path, r.attributes) for r in workspace.catalogue.photos(wanted)}
+    return [rank(scores[q], ids[q], records) for q in range(len(queries))]
+
+
+def embed_sketches(workspace, sketches: Sequence[Sketch]) -> np.ndarray:
+    """Sketches (files or arrays) -> unit embeddings, as one batch through the sketch encoder."""
+    pixels = [sketch_pixels(s) for s in sketches]
+    return workspace.model.embed_images(pixels, Modality.SKETCH).embeddings

@@ -1,0 +1,136 @@
+"""Typed records that leave ``core`` (the GUI, the CLI and training see these, never ORM objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class AttributeSource(str, Enum):
+    MODEL = "model"  # predicted by the model's attribute head, with a confidence
+    IMPORTED = "imported"  # from a CSV the user imported
+    MANUAL = "manual"  # set by hand; wins over everything else
+
+    @property
+    def priority(self) -> int:
+        return {AttributeSource.MODEL: 0, AttributeSource.IMPORTED: 1, AttributeSource.MANUAL: 2}[self]
+
+
+@dataclass(frozen=True)
+class AttributeValue:
+    value: str
+    confidence: float  # 1.0 for manual and imported values
+    source: AttributeSource
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    id: int
+    path: str
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    imported_at: datetime
+    source_folder: str
+    missing: bool = False
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rank: int  # 1-based
+    photo_id: int
+    path: str
+    score: float  # cosine similarity of sketch and photo embeddings, in [-1, 1]
+    attributes: dict[str, AttributeValue]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str  # the sketch's path, or a label for an in-memory sketch
+    candidates: list[Candidate]
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    done: int  # files handled so far (added, updated, unchanged or failed)
+    total: int  # files found
+    added: int
+    failed: int
+    rate: float  # files per second since the start
+    current: str = ""
+
+
+@dataclass
+class ImportSummary:
+    added: int = 0
+    updated: int = 0  # moved files whose path changed, or files whose content changed
+    unchanged: int = 0
+    failed: list[ImportFailure] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
+            "cancelled": self.cancelled,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class FolderSummary:
+    folder: str
+    photos: int
+    missing: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    sha256: str
+    backbone: str
+    device: str
+    attributes_trained: bool
+    provenance: dict
+
+
+@dataclass(frozen=True)
+class CatalogueStats:
+    photos: int
+    indexed: int
+    failed: int  # files that failed in the most recent import of each path
+    missing: int
+    model: ModelInfo
+
+    def to_json(self) -> dict:
+        return {
+            "photos": self.photos,
+            "indexed": self.indexed,
+            "failed": self.failed,
+            "missing": self.missing,
+            "model": {
+                "name": self.model.name,
+                "sha256": self.model.sha256,
+                "backbone": self.model.backbone,
+                "device": self.model.device,
+                "attributes_trained": self.model.attributes_trained,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    problems: list[str]

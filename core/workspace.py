@@ -1,0 +1,222 @@
+"""A workspace: one data folder (catalogue + index) opened with one model. The GUI and the command
+line both drive SketchSearch through this facade."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.catalogue.catalogue import AttributeTable, Catalogue
+from core.errors import SketchSearchError, UnknownAttributeError
+from core.gallery_import import ProgressCallback, import_paths
+from core.imaging import load_rgb
+from core.index import IndexFileError, VectorIndex
+from core.model.attributes import AttributeSchema
+from core.model.inference import InferenceModel
+from core.model.network import Modality
+from core.paths import default_data_dir, default_model_dir
+from core.search import Sketch, embed_sketches, search_embeddings, sketch_label
+from core.types import (AttributeSource, CatalogueStats, Candidate, ImportFailure, ImportProgress,
+                        ImportSummary, ModelInfo, SearchResult, VerifyReport)
+
+log = logging.getLogger(__name__)
+
+
+class Workspace:
+    def __init__(self, data_dir: Path | None = None, model_dir: Path | None = None, device: str | None = None):
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.catalogue = Catalogue(self.data_dir)
+        self.model = InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
+        manifest = self.model.manifest
+        self.catalogue.register_model(self.model.sha256, manifest.name, manifest.embedding_dim, manifest.to_json())
+        self.index_path = self.data_dir / "index" / f"{self.model.sha256[:16]}.faiss"
+        # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
+        self._lock = threading.RLock()
+        self._attribute_table: AttributeTable | None = None
+        self.index = self._open_index()
+
+    def close(self) -> None:
+        self.catalogue.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema(self) -> AttributeSchema:
+        return self.model.manifest.attribute_schema
+
+    def model_info(self) -> ModelInfo:
+        m = self.model.manifest
+        return ModelInfo(name=m.name, sha256=self.model.sha256, backbone=m.backbone, device=str(self.model.device),
+                         attributes_trained=m.attribute_head_trained, provenance=m.provenance)
+
+    # -- index ---------------------------------------------------------------------------------
+    def _open_index(self) -> VectorIndex:
+        expected = self.catalogue.embedded_ids(self.model.sha256)
+        try:
+            index = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.sha256)
+        except IndexFileError as exc:
+            if self.index_path.exists() or len(expected):
+                log.warning("rebuilding the index from the catalogue: %s", exc)
+            return self.rebuild_index()
+        if not np.array_equal(np.sort(index.ids()), expected):
+            log.warning("rebuilding the index from the catalogue: %s holds %d photos, the catalogue %d",
+                        self.index_path, len(index), len(expected))
+            return self.rebuild_index()
+        return index
+
+    def rebuild_index(self) -> VectorIndex:
+        """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically."""
+        ids, vectors = self.catalogue.embeddings(self.model.sha256, self.model.embedding_dim)
+        index = VectorIndex(self.model.embedding_dim, self.model.sha256)
+        index.add(ids, vectors)
+        index.save(self.index_path)
+        with self._lock:
+            self.index = index
+        return index
+
+    def save_index(self) -> None:
+        with self._lock:
+            self.index.save(self.index_path)
+
+    def index_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        with self._lock:
+            self.index.add(ids, vectors)
+            self._attribute_table = None
+
+    def index_search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+        with self._lock:
+            return self.index.search(queries, k, allowed)
+
+    def forget_photos(self, photo_ids: Sequence[int]) -> None:
+        """Remove photos from the catalogue and the index (the files themselves are never touched)."""
+        self.catalogue.delete_photos(photo_ids)
+        with self._lock:
+            self.index.remove(np.asarray(photo_ids, np.int64))
+            self._attribute_table = None
+
+    # -- gallery -------------------------------------------------------------------------------
+    def import_paths(self, roots: Iterable[str | Path], progress: ProgressCallback | None = None,
+                     cancel: threading.Event | None = None, batch_size: int = 32) -> ImportSummary:
+        summary = import_paths(self, roots, progress=progress, cancel=cancel, batch_size=batch_size)
+        self._attribute_table = None
+        return summary
+
+    def prune_missing(self) -> int:
+        """Forget photos whose files were found gone by an earlier import; returns how many."""
+        gone = self.catalogue.missing_ids()
+        if gone:
+            self.forget_photos(gone)
+            self.save_index()
+        return len(gone)
+
+    def remove_folder(self, folder: str) -> int:
+        ids = self.catalogue.photo_ids_in_folder(folder)
+        if ids:
+            self.forget_photos(ids)
+            self.save_index()
+        return len(ids)
+
+    def embed_missing(self, progress: ProgressCallback | None = None,
+                      cancel: threading.Event | None = None, batch_size: int = 32) -> list[ImportFailure]:
+        """Embed catalogued photos that have no embedding for this model (after a model change)."""
+        todo = self.catalogue.ids_without_embedding(self.model.sha256)
+        failures: list[ImportFailure] = []
+        for start in range(0, len(todo), batch_size):
+            if cancel and cancel.is_set():
+                break
+            ids, images = [], []
+            for photo_id, path in todo[start:start + batch_size]:
+                try:
+                    images.append(load_rgb(path))
+                    ids.append(photo_id)
+                except SketchSearchError as exc:
+                    failures.append(ImportFailure(path, str(exc).split(": ", 1)[-1]))
+            embedded = self.model.embed_images(images, Modality.PHOTO)
+            attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
+            self.catalogue.store_embeddings(self.model.sha256, ids, embedded.embeddings, attributes)
+            self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
+            if progress:
+                done = min(start + batch_size, len(todo))
+                progress(ImportProgress(done=done, total=len(todo), added=0, failed=len(failures), rate=0.0))
+        self.save_index()
+        return failures
+
+    # -- attributes ----------------------------------------------------------------------------
+    def attribute_table(self) -> AttributeTable:
+        with self._lock:
+            if self._attribute_table is None:
+                self._attribute_table = self.catalogue.attribute_table(
+                    {a.name: a.values for a in self.schema.attributes})
+            return self._attribute_table
+
+    def set_attribute(self, photo_id: int, name: str, value: str,
+                      source: AttributeSource = AttributeSource.MANUAL) -> None:
+        self.schema.check(name, value)
+        self.catalogue.set_attribute(photo_id, name, value, source)
+        self._attribute_table = None
+
+    def import_attribute_sheet(self, csv_path: Path) -> tuple[int, list[str]]:
+        """Read a CSV (column ``path`` or ``filename``, then one column per attribute) into imported
+        attributes. Returns (values set, rows not matched to a photo). Unknown columns or values
+        are refused before anything is written."""
+        from core.attribute_sheet import read_attribute_sheet
+
+        rows, unmatched = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
+        count = self.catalogue.set_attributes(rows, AttributeSource.IMPORTED)
+        self._attribute_table = None
+        return count, unmatched
+
+    # -- search --------------------------------------------------------------------------------
+    def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
+        return embed_sketches(self, sketches)
+
+    def search_embeddings(self, queries: np.ndarray, top_k: int = 10, where: Mapping[str, str] | None = None,
+                          min_confidence: float = 0.0) -> list[list[Candidate]]:
+        return search_embeddings(self, queries, top_k, where, min_confidence)
+
+    def search(self, sketches: Sequence[Sketch], top_k: int = 10, where: Mapping[str, str] | None = None,
+               min_confidence: float = 0.0) -> list[SearchResult]:
+        from core.search import validate_filters
+
+        validate_filters(self.schema, where)  # a bad filter fails before any sketch is embedded
+        queries = self.embed_sketches(sketches)
+        ranked = self.search_embeddings(queries, top_k, where, min_confidence)
+        return [SearchResult(sketch_label(s, i), c) for i, (s, c) in enumerate(zip(sketches, ranked))]
+
+    # -- health --------------------------------------------------------------------------------
+    def stats(self) -> CatalogueStats:
+        with self._lock:
+            indexed = len(self.index)
+        return CatalogueStats(photos=self.catalogue.count_photos(), indexed=indexed,
+                              failed=len(self.catalogue.last_import_failures()),
+                              missing=self.catalogue.count_missing(), model=self.model_info())
+
+    def verify(self) -> VerifyReport:
+        """Do catalogue, stored embeddings and the index file agree?"""
+        problems = []
+        photos = self.catalogue.count_photos()
+        embedded = self.catalogue.embedded_ids(self.model.sha256)
+        if len(embedded) != photos:
+            problems.append(f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.sha256[:12]}")
+        try:
+            on_disk = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.sha256)
+        except IndexFileError as exc:
+            problems.append(str(exc))
+        else:
+            if not np.array_equal(np.sort(on_disk.ids()), embedded):
+                problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
+            else:
+                ids, vectors = self.catalogue.embeddings(self.model.sha256, self.model.embedding_dim)
+                stored = np.stack([on_disk.reconstruct(i) for i in ids]) if len(ids) else vectors
+                if not np.allclose(stored, vectors, atol=1e-6):
+                    problems.append("index vectors differ from the embeddings stored in the catalogue")
+        return VerifyReport(ok=not problems, problems=problems)

@@ -1,0 +1,172 @@
+"""Retrieval and attribute evaluation.
+
+CMC and mAP follow torchreid's ``eval_func`` without the same-camera filter (query and gallery
+are different modalities): exact search over L2-normalised embeddings (cosine similarity, the
+ranking FAISS inner-product search gives at run time); queries whose identity is not in the
+gallery are skipped. Figures are percentages.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.model.attributes import AttributeSchema
+from core.model.inference import EmbeddedBatch, PredictedAttribute
+from core.model.network import Modality, SketchPhotoNet
+from core.model.preprocess import PreprocessConfig, preprocess
+from training.data import ImageRecord, by_modality, read_rgb
+
+RANKS = (1, 5, 10, 20)
+
+
+class Embedder(Protocol):
+    def embed_images(self, images: Sequence[np.ndarray], modality: Modality | str) -> EmbeddedBatch: ...
+
+
+def cmc_map(
+    query: np.ndarray,
+    query_ids: Sequence,
+    gallery: np.ndarray,
+    gallery_ids: Sequence,
+    ranks: Sequence[int] = RANKS,
+) -> dict[str, float]:
+    """CMC at ``ranks`` and mAP (percent) for L2-normalised query/gallery rows."""
+    query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
+    similarity = np.asarray(query, np.float64) @ np.asarray(gallery, np.float64).T
+    order = np.argsort(-similarity, axis=1, kind="stable")
+    firsts, aps = [], []
+    for q in range(len(query_ids)):
+        matches = gallery_ids[order[q]] == query_ids[q]
+        if not matches.any():
+            continue
+        hits = np.flatnonzero(matches)
+        firsts.append(hits[0])
+        precision_at_hits = np.arange(1, len(hits) + 1) / (hits + 1)
+        aps.append(precision_at_hits.mean())
+    result = {f"R{k}": 100.0 * float(np.mean(np.asarray(firsts) < k)) if firsts else 0.0 for k in ranks}
+    result["mAP"] = 100.0 * float(np.mean(aps)) if aps else 0.0
+    result["queries"] = len(firsts)
+    return result
+
+
+def attribute_accuracy(
+    predicted: Sequence[dict[str, PredictedAttribute]], records: Sequence[ImageRecord], schema: AttributeSchema
+) -> dict[str, float]:
+    """Percent of images whose predicted value equals the label, per attribute (images with the
+    attribute unknown left out; attributes nobody is labelled with left out)."""
+    out = {}
+    for name in schema.names:
+        pairs = [
+            (p[name].value, r.attributes[name])
+            for p, r in zip(predicted, records)
+            if name in p and r.attributes and name in r.attributes
+        ]
+        if pairs:
+            out[name] = 100.0 * sum(a == b for a, b in pairs) / len(pairs)
+    return out
+
+
+class NetworkEmbedder:
+    """The :class:`~core.model.inference.InferenceModel` interface over an in-memory network
+    (validation during training), using the same ``core`` preprocessing."""
+
+    def __init__(
+        self,
+        network: SketchPhotoNet,
+        configs: dict[Modality, PreprocessConfig],
+        *,
+        device: torch.device | str = "cpu",
+        batch_size: int = 64,
+        attributes: bool = True,
+    ):
+        self.network = network
+        self.configs = configs
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.attributes = attributes
+
+    @torch.inference_mode()
+    def embed_images(self, images: Sequence[np.ndarray], modality: Modality | str) -> EmbeddedBatch:
+        modality = Modality(modality)
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            embeddings, predicted = [], []
+            schema = self.network.attributes.schema
+            for start in range(0, len(images), self.batch_size):
+                chunk = np.stack([preprocess(im, self.configs[modality]) for im in images[start : start + self.batch_size]])
+                x = torch.from_numpy(chunk).to(self.device)
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+                    embedding = self.network(x, modality).embedding.float()
+                    logits = self.network.attributes(embedding) if self.attributes else {}
+                embeddings.append(F.normalize(embedding, dim=1).cpu().numpy())
+                decoded = {n: v.float().softmax(1).max(1) for n, v in logits.items()}
+                for i in range(len(x)):
+                    predicted.append(
+                        {
+                            n: PredictedAttribute(schema.spec(n).values[int(d.indices[i])], float(d.values[i]))
+                            for n, d in decoded.items()
+                        }
+                    )
+            dim = self.network.embedding_dim
+            emb = np.concatenate(embeddings) if embeddings else np.empty((0, dim), np.float32)
+            return EmbeddedBatch(emb.astype(np.float32, copy=False), predicted)
+        finally:
+            self.network.train(was_training)
+
+
+def embed_records(embedder: Embedder, records: Sequence[ImageRecord], modality: Modality, chunk: int = 64) -> EmbeddedBatch:
+    embeddings, attributes = [], []
+    for start in range(0, len(records), chunk):
+        batch = embedder.embed_images([read_rgb(r.path) for r in records[start : start + chunk]], modality)
+        embeddings.append(batch.embeddings)
+        attributes.extend(batch.attributes)
+    emb = np.concatenate(embeddings) if embeddings else np.empty((0, 0), np.float32)
+    return EmbeddedBatch(emb, attributes)
+
+
+def evaluate_records(embedder: Embedder, records: Sequence[ImageRecord], schema: AttributeSchema) -> dict:
+    """Sketch -> photo and photo -> sketch retrieval over ``records`` (queries one modality,
+    gallery the other), and attribute accuracy on the photos (and sketches) when the model
+    predicts attributes."""
+    sketches, photos = by_modality(records, Modality.SKETCH), by_modality(records, Modality.PHOTO)
+    if not sketches or not photos:
+        raise ValueError("evaluation needs both sketches and photos")
+    s = embed_records(embedder, sketches, Modality.SKETCH)
+    p = embed_records(embedder, photos, Modality.PHOTO)
+    s_ids, p_ids = [r.key for r in sketches], [r.key for r in photos]
+    s_ids = [f"{a}/{b}" for a, b in s_ids]
+    p_ids = [f"{a}/{b}" for a, b in p_ids]
+    return {
+        "sketch_to_photo": cmc_map(s.embeddings, s_ids, p.embeddings, p_ids),
+        "photo_to_sketch": cmc_map(p.embeddings, p_ids, s.embeddings, s_ids),
+        "attribute_accuracy": attribute_accuracy(p.attributes, photos, schema),
+        "attribute_accuracy_sketch": attribute_accuracy(s.attributes, sketches, schema),
+        "sketches": len(sketches),
+        "photos": len(photos),
+    }
+
+
+def headline(result: dict) -> dict:
+    """The flat summary the CLI prints: sketch -> photo R1/R5/R10/R20/mAP plus the rest."""
+    s2p = result["sketch_to_photo"]
+    out = {k: round(s2p[k], 2) for k in (*[f"R{r}" for r in RANKS], "mAP")}
+    out["photo_to_sketch"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in result["photo_to_sketch"].items()}
+    out["attribute_accuracy"] = {k: round(v, 2) for k, v in result["attribute_accuracy"].items()}
+    if result["attribute_accuracy"]:
+        out["attribute_accuracy_mean"] = round(float(np.mean(list(result["attribute_accuracy"].values()))), 2)
+    out["queries"] = s2p["queries"]
+    out["gallery"] = result["photos"]
+    return out
+
+
+def summarise(results: Sequence[dict], keys: Sequence[str] = (*[f"R{r}" for r in RANKS], "mAP")) -> dict[str, dict[str, float]]:
+    """Mean and (population) standard deviation over per-split headline dicts."""
+    return {
+        k: {"mean": float(np.mean([r[k] for r in results])), "std": float(np.std([r[k] for r in results]))}
+        for k in keys
+    }
