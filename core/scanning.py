@@ -17,7 +17,8 @@ def iter_image_files(root: str | Path, on_error: Callable[[Path, str], None] | N
     """Every image file under ``root`` (or ``root`` itself if it is one), absolute, sorted per folder.
 
     Folders are identified by (device, inode), so a symlink back to an ancestor — or two links to
-    one folder — is walked once."""
+    one folder — is walked once. What cannot be read is reported through ``on_error`` and skipped."""
+    report = on_error or (lambda path, reason: None)
     root = Path(root).absolute()
     if not root.exists():
         report(root, "no such file or folder")
@@ -25,6 +26,8 @@ def iter_image_files(root: str | Path, on_error: Callable[[Path, str], None] | N
     if root.is_file():
         if is_image_name(root.name):
             yield root
+        else:
+            report(root, f"not a supported image type (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
         return
     seen: set[tuple[int, int]] = set()
     stack = [root]
@@ -48,8 +51,11 @@ def iter_image_files(root: str | Path, on_error: Callable[[Path, str], None] | N
             try:
                 if entry.is_dir(follow_symlinks=True):
                     subfolders.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=True) and is_image_name(entry.name):
-                    yield Path(entry.path)
+                elif is_image_name(entry.name):
+                    if entry.is_file(follow_symlinks=True):
+                        yield Path(entry.path)
+                    elif entry.is_symlink():
+                        report(Path(entry.path), "unreadable (broken symbolic link)")
             except OSError:
                 continue
         stack.extend(reversed(subfolders))

@@ -3,7 +3,6 @@ line both drive SketchSearch through this facade."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,10 +27,13 @@ log = logging.getLogger(__name__)
 
 
 class Workspace:
-    def __init__(self, data_dir: Path | None = None, model_dir: Path | None = None, device: str | None = None):
+    def __init__(self, data_dir: Path | None = None, model_dir: Path | None = None, device: str | None = None,
+                 *, model: InferenceModel | None = None):
+        """Open ``data_dir`` (created if needed) with the model in ``model_dir`` (default: the bundled
+        one), or with an already loaded ``model`` (switching galleries need not reload it)."""
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.model = model or InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
         self.catalogue = Catalogue(self.data_dir)
-        self.model = InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
         manifest = self.model.manifest
         self.catalogue.register_model(self.model.sha256, manifest.name, manifest.embedding_dim, manifest.to_json())
         self.index_path = self.data_dir / "index" / f"{self.model.sha256[:16]}.faiss"

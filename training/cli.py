@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -12,6 +15,7 @@ from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.checkpoint import Manifest, save_checkpoint
 from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones
 from core.model.preprocess import PreprocessConfig
+from training.config import SOURCES, TARGETS, FitConfig, LossWeights
 
 
 def init_checkpoint(out: Path, backbone: str, weights: Path | None, embedding_dim: int | None, command: str) -> Manifest:
@@ -41,6 +45,42 @@ def init_checkpoint(out: Path, backbone: str, weights: Path | None, embedding_di
     return save_checkpoint(network.eval(), manifest, out, half=True)
 
 
+_FIT_SKIP = {"losses", "out", "root", "dataset", "split"}
+
+
+def _field_type(annotation: str):
+    base = annotation.replace(" | None", "").strip()
+    return {"int": int, "float": float, "str": str, "bool": bool}[base]
+
+
+def add_fit_arguments(parser: argparse.ArgumentParser, skip: set[str] = frozenset()) -> None:
+    """One option per :class:`FitConfig` field (``--source-epochs``), and ``--w-<loss>`` per loss
+    weight; defaults are the config's."""
+    for f in dataclasses.fields(FitConfig):
+        if f.name in _FIT_SKIP | set(skip):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f.type)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name == "source":
+            parser.add_argument(flag, choices=SOURCES, default=None)
+        else:
+            parser.add_argument(flag, type=kind, default=None)
+    for f in dataclasses.fields(LossWeights):
+        parser.add_argument(f"--w-{f.name}", type=float, default=None, help=f"weight of the {f.name} loss (default {f.default})")
+
+
+def fit_config(args: argparse.Namespace, **fixed) -> FitConfig:
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    weights = {f.name: values.pop(f"w_{f.name}") for f in dataclasses.fields(LossWeights) if f"w_{f.name}" in values}
+    known = {f.name for f in dataclasses.fields(FitConfig)}
+    config = {k: v for k, v in values.items() if k in known}
+    config.update(fixed)
+    config["out"], config["root"] = str(config["out"]), str(config["root"])
+    return FitConfig(**config, losses=LossWeights(**weights)) if "losses" not in config else FitConfig(**config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sketchsearch-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,19 +89,123 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--backbone", default="efficientnet_lite0")
     init.add_argument("--weights", type=Path, help="backbone weights file (required for resnet50)")
     init.add_argument("--embedding-dim", type=int)
+
+    fit = sub.add_parser("fit", help="train a sketch/photo model and export it with its test metrics")
+    fit.add_argument("--dataset", choices=TARGETS, default="pku")
+    fit.add_argument("--root", type=Path, required=True, help="target data set folder")
+    fit.add_argument("--split", type=int, default=1, help="PKU-Sketch split 1..10")
+    fit.add_argument("--out", type=Path, required=True, help="run folder (state, log, best/, model/)")
+    add_fit_arguments(fit)
+
+    evaluate = sub.add_parser("evaluate", help="retrieval (CMC, mAP) and attribute accuracy of a model")
+    evaluate.add_argument("--dataset", choices=TARGETS, default="pku")
+    evaluate.add_argument("--root", type=Path, required=True)
+    evaluate.add_argument("--split", type=int, default=1, help="PKU-Sketch split 1..10")
+    evaluate.add_argument("--seed", type=int, default=0, help="identity split seed (non-PKU data sets)")
+    evaluate.add_argument("--test-identities", type=float, default=0.25, help="held-out share (non-PKU)")
+    evaluate.add_argument("--model", type=Path, required=True, help="checkpoint folder")
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--threads", type=int)
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+    bench = sub.add_parser(
+        "benchmark",
+        help="all 10 PKU-Sketch splits, mean and std: trains one model per split into --out, "
+        "or with --model evaluates one fixed model (only fair for a model that saw no PKU data)",
+    )
+    bench.add_argument("dataset", choices=["pku"])
+    bench.add_argument("--root", type=Path, required=True)
+    bench.add_argument("--model", type=Path)
+    bench.add_argument("--out", type=Path, help="folder for the per-split runs (split-N/)")
+    bench.add_argument("--splits", type=int, nargs="+", default=list(range(1, 11)))
+    bench.add_argument("--json", action="store_true")
+    add_fit_arguments(bench)
     return parser
+
+
+def evaluate_model(model: Path, dataset: str, root: Path, split: int, *, seed: int = 0,
+                   test_identities: float = 0.25, device: str | None = None) -> dict:
+    from core.model.inference import InferenceModel
+    from training.engine import load_target
+    from training.evaluate import evaluate_records, headline
+
+    inference = InferenceModel(model, device)
+    config = FitConfig(out="", root=str(root), dataset=dataset, split=split, seed=seed, test_identities=test_identities)
+    test = load_target(config, inference.manifest.attribute_schema).test
+    return headline(evaluate_records(inference, test, inference.manifest.attribute_schema))
+
+
+def _print_headline(figures: dict, title: str) -> None:
+    ranks = "  ".join(f"{k} {figures[k]:.2f}" for k in ("R1", "R5", "R10", "R20", "mAP"))
+    print(f"{title}: sketch->photo {ranks}  ({figures['queries']} queries, {figures['gallery']} photos)")
+    p2s = figures["photo_to_sketch"]
+    print("  photo->sketch " + "  ".join(f"{k} {p2s[k]:.2f}" for k in ("R1", "R5", "R10", "R20", "mAP")))
+    if figures["attribute_accuracy"]:
+        attrs = ", ".join(f"{k} {v:.1f}" for k, v in figures["attribute_accuracy"].items())
+        print(f"  attribute accuracy (test photos): {attrs}")
+
+
+def run_benchmark(args: argparse.Namespace, command: str) -> dict:
+    from training.engine import fit
+    from training.evaluate import summarise
+
+    per_split = {}
+    for split in args.splits:
+        if args.model:
+            figures = evaluate_model(args.model, "pku", args.root, split, device=getattr(args, "device", None))
+        else:
+            if args.out is None:
+                raise SketchSearchError("benchmark needs --out (to train per split) or --model")
+            config = fit_config(args, out=args.out / f"split-{split}", root=args.root, dataset="pku", split=split)
+            manifest = fit(config, command=f"{command} [split {split}]")
+            figures = manifest.provenance["metrics"]["test"]
+        per_split[split] = figures
+        if not args.json:
+            _print_headline(figures, f"split {split}")
+    return {"splits": per_split, "summary": summarise(list(per_split.values()))}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    command = "sketchsearch-train " + shlex.join(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "init":
             manifest = init_checkpoint(
-                args.out, args.backbone, args.weights, args.embedding_dim,
-                command="sketchsearch-train " + shlex.join(argv),
+                args.out, args.backbone, args.weights, args.embedding_dim, command=command,
             )
             print(f"wrote {args.out} (weights sha256 {manifest.weights_sha256[:12]})")
+        elif args.command == "fit":
+            from training.engine import fit
+
+            manifest = fit(fit_config(args), command=command)
+            test = manifest.provenance["metrics"]["test"]
+            _print_headline(test, f"wrote {args.out / 'model'}; test")
+        elif args.command == "evaluate":
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            figures = evaluate_model(
+                args.model, args.dataset, args.root, args.split,
+                seed=args.seed, test_identities=args.test_identities, device=args.device,
+            )
+            if args.json:
+                print(json.dumps(figures, indent=2))
+            else:
+                _print_headline(figures, f"{args.model} on {args.dataset} split {args.split}")
+        elif args.command == "benchmark":
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            result = run_benchmark(args, command)
+            if args.json:
+                print(json.dumps(result, indent=2))
+            else:
+                print("mean ± std over splits " + ", ".join(map(str, args.splits)) + ":")
+                print("  " + "  ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in result["summary"].items()))
     except SketchSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,118 @@
+"""The SQLite catalogue: schema versions and migrations, attribute precedence, id stability."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine
+
+from core.catalogue.catalogue import Catalogue, NewPhoto
+from core.catalogue.migrations import LATEST_VERSION, create_v1
+from core.errors import CatalogueError, UnknownPhotoError
+from core.types import AttributeSource
+
+
+def new_photo(i: int, **attributes) -> NewPhoto:
+    return NewPhoto(path=f"/photos/{i}.jpg", sha256=f"{i:064x}", size_bytes=100 + i, mtime_ns=i, width=10,
+                    height=20, source_folder="/photos", thumbnail=b"jpeg", embedding=np.full(4, 0.5, np.float32),
+                    attributes=attributes)
+
+
+def columns(path) -> dict[str, list[tuple]]:
+    with sqlite3.connect(path) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        # (name, type, notnull, pk): defaults differ by construction (ALTER TABLE needs one)
+        return {t: sorted((c[1], c[2], c[3], c[5]) for c in db.execute(f"PRAGMA table_info({t})")) for t in tables}
+
+
+def test_new_catalogue_has_latest_schema_with_wal_and_foreign_keys(tmp_path):
+    catalogue = Catalogue(tmp_path)
+    with catalogue.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA user_version").scalar() == LATEST_VERSION
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    catalogue.close()
+
+
+def test_version_1_file_is_migrated_with_its_data(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    engine = create_engine(f"sqlite:///{old / Catalogue.FILE_NAME}")
+    with engine.begin() as connection:
+        create_v1(connection)
+        connection.exec_driver_sql(
+            "INSERT INTO photos (path, sha256, size_bytes, width, height, imported_at, source_folder, thumbnail) "
+            "VALUES ('/p/a.jpg', 'aa', 5, 10, 20, '2026-01-01 00:00:00', '/p', x'00')")
+        connection.exec_driver_sql(
+            "INSERT INTO photo_attributes VALUES (1, 'gender', 'manual', 'female', 1.0)")
+    engine.dispose()
+
+    catalogue = Catalogue(old)
+    record = catalogue.photo(1)
+    assert record.path == "/p/a.jpg" and not record.missing
+    assert record.attributes["gender"].value == "female"
+    assert catalogue.file_states()["/p/a.jpg"].mtime_ns == 0  # forces one re-hash, never a false "unchanged"
+    catalogue.close()
+
+    fresh = tmp_path / "fresh"
+    Catalogue(fresh).close()
+    assert columns(old / Catalogue.FILE_NAME) == columns(fresh / Catalogue.FILE_NAME)
+
+
+def test_newer_schema_is_refused_and_left_untouched(tmp_path):
+    Catalogue(tmp_path).close()
+    path = tmp_path / Catalogue.FILE_NAME
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+    before = path.read_bytes()
+    with pytest.raises(CatalogueError, match="newer"):
+        Catalogue(tmp_path)
+    assert path.read_bytes() == before
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    (tmp_path / Catalogue.FILE_NAME).write_text("hello")
+    with pytest.raises(CatalogueError, match="cannot open the catalogue"):
+        Catalogue(tmp_path)
+
+
+def test_ids_are_never_reused(tmp_path):
+    catalogue = Catalogue(tmp_path)
+    catalogue.register_model("m" * 64, "m", 4, {})
+    first = catalogue.add_photos([new_photo(1), new_photo(2)], "m" * 64)
+    catalogue.delete_photos([first[1]])
+    again = catalogue.add_photos([new_photo(3)], "m" * 64)
+    assert again[0] > first[1]
+    catalogue.close()
+
+
+def test_manual_beats_imported_beats_model(tmp_path):
+    catalogue = Catalogue(tmp_path)
+    catalogue.register_model("m" * 64, "m", 4, {})
+    (pid,) = catalogue.add_photos([new_photo(1, gender=("male", 0.7), hair=("long", 0.9))], "m" * 64)
+    assert catalogue.photo(pid).attributes["gender"].source is AttributeSource.MODEL
+    catalogue.set_attribute(pid, "gender", "female", AttributeSource.IMPORTED)
+    assert catalogue.photo(pid).attributes["gender"].value == "female"
+    catalogue.set_attribute(pid, "gender", "male", AttributeSource.MANUAL)
+    attributes = catalogue.photo(pid).attributes
+    assert (attributes["gender"].value, attributes["gender"].source) == ("male", AttributeSource.MANUAL)
+    assert attributes["hair"].confidence == pytest.approx(0.9)
+
+    table = catalogue.attribute_table({"gender": ("male", "female"), "hair": ("short", "long")})
+    assert table.values.tolist() == [[0, 1]] and table.confidence[0].tolist() == pytest.approx([1.0, 0.9])
+    with pytest.raises(UnknownPhotoError):
+        catalogue.set_attribute(999, "gender", "male", AttributeSource.MANUAL)
+    catalogue.close()
+
+
+def test_deleting_a_photo_removes_its_embeddings_and_attributes(tmp_path):
+    catalogue = Catalogue(tmp_path)
+    catalogue.register_model("m" * 64, "m", 4, {})
+    (pid,) = catalogue.add_photos([new_photo(1, gender=("male", 0.7))], "m" * 64)
+    catalogue.delete_photos([pid])
+    with catalogue.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM embeddings").scalar() == 0
+        assert connection.exec_driver_sql("SELECT count(*) FROM photo_attributes").scalar() == 0
+    catalogue.close()

@@ -1,0 +1,194 @@
+"""Gallery import on a real catalogue, index and network: identity by content, moves, removals,
+bad files, cancellation, and recovery of the index."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+
+from core.types import ImportProgress
+from tests.conftest import draw_person
+from tests.core.test_imaging import bad_files
+
+
+def photo_paths(workspace) -> dict[str, int]:
+    return {path: state.photo_id for path, state in workspace.catalogue.file_states().items()}
+
+
+def test_import_then_reimport_adds_nothing(open_workspace, make_photos):
+    photos = make_photos(6)
+    workspace = open_workspace()
+    first = workspace.import_paths([photos[0].parent])
+    assert (first.added, first.updated, first.unchanged, first.failed) == (6, 0, 0, [])
+    assert set(photo_paths(workspace)) == {str(p) for p in photos}
+    second = workspace.import_paths([photos[0].parent])
+    assert (second.added, second.updated, second.unchanged) == (0, 0, 6)
+    assert workspace.catalogue.count_photos() == 6 and len(workspace.index) == 6
+    assert workspace.verify().ok
+
+
+def test_reimport_after_touch_hashes_again_but_adds_nothing(open_workspace, make_photos):
+    photos = make_photos(3)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    before = photo_paths(workspace)
+    photos[1].touch()  # new mtime, same content
+    summary = workspace.import_paths([photos[0].parent])
+    assert (summary.added, summary.updated, summary.unchanged) == (0, 0, 3)
+    assert photo_paths(workspace) == before
+
+
+def test_moved_file_is_updated_not_duplicated(open_workspace, make_photos, tmp_path):
+    photos = make_photos(4)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    old_ids = photo_paths(workspace)
+    moved = photos[0].parent / "renamed" / "moved.jpg"
+    moved.parent.mkdir()
+    shutil.move(photos[2], moved)
+    summary = workspace.import_paths([photos[0].parent])
+    assert (summary.added, summary.updated, summary.unchanged) == (0, 1, 3)
+    now = photo_paths(workspace)
+    assert now[str(moved)] == old_ids[str(photos[2])]  # same photo, same id, new path
+    assert str(photos[2]) not in now and len(now) == 4 and len(workspace.index) == 4
+
+
+def test_copy_of_a_photo_is_not_catalogued_twice(open_workspace, make_photos):
+    photos = make_photos(2)
+    shutil.copy(photos[0], photos[0].parent / "copy.jpg")
+    workspace = open_workspace()
+    summary = workspace.import_paths([photos[0].parent])
+    assert (summary.added, summary.unchanged) == (2, 1)
+    assert workspace.catalogue.count_photos() == 2
+
+
+def test_replaced_content_at_same_path_replaces_the_photo(open_workspace, make_photos):
+    photos = make_photos(2)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    old_id = photo_paths(workspace)[str(photos[0])]
+    draw_person(999).save(photos[0], quality=90)
+    summary = workspace.import_paths([photos[0].parent])
+    assert (summary.added, summary.updated) == (0, 1)
+    new_id = photo_paths(workspace)[str(photos[0])]
+    assert new_id > old_id  # ids are never reused
+    assert sorted(workspace.index.ids()) == sorted(photo_paths(workspace).values())
+
+
+def test_removed_files_are_flagged_then_pruned(open_workspace, make_photos):
+    photos = make_photos(5)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    photos[1].unlink()
+    photos[3].unlink()
+    workspace.import_paths([photos[0].parent])
+    assert workspace.catalogue.count_missing() == 2
+    assert workspace.stats().missing == 2
+    assert workspace.prune_missing() == 2
+    assert set(photo_paths(workspace)) == {str(photos[i]) for i in (0, 2, 4)}
+    assert len(workspace.index) == 3 and workspace.verify().ok
+
+
+def test_bad_files_are_reported_and_never_stop_the_import(open_workspace, make_photos):
+    photos = make_photos(4)
+    expected = bad_files(photos[0].parent)
+    workspace = open_workspace()
+    summary = workspace.import_paths([photos[0].parent])
+    assert summary.added == 4
+    reasons = {f.path.rsplit("/", 1)[-1]: f.reason for f in summary.failed}
+    assert set(reasons) == set(expected)
+    for name, reason in expected.items():
+        assert reason in reasons[name], (name, reasons[name])
+    assert workspace.catalogue.last_import_failures() == summary.failed
+    assert workspace.stats().failed == len(expected)
+
+
+def test_symlink_loops_are_walked_once(open_workspace, make_photos):
+    photos = make_photos(3)
+    folder = photos[0].parent
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    workspace = open_workspace()
+    summary = workspace.import_paths([folder])
+    assert summary.added == 3 and summary.failed == []
+
+
+def test_originals_are_not_modified(open_workspace, make_photos):
+    photos = make_photos(3)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in photos}
+    open_workspace().import_paths([photos[0].parent])
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in photos} == before
+
+
+def test_progress_is_reported_and_cancel_stops_between_batches(open_workspace, make_photos):
+    photos = make_photos(40)
+    workspace = open_workspace()
+    cancel = threading.Event()
+    seen: list[ImportProgress] = []
+
+    def on_progress(progress: ImportProgress) -> None:
+        seen.append(progress)
+        if progress.done >= 5:
+            cancel.set()
+
+    summary = workspace.import_paths([photos[0].parent], progress=on_progress, cancel=cancel, batch_size=4)
+    assert summary.cancelled
+    assert 5 <= summary.added < 40
+    assert seen and seen[0].total == 40
+    # what was committed is consistent, and the next import completes the rest
+    assert workspace.verify().ok
+    rest = workspace.import_paths([photos[0].parent])
+    assert rest.added + summary.added == 40 and workspace.catalogue.count_photos() == 40
+
+
+def test_deleted_or_corrupt_index_is_rebuilt_from_the_catalogue(open_workspace, make_photos, caplog, tmp_path):
+    photos = make_photos(5)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    query = workspace.index.reconstruct(photo_paths(workspace)[str(photos[2])])
+    expected = workspace.search_embeddings(query[None], top_k=5)[0]
+    index_path = workspace.index_path
+    workspace.close()
+
+    index_path.unlink()
+    reopened = open_workspace()
+    assert len(reopened.index) == 5 and index_path.exists()
+    assert reopened.search_embeddings(query[None], top_k=5)[0] == expected
+    reopened.close()
+
+    data = bytearray(index_path.read_bytes())
+    data[-100:] = bytes(100)  # damage the stored vectors
+    index_path.write_bytes(bytes(data))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        again = open_workspace()
+    assert "checksum" in caplog.text
+    assert again.verify().ok and again.search_embeddings(query[None], top_k=5)[0] == expected
+
+
+def test_stale_index_is_rebuilt(open_workspace, make_photos):
+    photos = make_photos(4)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    stale = workspace.index_path.read_bytes()
+    make_photos(2, start=100)
+    workspace.import_paths([photos[0].parent])
+    workspace.index_path.write_bytes(stale)  # as if the process died before saving the index
+    workspace.close()
+    reopened = open_workspace()
+    assert len(reopened.index) == 6 and reopened.verify().ok
+
+
+def test_embeddings_are_unit_vectors_matching_the_model(open_workspace, make_photos, inference_model):
+    photos = make_photos(3)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    ids, vectors = workspace.catalogue.embeddings(inference_model.sha256, inference_model.embedding_dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    from core.imaging import load_rgb
+
+    direct = inference_model.embed_images([load_rgb(p) for p in photos], "photo").embeddings
+    by_path = photo_paths(workspace)
+    order = [list(ids).index(by_path[str(p)]) for p in photos]
+    np.testing.assert_allclose(vectors[order], direct, atol=1e-4)

@@ -1,0 +1,60 @@
+"""Fixtures for the training tests: the research data sets live beside the repository, never in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = (REPO / "../shared/data").resolve()
+
+# Real Market-1501 training identities (listed in market_attribute.mat's train part).
+MARKET_IDS = ("0002", "0007", "0010", "0011")
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (research data is kept beside the repo in ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pku_root() -> Path:
+    return _need(DATA / "pku-sketch", "PKU-Sketch")
+
+
+@pytest.fixture(scope="session")
+def cufs_root() -> Path:
+    return _need(DATA / "cufs", "CUFS")
+
+
+@pytest.fixture(scope="session")
+def market_mat() -> Path:
+    return _need(DATA / "market1501-attributes" / "market_attribute.mat", "Market-1501 attributes")
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (64, 128)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def market_root(tmp_path: Path, market_mat: Path) -> Path:
+    """A tiny folder in the Market-1501 layout: generated images named with real training ids
+    (3 per id, two cameras), junk/distractor files, and a copy of the real attribute file."""
+    root = tmp_path / "market"
+    folder = root / "bounding_box_train"
+    seed = 0
+    for pid in MARKET_IDS:
+        for cam, frame in ((1, 451), (2, 1201), (2, 1301)):
+            write_image(folder / f"{pid}_c{cam}s1_{frame:06d}_01.jpg", seed)
+            seed += 1
+    write_image(folder / "0000_c1s1_000001_00.jpg", 99)
+    write_image(folder / "-1_c1s1_000002_00.jpg", 98)
+    (root / "market_attribute.mat").write_bytes(market_mat.read_bytes())
+    return root

@@ -1,0 +1,92 @@
+"""The fit configuration: every knob of a training run, recorded in the checkpoint's provenance."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+TARGETS = ("pku", "paired", "cufs")
+SOURCES = ("market1501", "cufs", "paired")
+
+
+@dataclass
+class LossWeights:
+    identity: float = 1.0
+    triplet: float = 1.0  # batch-hard cross-modal triplet
+    mathm: float = 1.0  # modality-aware triplet (cross / within / hybrid)
+    attribute: float = 0.5  # attribute cross-entropy on labelled images
+    entropy: float = 0.1  # attribute entropy on unlabelled images
+    consistency: float = 0.2  # sketch vs photo attribute agreement
+    domain: float = 0.1  # adversarial 3-way domain classifier (gradient reversal)
+
+
+@dataclass
+class FitConfig:
+    out: str
+    root: str  # target data set folder
+    dataset: str = "pku"  # pku (official splits) | paired | cufs (seeded identity split)
+    split: int = 1  # PKU-Sketch split 1..10
+    test_identities: float = 0.25  # non-PKU targets: identities held out for testing
+    validation_identities: float = 15  # carved from the training identities (count, or fraction < 1)
+    limit_identities: int | None = None  # keep only this many training (and test) identities: quick runs
+    target_attributes: bool = True  # use the target's attribute labels (else they count as unlabelled)
+
+    source: str | None = None  # market1501 | cufs | paired: labelled source-domain photos
+    source_root: str | None = None
+    source_mat: str | None = None  # market_attribute.mat for market1501
+    source_share: float = 0.25  # share of each batch's identities from the source
+    source_epochs: int = 0  # source-only pre-training epochs before co-training
+    source_limit_identities: int | None = None
+
+    backbone: str = "efficientnet_lite0"
+    embedding_dim: int | None = None
+    init: str | None = None  # checkpoint folder to start from (else ImageNet backbones)
+    backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
+    height: int = 256
+    width: int = 128
+
+    epochs: int = 60  # co-training epochs
+    steps_per_epoch: int | None = None  # default: identities / P
+    p: int = 8  # identities per batch
+    k: int = 4  # images per identity (half sketches, half photos for target identities)
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 5
+    label_smoothing: float = 0.1
+    margin: float = 0.3
+    domain_gamma: float = 10.0  # gradient-reversal ramp 2/(1+exp(-gamma p)) - 1
+    losses: LossWeights = field(default_factory=LossWeights)
+
+    device: str = "auto"
+    amp: bool = True  # float16 autocast + grad scaling on CUDA
+    workers: int = 2
+    threads: int | None = None  # torch CPU threads
+    seed: int = 0
+    eval_every: int = 1
+    progress: bool = True
+    half: bool = False  # store the exported weights as float16
+    resume: bool = True  # continue from out/state.pt when present
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "FitConfig":
+        data = dict(data)
+        data["losses"] = LossWeights(**data.get("losses", {}))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    def check(self) -> None:
+        if self.dataset not in TARGETS:
+            raise ValueError(f"dataset must be one of {TARGETS}")
+        if self.source is not None and self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}")
+        if self.source is not None and not self.source_root:
+            raise ValueError("a source data set needs source_root")
+        if self.source_epochs and self.source is None:
+            raise ValueError("source_epochs needs a source data set")

@@ -1,0 +1,469 @@
+"""The fit loop: optional source pre-training, then sketch/photo co-training with identity,
+metric, attribute and domain-adversarial losses; model selection on validation identities;
+export of the selected network as a ``core`` checkpoint with its provenance and test metrics.
+
+Outputs under ``config.out``: ``config.json``, ``log.csv`` (one row per epoch), ``state.pt``
+(resumable training state), ``best/`` (the checkpoint chosen on validation) and ``model/`` (the
+exported checkpoint with test metrics)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import random
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from core.model.attributes import PERSON_ATTRIBUTES, AttributeSchema
+from core.model.checkpoint import Manifest, load_checkpoint, save_checkpoint
+from core.model.inference import choose_device
+from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones
+from core.model.preprocess import PreprocessConfig
+from training import data as datasets
+from training.config import FitConfig
+from training.data import ImageRecord, Split
+from training.dataset import Augmentation, TrainingImages
+from training.evaluate import NetworkEmbedder, evaluate_records, headline
+from training.losses import (
+    AttributeConsistencyLoss,
+    AttributeEntropyLoss,
+    AttributeLoss,
+    CrossModalTripletLoss,
+    DomainAdversarialLoss,
+    DomainClassifier,
+    LabelSmoothingCrossEntropy,
+    ModalityAwareTripletLoss,
+    dann_strength,
+)
+from training.sampler import IdentityBatchSampler
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+STATE_FILE = "state.pt"
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+@dataclass
+class FitData:
+    train: list[ImageRecord]
+    validation: list[ImageRecord]
+    test: list[ImageRecord]
+    source: list[ImageRecord]
+    split_name: str
+
+
+def _strip_attributes(records: list[ImageRecord]) -> list[ImageRecord]:
+    return [dataclasses.replace(r, attributes=None) for r in records]
+
+
+def load_target(config: FitConfig, schema: AttributeSchema) -> Split:
+    root = Path(config.root)
+    if config.dataset == "pku":
+        return datasets.pku_sketch(root, config.split, schema)
+    records = datasets.cufs(root, schema) if config.dataset == "cufs" else datasets.paired_folder(root, schema)
+    return datasets.paired_split(records, config.test_identities, config.seed, name=f"{config.dataset}-seed{config.seed}")
+
+
+def load_source(config: FitConfig, schema: AttributeSchema) -> list[ImageRecord]:
+    if config.source is None:
+        return []
+    root = Path(config.source_root)
+    if config.source == "market1501":
+        records = datasets.market1501(root, Path(config.source_mat) if config.source_mat else None, "train", schema)
+    elif config.source == "cufs":
+        records = datasets.cufs(root, schema)
+    else:
+        records = datasets.paired_folder(root, schema)
+    return datasets.limit_identities(records, config.source_limit_identities, config.seed)
+
+
+def prepare_data(config: FitConfig, schema: AttributeSchema = PERSON_ATTRIBUTES) -> FitData:
+    """Target train/validation/test records and source records. Test identities come only from the
+    split's test side; validation identities are carved (seeded) out of the training identities."""
+    split = load_target(config, schema)
+    train, test = split.train, split.test
+    if config.limit_identities:
+        train = datasets.limit_identities(train, config.limit_identities, config.seed)
+        test = datasets.limit_identities(test, config.limit_identities, config.seed)
+    train, validation = datasets.split_identities(train, config.validation_identities, config.seed)
+    if not config.target_attributes:
+        train, validation = _strip_attributes(train), _strip_attributes(validation)
+    source = load_source(config, schema)
+    train_keys, test_keys = set(datasets.identities(train + validation)), set(datasets.identities(test))
+    assert not train_keys & test_keys, "test identities leaked into training"
+    return FitData(train, validation, test, source, split.name)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def git_commit() -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def forward_mixed(network: SketchPhotoNet, images: torch.Tensor, modality: torch.Tensor):
+    """Run photos through the photo encoder and sketches through the sketch encoder; return
+    (feature, embedding) rows in the batch's order."""
+    features, embeddings, order = [], [], []
+    for value, name in ((0, Modality.PHOTO), (1, Modality.SKETCH)):
+        index = torch.nonzero(modality == value).flatten()
+        if index.numel():
+            out = network(images[index], name)
+            features.append(out.feature)
+            embeddings.append(out.embedding)
+            order.append(index)
+    inverse = torch.empty_like(modality)
+    inverse[torch.cat(order)] = torch.arange(len(modality), device=modality.device)
+    return torch.cat(features)[inverse], torch.cat(embeddings)[inverse]
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up from 1 % then cosine decay to 1 % of the base rate."""
+    if warmup and step < warmup:
+        return 0.01 + 0.99 * step / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
+    if config.init:
+        network, manifest = load_checkpoint(Path(config.init))
+        if manifest.attribute_schema != schema:
+            raise ValueError(f"{config.init}: attribute schema differs from the training schema")
+        return network.train()
+    network = SketchPhotoNet(config.backbone, schema, config.embedding_dim)
+    load_pretrained_backbones(network, Path(config.backbone_weights) if config.backbone_weights else None)
+    return network
+
+
+# ---------------------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    def __init__(self, config: FitConfig, schema: AttributeSchema = PERSON_ATTRIBUTES, command: str | None = None):
+        config.check()
+        self.config = config
+        self.schema = schema
+        self.command = command or "sketchsearch-train " + shlex.join(sys.argv[1:])
+        self.out = Path(config.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        self.device = choose_device(config.device)
+        self.amp = config.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        self.data = prepare_data(config, schema)
+        self.configs = {
+            Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=False),
+            Modality.SKETCH: PreprocessConfig(height=config.height, width=config.width, greyscale=True),
+        }
+        records = self.data.train + self.data.source
+        keys = datasets.identities(records)
+        self.label_of = {key: i for i, key in enumerate(keys)}
+        labels = [self.label_of[r.key] for r in records]
+        is_source = [False] * len(self.data.train) + [True] * len(self.data.source)
+        self.dataset = TrainingImages(
+            records, labels, self.configs, schema, source=is_source, augmentation=Augmentation(), seed=config.seed
+        )
+        self.co_sampler = IdentityBatchSampler(
+            records, labels, p=config.p, k=config.k, source=is_source,
+            source_share=config.source_share if self.data.source else 0.0,
+            seed=config.seed, batches=config.steps_per_epoch,
+        )
+        self.source_sampler = None
+        if config.source_epochs:
+            self.source_sampler = IdentityBatchSampler(
+                records, labels, p=config.p, k=config.k, source=is_source, source_share=1.0,
+                seed=config.seed + 1, batches=config.steps_per_epoch,
+            )
+        self.attributes_labelled = any(r.attributes for r in records)
+
+        self.network = build_network(config, schema).to(self.device)
+        dim = self.network.embedding_dim
+        self.classifier = nn.Linear(dim, len(keys), bias=False).to(self.device)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.domain_head = DomainClassifier(dim).to(self.device)
+        names = schema.names
+        self.loss_fns = {
+            "identity": LabelSmoothingCrossEntropy(config.label_smoothing),
+            "triplet": CrossModalTripletLoss(config.margin),
+            "mathm": ModalityAwareTripletLoss(config.margin),
+            "attribute": AttributeLoss(names),
+            "entropy": AttributeEntropyLoss(names),
+            "consistency": AttributeConsistencyLoss(names),
+            "domain": DomainAdversarialLoss(self.domain_head),
+        }
+        params = [*self.network.parameters(), *self.classifier.parameters(), *self.domain_head.parameters()]
+        self.optimizer = torch.optim.Adam(
+            [p for p in params if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.epochs_total = config.source_epochs + config.epochs
+        self.steps_total = sum(len(self._sampler(e)) for e in range(self.epochs_total))
+        warmup = sum(len(self._sampler(e)) for e in range(min(config.warmup_epochs, self.epochs_total)))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, warmup, self.steps_total)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.epoch = 0  # next epoch to run
+        self.step = 0
+        self.best_score = -1.0
+        self.best_epoch = -1
+        self.best_validation: dict | None = None
+
+    # -- schedule -----------------------------------------------------------------------------
+
+    def _phase(self, epoch: int) -> str:
+        return "source" if epoch < self.config.source_epochs else "co-train"
+
+    def _sampler(self, epoch: int) -> IdentityBatchSampler:
+        return self.source_sampler if self._phase(epoch) == "source" else self.co_sampler
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {
+            "network": self.network.state_dict(),
+            "classifier": self.classifier.state_dict(),
+            "domain_head": self.domain_head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_state(self) -> None:
+        tmp = self.out / (STATE_FILE + ".tmp")
+        torch.save(self._state(), tmp)
+        tmp.replace(self.out / STATE_FILE)
+
+    def load_state(self) -> bool:
+        path = self.out / STATE_FILE
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.network.load_state_dict(state["network"])
+        self.classifier.load_state_dict(state["classifier"])
+        self.domain_head.load_state_dict(state["domain_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        log.info("resumed from %s at epoch %d", path, self.epoch)
+        return True
+
+    def _manifest(self, name: str, provenance: dict) -> Manifest:
+        return Manifest(
+            name=name,
+            backbone=self.network.backbone_name,
+            embedding_dim=self.network.embedding_dim,
+            preprocess=dict(self.configs),
+            attribute_schema=self.schema,
+            attribute_head_trained=bool(self.attributes_labelled and self.config.losses.attribute > 0),
+            provenance=provenance,
+        )
+
+    def _provenance(self, **extra) -> dict:
+        config = self.config
+        return {
+            "kind": "trained (IHDA-style sketch/photo co-training)",
+            "command": self.command,
+            "data": {
+                "target": config.dataset,
+                "root": str(config.root),
+                "source": config.source,
+                "source_root": str(config.source_root) if config.source_root else None,
+                "train_images": len(self.data.train),
+                "train_identities": len(datasets.identities(self.data.train)),
+                "validation_identities": sorted(i for _, i in datasets.identities(self.data.validation)),
+                "test_identities": len(datasets.identities(self.data.test)),
+                "source_images": len(self.data.source),
+            },
+            "split": self.data.split_name,
+            "seed": config.seed,
+            "git": git_commit(),
+            "config": config.to_json(),
+            "torch": torch.__version__,
+            "device": str(self.device),
+            **extra,
+        }
+
+    # -- training -------------------------------------------------------------------------------
+
+    def _loader(self, epoch: int) -> DataLoader:
+        sampler = self._sampler(epoch)
+        sampler.set_epoch(epoch)
+        self.dataset.set_epoch(epoch)
+        return DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def compute_losses(self, batch: dict, phase: str) -> dict[str, torch.Tensor]:
+        weights = self.config.losses
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device)
+        modality = batch["modality"].to(self.device)
+        domains = batch["domain"].to(self.device)
+        targets = batch["attributes"].to(self.device)
+        feature, embedding = forward_mixed(self.network, images, modality)
+        losses: dict[str, torch.Tensor] = {}
+        if weights.identity:
+            losses["identity"] = self.loss_fns["identity"](self.classifier(embedding), labels)
+        if weights.triplet:
+            losses["triplet"] = self.loss_fns["triplet"](feature, labels, modality)
+        if weights.mathm:
+            losses["mathm"] = self.loss_fns["mathm"](feature, labels, modality)
+        if weights.attribute or weights.entropy or weights.consistency:
+            logits = self.network.attributes(embedding)
+            labelled = (targets != -1).any(1)
+            if weights.attribute:
+                losses["attribute"] = self.loss_fns["attribute"](logits, targets)
+            if weights.entropy:
+                losses["entropy"] = self.loss_fns["entropy"](logits, ~labelled)
+            if weights.consistency:
+                losses["consistency"] = self.loss_fns["consistency"](logits, labels, modality)
+        if weights.domain and phase == "co-train" and domains.unique().numel() > 1:
+            losses["domain"] = self.loss_fns["domain"](feature, domains)
+        return losses
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        phase = self._phase(epoch)
+        self.network.train()
+        self.classifier.train()
+        self.domain_head.train()
+        weights = dataclasses.asdict(self.config.losses)
+        sums: dict[str, float] = {}
+        steps = 0
+        loader = self._loader(epoch)
+        if self.config.progress:
+            from tqdm import tqdm
+
+            loader = tqdm(loader, desc=f"epoch {epoch + 1}/{self.epochs_total} ({phase})", leave=False)
+        for batch in loader:
+            self.domain_head.strength = dann_strength(self.step / max(1, self.steps_total), self.config.domain_gamma)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                losses = self.compute_losses(batch, phase)
+            total = sum(weights[name] * value.float() for name, value in losses.items())
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            steps += 1
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
+            if self.config.progress:
+                loader.set_postfix(loss=f"{float(total):.3f}")
+        return {name: value / max(1, steps) for name, value in sums.items()}
+
+    def validate(self) -> dict | None:
+        if not self.data.validation:
+            return None
+        embedder = NetworkEmbedder(self.network, self.configs, device=self.device)
+        return headline(evaluate_records(embedder, self.data.validation, self.schema))
+
+    def _log(self, row: dict) -> None:
+        path = self.out / "log.csv"
+        columns = ["epoch", "phase", "step", "lr", "seconds", "loss", "identity", "triplet", "mathm",
+                   "attribute", "entropy", "consistency", "domain", "val_R1", "val_R10", "val_mAP"]
+        new = not path.is_file()
+        with open(path, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    def fit(self) -> Manifest:
+        """Train (resuming when state exists and ``config.resume``), then export ``out/model``."""
+        self.config.save(self.out / "config.json")
+        if self.config.resume:
+            self.load_state()
+        while self.epoch < self.epochs_total:
+            epoch = self.epoch
+            started = time.time()
+            losses = self.train_epoch(epoch)
+            row = {"epoch": epoch + 1, "phase": self._phase(epoch), "step": self.step,
+                   "lr": self.optimizer.param_groups[0]["lr"], **losses}
+            last = epoch + 1 == self.epochs_total
+            if self._phase(epoch) == "co-train" and ((epoch + 1) % self.config.eval_every == 0 or last):
+                validation = self.validate()
+                score = (validation["R1"] + validation["mAP"]) / 2 if validation else float(epoch)
+                if validation:
+                    row.update(val_R1=validation["R1"], val_R10=validation["R10"], val_mAP=validation["mAP"])
+                if score > self.best_score:
+                    self.best_score, self.best_epoch = score, epoch + 1
+                    self.best_validation = validation
+                    save_checkpoint(
+                        self.network.eval(), self._manifest("best", self._provenance(validation=validation, epoch=epoch + 1)),
+                        self.out / "best",
+                    )
+            row["seconds"] = time.time() - started
+            self._log(row)
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+            self.epoch += 1
+            self.save_state()
+        return self.export()
+
+    def export(self) -> Manifest:
+        """Load the validation-selected weights, measure the test split and write ``out/model``."""
+        best = self.out / "best"
+        if best.is_dir():
+            network, manifest = load_checkpoint(best)
+            self.network.load_state_dict(network.state_dict())
+            validation = manifest.provenance.get("validation")
+            epoch = manifest.provenance.get("epoch")
+        else:
+            validation, epoch = None, self.epoch
+        self.network.eval()
+        embedder = NetworkEmbedder(self.network, self.configs, device=self.device)
+        test = headline(evaluate_records(embedder, self.data.test, self.schema))
+        name = f"{self.network.backbone_name}-ihda-{self.data.split_name}"
+        provenance = self._provenance(
+            metrics={"test": test, "validation": validation, "selected_epoch": epoch, "epochs": self.epochs_total}
+        )
+        return save_checkpoint(self.network, self._manifest(name, provenance), self.out / "model", half=self.config.half)
+
+
+def fit(config: FitConfig, command: str | None = None) -> Manifest:
+    return Trainer(config, command=command).fit()
