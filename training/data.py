@@ -195,7 +195,14 @@ def read_market_attributes(
     except (KeyError, ValueError, IndexError) as exc:
         raise DataError(f"{mat_path}: not a market_attribute.mat with a '{subset}' part ({exc})") from exc
     names = data.dtype.names
-    column = {name: np.asarray(data[name][0, 0]).ravel() for name in names}
+
+    def flat(value) -> np.ndarray:
+        array = np.asarray(value)
+        while array.dtype == object and array.size == 1:  # MATLAB cells nest 1x1 wrappers
+            array = np.asarray(array.item())
+        return array.ravel()
+
+    column = {name: flat(data[name]) for name in names}
     ids = [str(np.asarray(v).ravel()[0]) for v in column["image_index"]]
     colours = set(schema.spec("upper_color").values) if "upper_color" in schema.names else set()
     table: dict[str, dict[str, str]] = {}
@@ -258,15 +265,15 @@ def market1501(
 
 def cufs(root: Path, schema: AttributeSchema = PERSON_ATTRIBUTES) -> list[ImageRecord]:
     """CUHK Face Sketch (student part): ``photos/`` and ``sketches/`` with the same file names; the
-    identity is the file stem, gender from the ``f-``/``m-`` prefix. Unpaired files are skipped."""
+    identity is the file stem, gender from the ``f``/``m`` prefix (``f-``, ``f1-``, ``m-``, ``m1-``). Unpaired files are skipped."""
     root = Path(root)
     photos = {p.stem: p for p in _image_files(_require_dir(root / "photos", "CUFS photo"))}
     sketches = {p.stem: p for p in _image_files(_require_dir(root / "sketches", "CUFS sketch"))}
     records = []
     for stem in sorted(photos.keys() & sketches.keys()):
         attributes = None
-        if "gender" in schema.names and stem[:2] in ("f-", "m-"):
-            attributes = {"gender": "female" if stem.startswith("f-") else "male"}
+        if "gender" in schema.names and stem[:1] in ("f", "m"):  # f-/f1- female, m-/m1- male
+            attributes = {"gender": "female" if stem.startswith("f") else "male"}
         for modality, path in ((Modality.PHOTO, photos[stem]), (Modality.SKETCH, sketches[stem])):
             records.append(ImageRecord(path, stem, modality, dict(attributes) if attributes else None, "cufs"))
     if not records:

@@ -72,6 +72,11 @@ class IdentityBatchSampler(Sampler[list[int]]):
             if source_share > 0 and self.source_groups:
                 self.p_source = min(max(self.p_source, 1), p - 1)
             self.p_target = p - self.p_source
+        if self.p_target and self.p_target * max(1, k // 2) < 2:
+            raise ValueError(
+                f"{self.p_target} target identities x {max(1, k // 2)} sketches per batch: the sketch "
+                "encoder's batch norm needs at least 2 sketches (raise P or K)"
+            )
         if self.p_target and len(self.target) < self.p_target:
             raise ValueError(f"{len(self.target)} identities with both modalities, fewer than P = {self.p_target}")
         if self.p_source and len(self.source_groups) < self.p_source:

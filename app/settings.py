@@ -1,0 +1,76 @@
+"""Persistent preferences (QSettings): data folder, device, top K; and the dialog that edits them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QSpinBox, QWidget)
+
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_TOP_K = 50
+MAX_TOP_K = 1000
+
+
+@dataclass
+class Preferences:
+    data_dir: str = ""  # empty: the default data folder
+    device: str = "auto"
+    top_k: int = DEFAULT_TOP_K
+
+    @classmethod
+    def load(cls, settings: QSettings) -> "Preferences":
+        device = str(settings.value("device", "auto"))
+        try:
+            top_k = int(settings.value("top_k", DEFAULT_TOP_K))
+        except (TypeError, ValueError):
+            top_k = DEFAULT_TOP_K
+        return cls(data_dir=str(settings.value("data_dir", "") or ""),
+                   device=device if device in DEVICES else "auto",
+                   top_k=max(1, min(MAX_TOP_K, top_k)))
+
+    def save(self, settings: QSettings) -> None:
+        settings.setValue("data_dir", self.data_dir)
+        settings.setValue("device", self.device)
+        settings.setValue("top_k", self.top_k)
+        settings.sync()
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, preferences: Preferences, default_data_dir: Path, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.data_dir = QLineEdit(preferences.data_dir)
+        self.data_dir.setPlaceholderText(str(default_data_dir))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        data_row = QHBoxLayout()
+        data_row.addWidget(self.data_dir, 1)
+        data_row.addWidget(browse)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.device.setCurrentText(preferences.device)
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, MAX_TOP_K)
+        self.top_k.setValue(preferences.top_k)
+        form = QFormLayout(self)
+        form.addRow("Data folder", data_row)
+        form.addRow("Device", self.device)
+        form.addRow("Candidates (top K)", self.top_k)
+        note = QLabel("A new data folder or device takes effect at once (the gallery is reopened).")
+        note.setWordWrap(True)
+        form.addRow(note)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Data folder", self.data_dir.text() or str(Path.home()))
+        if folder:
+            self.data_dir.setText(folder)
+
+    def preferences(self) -> Preferences:
+        return Preferences(self.data_dir.text().strip(), self.device.currentText(), self.top_k.value())

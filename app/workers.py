@@ -1,0 +1,147 @@
+"""Background work: every call into the workspace that can take time runs here, never on the GUI
+thread. A task is a function run in a QThreadPool; its result, error or progress comes back to the
+GUI thread as a queued signal. Tasks can be cancelled, and :meth:`TaskRunner.shutdown` leaves no
+thread running."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from core.errors import SketchSearchError
+
+log = logging.getLogger(__name__)
+
+
+def user_message(exc: BaseException) -> str:
+    """One line a user can act on; unexpected errors are logged with their traceback."""
+    from app.strokes import SketchFileError
+
+    if isinstance(exc, (SketchSearchError, SketchFileError)):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "Not enough memory for this operation."
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    log.error("unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
+    return f"Unexpected error: {type(exc).__name__}: {exc}"
+
+
+class Cancelled(Exception):
+    """Raised inside a task that noticed its cancel flag (reported as cancelled, not as an error)."""
+
+
+class TaskSignals(QObject):
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+    done = Signal()  # after any of the three above
+
+
+class Task(QRunnable):
+    """Runs ``function(task)``; the function may call ``task.report(x)`` and check ``task.cancel``."""
+
+    def __init__(self, function: Callable[["Task"], Any], name: str = ""):
+        super().__init__()
+        self.setAutoDelete(False)  # the runner keeps the Python object until ``done``
+        self.function = function
+        self.name = name or getattr(function, "__name__", "task")
+        self.cancel = threading.Event()
+        self.signals = TaskSignals()
+
+    def report(self, value: Any) -> None:
+        self.signals.progress.emit(value)
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def run(self) -> None:
+        try:
+            if self.cancel.is_set():
+                raise Cancelled()
+            result = self.function(self)
+        except Cancelled:
+            self.signals.cancelled.emit()
+        except BaseException as exc:  # noqa: BLE001 - every error reaches the user as a message
+            self.signals.failed.emit(user_message(exc))
+        else:
+            self.signals.succeeded.emit(result)
+        finally:
+            self.signals.done.emit()
+
+
+class TaskRunner(QObject):
+    """Named thread pools: ``search`` (one at a time, newest wins), ``io`` (thumbnails, photos,
+    small writes) and ``long`` (model loading, imports)."""
+
+    POOLS = {"search": 1, "io": 2, "long": 1}
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.pools: dict[str, QThreadPool] = {}
+        for name, threads in self.POOLS.items():
+            pool = QThreadPool(self)
+            pool.setMaxThreadCount(threads)
+            pool.setExpiryTimeout(2000)
+            self.pools[name] = pool
+        self._tasks: set[Task] = set()
+        self._closed = False
+
+    def submit(self, function: Callable[[Task], Any], *, pool: str = "io",
+               on_result: Callable[[Any], None] | None = None, on_error: Callable[[str], None] | None = None,
+               on_progress: Callable[[Any], None] | None = None, on_cancel: Callable[[], None] | None = None,
+               name: str = "") -> Task | None:
+        if self._closed:
+            return None
+        task = Task(function, name)
+        if on_result:
+            task.signals.succeeded.connect(on_result)
+        if on_error:
+            task.signals.failed.connect(on_error)
+        if on_progress:
+            task.signals.progress.connect(on_progress)
+        if on_cancel:
+            task.signals.cancelled.connect(on_cancel)
+        task.signals.done.connect(lambda: self._tasks.discard(task))
+        self._tasks.add(task)
+        self.pools[pool].start(task)
+        return task
+
+    def active(self) -> int:
+        return sum(p.activeThreadCount() for p in self.pools.values())
+
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel.set()
+        for pool in self.pools.values():
+            pool.clear()  # queued tasks never start
+
+    def wait(self, msecs: int = -1) -> bool:
+        return all(pool.waitForDone(msecs) for pool in self.pools.values())
+
+    def shutdown(self, msecs: int = 30000) -> bool:
+        """Cancel everything, wait for running tasks, drop their pending results."""
+        self._closed = True
+        self.cancel_all()
+        finished = self.wait(msecs)
+        for task in list(self._tasks):
+            for signal in (task.signals.succeeded, task.signals.failed, task.signals.progress,
+                           task.signals.cancelled):
+                try:
+                    signal.disconnect()
+                except (RuntimeError, TypeError):
+                    pass
+        self._tasks.clear()
+        for pool in self.pools.values():
+            pool.setExpiryTimeout(0)
+        return finished

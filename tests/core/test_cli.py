@@ -1,0 +1,143 @@
+"""The headless command line: its JSON contract, its errors, and surviving kill -9 mid-import."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+from tests.core.test_imaging import bad_files
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys):
+    photos = make_photos(8)
+    bad_files(photos[0].parent)
+    data = ["--data-dir", tmp_path / "data"]
+
+    code, out, _ = cli(capsys, *data, "import", photos[0].parent, "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["added"] == 8 and len(summary["failed"]) == 5
+    assert all(set(f) == {"path", "reason"} for f in summary["failed"])
+
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("filename,gender,hair\n" + "".join(
+        f"{p.name},{'female' if i < 4 else 'male'},long\n" for i, p in enumerate(photos)) + "nobody.jpg,male,short\n")
+    code, out, _ = cli(capsys, *data, "attributes", "import", sheet)
+    assert code == 0 and "set 16" in out and "1 row(s) matched no photo" in out
+
+    code, out, _ = cli(capsys, *data, "search", photos[6], photos[1], "--top", "3", "--where", "gender=female", "--json")
+    results = json.loads(out)
+    assert code == 0 and [r["query"] for r in results] == [str(photos[6]), str(photos[1])]
+    first = results[0]["candidates"]
+    assert [c["rank"] for c in first] == [1, 2, 3]
+    assert set(first[0]) == {"rank", "photo_id", "path", "score", "attributes"}
+    assert all(c["attributes"]["gender"] == "female" and c["path"] in {str(p) for p in photos[:4]} for c in first)
+    assert results[1]["candidates"][0]["path"] == str(photos[1])  # a photo used as the sketch finds itself
+
+    photo_id = results[1]["candidates"][0]["photo_id"]
+    code, _, _ = cli(capsys, *data, "attributes", "set", photo_id, "gender=male", "bag=yes")
+    assert code == 0
+    code, out, _ = cli(capsys, *data, "search", photos[1], "--top", "1", "--where", "bag=yes", "--json")
+    assert json.loads(out)[0]["candidates"][0]["attributes"] == {"bag": "yes", "gender": "male", "hair": "long"}
+
+    code, out, _ = cli(capsys, *data, "verify")
+    assert code == 0 and out.startswith("ok")
+    code, out, _ = cli(capsys, *data, "stats", "--json")
+    stats = json.loads(out)
+    assert (stats["photos"], stats["indexed"], stats["failed"]) == (8, 8, 5)
+    assert stats["model"]["name"] and len(stats["model"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["search", "{tmp}/missing.jpg"], "missing.jpg: sketch file not found"),
+        (["search", "{photo}", "--where", "colour=red"], "unknown attribute 'colour'"),
+        (["search", "{photo}", "--where", "gender=robot"], "unknown value 'robot' for attribute 'gender'"),
+        (["attributes", "set", "12345", "gender=male"], "no photo with id 12345"),
+        (["attributes", "import", "{tmp}/missing.csv"], "missing.csv: cannot read the attribute sheet"),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path, make_photos, capsys, argv, message):
+    (photo,) = make_photos(1)
+    args = [a.format(tmp=tmp_path, photo=photo) for a in argv]
+    code, out, err = cli(capsys, "--data-dir", tmp_path / "data", *args)
+    assert code != 0
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_unusable_data_dir_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = cli(capsys, "--data-dir", blocker / "data", "stats")
+    assert code != 0 and err.startswith("error: ") and str(blocker) in err
+
+
+def test_verify_fails_on_a_damaged_index_and_rebuild_index_repairs_it(tmp_path, make_photos, capsys):
+    from core.workspace import Workspace
+
+    photos = make_photos(3)
+    data = ["--data-dir", tmp_path / "data"]
+    cli(capsys, *data, "import", photos[0].parent)
+    with Workspace(tmp_path / "data") as workspace:
+        workspace.index_path.write_bytes(b"garbage")  # damaged behind the open workspace's back
+        report = workspace.verify()
+        assert not report.ok and any("not a SketchSearch index" in p for p in report.problems)
+    code, out, _ = cli(capsys, *data, "rebuild-index")
+    assert code == 0 and "3 photo(s)" in out
+    assert cli(capsys, *data, "verify")[0] == 0
+
+
+def count_photos(database: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT count(*) FROM photos").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_kill_9_during_import_loses_nothing(tmp_path, make_photos):
+    photos = make_photos(160)
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "core.cli", "--data-dir", str(data), "import", str(photos[0].parent)]
+    env = {**os.environ, "SKETCHSEARCH_DEVICE": "cpu"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while count_photos(data / "catalogue.sqlite3") < 32 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the import finished before it could be killed; give it more photos"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = count_photos(data / "catalogue.sqlite3")
+    assert 0 < killed_at < 160
+
+    finished = subprocess.run(command + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    summary = json.loads(finished.stdout)
+    assert summary["added"] + summary["unchanged"] == 160 and summary["failed"] == []
+    assert summary["unchanged"] >= killed_at  # nothing committed before the kill is redone
+
+    with sqlite3.connect(data / "catalogue.sqlite3") as db:
+        assert db.execute("SELECT count(*), count(DISTINCT sha256), count(DISTINCT path) FROM photos").fetchone() == (160, 160, 160)
+        assert db.execute("SELECT status FROM import_runs ORDER BY id").fetchall() == [("interrupted",), ("done",)]
+    verify = subprocess.run([sys.executable, "-m", "core.cli", "--data-dir", str(data), "verify"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

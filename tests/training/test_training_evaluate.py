@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.model.attributes import PERSON_ATTRIBUTES
+from core.model.inference import PredictedAttribute
+from core.model.network import Modality
+from training.data import ImageRecord
+from training.evaluate import attribute_accuracy, cmc_map, summarise
+
+
+def test_cmc_map_hand_computed():
+    # q0 = (1, 0), id a: similarities g0 .6 (a), g1 .8 (b), g2 0 (a) -> ranking b a a
+    #   first match at rank 2; AP = (1/2 + 2/3) / 2 = 7/12
+    # q1 = (0, 1), id b: similarities g0 .8 (a), g1 .6 (b), g2 1 (a) -> ranking a a b
+    #   first match at rank 3; AP = 1/3
+    # q2, id c, is not in the gallery: skipped
+    query = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    gallery = np.array([[0.6, 0.8], [0.8, 0.6], [0.0, 1.0]])
+    result = cmc_map(query, ["a", "b", "c"], gallery, ["a", "b", "a"], ranks=(1, 2, 3))
+    assert result["R1"] == 0.0 and result["R2"] == 50.0 and result["R3"] == 100.0
+    assert result["mAP"] == pytest.approx(100 * (7 / 12 + 1 / 3) / 2)
+    assert result["queries"] == 2
+
+
+def test_cmc_perfect_and_rank_beyond_gallery():
+    x = np.eye(3)
+    result = cmc_map(x, [1, 2, 3], x, [1, 2, 3])
+    assert result["R1"] == result["R20"] == result["mAP"] == 100.0
+
+
+def test_attribute_accuracy():
+    records = [
+        ImageRecord("a", "1", Modality.PHOTO, {"gender": "male", "hat": "no"}),
+        ImageRecord("b", "2", Modality.PHOTO, {"gender": "female"}),
+        ImageRecord("c", "3", Modality.PHOTO, None),
+    ]
+    predicted = [
+        {"gender": PredictedAttribute("male", 0.9), "hat": PredictedAttribute("yes", 0.6)},
+        {"gender": PredictedAttribute("male", 0.7), "hat": PredictedAttribute("no", 0.6)},
+        {"gender": PredictedAttribute("male", 0.7), "hat": PredictedAttribute("no", 0.6)},
+    ]
+    assert attribute_accuracy(predicted, records, PERSON_ATTRIBUTES) == {"gender": 50.0, "hat": 0.0}
+    assert attribute_accuracy([{}, {}, {}], records, PERSON_ATTRIBUTES) == {}
+
+
+def test_summarise():
+    out = summarise([{"R1": 10.0}, {"R1": 20.0}], keys=("R1",))
+    assert out == {"R1": {"mean": 15.0, "std": 5.0}}
