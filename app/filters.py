@@ -45,11 +45,18 @@ class FilterPanel(QWidget):
         self.legend.setWordWrap(True)
         layout.addWidget(self.legend)
 
-    def set_schema(self, schema) -> None:
-        """Rebuild the combos for ``schema`` (a core AttributeSchema); the filters are reset."""
+    def set_schema(self, schema, predicted: bool = True) -> None:
+        """Rebuild the combos for ``schema`` (a core AttributeSchema); the filters are reset.
+        ``predicted``: whether the model predicts these attributes (else only manual or imported
+        values can match, and the user is told so)."""
         while self.form.rowCount():
             self.form.removeRow(0)
         self.combos.clear()
+        if not predicted and schema.attributes:
+            note = QLabel("This model predicts no attributes: filters match values set by hand or imported.")
+            note.setWordWrap(True)
+            note.setStyleSheet("color: palette(mid);")
+            self.form.addRow(note)
         for spec in schema.attributes:
             combo = QComboBox()
             combo.addItem(ANY, None)

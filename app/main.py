@@ -1,21 +1,63 @@
-"""``sketchsearch``: with a sub-command, the headless command line (``core.cli``); without one, the GUI."""
+"""``sketchsearch``: with a sub-command, the headless command line (``core.cli``); without one, the
+desktop application. Qt is imported only on the GUI path, so the sub-commands run without it."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
+
+HEADLESS_COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune")
+_OPTIONS_WITH_VALUE = ("--data-dir", "--model", "--device")
+
+
+def first_positional(argv: list[str]) -> str | None:
+    """The first argument that is not a global option or an option's value."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in _OPTIONS_WITH_VALUE:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        return arg
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sketchsearch",
+        description="Search a photo gallery with a sketch. Without a command, the desktop application starts.",
+        epilog="Headless commands (see 'sketchsearch COMMAND --help'): " + ", ".join(HEADLESS_COMMANDS),
+    )
+    parser.add_argument("--data-dir", type=Path, help="catalogue and index folder (default: the saved setting, "
+                                                      "else the user data folder)")
+    parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default: the saved "
+                                                                          "setting, else auto)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="open the window offscreen, search a small generated gallery, exit 0 if all works")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from core.cli import COMMANDS
-
-    if any(arg in COMMANDS for arg in argv) or argv[:1] in (["-h"], ["--help"]):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if first_positional(argv) in HEADLESS_COMMANDS:
         from core.cli import main as cli_main
 
         return cli_main(argv)
+    args = build_parser().parse_args(argv)  # exits on --help or a bad option, before Qt loads
+    if args.self_test:
+        from app.self_test import run_self_test
+
+        return run_self_test(args)
     from app.gui import run_gui  # Qt is imported only on this path
 
-    return run_gui(argv)
+    return run_gui(args)
 
 
 if __name__ == "__main__":

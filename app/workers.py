@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,12 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from core.errors import SketchSearchError
 
 log = logging.getLogger(__name__)
+_RUNNERS: "weakref.WeakSet[TaskRunner]" = weakref.WeakSet()
+
+
+def busy_threads() -> int:
+    """Threads of every live runner that are running a task now (tests check this reaches 0)."""
+    return sum(runner.active() for runner in list(_RUNNERS))
 
 
 def user_message(exc: BaseException) -> str:
@@ -93,6 +100,7 @@ class TaskRunner(QObject):
             self.pools[name] = pool
         self._tasks: set[Task] = set()
         self._closed = False
+        _RUNNERS.add(self)
 
     def submit(self, function: Callable[[Task], Any], *, pool: str = "io",
                on_result: Callable[[Any], None] | None = None, on_error: Callable[[str], None] | None = None,

@@ -214,7 +214,7 @@ def import_paths(workspace: "Workspace", roots: Iterable[str | Path], *, progres
         files = find_files(roots, importer.summary)
         importer.run(files, workspace.catalogue.file_states())
         if not importer.summary.cancelled:
-            _flag_missing(workspace, roots, {f.path for f in files})
+            _update_missing_flags(workspace, roots, {f.path for f in files})
     finally:
         importer.summary.seconds = time.monotonic() - importer.started
         workspace.save_index()
@@ -223,11 +223,14 @@ def import_paths(workspace: "Workspace", roots: Iterable[str | Path], *, progres
     return importer.summary
 
 
-def _flag_missing(workspace: "Workspace", roots: Sequence[Path], seen: set[str]) -> None:
-    """Photos catalogued under the imported folders whose files are gone: flag them (prunable)."""
+def _update_missing_flags(workspace: "Workspace", roots: Sequence[Path], seen: set[str]) -> None:
+    """Flag catalogued photos under the imported folders whose files are gone (they can be pruned),
+    and clear the flag of flagged photos that are back."""
+    catalogue = workspace.catalogue
     prefixes = [str(r.absolute()).rstrip(os.sep) + os.sep for r in roots if r.is_dir()]
     gone = [
-        state.photo_id for path, state in workspace.catalogue.file_states().items()
+        state.photo_id for path, state in catalogue.file_states().items()
         if path not in seen and any(path.startswith(p) for p in prefixes) and not os.path.exists(path)
     ]
-    workspace.catalogue.mark_missing(gone)
+    catalogue.mark_missing(gone)
+    catalogue.mark_present([photo_id for photo_id, path in catalogue.missing_photos() if path in seen])

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.attribute_sheet import read_attribute_sheet
 from core.catalogue.catalogue import AttributeTable, Catalogue
-from core.errors import SketchSearchError, UnknownAttributeError
+from core.errors import ImageLoadError
 from core.gallery_import import ProgressCallback, import_paths
 from core.imaging import load_rgb
 from core.index import IndexFileError, VectorIndex
@@ -19,7 +20,7 @@ from core.model.attributes import AttributeSchema
 from core.model.inference import InferenceModel
 from core.model.network import Modality
 from core.paths import default_data_dir, default_model_dir
-from core.search import Sketch, embed_sketches, search_embeddings, sketch_label
+from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
 from core.types import (AttributeSource, CatalogueStats, Candidate, ImportFailure, ImportProgress,
                         ImportSummary, ModelInfo, SearchResult, VerifyReport)
 
@@ -114,7 +115,7 @@ class Workspace:
 
     def prune_missing(self) -> int:
         """Forget photos whose files were found gone by an earlier import; returns how many."""
-        gone = self.catalogue.missing_ids()
+        gone = [photo_id for photo_id, _ in self.catalogue.missing_photos()]
         if gone:
             self.forget_photos(gone)
             self.save_index()
@@ -140,8 +141,8 @@ class Workspace:
                 try:
                     images.append(load_rgb(path))
                     ids.append(photo_id)
-                except SketchSearchError as exc:
-                    failures.append(ImportFailure(path, str(exc).split(": ", 1)[-1]))
+                except ImageLoadError as exc:
+                    failures.append(ImportFailure(exc.path, exc.reason))
             embedded = self.model.embed_images(images, Modality.PHOTO)
             attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
             self.catalogue.store_embeddings(self.model.sha256, ids, embedded.embeddings, attributes)
@@ -170,8 +171,6 @@ class Workspace:
         """Read a CSV (column ``path`` or ``filename``, then one column per attribute) into imported
         attributes. Returns (values set, rows not matched to a photo). Unknown columns or values
         are refused before anything is written."""
-        from core.attribute_sheet import read_attribute_sheet
-
         rows, unmatched = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
         count = self.catalogue.set_attributes(rows, AttributeSource.IMPORTED)
         self._attribute_table = None
@@ -187,8 +186,6 @@ class Workspace:
 
     def search(self, sketches: Sequence[Sketch], top_k: int = 10, where: Mapping[str, str] | None = None,
                min_confidence: float = 0.0) -> list[SearchResult]:
-        from core.search import validate_filters
-
         validate_filters(self.schema, where)  # a bad filter fails before any sketch is embedded
         queries = self.embed_sketches(sketches)
         ranked = self.search_embeddings(queries, top_k, where, min_confidence)

@@ -78,7 +78,7 @@ def fit_config(args: argparse.Namespace, **fixed) -> FitConfig:
     config = {k: v for k, v in values.items() if k in known}
     config.update(fixed)
     config["out"], config["root"] = str(config["out"]), str(config["root"])
-    return FitConfig(**config, losses=LossWeights(**weights)) if "losses" not in config else FitConfig(**config)
+    return FitConfig(**config, losses=LossWeights(**weights))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print(json.dumps(figures, indent=2))
             else:
-                _print_headline(figures, f"{args.model} on {args.dataset} split {args.split}")
+                part = f"split {args.split}" if args.dataset == "pku" else f"seed {args.seed} test identities"
+                _print_headline(figures, f"{args.model} on {args.dataset} {part}")
         elif args.command == "benchmark":
             if args.threads:
                 import torch

@@ -265,7 +265,8 @@ def market1501(
 
 def cufs(root: Path, schema: AttributeSchema = PERSON_ATTRIBUTES) -> list[ImageRecord]:
     """CUHK Face Sketch (student part): ``photos/`` and ``sketches/`` with the same file names; the
-    identity is the file stem, gender from the ``f``/``m`` prefix (``f-``, ``f1-``, ``m-``, ``m1-``). Unpaired files are skipped."""
+    identity is the file stem, gender from the ``f``/``m`` prefix (``f-``, ``f1-``, ``m-``,
+    ``m1-``). Unpaired files are skipped."""
     root = Path(root)
     photos = {p.stem: p for p in _image_files(_require_dir(root / "photos", "CUFS photo"))}
     sketches = {p.stem: p for p in _image_files(_require_dir(root / "sketches", "CUFS sketch"))}

@@ -183,9 +183,17 @@ class Catalogue:
                 session.execute(update(Photo).where(Photo.id.in_(ids), Photo.missing_since.is_(None))
                                 .values(missing_since=utcnow()))
 
-    def missing_ids(self) -> list[int]:
+    def mark_present(self, photo_ids: Iterable[int]) -> None:
+        ids = list(photo_ids)
+        if ids:
+            with self._begin() as session:
+                session.execute(update(Photo).where(Photo.id.in_(ids)).values(missing_since=None))
+
+    def missing_photos(self) -> list[tuple[int, str]]:
+        """(id, path) of the photos flagged missing."""
         with self._begin() as session:
-            return list(session.scalars(select(Photo.id).where(Photo.missing_since.is_not(None)).order_by(Photo.id)))
+            return [(pid, path) for pid, path in session.execute(
+                select(Photo.id, Photo.path).where(Photo.missing_since.is_not(None)).order_by(Photo.id))]
 
     # -- embeddings ----------------------------------------------------------------------------
     def store_embeddings(self, model_sha256: str, photo_ids: Sequence[int], vectors: np.ndarray,

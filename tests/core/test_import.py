@@ -77,18 +77,23 @@ def test_replaced_content_at_same_path_replaces_the_photo(open_workspace, make_p
     assert sorted(workspace.index.ids()) == sorted(photo_paths(workspace).values())
 
 
-def test_removed_files_are_flagged_then_pruned(open_workspace, make_photos):
+def test_removed_files_are_flagged_then_pruned(open_workspace, make_photos, tmp_path):
     photos = make_photos(5)
     workspace = open_workspace()
     workspace.import_paths([photos[0].parent])
     photos[1].unlink()
-    photos[3].unlink()
+    shutil.move(photos[3], tmp_path / "away.jpg")  # a rename keeps the modification time
     workspace.import_paths([photos[0].parent])
-    assert workspace.catalogue.count_missing() == 2
     assert workspace.stats().missing == 2
-    assert workspace.prune_missing() == 2
-    assert set(photo_paths(workspace)) == {str(photos[i]) for i in (0, 2, 4)}
-    assert len(workspace.index) == 3 and workspace.verify().ok
+    assert [path for _, path in workspace.catalogue.missing_photos()] == [str(photos[1]), str(photos[3])]
+
+    shutil.move(tmp_path / "away.jpg", photos[3])  # back, unchanged: no longer missing
+    assert workspace.import_paths([photos[0].parent]).unchanged == 4
+    assert [path for _, path in workspace.catalogue.missing_photos()] == [str(photos[1])]
+
+    assert workspace.prune_missing() == 1
+    assert set(photo_paths(workspace)) == {str(photos[i]) for i in (0, 2, 3, 4)}
+    assert len(workspace.index) == 4 and workspace.verify().ok
 
 
 def test_bad_files_are_reported_and_never_stop_the_import(open_workspace, make_photos):

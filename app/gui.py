@@ -1,0 +1,79 @@
+"""Starting the desktop application: the QApplication, logging, a last-resort error dialog, the
+main window."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+log = logging.getLogger("app")
+
+
+def prepare_platform() -> None:
+    """Use the offscreen platform when there is no display (e.g. over ssh, in CI)."""
+    if sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM"):
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+
+def create_application(argv: list[str] | None = None):
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0] if sys.argv else "sketchsearch", *(argv or [])])
+    install_message_filter()
+    app.setOrganizationName("SketchSearch")
+    app.setApplicationName("SketchSearch")
+    app.setApplicationDisplayName("SketchSearch")
+    return app
+
+
+_NOISE = ("propagateSizeHints",)  # harmless platform-plugin chatter
+
+
+def install_message_filter() -> None:
+    """Route Qt's messages to logging, dropping known noise of the offscreen platform."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+    def handler(kind, _context, message):
+        if not any(noise in message for noise in _NOISE):
+            logging.getLogger("qt").log(levels.get(kind, logging.WARNING), "%s", message)
+
+    qInstallMessageHandler(handler)
+
+
+def install_excepthook() -> None:
+    """An unexpected error in a slot becomes a message box (and a log entry), not a silent traceback."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def hook(kind, value, tb):
+        log.error("unexpected error:\n%s", "".join(traceback.format_exception(kind, value, tb)))
+        if QApplication.instance() is not None and not isinstance(value, KeyboardInterrupt):
+            box = QMessageBox(QMessageBox.Critical, "SketchSearch",
+                              f"Something went wrong: {kind.__name__}: {value}\n\n"
+                              "The window keeps working; details are in the log.")
+            box.setAttribute(Qt.WA_DeleteOnClose)
+            box.open()
+
+    sys.excepthook = hook
+
+
+def run_gui(args) -> int:
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    prepare_platform()
+    app = create_application()
+    install_excepthook()
+    from app.main_window import LaunchOptions, MainWindow
+
+    window = MainWindow(LaunchOptions(args.data_dir, args.model, args.device))
+    window.show()
+    return app.exec()

@@ -1,0 +1,105 @@
+"""Query latency on a synthetic gallery (default 100k photos), with and without attribute filters.
+
+    python -m benchmarks.query_latency [--photos 100000] [--queries 200]
+
+Measures ``Workspace.search_embeddings`` (filter selection, FAISS search, candidate records from
+SQLite) with sketch embedding excluded; the sketch embedding time is reported apart.
+Target: median under 50 ms on a 2-core machine."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.catalogue.catalogue import NewPhoto
+from core.model.inference import InferenceModel
+from core.paths import default_model_dir
+from core.types import AttributeSource
+from core.workspace import Workspace
+
+
+def populate(workspace: Workspace, count: int, rng: np.random.Generator) -> None:
+    dim = workspace.model.embedding_dim
+    catalogue = workspace.catalogue
+    genders, hairs = ("male", "female"), ("short", "long")
+    for start in range(0, count, 5000):
+        n = min(5000, count - start)
+        vectors = rng.standard_normal((n, dim), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        photos = [
+            NewPhoto(path=f"/synthetic/{start + i}.jpg", sha256=f"{start + i:064x}", size_bytes=1, mtime_ns=1,
+                     width=128, height=256, source_folder="/synthetic", thumbnail=b"",
+                     embedding=vectors[i],
+                     attributes={"gender": (genders[(start + i) % 2], 0.9), "hair": (hairs[(start + i) % 3 == 0], 0.8)})
+            for i in range(n)
+        ]
+        ids = catalogue.add_photos(photos, workspace.model.sha256)
+        workspace.index_add(np.asarray(ids, np.int64), vectors)
+    workspace.save_index()
+
+
+def time_queries(workspace: Workspace, queries: np.ndarray, **kwargs) -> list[float]:
+    workspace.search_embeddings(queries[:1], **kwargs)  # warm caches (attribute table)
+    timings = []
+    for q in queries:
+        start = time.perf_counter()
+        workspace.search_embeddings(q[None], **kwargs)
+        timings.append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--top", type=int, default=50)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    model = InferenceModel(default_model_dir(), device="cpu")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = Workspace(Path(tmp) / "data", model=model)
+        start = time.perf_counter()
+        populate(workspace, args.photos, rng)
+        build = time.perf_counter() - start
+        queries = rng.standard_normal((args.queries, model.embedding_dim), dtype=np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+
+        plain = time_queries(workspace, queries, top_k=args.top)
+        one = time_queries(workspace, queries, top_k=args.top, where={"gender": "female"})
+        two = time_queries(workspace, queries, top_k=args.top, where={"gender": "female", "hair": "long"})
+        start = time.perf_counter()
+        table = workspace.attribute_table()
+        workspace._attribute_table = None
+        table = workspace.attribute_table()
+        table_ms = (time.perf_counter() - start) * 1000
+        sketch = rng.integers(0, 255, (768, 384, 3), dtype=np.uint8)
+        workspace.embed_sketches([sketch])
+        embed = []
+        for _ in range(10):
+            start = time.perf_counter()
+            workspace.embed_sketches([sketch])
+            embed.append((time.perf_counter() - start) * 1000)
+        workspace.close()
+
+    def row(name: str, timings: list[float]) -> str:
+        p95 = float(np.percentile(timings, 95))
+        return f"{name:34s} median {statistics.median(timings):7.2f} ms   p95 {p95:7.2f} ms"
+
+    print(f"gallery            {args.photos} photos x {model.embedding_dim}-d, top {args.top}, {args.queries} queries")
+    print(f"catalogue+index build {build:.1f} s; attribute table build {table_ms:.0f} ms (once per change)")
+    print(row("search, no filter", plain))
+    print(row("search, gender=female (50%)", one))
+    print(row("search, gender=female, hair=long", two))
+    print(row("sketch embedding (apart)", embed))
+    print(f"ratio median/50 ms: no filter {statistics.median(plain) / 50:.2f}, "
+          f"one filter {statistics.median(one) / 50:.2f}, two filters {statistics.median(two) / 50:.2f} (target < 1)")
+
+
+if __name__ == "__main__":
+    main()

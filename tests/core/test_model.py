@@ -1,0 +1,130 @@
+"""The network definition, its ImageNet initialisation, preprocessing and the checkpoint format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from core.errors import CheckpointError
+from core.model.attributes import PERSON_ATTRIBUTES
+from core.model.backbones import build_efficientnet_lite0, load_efficientnet_lite0_imagenet
+from core.model.checkpoint import MANIFEST_FILE, WEIGHTS_FILE, load_checkpoint, read_manifest, save_checkpoint
+from core.model.inference import InferenceModel
+from core.model.network import Modality
+from core.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, preprocess
+
+CLOTHING = {
+    "jean", "miniskirt", "sweatshirt", "jersey", "cardigan", "suit", "trench coat", "backpack", "abaya",
+    "fur coat", "lab coat", "poncho", "pajama", "kimono", "sarong", "overskirt", "hoopskirt", "military uniform",
+    "maillot", "maillot tank suit", "swimming trunks", "stole", "cloak", "apron", "sock", "T-shirt", "cowboy boot",
+    "running shoe", "sandal", "Loafer", "clog", "purse", "mailbag", "umbrella", "sunglasses", "sunglass", "wig",
+    "bow tie", "Windsor tie", "vestment", "academic gown", "gown", "bikini", "knee pad", "mitten", "bonnet",
+    "sombrero", "cowboy hat", "crash helmet", "plastic bag", "shopping basket", "bulletproof vest",
+    "neck brace", "mortarboard", "ballplayer",
+}
+
+
+def test_mapped_imagenet_weights_classify_pedestrians_as_clothing(pku_root):
+    """The key mapping is right if pedestrian photos land on clothing classes; a network with the
+    wrong (or no) mapping does not."""
+    from torchvision.models import ResNet50_Weights
+
+    categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
+    files = sorted((pku_root / "photo").glob("*.jpg"))[::4]
+    batch = []
+    for path in files:
+        square = ImageOps.pad(Image.open(path).convert("RGB"), (224, 224), color=(124, 116, 104))
+        batch.append(preprocess(np.asarray(square), PreprocessConfig(height=224, width=224)))
+    inputs = torch.from_numpy(np.stack(batch))
+
+    def clothing_share(network) -> float:
+        with torch.inference_mode():
+            top5 = network.eval()(inputs).topk(5).indices.tolist()
+        return float(np.mean([any(categories[i] in CLOTHING for i in row) for row in top5]))
+
+    network = build_efficientnet_lite0(num_classes=1000)
+    untrained = clothing_share(network)
+    load_efficientnet_lite0_imagenet(network)
+    assert clothing_share(network) >= 0.85 > 0.2 >= untrained
+
+
+def test_preprocess_resizes_normalises_and_greys():
+    image = np.zeros((300, 100, 3), np.uint8)
+    image[..., 0] = 255  # pure red
+    colour = preprocess(image, PreprocessConfig(height=64, width=32))
+    assert colour.shape == (3, 64, 32) and colour.dtype == np.float32
+    np.testing.assert_allclose(colour[:, 10, 10], (np.array([1.0, 0, 0]) - IMAGENET_MEAN) / IMAGENET_STD, rtol=1e-5)
+    grey = preprocess(image, PreprocessConfig(height=64, width=32, greyscale=True))
+    raw = grey * np.asarray(IMAGENET_STD, np.float32)[:, None, None] + np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
+    np.testing.assert_allclose(raw[0], raw[1], atol=1e-6)
+    np.testing.assert_allclose(raw[0, 10, 10], 76 / 255, atol=2 / 255)  # ITU-R 601 luma of red
+
+
+def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path, model_dir):
+    network, manifest = load_checkpoint(model_dir)
+    saved = save_checkpoint(network, manifest, tmp_path / "copy")
+    assert saved.weights_sha256 != manifest.weights_sha256  # float32 now, the shipped one is float16
+    images = [np.random.default_rng(i).integers(0, 255, (200, 90, 3), dtype=np.uint8) for i in range(3)]
+    original = InferenceModel(model_dir, device="cpu").embed_images(images, Modality.SKETCH).embeddings
+    copy = InferenceModel(tmp_path / "copy", device="cpu").embed_images(images, Modality.SKETCH).embeddings
+    np.testing.assert_allclose(original, copy, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(copy, axis=1), 1.0, atol=1e-5)
+
+
+def test_shipped_placeholder_manifest_is_honest(model_dir):
+    manifest = read_manifest(model_dir)
+    assert manifest.backbone == "efficientnet_lite0"
+    assert manifest.attribute_schema == PERSON_ATTRIBUTES
+    assert manifest.preprocess[Modality.SKETCH].greyscale
+    if not manifest.attribute_head_trained:
+        assert "not trained" in manifest.provenance["kind"]
+        assert InferenceModel(model_dir, device="cpu").embed_images(
+            [np.zeros((50, 20, 3), np.uint8)], Modality.PHOTO).attributes == [{}]
+
+
+def test_photo_and_sketch_encoders_are_separate(inference_model):
+    image = np.random.default_rng(0).integers(0, 255, (256, 128, 3), dtype=np.uint8)
+    network = inference_model.network
+    assert network.photo.backbone is not network.sketch.backbone
+    photo = inference_model.embed_images([image], Modality.PHOTO).embeddings
+    sketch = inference_model.embed_images([image], Modality.SKETCH).embeddings
+    assert not np.allclose(photo, sketch)  # the sketch config greys the input first
+
+
+def test_corrupt_or_mismatched_checkpoints_are_refused(tmp_path, model_dir):
+    network, manifest = load_checkpoint(model_dir)
+    folder = tmp_path / "ckpt"
+    save_checkpoint(network, manifest, folder)
+    weights = folder / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the manifest"):
+        load_checkpoint(folder)
+    with pytest.raises(CheckpointError, match="not a model folder"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(network, manifest, folder)
+    bad = json.loads((folder / MANIFEST_FILE).read_text())
+    bad["embedding_dim"] = 64
+    bad["weights_sha256"] = ""
+    (folder / MANIFEST_FILE).write_text(json.dumps(bad))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(folder)
+
+
+def test_attribute_head_predictions_when_trained(tmp_path, model_dir):
+    network, manifest = load_checkpoint(model_dir)
+    with torch.no_grad():  # make the head certain that everyone is female
+        classifier = network.attributes.classifiers["gender"]
+        classifier.weight.zero_()
+        classifier.bias.copy_(torch.tensor([0.0, 5.0]))
+    trained = manifest.__class__(**{**manifest.__dict__, "attribute_head_trained": True})
+    save_checkpoint(network, trained, tmp_path / "ckpt")
+    model = InferenceModel(tmp_path / "ckpt", device="cpu")
+    (predicted,) = model.embed_images([np.zeros((60, 30, 3), np.uint8)], Modality.PHOTO).attributes
+    assert set(predicted) == set(PERSON_ATTRIBUTES.names)
+    assert predicted["gender"].value == "female" and predicted["gender"].confidence == pytest.approx(0.9933, abs=1e-3)
