@@ -112,10 +112,10 @@ class ComparisonDialog(QDialog):
             combo.currentIndexChanged.connect(self._edited)
             label = QLabel()
             label.setTextFormat(Qt.RichText)
-            row = QHBoxLayout()
-            row.addWidget(combo, 1)
-            row.addWidget(label, 1)
-            self.attribute_form.addRow(spec.name.replace("_", " "), row)
+            line = QHBoxLayout()
+            line.addWidget(combo, 1)
+            line.addWidget(label, 1)
+            self.attribute_form.addRow(spec.name.replace("_", " "), line)
             self.attribute_combos[spec.name] = combo
             self.attribute_labels[spec.name] = label
         self.save_button = QPushButton("Save corrections")

@@ -22,7 +22,7 @@ import numpy as np
 
 from core.catalogue.catalogue import FileState, NewPhoto
 from core.errors import ImageLoadError
-from core.imaging import decode_image, make_thumbnail, read_file_bytes
+from core.imaging import decode_for_gallery, make_thumbnail, read_file_bytes
 from core.model.network import Modality
 from core.pipeline import prepared_in_order
 from core.scanning import iter_image_files
@@ -105,10 +105,9 @@ class _Importer:
             sha = hashlib.sha256(data).hexdigest()
             if sha in self.by_sha:
                 return _KnownContent(sha)  # no need to decode: the photo is catalogued already
-            image = decode_image(data, found.path)
-            rgb = np.asarray(image)
-            return _Decoded(sha, image.width, image.height, make_thumbnail(image),
-                            self.model.preprocess(rgb, Modality.PHOTO))
+            width, height, image = decode_for_gallery(data, found.path)
+            return _Decoded(sha, width, height, make_thumbnail(image),
+                            self.model.preprocess(np.asarray(image), Modality.PHOTO))
         except ImageLoadError as exc:
             return ImportFailure(exc.path, exc.reason)
         except MemoryError:

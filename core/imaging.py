@@ -34,9 +34,12 @@ def read_file_bytes(path: str | Path) -> bytes:
         raise ImageLoadError(path, f"unreadable ({exc.strerror or exc})") from None
 
 
-def decode_image(data: bytes, path: str | Path = "<memory>") -> Image.Image:
+def decode_image(data: bytes, path: str | Path = "<memory>", at_least: int | None = None) -> Image.Image:
     """Decode bytes into an upright RGB PIL image (EXIF orientation applied, CMYK, 16-bit, palette
-    and alpha images converted; transparency becomes white, as on paper)."""
+    and alpha images converted; transparency becomes white, as on paper).
+
+    ``at_least``: the caller needs no more than this many pixels on each side, so a JPEG may be
+    decoded at 1/2, 1/4 or 1/8 scale (much faster for camera-sized photos)."""
     if not data:
         raise ImageLoadError(path, "empty file")
     try:
@@ -46,6 +49,8 @@ def decode_image(data: bytes, path: str | Path = "<memory>") -> Image.Image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageLoadError(path, f"decompression bomb: {width}x{height} pixels exceeds the {MAX_PIXELS:,} limit")
+            if at_least:
+                image.draft("RGB", (at_least, at_least))
             image.load()
             image = ImageOps.exif_transpose(image)
     except ImageLoadError:
@@ -83,6 +88,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read and decode an image file into an H x W x 3 uint8 RGB array."""
     return np.asarray(decode_image(read_file_bytes(path), path))
+
+
+# Gallery photos are only ever shown as thumbnails or fed to a network of a few hundred pixels;
+# decoding them beyond this size is wasted time.
+GALLERY_DECODE_SIDE = 512
+
+
+def decode_for_gallery(data: bytes, path: str | Path) -> tuple[int, int, Image.Image]:
+    """-> (upright width, upright height of the original, upright RGB image decoded at no less
+    than GALLERY_DECODE_SIDE pixels a side)."""
+    image = decode_image(data, path, at_least=GALLERY_DECODE_SIDE)  # validates the file
+    with Image.open(io.BytesIO(data)) as header:
+        width, height = header.size
+        if header.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that turn by 90 degrees
+            width, height = height, width
+    return width, height, image
 
 
 def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:

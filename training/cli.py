@@ -68,7 +68,9 @@ def add_fit_arguments(parser: argparse.ArgumentParser, skip: set[str] = frozense
         else:
             parser.add_argument(flag, type=kind, default=None)
     for f in dataclasses.fields(LossWeights):
-        parser.add_argument(f"--w-{f.name}", type=float, default=None, help=f"weight of the {f.name} loss (default {f.default})")
+        parser.add_argument(
+            f"--w-{f.name}", type=float, default=None, help=f"weight of the {f.name} loss (default {f.default})"
+        )
 
 
 def fit_config(args: argparse.Namespace, **fixed) -> FitConfig:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -219,7 +219,11 @@ def read_market_attributes(
         if code.get("clothes") == 2 and code.get("down") in (1, 2):
             values["lower_type"] = "trousers" if code["down"] == 1 else "shorts"
         for prefix, ours in (("up", "upper_color"), ("down", "lower_color")):
-            worn = [n[len(prefix):] for n in names if n.startswith(prefix) and n[len(prefix):] in colours and code[n] == 2]
+            worn = [
+                n[len(prefix) :]
+                for n in names
+                if n.startswith(prefix) and n[len(prefix) :] in colours and code[n] == 2
+            ]
             if len(worn) == 1:
                 values[ours] = worn[0]
         table[pid] = {k: v for k, v in values.items() if k in schema.names}

@@ -74,7 +74,8 @@ def load_target(config: FitConfig, schema: AttributeSchema) -> Split:
     if config.dataset == "pku":
         return datasets.pku_sketch(root, config.split, schema)
     records = datasets.cufs(root, schema) if config.dataset == "cufs" else datasets.paired_folder(root, schema)
-    return datasets.paired_split(records, config.test_identities, config.seed, name=f"{config.dataset}-seed{config.seed}")
+    name = f"{config.dataset}-seed{config.seed}"
+    return datasets.paired_split(records, config.test_identities, config.seed, name=name)
 
 
 def load_source(config: FitConfig, schema: AttributeSchema) -> list[ImageRecord]:
@@ -434,10 +435,8 @@ class Trainer:
                 if score > self.best_score:
                     self.best_score, self.best_epoch = score, epoch + 1
                     self.best_validation = validation
-                    save_checkpoint(
-                        self.network.eval(), self._manifest("best", self._provenance(validation=validation, epoch=epoch + 1)),
-                        self.out / "best",
-                    )
+                    provenance = self._provenance(validation=validation, epoch=epoch + 1)
+                    save_checkpoint(self.network.eval(), self._manifest("best", provenance), self.out / "best")
             row["seconds"] = time.time() - started
             self._log(row)
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
@@ -462,7 +461,8 @@ class Trainer:
         provenance = self._provenance(
             metrics={"test": test, "validation": validation, "selected_epoch": epoch, "epochs": self.epochs_total}
         )
-        return save_checkpoint(self.network, self._manifest(name, provenance), self.out / "model", half=self.config.half)
+        manifest = self._manifest(name, provenance)
+        return save_checkpoint(self.network, manifest, self.out / "model", half=self.config.half)
 
 
 def fit(config: FitConfig, command: str | None = None) -> Manifest:

@@ -98,7 +98,8 @@ class NetworkEmbedder:
             embeddings, predicted = [], []
             schema = self.network.attributes.schema
             for start in range(0, len(images), self.batch_size):
-                chunk = np.stack([preprocess(im, self.configs[modality]) for im in images[start : start + self.batch_size]])
+                part = images[start : start + self.batch_size]
+                chunk = np.stack([preprocess(im, self.configs[modality]) for im in part])
                 x = torch.from_numpy(chunk).to(self.device)
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
                     embedding = self.network(x, modality).embedding.float()
@@ -119,7 +120,9 @@ class NetworkEmbedder:
             self.network.train(was_training)
 
 
-def embed_records(embedder: Embedder, records: Sequence[ImageRecord], modality: Modality, chunk: int = 64) -> EmbeddedBatch:
+def embed_records(
+    embedder: Embedder, records: Sequence[ImageRecord], modality: Modality, chunk: int = 64
+) -> EmbeddedBatch:
     embeddings, attributes = [], []
     for start in range(0, len(records), chunk):
         batch = embedder.embed_images([read_rgb(r.path) for r in records[start : start + chunk]], modality)
@@ -155,7 +158,8 @@ def headline(result: dict) -> dict:
     """The flat summary the CLI prints: sketch -> photo R1/R5/R10/R20/mAP plus the rest."""
     s2p = result["sketch_to_photo"]
     out = {k: round(s2p[k], 2) for k in (*[f"R{r}" for r in RANKS], "mAP")}
-    out["photo_to_sketch"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in result["photo_to_sketch"].items()}
+    p2s = result["photo_to_sketch"]
+    out["photo_to_sketch"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in p2s.items()}
     out["attribute_accuracy"] = {k: round(v, 2) for k, v in result["attribute_accuracy"].items()}
     if result["attribute_accuracy"]:
         out["attribute_accuracy_mean"] = round(float(np.mean(list(result["attribute_accuracy"].values()))), 2)
@@ -164,7 +168,9 @@ def headline(result: dict) -> dict:
     return out
 
 
-def summarise(results: Sequence[dict], keys: Sequence[str] = (*[f"R{r}" for r in RANKS], "mAP")) -> dict[str, dict[str, float]]:
+def summarise(
+    results: Sequence[dict], keys: Sequence[str] = (*[f"R{r}" for r in RANKS], "mAP")
+) -> dict[str, dict[str, float]]:
     """Mean and (population) standard deviation over per-split headline dicts."""
     return {
         k: {"mean": float(np.mean([r[k] for r in results])), "std": float(np.std([r[k] for r in results]))}

@@ -90,7 +90,9 @@ class ModalityAwareTripletLoss(nn.Module):
         self.margin = margin
         self.floor = floor
 
-    def violations(self, features: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor) -> dict[str, torch.Tensor]:
+    def violations(
+        self, features: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         dist = pairwise_distance(features)
         same = labels[:, None] == labels[None, :]
         same_modality = modality[:, None] == modality[None, :]
@@ -228,7 +230,9 @@ class DomainClassifier(nn.Module):
     def __init__(self, in_dim: int, hidden: int = 256, domains: int = 3, strength: float = 1.0):
         super().__init__()
         self.reverse = GradientReversal(strength)
-        self.head = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1), nn.Linear(hidden, domains))
+        self.head = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1), nn.Linear(hidden, domains)
+        )
 
     @property
     def strength(self) -> float:

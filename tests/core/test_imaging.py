@@ -95,3 +95,15 @@ def test_each_bad_file_is_refused_with_its_reason(tmp_path):
 def test_thumbnail_is_a_small_jpeg():
     thumb = Image.open(io.BytesIO(make_thumbnail(Image.new("RGB", (800, 1600), (1, 2, 3)))))
     assert thumb.format == "JPEG" and max(thumb.size) <= 192 and thumb.size[1] == 192
+
+
+def test_gallery_decoding_reduces_large_jpegs_but_records_the_original_size():
+    from core.imaging import GALLERY_DECODE_SIDE, decode_for_gallery
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(Image.new("RGB", (4000, 3000), (200, 30, 30)), "JPEG", exif=exif)
+    width, height, image = decode_for_gallery(data, "big.jpg")
+    assert (width, height) == (3000, 4000)
+    assert min(image.size) >= GALLERY_DECODE_SIDE and max(image.size) <= 1000
+    assert image.size[1] > image.size[0]  # upright

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from training_test_helpers import MARKET_IDS, write_image
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = (REPO / "../shared/data").resolve()
-
-# Real Market-1501 training identities (listed in market_attribute.mat's train part).
-MARKET_IDS = ("0002", "0007", "0010", "0011")
 
 
 def _need(path: Path, what: str) -> Path:
@@ -34,13 +31,6 @@ def cufs_root() -> Path:
 @pytest.fixture(scope="session")
 def market_mat() -> Path:
     return _need(DATA / "market1501-attributes" / "market_attribute.mat", "Market-1501 attributes")
-
-
-def write_image(path: Path, seed: int, size: tuple[int, int] = (64, 128)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from training.data import (
 )
 from training.dataset import Augmentation, TrainingImages, TARGET_PHOTO, TARGET_SKETCH, SOURCE_PHOTO
 
-from conftest import MARKET_IDS, write_image
+from training_test_helpers import MARKET_IDS, write_image
 
 
 def test_pku_split_1(pku_root):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,6 +82,8 @@ def test_evaluate_and_benchmark_cli(tmp_path, pku_root, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--w-domain", "0",
                  "--no-target-attributes", *TINY]) == 0
+    (row,) = csv.DictReader(open(out / "log.csv"))
+    assert float(row["entropy"]) > 0 and row["attribute"] == "0.00000" and row["domain"] == ""  # nothing labelled
     capsys.readouterr()
     assert main(["evaluate", "--dataset", "pku", "--root", str(pku_root), "--split", "1",
                  "--model", str(out / "model"), "--device", "cpu", "--json"]) == 0

@@ -1,0 +1,134 @@
+"""Filters re-rank without re-embedding; the comparison view saves corrections; the import dialog
+imports a folder and reports bad files; the gallery panel lists folders."""
+
+from __future__ import annotations
+
+from app_helpers import draw_figure_strokes, wait_for_results
+from conftest import GALLERY_SIZE
+from PySide6.QtCore import Qt
+
+from core.types import AttributeSource
+
+
+def test_filters_narrow_the_grid_without_re_embedding(qtbot, window, gallery_workspace, monkeypatch):
+    ids = sorted(gallery_workspace.catalogue.embedded_ids(gallery_workspace.model.sha256).tolist())
+    women = set(ids[:3])
+    for photo_id in ids:
+        gallery_workspace.set_attribute(photo_id, "gender", "female" if photo_id in women else "male")
+    assert "gender" in window.filters.combos
+
+    draw_figure_strokes(qtbot, window.canvas)
+    wait_for_results(qtbot, window, GALLERY_SIZE)
+    embedded = []
+    original = gallery_workspace.embed_sketches
+    monkeypatch.setattr(gallery_workspace, "embed_sketches", lambda s: embedded.append(1) or original(s))
+
+    window.filters.set_filter("gender", "female")
+    wait_for_results(qtbot, window, 3)
+    assert {c.photo_id for c in window.candidates.candidates} == women
+    assert "filtered" in window.search_state.text()
+    first = window.candidates.index(0)
+    assert "female" in window.candidates.data(first)  # a manual value, shown without "~"
+    assert "<b>female</b>" in window.candidates.data(first, Qt.ToolTipRole)
+
+    window.filters.set_filter("gender", "male")
+    wait_for_results(qtbot, window, GALLERY_SIZE - 3)
+    window.filters.reset()
+    wait_for_results(qtbot, window, GALLERY_SIZE)
+    window.top_k.setValue(2)
+    wait_for_results(qtbot, window, 2)
+    assert embedded == []  # filters and K re-rank the kept embedding
+
+
+def test_predicted_values_are_told_apart_from_manual_ones():
+    from app.candidates_model import format_attribute
+    from core.types import AttributeValue
+
+    assert format_attribute(AttributeValue("female", 0.73, AttributeSource.MODEL)) == "~female 73%"
+    assert format_attribute(AttributeValue("female", 0.73, AttributeSource.MODEL), rich=True).startswith("<i>")
+    assert format_attribute(AttributeValue("male", 1.0, AttributeSource.MANUAL), rich=True) == "<b>male</b>"
+
+
+def test_comparison_view_shows_the_photo_and_saves_a_correction(qtbot, window, gallery_workspace):
+    draw_figure_strokes(qtbot, window.canvas)
+    wait_for_results(qtbot, window, GALLERY_SIZE)
+    dialog = window.open_comparison(0)  # closed with the window
+    qtbot.waitUntil(lambda: dialog.record is not None, timeout=10000)
+    candidate = window.candidates.candidate(0)
+    assert dialog.record.id == candidate.photo_id
+    assert dialog.path_label.text() == candidate.path
+    assert dialog.sha_label.text() == dialog.record.sha256
+    assert not dialog.photo_view.item.pixmap().isNull()
+    assert not dialog.sketch_view.item.pixmap().isNull()
+
+    combo = dialog.attribute_combos["age"]
+    combo.setCurrentIndex(combo.findData("senior"))
+    assert dialog.save_button.isEnabled()
+    qtbot.mouseClick(dialog.save_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: dialog.status.text() == "Corrections saved.", timeout=10000)
+    saved = gallery_workspace.catalogue.photo(candidate.photo_id).attributes["age"]
+    assert (saved.value, saved.source) == ("senior", AttributeSource.MANUAL)
+    assert window.candidates.candidate(0).attributes["age"].value == "senior"
+    assert not dialog.save_button.isEnabled()
+
+    dialog.activateWindow()
+    qtbot.keyClick(dialog, Qt.Key_Right)
+    assert dialog.row == 1
+    qtbot.waitUntil(lambda: dialog.record is not None and dialog.record.id == window.candidates.candidate(1).photo_id,
+                    timeout=10000)
+    qtbot.keyClick(dialog, Qt.Key_Left)
+    assert dialog.row == 0
+    dialog.close()
+
+
+def test_import_dialog_imports_a_folder_and_reports_a_bad_file(qtbot, make_window, open_workspace, tmp_path):
+    from app.self_test import write_figures
+
+    folder = tmp_path / "new photos"
+    write_figures(folder, 3, start=100)
+    (folder / "broken.jpg").write_bytes(b"")
+    workspace = open_workspace()
+    window = make_window(workspace)
+
+    dialog = window.start_import([folder])
+    qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
+    summary = dialog.summary
+    assert summary.added == 3 and not summary.cancelled
+    assert [f.path for f in summary.failed] == [str(folder / "broken.jpg")]
+    assert dialog.failures.topLevelItemCount() == 1
+    assert dialog.failures.topLevelItem(0).text(1) == summary.failed[0].reason
+    assert "3 added" in dialog.counts.text() and "1 failed" in dialog.counts.text()
+
+    tree = window.gallery.tree
+    qtbot.waitUntil(lambda: tree.topLevelItemCount() == 1 and tree.topLevelItem(0).text(1) == "3", timeout=10000)
+    assert tree.topLevelItem(0).text(0) == str(folder)
+    qtbot.waitUntil(lambda: window.gallery_label.text() == "Gallery: 3 photo(s)", timeout=10000)
+    dialog.close()
+
+    window.remove_folder(str(folder))
+    qtbot.waitUntil(lambda: tree.topLevelItemCount() == 0, timeout=10000)
+    assert workspace.catalogue.count_photos() == 0
+
+
+def test_cancelling_an_import_reports_it(qtbot, make_window, open_workspace, tmp_path):
+    from app.import_dialog import ImportDialog
+    from app.self_test import write_figures
+
+    folder = tmp_path / "more"
+    write_figures(folder, 2)
+    window = make_window(open_workspace())
+    window.runner.pools["long"].setMaxThreadCount(1)
+    blocker = window.runner.submit(lambda task: task.cancel.wait(5), pool="long")  # keeps the import queued
+    dialog = ImportDialog(window.runner, window.workspace, [str(folder)], window)
+    qtbot.addWidget(dialog)
+    dialog.cancel()
+    blocker.cancel.set()
+    qtbot.waitUntil(lambda: not dialog.running(), timeout=30000)
+    assert dialog.summary.cancelled and dialog.summary.added == 0
+    assert "cancelled" in dialog.counts.text()
+
+
+def test_status_bar_names_model_device_and_gallery(qtbot, window):
+    assert window.model_label.text().startswith("Model: ")
+    assert window.device_label.text() in ("CPU", "GPU")
+    qtbot.waitUntil(lambda: window.gallery_label.text().startswith("Gallery: "), timeout=10000)
