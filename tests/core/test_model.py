@@ -128,3 +128,26 @@ def test_attribute_head_predictions_when_trained(tmp_path, model_dir):
     (predicted,) = model.embed_images([np.zeros((60, 30, 3), np.uint8)], Modality.PHOTO).attributes
     assert set(predicted) == set(PERSON_ATTRIBUTES.names)
     assert predicted["gender"].value == "female" and predicted["gender"].confidence == pytest.approx(0.9933, abs=1e-3)
+
+
+def test_resnet50_backbone_loads_weights_from_a_user_file(tmp_path):
+    import torchvision
+
+    from core.model.network import SketchPhotoNet, load_pretrained_backbones
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "resnet50.pth")
+    network = SketchPhotoNet("resnet50", PERSON_ATTRIBUTES, embedding_dim=256)
+    with pytest.raises(CheckpointError, match="needs a weights file"):
+        load_pretrained_backbones(network)
+    (tmp_path / "wrong.pth").write_bytes(b"not weights")
+    with pytest.raises(CheckpointError, match="wrong.pth"):
+        load_pretrained_backbones(network, tmp_path / "wrong.pth")
+    load_pretrained_backbones(network, tmp_path / "resnet50.pth")
+    for encoder in (network.photo, network.sketch):
+        assert torch.equal(encoder.backbone.body[0].weight, reference.conv1.weight)
+        assert torch.equal(encoder.backbone.body[7][2].conv3.weight, reference.layer4[2].conv3.weight)
+    with torch.inference_mode():
+        output = network.eval()(torch.zeros(2, 3, 256, 128), Modality.PHOTO)
+    assert output.embedding.shape == (2, 256)
