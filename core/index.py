@@ -16,6 +16,9 @@ import faiss
 import numpy as np
 
 MAGIC = b"SKETCHSEARCH-INDEX-1\n"
+# Below this many queries FAISS scans the vectors once per query and parallelises over queries
+# only, so extra OpenMP threads just spin; one thread is as fast, and much faster on a busy machine.
+SMALL_BATCH = 20
 
 
 class IndexFileError(Exception):
@@ -57,13 +60,19 @@ class VectorIndex:
         have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         k = max(1, min(int(k), len(self) or 1))
-        if allowed_ids is None:
-            return self._index.search(queries, k)
-        allowed_ids = np.ascontiguousarray(allowed_ids, dtype=np.int64)
-        if len(allowed_ids) == 0:
-            return (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
-        selector = faiss.IDSelectorBatch(allowed_ids)
-        return self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+        params = None
+        if allowed_ids is not None:
+            allowed_ids = np.ascontiguousarray(allowed_ids, dtype=np.int64)
+            if len(allowed_ids) == 0:
+                return (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed_ids))
+        threads = faiss.omp_get_max_threads()
+        if len(queries) < SMALL_BATCH:
+            faiss.omp_set_num_threads(1)
+        try:
+            return self._index.search(queries, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
