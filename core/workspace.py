@@ -162,9 +162,9 @@ class Workspace:
             return self._attribute_table
 
     def set_attribute(self, photo_id: int, name: str, value: str,
-                      source: AttributeSource = AttributeSource.MANUAL) -> None:
+                      source: AttributeSource = AttributeSource.MANUAL, confidence: float = 1.0) -> None:
         self.schema.check(name, value)
-        self.catalogue.set_attribute(photo_id, name, value, source)
+        self.catalogue.set_attribute(photo_id, name, value, source, confidence)
         self._attribute_table = None
 
     def import_attribute_sheet(self, csv_path: Path) -> tuple[int, list[str]]:

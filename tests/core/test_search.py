@@ -70,10 +70,9 @@ def test_min_confidence_applies_to_model_predictions_only(gallery):
     from core.types import AttributeSource
 
     workspace, ids, photos = gallery
-    workspace.catalogue.set_attribute(ids[0], "bag", "yes", AttributeSource.MODEL, confidence=0.55)
-    workspace.catalogue.set_attribute(ids[1], "bag", "yes", AttributeSource.MODEL, confidence=0.95)
+    workspace.set_attribute(ids[0], "bag", "yes", AttributeSource.MODEL, confidence=0.55)
+    workspace.set_attribute(ids[1], "bag", "yes", AttributeSource.MODEL, confidence=0.95)
     workspace.set_attribute(ids[2], "bag", "yes")  # manual
-    workspace._attribute_table = None  # written behind the workspace's back above
     query = workspace.embed_sketches([photos[5]])
     loose = workspace.search_embeddings(query, top_k=5, where={"bag": "yes"}, min_confidence=0.5)[0]
     strict = workspace.search_embeddings(query, top_k=5, where={"bag": "yes"}, min_confidence=0.9)[0]
