@@ -13,7 +13,7 @@ from app.workers import TaskRunner
 from core.types import AttributeSource, AttributeValue, Candidate
 
 PAGE = 24
-THUMB_SIZE = QSize(96, 160)
+THUMB_SIZE = QSize(100, 200)
 CandidateRole = Qt.UserRole + 1
 PhotoIdRole = Qt.UserRole + 2
 
@@ -83,6 +83,8 @@ class ThumbnailCache(QObject):
                 image = QImage.fromData(workspace.catalogue.thumbnail(photo_id))
                 if image.isNull():
                     raise ValueError(f"thumbnail of photo {photo_id} cannot be decoded")
+                if image.width() > THUMB_SIZE.width() or image.height() > THUMB_SIZE.height():
+                    image = image.scaled(THUMB_SIZE, Qt.KeepAspectRatio, Qt.SmoothTransformation)
                 return photo_id, image
 
             self.runner.submit(decode, pool="io", on_result=self._decoded,

@@ -3,13 +3,14 @@ record and its attributes (a correction made here is saved as a manual value).""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from html import escape
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPainter, QPixmap, QShortcut
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QGraphicsPixmapItem, QGraphicsScene,
-                               QGraphicsView, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout,
-                               QWidget)
+                               QGraphicsView, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from app.candidates_model import format_attribute
 from app.strokes import rgb_to_qimage
@@ -17,6 +18,13 @@ from app.workers import TaskRunner
 from core.types import AttributeSource
 
 NOT_SET = "— not set —"
+
+
+def local_time(moment: datetime) -> str:
+    """The catalogue keeps UTC (naive); show local time with its zone."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 class ZoomView(QGraphicsView):
@@ -78,6 +86,7 @@ class ComparisonDialog(QDialog):
         self.runner, self.workspace, self.model = runner, workspace, candidates_model
         self.row = -1
         self.record = None
+        self.closing = False  # results that arrive after closing are dropped
         self._request = 0
 
         self.sketch_view = ZoomView("Sketch")
@@ -86,6 +95,9 @@ class ComparisonDialog(QDialog):
         views = QSplitter(Qt.Horizontal)
         views.addWidget(self.sketch_view)
         views.addWidget(self.photo_view)
+        views.setStretchFactor(0, 1)
+        views.setStretchFactor(1, 1)
+        views.setSizes([400, 400])
 
         self.title = QLabel()
         self.title.setTextFormat(Qt.RichText)
@@ -152,6 +164,7 @@ class ComparisonDialog(QDialog):
         buttons.rejected.connect(self.close)
 
         side = QWidget()
+        side.setMaximumWidth(480)
         side_layout = QVBoxLayout(side)
         side_layout.addWidget(self.title)
         side_layout.addLayout(info)
@@ -174,12 +187,17 @@ class ComparisonDialog(QDialog):
         self.resize(1100, 720)
         self.show_row(row)
 
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.closing = True
+        super().closeEvent(event)
+
     @staticmethod
-    def _selectable() -> QLabel:
-        label = QLabel()
-        label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        label.setWordWrap(True)
-        return label
+    def _selectable() -> QLineEdit:
+        field = QLineEdit()
+        field.setReadOnly(True)
+        field.setFrame(False)
+        field.setStyleSheet("background: transparent;")
+        return field
 
     # -- navigation --------------------------------------------------------------------------
     def show_next(self) -> None:
@@ -215,7 +233,8 @@ class ComparisonDialog(QDialog):
                 problem = f"Showing the thumbnail: {exc}"
             return request, record, image, problem
 
-        self.runner.submit(load, pool="io", on_result=self._loaded, on_error=self._load_failed, name="photo")
+        self.runner.submit(load, pool="io", on_result=self._loaded, on_error=self._load_failed, name="photo",
+                           owner=self)
 
     def _loaded(self, result) -> None:
         request, record, image, problem = result
@@ -223,9 +242,12 @@ class ComparisonDialog(QDialog):
             return
         self.record = record
         self.photo_view.set_image(image)
-        self.path_label.setText(record.path + ("  (missing)" if record.missing else ""))
+        self.path_label.setText(record.path)
+        self.path_label.setCursorPosition(0)
+        self.path_label.setToolTip(record.path + ("\n(the file is missing)" if record.missing else ""))
         self.sha_label.setText(record.sha256)
-        self.imported_label.setText(record.imported_at.strftime("%Y-%m-%d %H:%M:%S"))
+        self.sha_label.setCursorPosition(0)
+        self.imported_label.setText(local_time(record.imported_at))
         self.size_label.setText(f"{record.width} × {record.height} pixels, {record.size_bytes:,} bytes")
         self._show_attributes(record.attributes)
         self.status.setText(problem)
@@ -280,7 +302,8 @@ class ComparisonDialog(QDialog):
                 workspace.set_attribute(photo_id, name, value)
             return workspace.catalogue.photo(photo_id)
 
-        self.runner.submit(save, pool="io", on_result=self._saved, on_error=self._save_failed, name="save attributes")
+        self.runner.submit(save, pool="io", on_result=self._saved, on_error=self._save_failed, name="save attributes",
+                           owner=self)
 
     def _saved(self, record) -> None:
         if self.record is not None and record.id == self.record.id:

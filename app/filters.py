@@ -17,6 +17,10 @@ class FilterPanel(QWidget):
         self.combos: dict[str, QComboBox] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        self.note = QLabel("This model predicts no attributes: filters match values set by hand or imported.")
+        self.note.setWordWrap(True)
+        self.note.hide()
+        layout.addWidget(self.note)
         self.form = QFormLayout()
         self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         layout.addLayout(self.form)
@@ -52,11 +56,7 @@ class FilterPanel(QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         self.combos.clear()
-        if not predicted and schema.attributes:
-            note = QLabel("This model predicts no attributes: filters match values set by hand or imported.")
-            note.setWordWrap(True)
-            note.setStyleSheet("color: palette(mid);")
-            self.form.addRow(note)
+        self.note.setVisible(not predicted and bool(schema.attributes))
         for spec in schema.attributes:
             combo = QComboBox()
             combo.addItem(ANY, None)

@@ -76,4 +76,22 @@ def run_gui(args) -> int:
 
     window = MainWindow(LaunchOptions(args.data_dir, args.model, args.device))
     window.show()
+    stop_on_signals(app, window)
     return app.exec()
+
+
+def stop_on_signals(app, window) -> None:
+    """Ctrl+C or SIGTERM closes the window properly (workers stopped, catalogue closed)."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def stop(*_args):
+        window.close()
+        app.quit()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, stop)
+    timer = QTimer(app)  # lets the interpreter run its signal handlers while Qt's loop waits
+    timer.timeout.connect(lambda: None)
+    timer.start(300)

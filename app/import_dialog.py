@@ -61,7 +61,7 @@ class ImportDialog(QDialog):
 
         self.task = runner.submit(run_import, pool="long", on_result=self._finished, on_error=self._failed,
                                   on_progress=self._progress, on_cancel=self._cancelled_before_start,
-                                  name="import")
+                                  name="import", owner=self)
         if self.task is None:
             self._failed("the application is closing")
 

@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-HEADLESS_COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune")
+from core.cli import COMMANDS as HEADLESS_COMMANDS  # light: core.cli loads torch only when a command runs
+
 _OPTIONS_WITH_VALUE = ("--data-dir", "--model", "--device")
 
 

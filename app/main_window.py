@@ -11,7 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListView, QMainWindow, QMessageBox,
-                               QSpinBox, QSplitter, QToolBar, QVBoxLayout, QWidget)
+                               QScrollArea, QSpinBox, QSplitter, QToolBar, QVBoxLayout, QWidget)
 
 from app.candidates_model import THUMB_SIZE, CandidatesModel, ThumbnailCache
 from app.canvas import SketchCanvas
@@ -85,6 +85,9 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
 
         if workspace is not None:
             self._workspace_ready(workspace, owned=False)
@@ -97,7 +100,7 @@ class MainWindow(QMainWindow):
         self.view.setViewMode(QListView.IconMode)
         self.view.setModel(self.candidates)
         self.view.setIconSize(THUMB_SIZE)
-        self.view.setGridSize(QSize(THUMB_SIZE.width() + 28, THUMB_SIZE.height() + 52))
+        self.view.setGridSize(QSize(THUMB_SIZE.width() + 32, THUMB_SIZE.height() + 40))
         self.view.setResizeMode(QListView.Adjust)
         self.view.setMovement(QListView.Static)
         self.view.setUniformItemSizes(True)
@@ -216,12 +219,18 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(splitter)
         self.filters_dock = QDockWidget("Filters", self)
         self.filters_dock.setObjectName("filters-dock")
-        self.filters_dock.setWidget(self.filters)
+        scroll = QScrollArea()
+        scroll.setWidget(self.filters)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        self.filters_dock.setWidget(scroll)
         self.addDockWidget(Qt.RightDockWidgetArea, self.filters_dock)
         self.gallery_dock = QDockWidget("Gallery", self)
         self.gallery_dock.setObjectName("gallery-dock")
         self.gallery_dock.setWidget(self.gallery)
         self.addDockWidget(Qt.RightDockWidgetArea, self.gallery_dock)
+        self.resizeDocks([self.filters_dock, self.gallery_dock], [560, 200], Qt.Vertical)
+        self.resizeDocks([self.filters_dock], [340], Qt.Horizontal)
         self.view_menu.addAction(self.filters_dock.toggleViewAction())
         self.view_menu.addAction(self.gallery_dock.toggleViewAction())
 
@@ -527,6 +536,7 @@ class MainWindow(QMainWindow):
     # -- closing -----------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("top_k", self.preferences.top_k)
         self.settings.sync()
         for dialog in list(self._comparisons):

@@ -31,7 +31,7 @@ class Stroke:
 
     def to_json(self) -> dict:
         return {"tool": "eraser" if self.eraser else "pen", "width": self.width,
-                "points": [[round(x, 2), round(y, 2), round(p, 3)] for x, y, p in self.points]}
+                "points": [[x, y, p] for x, y, p in self.points]}
 
     @classmethod
     def from_json(cls, data: dict) -> "Stroke":

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from core.errors import SketchSearchError
@@ -21,7 +22,13 @@ _RUNNERS: "weakref.WeakSet[TaskRunner]" = weakref.WeakSet()
 
 def busy_threads() -> int:
     """Threads of every live runner that are running a task now (tests check this reaches 0)."""
-    return sum(runner.active() for runner in list(_RUNNERS))
+    total = 0
+    for runner in list(_RUNNERS):
+        try:
+            total += runner.active()
+        except RuntimeError:  # its window is gone, and deleting a pool waits for its threads
+            pass
+    return total
 
 
 def user_message(exc: BaseException) -> str:
@@ -105,22 +112,32 @@ class TaskRunner(QObject):
     def submit(self, function: Callable[[Task], Any], *, pool: str = "io",
                on_result: Callable[[Any], None] | None = None, on_error: Callable[[str], None] | None = None,
                on_progress: Callable[[Any], None] | None = None, on_cancel: Callable[[], None] | None = None,
-               name: str = "") -> Task | None:
+               name: str = "", owner: QObject | None = None) -> Task | None:
+        """Run ``function(task)`` in ``pool``; the callbacks run on the GUI thread, and not at all once
+        the runner is shut down or ``owner`` (e.g. the dialog that asked) is closed or deleted."""
         if self._closed:
             return None
         task = Task(function, name)
-        if on_result:
-            task.signals.succeeded.connect(on_result)
-        if on_error:
-            task.signals.failed.connect(on_error)
-        if on_progress:
-            task.signals.progress.connect(on_progress)
-        if on_cancel:
-            task.signals.cancelled.connect(on_cancel)
+        for signal, callback in ((task.signals.succeeded, on_result), (task.signals.failed, on_error),
+                                 (task.signals.progress, on_progress), (task.signals.cancelled, on_cancel)):
+            if callback is not None:
+                signal.connect(self._unless_closed(callback, owner))
         task.signals.done.connect(lambda: self._tasks.discard(task))
         self._tasks.add(task)
         self.pools[pool].start(task)
         return task
+
+    def _unless_closed(self, callback: Callable[..., None], owner: QObject | None) -> Callable[..., None]:
+        """After shutdown, results still queued for the GUI thread are dropped."""
+
+        def deliver(*args):
+            if self._closed:
+                return
+            if owner is not None and (not shiboken6.isValid(owner) or getattr(owner, "closing", False)):
+                return
+            callback(*args)
+
+        return deliver
 
     def active(self) -> int:
         return sum(p.activeThreadCount() for p in self.pools.values())
@@ -142,13 +159,6 @@ class TaskRunner(QObject):
         self._closed = True
         self.cancel_all()
         finished = self.wait(msecs)
-        for task in list(self._tasks):
-            for signal in (task.signals.succeeded, task.signals.failed, task.signals.progress,
-                           task.signals.cancelled):
-                try:
-                    signal.disconnect()
-                except (RuntimeError, TypeError):
-                    pass
         self._tasks.clear()
         for pool in self.pools.values():
             pool.setExpiryTimeout(0)

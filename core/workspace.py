@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 
 class Workspace:
+    """Thread safety: one import (or other writer) may run while other threads search, embed
+    sketches and read the catalogue; the index is guarded by a lock, SQLite (WAL) gives each
+    thread its own connection, and the network's forward pass in inference mode keeps no state."""
+
     def __init__(self, data_dir: Path | None = None, model_dir: Path | None = None, device: str | None = None,
                  *, model: InferenceModel | None = None):
         """Open ``data_dir`` (created if needed) with the model in ``model_dir`` (default: the bundled
@@ -60,6 +64,10 @@ class Workspace:
         m = self.model.manifest
         return ModelInfo(name=m.name, sha256=self.model.sha256, backbone=m.backbone, device=str(self.model.device),
                          attributes_trained=m.attribute_head_trained, provenance=m.provenance)
+
+    def photo_ids(self) -> np.ndarray:
+        """Ids of every catalogued photo, ascending."""
+        return self.attribute_table().ids
 
     # -- index ---------------------------------------------------------------------------------
     def _open_index(self) -> VectorIndex:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+GALLERY_SIZE = 8  # photos in the session's gallery
+
 
 def draw_stroke(qtbot, canvas, points) -> None:
     """Press, move through ``points`` (widget coordinates) and release the left button."""

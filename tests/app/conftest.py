@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-GALLERY_SIZE = 8
+from app_helpers import GALLERY_SIZE  # noqa: E402
 
 
 def _python_threads() -> set[threading.Thread]:

@@ -3,15 +3,14 @@ imports a folder and reports bad files; the gallery panel lists folders."""
 
 from __future__ import annotations
 
-from app_helpers import draw_figure_strokes, wait_for_results
-from conftest import GALLERY_SIZE
+from app_helpers import GALLERY_SIZE, draw_figure_strokes, wait_for_results
 from PySide6.QtCore import Qt
 
 from core.types import AttributeSource
 
 
 def test_filters_narrow_the_grid_without_re_embedding(qtbot, window, gallery_workspace, monkeypatch):
-    ids = sorted(gallery_workspace.catalogue.embedded_ids(gallery_workspace.model.sha256).tolist())
+    ids = gallery_workspace.photo_ids().tolist()
     women = set(ids[:3])
     for photo_id in ids:
         gallery_workspace.set_attribute(photo_id, "gender", "female" if photo_id in women else "male")

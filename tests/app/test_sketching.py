@@ -4,8 +4,7 @@ undo/redo; save and reopen; an imported scan becomes the background; stale resul
 from __future__ import annotations
 
 import numpy as np
-from app_helpers import draw_figure_strokes, draw_stroke, wait_for_results
-from conftest import GALLERY_SIZE
+from app_helpers import GALLERY_SIZE, draw_figure_strokes, draw_stroke, wait_for_results
 from PIL import Image, ImageDraw
 from PySide6.QtCore import QPointF, Qt
 
@@ -84,8 +83,9 @@ def test_tablet_pressure_sets_the_line_width(qtbot, window):
     for kind, x, pressure in ((QEvent.TabletPress, 80, 0.2), (QEvent.TabletMove, 120, 0.6),
                               (QEvent.TabletMove, 160, 1.0), (QEvent.TabletRelease, 160, 0.0)):
         point = QPointF(x, 200)
+        buttons = Qt.NoButton if kind == QEvent.TabletRelease else Qt.LeftButton
         event = QTabletEvent(kind, device, point, canvas.mapToGlobal(point), pressure, 0.0, 0.0, 0.0, 0.0, 0.0,
-                             Qt.NoModifier, Qt.LeftButton, Qt.LeftButton if kind != QEvent.TabletRelease else Qt.NoButton)
+                             Qt.NoModifier, Qt.LeftButton, buttons)
         QApplication.sendEvent(canvas, event)
     stroke = window.document.strokes[-1]
     assert [round(p, 1) for _, _, p in stroke.points[:3]] == [0.2, 0.6, 1.0]

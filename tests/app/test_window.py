@@ -1,0 +1,40 @@
+"""The window opens its workspace in the background, and says so when it cannot; preferences
+persist in QSettings."""
+
+from __future__ import annotations
+
+from app_helpers import draw_stroke
+
+
+def test_a_gallery_that_cannot_be_opened_is_reported_and_the_window_keeps_working(qtbot, settings, tmp_path):
+    from app.main_window import LaunchOptions, MainWindow
+
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the data folder should be")
+    window = MainWindow(LaunchOptions(data_dir=not_a_folder, device="cpu"), settings)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.model_label.text() == "Loading model…"  # the window is up before the model
+    draw_stroke(qtbot, window.canvas, [(100, 100), (140, 300)])  # drawing works meanwhile
+    qtbot.waitUntil(lambda: bool(window.last_error), timeout=60000)
+    assert str(not_a_folder) in window.last_error and "could not be opened" in window.last_error
+    assert window.workspace is None and window.model_label.text() == "No model loaded"
+    assert not window.import_folder_action.isEnabled()
+    window.close()
+
+
+def test_preferences_round_trip(settings):
+    from app.settings import Preferences
+
+    assert Preferences.load(settings) == Preferences()
+    Preferences("/some/where", "cpu", 25).save(settings)
+    assert Preferences.load(settings) == Preferences("/some/where", "cpu", 25)
+    settings.setValue("device", "quantum")
+    settings.setValue("top_k", "many")
+    assert Preferences.load(settings) == Preferences("/some/where", "auto", 50)
+
+
+def test_top_k_is_remembered(qtbot, window, settings):
+    window.top_k.setValue(7)
+    window.close()
+    assert int(settings.value("top_k")) == 7
