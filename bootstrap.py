@@ -3,6 +3,7 @@
 
     python3 bootstrap.py app [ARGS...]    install if needed, then start SketchSearch
     python3 bootstrap.py test [ARGS...]   install if needed, then run the whole test suite
+    python3 bootstrap.py build            install if needed, then build dist/sketchsearch/ (PyInstaller)
 
 Needs only python3 (3.11+). The install is repeated only when pyproject.toml changes."""
 
@@ -26,27 +27,30 @@ def run(*command: str | Path, **kwargs) -> None:
     subprocess.run([str(c) for c in command], check=True, **kwargs)
 
 
-def ensure_installed() -> None:
+def ensure_installed(extras: str = "dev,build") -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"SketchSearch needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PYTHON.exists():
         run(sys.executable, "-m", "venv", VENV)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[{extras}]")
     STAMP.write_text(wanted)
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("app", "test"):
+    if not argv or argv[0] not in ("app", "test", "build"):
         print(__doc__)
         return 2
     ensure_installed()
     command, rest = argv[0], argv[1:]
     if command == "app":
         return subprocess.call([str(BIN / "sketchsearch"), *rest])
+    if command == "build":
+        return subprocess.call([str(BIN / "pyinstaller"), "--noconfirm", "--log-level", "WARN", "build.spec", *rest],
+                               cwd=ROOT)
     env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
     return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT, env=env)
 

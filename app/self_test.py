@@ -88,11 +88,13 @@ def run_self_test(args) -> int:
             settings = QSettings(str(root / "settings.ini"), QSettings.IniFormat)
             window = MainWindow(LaunchOptions(root / "data", args.model, args.device), settings)
             window.show()
+            app.processEvents()
+            print("window shown", flush=True)
             wait_until(app, lambda: window.workspace is not None or window.last_error, TIMEOUT_S,
                        "the model to load", errors)
             if window.workspace is None:
                 raise RuntimeError(window.last_error)
-            print(f"model loaded: {window.model_label.text()} on {window.device_label.text()}")
+            print(f"model loaded: {window.model_label.text()} on {window.device_label.text()}", flush=True)
 
             dialog = window.start_import([gallery])
             wait_until(app, lambda: not dialog.running(), TIMEOUT_S, "the import", errors)

@@ -1,0 +1,53 @@
+"""The PyInstaller build (dist/sketchsearch/) works on its own: run from another folder, with no
+source checkout importable, its headless commands import, search and verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FROZEN = ROOT / "dist" / "sketchsearch" / "sketchsearch"
+
+pytestmark = pytest.mark.skipif(
+    not FROZEN.is_file(), reason=f"no frozen build at {FROZEN}: build it with `python3 bootstrap.py build`"
+)
+
+
+def run_frozen(*args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    return subprocess.run([str(FROZEN), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_frozen_import_search_verify(tmp_path, make_photos):
+    photos = make_photos(5)
+    data = tmp_path / "data"
+    imported = run_frozen("--data-dir", data, "import", photos[0].parent, "--json", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["added"] == 5
+
+    found = run_frozen("--data-dir", data, "search", photos[2], "--top", "3", "--json", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    (result,) = json.loads(found.stdout)
+    assert [c["rank"] for c in result["candidates"]] == [1, 2, 3]
+    # the bundle computes what the source install computes, on the same catalogue
+    from core.workspace import Workspace
+
+    with Workspace(data) as workspace:
+        (expected,) = workspace.search([photos[2]], top_k=3)
+    assert [c["path"] for c in result["candidates"]] == [c.path for c in expected.candidates]
+    assert [c["score"] for c in result["candidates"]] == pytest.approx([c.score for c in expected.candidates], abs=1e-5)
+
+    verified = run_frozen("--data-dir", data, "verify", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_frozen_errors_are_one_line(tmp_path):
+    missing = run_frozen("--data-dir", tmp_path / "data", "search", tmp_path / "nope.jpg", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: sketch file not found"
