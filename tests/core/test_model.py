@@ -29,8 +29,8 @@ CLOTHING = {
 
 
 def test_mapped_imagenet_weights_classify_pedestrians_as_clothing(pku_root):
-    """The key mapping is right if pedestrian photos land on clothing classes; a network with the
-    wrong (or no) mapping does not."""
+    """The key mapping is right if pedestrian photos land on clothing classes, varied as the people
+    are (a wrong mapping gives noise, an untrained network one class for everything)."""
     from torchvision.models import ResNet50_Weights
 
     categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
@@ -39,17 +39,13 @@ def test_mapped_imagenet_weights_classify_pedestrians_as_clothing(pku_root):
     for path in files:
         square = ImageOps.pad(Image.open(path).convert("RGB"), (224, 224), color=(124, 116, 104))
         batch.append(preprocess(np.asarray(square), PreprocessConfig(height=224, width=224)))
-    inputs = torch.from_numpy(np.stack(batch))
-
-    def clothing_share(network) -> float:
-        with torch.inference_mode():
-            top5 = network.eval()(inputs).topk(5).indices.tolist()
-        return float(np.mean([any(categories[i] in CLOTHING for i in row) for row in top5]))
-
     network = build_efficientnet_lite0(num_classes=1000)
-    untrained = clothing_share(network)
     load_efficientnet_lite0_imagenet(network)
-    assert clothing_share(network) >= 0.85 > 0.2 >= untrained
+    with torch.inference_mode():
+        top5 = network.eval()(torch.from_numpy(np.stack(batch))).topk(5).indices.tolist()
+    clothing = np.mean([any(categories[i] in CLOTHING for i in row) for row in top5])
+    distinct_top1 = {row[0] for row in top5}
+    assert clothing >= 0.85 and len(distinct_top1) >= 10, (clothing, [categories[i] for i in distinct_top1])
 
 
 def test_preprocess_resizes_normalises_and_greys():
