@@ -45,12 +45,15 @@ class FitConfig:
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
     height: int = 256
     width: int = 128
+    grey_photos: float = 0.0  # augmentation: probability of a greyscale training photo
+    erase: float = 0.0  # augmentation: probability of random erasing
 
     epochs: int = 60  # co-training epochs
     steps_per_epoch: int | None = None  # default: identities / P
     p: int = 8  # identities per batch
     k: int = 4  # images per identity (half sketches, half photos for target identities)
     lr: float = 3.5e-4
+    attribute_lr_mult: float = 10.0  # the attribute head learns faster than the encoders
     weight_decay: float = 5e-4
     warmup_epochs: int = 5
     label_smoothing: float = 0.1

@@ -32,6 +32,8 @@ class Augmentation:
     crop_scale: tuple[float, float] = (0.85, 1.0)  # side fraction kept by the random crop
     pad: float = 0.05  # at most this fraction of each side added as border (before the crop)
     jitter: float = 0.2  # photo brightness/contrast/saturation jitter strength (0: none)
+    grey_photos: float = 0.0  # probability of turning a photo grey (colour is absent from sketches)
+    erase: float = 0.0  # probability of random erasing (one rectangle, 2-20 % of the area)
 
 
 def augment_uint8(
@@ -57,7 +59,26 @@ def augment_uint8(
     out = resize_rgb(np.ascontiguousarray(image), config)
     if modality is Modality.PHOTO and aug.jitter > 0:
         out = colour_jitter(out, aug.jitter, rng)
+    if modality is Modality.PHOTO and aug.grey_photos > 0 and rng.random() < aug.grey_photos:
+        out = np.repeat(out.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    if aug.erase > 0 and rng.random() < aug.erase:
+        out = random_erase(out, rng)
     return out
+
+
+def random_erase(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float] = (0.02, 0.2)) -> np.ndarray:
+    """Fill one random rectangle (``area`` fraction of the image, aspect 0.3-3.3) with noise."""
+    h, w = image.shape[:2]
+    for _ in range(10):
+        target = rng.uniform(*area) * h * w
+        aspect = np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
+        eh, ew = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+        if 0 < eh < h and 0 < ew < w:
+            y, x = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+            image = image.copy()
+            image[y : y + eh, x : x + ew] = rng.integers(0, 256, size=(eh, ew, 3), dtype=np.uint8)
+            return image
+    return image
 
 
 def colour_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:

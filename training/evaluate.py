@@ -11,13 +11,10 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from core.model.attributes import AttributeSchema
 from core.model.inference import EmbeddedBatch, PredictedAttribute
-from core.model.network import Modality, SketchPhotoNet
-from core.model.preprocess import PreprocessConfig, preprocess
+from core.model.network import Modality
 from training.data import ImageRecord, by_modality, read_rgb
 
 RANKS = (1, 5, 10, 20)
@@ -68,56 +65,6 @@ def attribute_accuracy(
         if pairs:
             out[name] = 100.0 * sum(a == b for a, b in pairs) / len(pairs)
     return out
-
-
-class NetworkEmbedder:
-    """The :class:`~core.model.inference.InferenceModel` interface over an in-memory network
-    (validation during training), using the same ``core`` preprocessing."""
-
-    def __init__(
-        self,
-        network: SketchPhotoNet,
-        configs: dict[Modality, PreprocessConfig],
-        *,
-        device: torch.device | str = "cpu",
-        batch_size: int = 64,
-        attributes: bool = True,
-    ):
-        self.network = network
-        self.configs = configs
-        self.device = torch.device(device)
-        self.batch_size = batch_size
-        self.attributes = attributes
-
-    @torch.inference_mode()
-    def embed_images(self, images: Sequence[np.ndarray], modality: Modality | str) -> EmbeddedBatch:
-        modality = Modality(modality)
-        was_training = self.network.training
-        self.network.eval()
-        try:
-            embeddings, predicted = [], []
-            schema = self.network.attributes.schema
-            for start in range(0, len(images), self.batch_size):
-                part = images[start : start + self.batch_size]
-                chunk = np.stack([preprocess(im, self.configs[modality]) for im in part])
-                x = torch.from_numpy(chunk).to(self.device)
-                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-                    embedding = self.network(x, modality).embedding.float()
-                    logits = self.network.attributes(embedding) if self.attributes else {}
-                embeddings.append(F.normalize(embedding, dim=1).cpu().numpy())
-                decoded = {n: v.float().softmax(1).max(1) for n, v in logits.items()}
-                for i in range(len(x)):
-                    predicted.append(
-                        {
-                            n: PredictedAttribute(schema.spec(n).values[int(d.indices[i])], float(d.values[i]))
-                            for n, d in decoded.items()
-                        }
-                    )
-            dim = self.network.embedding_dim
-            emb = np.concatenate(embeddings) if embeddings else np.empty((0, dim), np.float32)
-            return EmbeddedBatch(emb.astype(np.float32, copy=False), predicted)
-        finally:
-            self.network.train(was_training)
 
 
 def embed_records(

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from core.model.checkpoint import Manifest, load_checkpoint
-from core.model.network import Modality
+from core.model.network import Modality, SketchPhotoNet
 from core.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,23 @@ class InferenceModel:
     """A loaded checkpoint ready to embed photos and sketches."""
 
     def __init__(self, folder: Path, device: str | None = None, batch_size: int = 32):
-        self.folder = Path(folder)
-        network, self.manifest = load_checkpoint(self.folder)
-        self.device = choose_device(device)
+        network, manifest = load_checkpoint(Path(folder))
+        self._attach(network, manifest, choose_device(device), batch_size)
+
+    @classmethod
+    def from_network(cls, network: SketchPhotoNet, manifest: Manifest, device: torch.device | str | None = None,
+                     batch_size: int = 64) -> "InferenceModel":
+        """Wrap a network held in memory (validation during training) so that it is preprocessed,
+        run and decoded exactly as a loaded checkpoint is. The network is put in eval mode; a
+        training loop puts it back in train mode itself."""
+        model = cls.__new__(cls)
+        device = torch.device(device) if device is not None else next(network.parameters()).device
+        model._attach(network, manifest, device, batch_size)
+        return model
+
+    def _attach(self, network: SketchPhotoNet, manifest: Manifest, device: torch.device, batch_size: int) -> None:
+        self.manifest = manifest
+        self.device = device
         self.batch_size = batch_size
         self.network = network.to(self.device).eval()
         if self.device.type == "cuda":

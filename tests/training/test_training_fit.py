@@ -14,7 +14,9 @@ from core.model.checkpoint import load_checkpoint, read_manifest
 from core.model.inference import InferenceModel
 from core.model.network import Modality
 from training.cli import main
-from training.data import pku_sketch, read_rgb
+from core.model.attributes import PERSON_ATTRIBUTES
+from training.data import ImageRecord, pku_sketch, read_rgb
+from training.engine import attribute_log_priors, forward_mixed
 
 TINY = ["--limit-identities", "6", "--validation-identities", "2", "--p", "2", "--k", "2",
         "--steps-per-epoch", "1", "--height", "64", "--width", "32", "--workers", "0",
@@ -101,3 +103,30 @@ def test_evaluate_and_benchmark_cli(tmp_path, pku_root, capsys):
 def test_init_still_works(tmp_path):
     assert main(["init", "--out", str(tmp_path / "init")]) == 0
     assert not read_manifest(tmp_path / "init").attribute_head_trained
+
+
+def test_attribute_log_priors():
+    records = [
+        ImageRecord("a", "1", Modality.PHOTO, {"hat": "yes"}),
+        ImageRecord("b", "2", Modality.PHOTO, {"hat": "no"}),
+        ImageRecord("c", "3", Modality.PHOTO, {"hat": "no"}),
+        ImageRecord("d", "4", Modality.PHOTO, None),
+    ]
+    priors = attribute_log_priors(records, PERSON_ATTRIBUTES, smoothing=1.0)
+    assert torch.allclose(priors["hat"].exp(), torch.tensor([2 / 5, 3 / 5]))  # yes, no with add-one
+    assert torch.allclose(priors["gender"].exp(), torch.tensor([0.5, 0.5]))  # nobody labelled
+
+
+def test_forward_mixed_keeps_batch_order():
+    from core.model.network import SketchPhotoNet
+
+    torch.manual_seed(0)
+    network = SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES).eval()
+    images = torch.randn(5, 3, 32, 16)
+    modality = torch.tensor([1, 0, 1, 0, 0])
+    with torch.no_grad():
+        feature, embedding = forward_mixed(network, images, modality)
+        for i, m in enumerate(modality.tolist()):
+            expected = network(images[i : i + 1], "sketch" if m else "photo")
+            assert torch.allclose(feature[i], expected.feature[0], atol=1e-5)
+            assert torch.allclose(embedding[i], expected.embedding[0], atol=1e-5)
