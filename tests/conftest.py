@@ -26,14 +26,26 @@ def pku_root() -> Path:
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
+    """The model SketchSearch ships."""
     return ROOT / "resources" / "models" / "default"
 
 
 @pytest.fixture(scope="session")
-def inference_model(model_dir):
+def untrained_model_dir(tmp_path_factory) -> Path:
+    """An ImageNet-initialised checkpoint whose attribute head predicts nothing, so that tests of
+    the catalogue, import and search mechanics do not depend on whichever trained model ships."""
+    from training.cli import init_checkpoint
+
+    folder = tmp_path_factory.mktemp("models") / "imagenet"
+    init_checkpoint(folder, "efficientnet_lite0", None, None, command="test fixture")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def inference_model(untrained_model_dir):
     from core.model.inference import InferenceModel
 
-    return InferenceModel(model_dir, device="cpu")
+    return InferenceModel(untrained_model_dir, device="cpu")
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys):
+def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, untrained_model_dir):
     photos = make_photos(8)
     bad_files(photos[0].parent)
-    data = ["--data-dir", tmp_path / "data"]
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]  # no predicted attributes
 
     code, out, _ = cli(capsys, *data, "import", photos[0].parent, "--json")
     summary = json.loads(out)
@@ -50,7 +50,7 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys):
     assert all(c["attributes"]["gender"] == "female" and c["path"] in {str(p) for p in photos[:4]} for c in first)
     from core.workspace import Workspace
 
-    with Workspace(tmp_path / "data") as workspace:  # the CLI prints what the workspace finds
+    with Workspace(tmp_path / "data", untrained_model_dir) as workspace:  # the CLI prints what the workspace finds
         expected = workspace.search([photos[6], photos[1]], top_k=3, where={"gender": "female"})
     for printed, result in zip(results, expected):
         assert [c["photo_id"] for c in printed["candidates"]] == [c.photo_id for c in result.candidates]

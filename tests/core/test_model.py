@@ -71,12 +71,15 @@ def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path, model_dir):
     np.testing.assert_allclose(np.linalg.norm(copy, axis=1), 1.0, atol=1e-5)
 
 
-def test_shipped_placeholder_manifest_is_honest(model_dir):
+def test_shipped_manifest_says_what_the_model_is(model_dir):
     manifest = read_manifest(model_dir)
     assert manifest.backbone == "efficientnet_lite0"
     assert manifest.attribute_schema == PERSON_ATTRIBUTES
     assert manifest.preprocess[Modality.SKETCH].greyscale
-    if not manifest.attribute_head_trained:
+    if manifest.attribute_head_trained:
+        for key in ("command", "data", "split", "seed", "metrics"):
+            assert manifest.provenance.get(key) not in (None, ""), key
+    else:
         assert "not trained" in manifest.provenance["kind"]
         assert InferenceModel(model_dir, device="cpu").embed_images(
             [np.zeros((50, 20, 3), np.uint8)], Modality.PHOTO).attributes == [{}]

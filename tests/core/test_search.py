@@ -109,3 +109,18 @@ def test_pku_sketch_finds_its_person_better_than_chance(open_workspace, pku_root
     # 80 photos, 2 per person: chance puts the first correct photo at rank 27 on average (std of the
     # mean over 40 sketches ~3); ImageNet features alone reach ~20, a trained model far better
     assert np.mean(ranks) < 23, ranks
+
+
+def test_attribute_edits_update_the_cached_filter_table(gallery):
+    from core.types import AttributeSource
+
+    workspace, ids, _ = gallery
+    workspace.set_attribute(ids[4], "hat", "yes", AttributeSource.MODEL, confidence=0.8)
+    before = workspace.attribute_table()
+    workspace.set_attribute(ids[4], "hat", "no")  # a manual correction beats the prediction
+    after = workspace.attribute_table()
+    assert after is before  # updated in place, not rebuilt
+    rebuilt = workspace.catalogue.attribute_table({a.name: a.values for a in workspace.schema.attributes})
+    np.testing.assert_array_equal(after.values, rebuilt.values)
+    np.testing.assert_array_equal(after.confidence, rebuilt.confidence)
+    assert after.values[list(after.ids).index(ids[4]), after.names.index("hat")] == 1  # "no"

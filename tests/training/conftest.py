@@ -19,11 +19,6 @@ def _need(path: Path, what: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pku_root() -> Path:
-    return _need(DATA / "pku-sketch", "PKU-Sketch")
-
-
-@pytest.fixture(scope="session")
 def cufs_root() -> Path:
     return _need(DATA / "cufs", "CUFS")
 
