@@ -6,9 +6,15 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
+
+# A training run owns its cores: spinning OpenMP waits make a CPU step twice as fast as the sleeping
+# waits ``core`` asks for on behalf of the GUI (measured: 8 steps in 10.6 s instead of 22.3 s on 2
+# cores). Set before ``core`` loads torch; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 from core.errors import SketchSearchError
 from core.model.attributes import PERSON_ATTRIBUTES

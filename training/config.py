@@ -41,12 +41,14 @@ class FitConfig:
 
     backbone: str = "efficientnet_lite0"
     embedding_dim: int | None = None
+    share_backbone: bool = False  # one set of convolutions for both encoders, normalisation per modality
     init: str | None = None  # checkpoint folder to start from (else ImageNet backbones)
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
     height: int = 256
     width: int = 128
     grey_photos: float = 0.0  # augmentation: probability of a greyscale training photo
     erase: float = 0.0  # augmentation: probability of random erasing
+    pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch
 
     epochs: int = 60  # co-training epochs
     steps_per_epoch: int | None = None  # default: identities / P
@@ -63,7 +65,7 @@ class FitConfig:
 
     device: str = "auto"
     amp: bool = True  # float16 autocast + grad scaling on CUDA
-    workers: int = 2
+    workers: int | None = None  # decoding processes; default: none on the CPU (fastest there), 8 on CUDA
     threads: int | None = None  # torch CPU threads
     seed: int = 0
     eval_every: int = 1

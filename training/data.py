@@ -9,6 +9,7 @@ the losses treat as "unknown".
 from __future__ import annotations
 
 import csv
+import dataclasses
 import random
 import re
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class ImageRecord:
     attributes: dict[str, str] | None = None  # known attribute values; None: no labels at all
     dataset: str = ""
     camera: str | None = None
+    pseudo_sketch: bool = False  # a sketch rendered from the photo at ``path`` when loaded (training only)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -64,6 +66,16 @@ def read_rgb(path: Path) -> np.ndarray:
 def identities(records: Iterable[ImageRecord]) -> list[tuple[str, str]]:
     """Identity keys in order of first appearance."""
     return list(dict.fromkeys(r.key for r in records))
+
+
+def pseudo_sketches(records: Iterable[ImageRecord]) -> list[ImageRecord]:
+    """One sketch-modality record per photo of ``records``, rendered from that photo when loaded:
+    more sketches of the training identities than the one drawing each has."""
+    return [
+        dataclasses.replace(r, modality=Modality.SKETCH, pseudo_sketch=True, camera=None)
+        for r in records
+        if r.modality is Modality.PHOTO
+    ]
 
 
 def by_modality(records: Iterable[ImageRecord], modality: Modality | str) -> list[ImageRecord]:

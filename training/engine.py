@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import logging
 import math
+import os
 import random
 import shlex
 import subprocess
@@ -183,7 +184,7 @@ def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
         if manifest.attribute_schema != schema:
             raise ValueError(f"{config.init}: attribute schema differs from the training schema")
         return network.train()
-    network = SketchPhotoNet(config.backbone, schema, config.embedding_dim)
+    network = SketchPhotoNet(config.backbone, schema, config.embedding_dim, shared_backbone=config.share_backbone)
     load_pretrained_backbones(network, Path(config.backbone_weights) if config.backbone_weights else None)
     return network
 
@@ -206,17 +207,24 @@ class Trainer:
         self.amp = config.amp and self.device.type == "cuda"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        # On the CPU the network's own threads are the bottleneck, and a decoding process beside them
+        # only takes their cores; a GPU needs several to keep it fed.
+        if config.workers is not None:
+            self.workers = config.workers
+        else:
+            self.workers = min(8, os.cpu_count() or 1) if self.device.type == "cuda" else 0
 
         self.data = prepare_data(config, schema)
         self.configs = {
             Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=False),
             Modality.SKETCH: PreprocessConfig(height=config.height, width=config.width, greyscale=True),
         }
-        records = self.data.train + self.data.source
+        train = self.data.train + (datasets.pseudo_sketches(self.data.train) if config.pseudo_sketches else [])
+        records = train + self.data.source
         keys = datasets.identities(records)
         self.label_of = {key: i for i, key in enumerate(keys)}
         labels = [self.label_of[r.key] for r in records]
-        is_source = [False] * len(self.data.train) + [True] * len(self.data.source)
+        is_source = [False] * len(train) + [True] * len(self.data.source)
         self.dataset = TrainingImages(
             records, labels, self.configs, schema, source=is_source, seed=config.seed,
             augmentation=Augmentation(grey_photos=config.grey_photos, erase=config.erase),
@@ -323,6 +331,7 @@ class Trainer:
         return Manifest(
             name=name,
             backbone=self.network.backbone_name,
+            shared_backbone=self.network.shared_backbone,
             embedding_dim=self.network.embedding_dim,
             preprocess=dict(self.configs),
             attribute_schema=self.schema,
@@ -341,6 +350,7 @@ class Trainer:
                 "source": config.source,
                 "source_root": str(config.source_root) if config.source_root else None,
                 "train_images": len(self.data.train),
+                "pseudo_sketches": len(self.dataset) - len(self.data.train) - len(self.data.source),
                 "train_identities": len(datasets.identities(self.data.train)),
                 "validation_identities": sorted(i for _, i in datasets.identities(self.data.validation)),
                 "test_identities": len(datasets.identities(self.data.test)),
@@ -364,7 +374,7 @@ class Trainer:
         return DataLoader(
             self.dataset,
             batch_sampler=sampler,
-            num_workers=self.config.workers,
+            num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -484,6 +494,11 @@ class Trainer:
             epoch = manifest.provenance.get("epoch")
         else:
             validation, epoch = None, self.epoch
+        if self.config.half:  # measure the weights exactly as they will be stored
+            with torch.no_grad():
+                for tensor in self.network.state_dict().values():
+                    if tensor.is_floating_point():
+                        tensor.copy_(tensor.half().float())
         embedder = InferenceModel.from_network(self.network, self._manifest("test", {}), self.device)
         test = headline(evaluate_records(embedder, self.data.test, self.schema))
         name = f"{self.network.backbone_name}-ihda-{self.data.split_name}"

@@ -32,12 +32,14 @@ class Manifest:
     attribute_head_trained: bool
     provenance: dict = field(default_factory=dict)  # command, data, split, seed, commit, metrics ...
     weights_sha256: str = ""
+    shared_backbone: bool = False  # the encoders' convolutions share weights (see SketchPhotoNet)
 
     def to_json(self) -> dict:
         return {
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "backbone": self.backbone,
+            "shared_backbone": self.shared_backbone,
             "embedding_dim": self.embedding_dim,
             "preprocess": {m.value: cfg.to_json() for m, cfg in self.preprocess.items()},
             "attributes": {"trained": self.attribute_head_trained, "schema": self.attribute_schema.to_json()},
@@ -52,6 +54,7 @@ class Manifest:
         return cls(
             name=data["name"],
             backbone=data["backbone"],
+            shared_backbone=bool(data.get("shared_backbone", False)),
             embedding_dim=int(data["embedding_dim"]),
             preprocess={Modality(k): PreprocessConfig.from_json(v) for k, v in data["preprocess"].items()},
             attribute_schema=AttributeSchema.from_json(data["attributes"]["schema"]),
@@ -70,7 +73,9 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def build_network(manifest: Manifest) -> SketchPhotoNet:
-    return SketchPhotoNet(manifest.backbone, manifest.attribute_schema, manifest.embedding_dim)
+    return SketchPhotoNet(
+        manifest.backbone, manifest.attribute_schema, manifest.embedding_dim, shared_backbone=manifest.shared_backbone
+    )
 
 
 def save_checkpoint(
@@ -83,7 +88,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     state = {}
     for key, tensor in network.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
+        tensor = tensor.detach().cpu().clone()  # a copy: safetensors refuses tensors that share memory (tied weights)
         if half and tensor.is_floating_point():
             tensor = tensor.half()
         state[key] = tensor

@@ -64,11 +64,21 @@ class AttributeHead(nn.Module):
 
 
 class SketchPhotoNet(nn.Module):
-    def __init__(self, backbone: str, schema: AttributeSchema, embedding_dim: int | None = None):
+    """``shared_backbone``: the two encoders' convolutions share weights and only their
+    normalisation (batch norms and BN neck) stays per modality. With a few hundred sketches to learn
+    from, the sketch encoder then learns its filters from the photos too."""
+
+    def __init__(
+        self, backbone: str, schema: AttributeSchema, embedding_dim: int | None = None, shared_backbone: bool = False
+    ):
         super().__init__()
         self.backbone_name = backbone
+        self.shared_backbone = shared_backbone
         self.photo = ModalityEncoder(backbone, embedding_dim)
         self.sketch = ModalityEncoder(backbone, embedding_dim)
+        if shared_backbone:
+            tie_weights(self.sketch.backbone, self.photo.backbone)
+            tie_weights(self.sketch.projection, self.photo.projection)
         self.embedding_dim = self.photo.embedding_dim
         self.attributes = AttributeHead(self.embedding_dim, schema)
 
@@ -77,6 +87,18 @@ class SketchPhotoNet(nn.Module):
 
     def forward(self, images: torch.Tensor, modality: Modality | str) -> EncoderOutput:
         return self.encoder(modality)(images)
+
+
+def tie_weights(follower: nn.Module, leader: nn.Module) -> None:
+    """Make every convolution and linear layer of ``follower`` use ``leader``'s parameters (the two
+    modules have the same architecture); normalisation layers keep their own."""
+    for (name, mine), (_, theirs) in zip(follower.named_modules(), leader.named_modules(), strict=True):
+        if isinstance(mine, (nn.Conv2d, nn.Linear)):
+            if type(mine) is not type(theirs) or mine.weight.shape != theirs.weight.shape:
+                raise ValueError(f"cannot tie {name}: the modules differ")
+            mine.weight = theirs.weight
+            if mine.bias is not None:
+                mine.bias = theirs.bias
 
 
 def load_pretrained_backbones(network: SketchPhotoNet, weights: Path | None = None) -> None:

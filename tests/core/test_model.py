@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.backbones import build_efficientnet_lite0, load_efficientnet_lite0_imagenet
 from core.model.checkpoint import MANIFEST_FILE, WEIGHTS_FILE, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel
-from core.model.network import Modality
+from core.model.network import Modality, SketchPhotoNet
 from core.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, preprocess
 
 CLOTHING = {
@@ -92,6 +93,29 @@ def test_photo_and_sketch_encoders_are_separate(inference_model):
     photo = inference_model.embed_images([image], Modality.PHOTO).embeddings
     sketch = inference_model.embed_images([image], Modality.SKETCH).embeddings
     assert not np.allclose(photo, sketch)  # the sketch config greys the input first
+
+
+def test_shared_backbone_ties_convolutions_and_survives_a_checkpoint(tmp_path, model_dir):
+    _, manifest = load_checkpoint(model_dir)
+    network = SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, embedding_dim=64, shared_backbone=True)
+    separate = SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, embedding_dim=64)
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731 - parameters() skips tied copies
+    norms = sum(p.numel() for n, p in separate.sketch.named_parameters() if "bn" in n or "neck" in n)
+    assert count(network) == count(separate) - count(separate.sketch) + norms
+    with torch.no_grad():  # a shared filter changes for both encoders, a batch norm for one only
+        network.photo.backbone.conv_stem.weight.mul_(2)
+        network.photo.backbone.bn1.weight.mul_(3)
+    assert torch.equal(network.sketch.backbone.conv_stem.weight, network.photo.backbone.conv_stem.weight)
+    assert not torch.equal(network.sketch.backbone.bn1.weight, network.photo.backbone.bn1.weight)
+
+    shared = dataclasses.replace(manifest, embedding_dim=64, shared_backbone=True)
+    save_checkpoint(network.eval(), shared, tmp_path / "shared")
+    assert read_manifest(tmp_path / "shared").shared_backbone
+    loaded, _ = load_checkpoint(tmp_path / "shared")
+    assert loaded.sketch.backbone.conv_stem.weight is loaded.photo.backbone.conv_stem.weight
+    images = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 64, 32), dtype=np.float32))
+    for modality in Modality:
+        assert torch.allclose(loaded(images, modality).embedding, network(images, modality).embedding, atol=1e-6)
 
 
 def test_corrupt_or_mismatched_checkpoints_are_refused(tmp_path, model_dir):

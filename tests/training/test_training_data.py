@@ -17,11 +17,12 @@ from training.data import (
     market1501,
     paired_folder,
     pku_sketch,
+    pseudo_sketches,
     read_market_attributes,
     read_rgb,
     split_identities,
 )
-from training.dataset import Augmentation, TrainingImages, TARGET_PHOTO, TARGET_SKETCH, SOURCE_PHOTO
+from training.dataset import Augmentation, TrainingImages, TARGET_PHOTO, TARGET_SKETCH, SOURCE_PHOTO, pencil_sketch
 
 from training_test_helpers import MARKET_IDS, write_image
 
@@ -143,3 +144,27 @@ def test_dataset_augmentation(pku_root, market_root):
     assert data[1]["domain"].item() == SOURCE_PHOTO
     targets = data[1]["attributes"]
     assert (targets >= -1).all() and (targets >= 0).any()
+
+
+def test_pseudo_sketches_are_pencil_renderings_of_the_photos(pku_root):
+    train = pku_sketch(pku_root, 1).train
+    pseudo = pseudo_sketches(train)
+    photos = by_modality(train, Modality.PHOTO)
+    assert len(pseudo) == len(photos)
+    assert all(p.pseudo_sketch and p.modality is Modality.SKETCH for p in pseudo)
+    assert [(p.path, p.key, p.attributes) for p in pseudo] == [(r.path, r.key, r.attributes) for r in photos]
+
+    rgb = read_rgb(photos[0].path)
+    drawn = pencil_sketch(rgb)
+    assert drawn.dtype == np.uint8 and drawn.ndim == 3 and drawn.shape[2] == 3
+    assert drawn.shape[0] == max(512, rgb.shape[0]) and abs(drawn.shape[1] / drawn.shape[0] - rgb.shape[1] / rgb.shape[0]) < 0.01
+    assert (drawn[..., 0] == drawn[..., 1]).all() and (drawn[..., 1] == drawn[..., 2]).all()  # grey, like a sketch
+    # lighter than the photo overall, with dark strokes along its edges
+    assert drawn.mean() > rgb.mean() and (drawn[..., 0] < 60).mean() > 0.005
+
+    configs = {Modality.PHOTO: PreprocessConfig(64, 32), Modality.SKETCH: PreprocessConfig(64, 32, greyscale=True)}
+    data = TrainingImages([photos[0], pseudo[0]], [0, 0], configs, PERSON_ATTRIBUTES)
+    item = data[1]
+    assert item["modality"].item() == 1 and item["domain"].item() == TARGET_SKETCH
+    assert np.array_equal(item["image"].numpy(), preprocess(drawn, configs[Modality.SKETCH]))
+    assert not np.array_equal(item["image"].numpy(), preprocess(rgb, configs[Modality.SKETCH]))
