@@ -1,13 +1,16 @@
-"""Import photos into the gallery: progress with count, rate and cancel while the import runs in the
-background, then a summary that lists the files that failed and why."""
+"""Long gallery jobs: importing photos, and indexing the catalogued photos for a new model. Progress
+with count, rate and cancel while the job runs in the background, then a summary that lists the
+files that failed and why."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHeaderView, QLabel, QProgressBar, QTreeWidget,
                                QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from app.workers import TaskRunner
+from app.workers import Task, TaskRunner
 from core.types import ImportSummary
 
 
@@ -18,21 +21,28 @@ def summary_text(summary: ImportSummary) -> str:
     return f"{head} in {summary.seconds:.1f} s: " + ", ".join(parts) + "."
 
 
-class ImportDialog(QDialog):
-    """Runs ``workspace.import_paths(roots)`` in the ``long`` pool; ``finished_import`` carries the
-    summary (None if the import could not run)."""
+def indexing_text(summary: ImportSummary) -> str:
+    head = "Indexing cancelled" if summary.cancelled else "Indexing finished"
+    return f"{head} in {summary.seconds:.1f} s: {summary.updated} photo(s) indexed, {len(summary.failed)} failed."
+
+
+class GalleryJobDialog(QDialog):
+    """Runs ``work(task) -> ImportSummary`` in the ``long`` pool; ``finished_import`` carries the
+    summary (None if the job could not run)."""
 
     finished_import = Signal(object)
+    describe = staticmethod(summary_text)  # the summary's one-line text
+    done_word = "added"  # what progress.added counts
 
-    def __init__(self, runner: TaskRunner, workspace, roots: list[str], parent: QWidget | None = None):
+    def __init__(self, runner: TaskRunner, work: Callable[[Task], ImportSummary], title: str, heading: str,
+                 parent: QWidget | None = None):
         super().__init__(parent)
-        self.setWindowTitle("Import photos")
+        self.setWindowTitle(title)
         self.setMinimumWidth(560)
         self.summary: ImportSummary | None = None
         self.error: str | None = None
-        self.roots = [str(r) for r in roots]
 
-        self.heading = QLabel("Importing from " + ", ".join(self.roots))
+        self.heading = QLabel(heading)
         self.heading.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # busy until the files are counted
@@ -56,12 +66,9 @@ class ImportDialog(QDialog):
         layout.addWidget(self.failures, 1)
         layout.addWidget(self.buttons)
 
-        def run_import(task):
-            return workspace.import_paths(self.roots, progress=task.report, cancel=task.cancel)
-
-        self.task = runner.submit(run_import, pool="long", on_result=self._finished, on_error=self._failed,
+        self.task = runner.submit(work, pool="long", on_result=self._finished, on_error=self._failed,
                                   on_progress=self._progress, on_cancel=self._cancelled_before_start,
-                                  name="import", owner=self)
+                                  name=title, owner=self)
         if self.task is None:
             self._failed("the application is closing")
 
@@ -72,7 +79,7 @@ class ImportDialog(QDialog):
         if progress.total:
             self.progress.setRange(0, progress.total)
             self.progress.setValue(progress.done)
-        self.counts.setText(f"{progress.done} of {progress.total} files · {progress.added} added · "
+        self.counts.setText(f"{progress.done} of {progress.total} files · {progress.added} {self.done_word} · "
                             f"{progress.failed} failed · {progress.rate:.1f} files/s")
         if progress.current:
             self.current.setText(self.fontMetrics().elidedText(progress.current, Qt.ElideMiddle, 520))
@@ -102,7 +109,7 @@ class ImportDialog(QDialog):
         self.summary = summary
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
-        self.counts.setText(summary_text(summary))
+        self.counts.setText(self.describe(summary))
         self.current.setText("Files that could not be imported:" if summary.failed else "")
         for failure in summary.failed:
             item = QTreeWidgetItem([failure.path, failure.reason])
@@ -116,7 +123,7 @@ class ImportDialog(QDialog):
         self.error = message
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.counts.setText(f"The import failed: {message}")
+        self.counts.setText(f"{self.windowTitle()} failed: {message}")
         self._done()
         self.finished_import.emit(None)
 
@@ -127,3 +134,32 @@ class ImportDialog(QDialog):
         self.buttons.clear()
         self.buttons.setStandardButtons(QDialogButtonBox.Close)
         self.buttons.setEnabled(True)
+
+
+class ImportDialog(GalleryJobDialog):
+    """Imports ``roots`` (files and folders) into the workspace's gallery."""
+
+    def __init__(self, runner: TaskRunner, workspace, roots: list[str], parent: QWidget | None = None):
+        self.roots = [str(r) for r in roots]
+
+        def run_import(task: Task) -> ImportSummary:
+            return workspace.import_paths(self.roots, progress=task.report, cancel=task.cancel)
+
+        super().__init__(runner, run_import, "Import photos", "Importing from " + ", ".join(self.roots), parent)
+
+
+class IndexingDialog(GalleryJobDialog):
+    """Embeds the catalogued photos that have no embedding for the workspace's model: after a model
+    change the gallery is searchable again without importing anything."""
+
+    describe = staticmethod(indexing_text)
+    done_word = "indexed"
+
+    def __init__(self, runner: TaskRunner, workspace, count: int, parent: QWidget | None = None):
+        def run_indexing(task: Task) -> ImportSummary:
+            return workspace.embed_missing(progress=task.report, cancel=task.cancel)
+
+        name = workspace.model_info().name
+        super().__init__(runner, run_indexing, "Index photos",
+                         f"The model is new to this gallery: indexing {count} photo(s) for {name}. "
+                         "Until it is done, searches see only the photos already indexed.", parent)

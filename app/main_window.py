@@ -18,7 +18,7 @@ from app.canvas import SketchCanvas
 from app.comparison import ComparisonDialog
 from app.filters import FilterPanel
 from app.gallery_panel import GalleryPanel
-from app.import_dialog import ImportDialog, summary_text
+from app.import_dialog import GalleryJobDialog, ImportDialog, IndexingDialog
 from app.live_search import LiveSearch
 from app.settings import MAX_TOP_K, Preferences, SettingsDialog
 from app.strokes import SketchDocument
@@ -62,7 +62,7 @@ class MainWindow(QMainWindow):
         self.workspace = None
         self._owns_workspace = False
         self._model_key: tuple[str, str] | None = None
-        self._import_dialog: ImportDialog | None = None
+        self._job_dialog: GalleryJobDialog | None = None
         self._comparisons: list[ComparisonDialog] = []
         self.last_error = ""
         self.runner = TaskRunner(self)
@@ -314,7 +314,20 @@ class MainWindow(QMainWindow):
         self.live.where, self.live.min_confidence = self.filters.where(), self.filters.min_confidence()
         self._set_workspace(workspace)
         self.refresh_gallery()
+        self._index_if_needed(workspace)
         self.workspaceReady.emit()
+
+    def _index_if_needed(self, workspace) -> None:
+        """A gallery imported with another model has no embeddings for this one: index it now (once
+        per opening), rather than leave its photos out of every search."""
+        def count(task):
+            return workspace.count_unembedded()
+
+        def start(unembedded: int) -> None:
+            if unembedded and workspace is self.workspace and not self._job_running():
+                self._start_job(IndexingDialog(self.runner, workspace, unembedded, self))
+
+        self.runner.submit(count, pool="io", on_result=start, on_error=self._status_error, name="count unindexed")
 
     def _workspace_failed(self, message: str) -> None:
         self.model_label.setText("No model loaded")
@@ -430,25 +443,31 @@ class MainWindow(QMainWindow):
         if folder:
             self.start_import([folder])
 
-    def start_import(self, roots) -> ImportDialog | None:
+    def start_import(self, roots) -> GalleryJobDialog | None:
         if self.workspace is None:
             self.show_error("The gallery is still opening; try again in a moment.", "Import")
             return None
-        if self._import_dialog is not None and self._import_dialog.running():
-            self._import_dialog.raise_()
-            self.statusBar().showMessage("An import is already running", 5000)
-            return self._import_dialog
-        dialog = ImportDialog(self.runner, self.workspace, [str(r) for r in roots], self)
+        if self._job_running():
+            self._job_dialog.raise_()
+            self.statusBar().showMessage(f"Wait for the running job: {self._job_dialog.windowTitle()}", 5000)
+            return self._job_dialog
+        return self._start_job(ImportDialog(self.runner, self.workspace, [str(r) for r in roots], self))
+
+    def _start_job(self, dialog: GalleryJobDialog) -> GalleryJobDialog:
+        """One gallery job (import or indexing) at a time, shown in its progress dialog."""
         dialog.setAttribute(Qt.WA_DeleteOnClose)
-        dialog.finished_import.connect(self._import_finished)
-        dialog.destroyed.connect(lambda: setattr(self, "_import_dialog", None))
-        self._import_dialog = dialog
+        dialog.finished_import.connect(lambda summary: self._job_finished(dialog, summary))
+        dialog.destroyed.connect(lambda: self._job_dialog is dialog and setattr(self, "_job_dialog", None))
+        self._job_dialog = dialog
         dialog.show()
         return dialog
 
-    def _import_finished(self, summary) -> None:
+    def _job_running(self) -> bool:
+        return self._job_dialog is not None and self._job_dialog.running()
+
+    def _job_finished(self, dialog: GalleryJobDialog, summary) -> None:
         if summary is not None:
-            self.statusBar().showMessage(summary_text(summary), 10000)
+            self.statusBar().showMessage(dialog.describe(summary), 10000)
         self.refresh_gallery()
         self.live.rerank()
 
@@ -541,8 +560,8 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         for dialog in list(self._comparisons):
             dialog.close()
-        if self._import_dialog is not None and self._import_dialog.running():
-            self.statusBar().showMessage("Stopping the import…")
+        if self._job_running():
+            self.statusBar().showMessage(f"Stopping: {self._job_dialog.windowTitle()}…")
         self.live.workspace = None
         self.runner.shutdown()
         if self._owns_workspace and self.workspace is not None:

@@ -177,10 +177,10 @@ def _verify(workspace, args) -> int:
 
 
 def _rebuild_index(workspace, args) -> int:
-    failures = workspace.embed_missing()
+    summary = workspace.embed_missing()
     index = workspace.rebuild_index()
-    print(f"index rebuilt: {len(index)} photo(s)")
-    for failure in failures:
+    print(f"index rebuilt: {len(index)} photo(s), {summary.updated} newly embedded")
+    for failure in summary.failed:
         print(f"  not embedded: {failure.path}: {failure.reason}")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -136,13 +137,21 @@ class Workspace:
             self.save_index()
         return len(ids)
 
+    def count_unembedded(self) -> int:
+        """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
+        return len(self.catalogue.ids_without_embedding(self.model.sha256))
+
     def embed_missing(self, progress: ProgressCallback | None = None,
-                      cancel: threading.Event | None = None, batch_size: int = 32) -> list[ImportFailure]:
-        """Embed catalogued photos that have no embedding for this model (after a model change)."""
+                      cancel: threading.Event | None = None, batch_size: int = 32) -> ImportSummary:
+        """Embed catalogued photos that have no embedding for this model (after a model change):
+        ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
+        batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
+        started = time.monotonic()
         todo = self.catalogue.ids_without_embedding(self.model.sha256)
-        failures: list[ImportFailure] = []
+        summary = ImportSummary()
         for start in range(0, len(todo), batch_size):
             if cancel and cancel.is_set():
+                summary.cancelled = True
                 break
             ids, images = [], []
             for photo_id, path in todo[start:start + batch_size]:
@@ -150,16 +159,22 @@ class Workspace:
                     images.append(load_rgb(path))
                     ids.append(photo_id)
                 except ImageLoadError as exc:
-                    failures.append(ImportFailure(exc.path, exc.reason))
-            embedded = self.model.embed_images(images, Modality.PHOTO)
-            attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-            self.catalogue.store_embeddings(self.model.sha256, ids, embedded.embeddings, attributes)
-            self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
+                    summary.failed.append(ImportFailure(exc.path, exc.reason))
+            if ids:
+                embedded = self.model.embed_images(images, Modality.PHOTO)
+                attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
+                self.catalogue.store_embeddings(self.model.sha256, ids, embedded.embeddings, attributes)
+                self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
+                summary.updated += len(ids)
             if progress:
                 done = min(start + batch_size, len(todo))
-                progress(ImportProgress(done=done, total=len(todo), added=0, failed=len(failures), rate=0.0))
+                progress(ImportProgress(done=done, total=len(todo), added=summary.updated,
+                                        failed=len(summary.failed), rate=done / max(time.monotonic() - started, 1e-9),
+                                        current=todo[done - 1][1]))
         self.save_index()
-        return failures
+        self._attribute_table = None  # predicted attributes of the new model
+        summary.seconds = time.monotonic() - started
+        return summary
 
     # -- attributes ----------------------------------------------------------------------------
     def attribute_table(self) -> AttributeTable:

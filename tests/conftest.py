@@ -48,6 +48,18 @@ def inference_model(untrained_model_dir):
     return InferenceModel(untrained_model_dir, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory):
+    """A second model (another embedding size, so other vectors): what a model upgrade looks like to
+    a gallery imported with the first."""
+    from core.model.inference import InferenceModel
+    from training.cli import init_checkpoint
+
+    folder = tmp_path_factory.mktemp("models") / "imagenet-256"
+    init_checkpoint(folder, "efficientnet_lite0", None, 256, command="test fixture")
+    return InferenceModel(folder, device="cpu")
+
+
 @pytest.fixture
 def open_workspace(tmp_path, inference_model):
     """Open (or reopen) a workspace on a data folder; all are closed at the end of the test."""
@@ -55,8 +67,8 @@ def open_workspace(tmp_path, inference_model):
 
     opened = []
 
-    def _open(data_dir: Path | None = None):
-        workspace = Workspace(data_dir or tmp_path / "data", model=inference_model)
+    def _open(data_dir: Path | None = None, model=None):
+        workspace = Workspace(data_dir or tmp_path / "data", model=model or inference_model)
         opened.append(workspace)
         return workspace
 

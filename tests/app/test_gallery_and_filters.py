@@ -109,6 +109,29 @@ def test_import_dialog_imports_a_folder_and_reports_a_bad_file(qtbot, make_windo
     assert workspace.catalogue.count_photos() == 0
 
 
+def test_a_gallery_imported_with_another_model_is_indexed_on_opening(qtbot, make_window, open_workspace,
+                                                                      other_model, tmp_path):
+    from app.import_dialog import IndexingDialog
+    from app.self_test import write_figures
+
+    folder = tmp_path / "photos"
+    write_figures(folder, 4)
+    assert open_workspace(tmp_path / "data").import_paths([folder]).added == 4
+    workspace = open_workspace(tmp_path / "data", model=other_model)
+    window = make_window(workspace)
+
+    qtbot.waitUntil(lambda: isinstance(window._job_dialog, IndexingDialog), timeout=10000)
+    dialog = window._job_dialog
+    assert "indexing 4 photo(s)" in dialog.heading.text()
+    qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
+    assert dialog.summary.updated == 4 and not dialog.summary.failed
+    assert "4 photo(s) indexed" in dialog.counts.text()
+    assert workspace.count_unembedded() == 0 and workspace.verify().ok
+    draw_figure_strokes(qtbot, window.canvas)
+    wait_for_results(qtbot, window, 4)
+    dialog.close()
+
+
 def test_cancelling_an_import_reports_it(qtbot, make_window, open_workspace, tmp_path):
     from app.import_dialog import ImportDialog
     from app.self_test import write_figures

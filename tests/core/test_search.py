@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,35 @@ def test_attribute_edits_update_the_cached_filter_table(gallery):
     np.testing.assert_array_equal(after.values, rebuilt.values)
     np.testing.assert_array_equal(after.confidence, rebuilt.confidence)
     assert after.values[list(after.ids).index(ids[4]), after.names.index("hat")] == 1  # "no"
+
+
+def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(tmp_path, make_photos, open_workspace,
+                                                                     other_model):
+    folder = make_photos(5)[0].parent
+    first = open_workspace(tmp_path / "data")
+    assert first.import_paths([folder]).added == 5
+    first.close()
+
+    upgraded = open_workspace(tmp_path / "data", model=other_model)
+    assert upgraded.stats().indexed == 0 and upgraded.count_unembedded() == 5
+    assert upgraded.search([load_rgb(next(folder.iterdir()))], top_k=5)[0].candidates == []
+    cancel, reports = threading.Event(), []
+
+    def stop_after_first_batch(progress):
+        reports.append(progress)
+        cancel.set()
+
+    partial = upgraded.embed_missing(progress=stop_after_first_batch, cancel=cancel, batch_size=2)
+    assert partial.cancelled and partial.updated == 2 and not partial.failed
+    assert (reports[0].done, reports[0].total, reports[0].added) == (2, 5, 2)
+    assert upgraded.count_unembedded() == 3 and upgraded.stats().indexed == 2
+    rest = upgraded.embed_missing(batch_size=2)
+    assert rest.updated == 3 and not rest.cancelled and upgraded.count_unembedded() == 0
+    assert upgraded.verify().ok
+    sketch = load_rgb(sorted(folder.iterdir())[3])
+    candidates = upgraded.search([sketch], top_k=5)[0].candidates
+    assert len(candidates) == 5 and len({c.photo_id for c in candidates}) == 5
+    upgraded.close()
+
+    again = open_workspace(tmp_path / "data")  # the first model's index is untouched
+    assert again.stats().indexed == 5 and again.count_unembedded() == 0 and again.verify().ok
