@@ -18,13 +18,39 @@ CandidateRole = Qt.UserRole + 1
 PhotoIdRole = Qt.UserRole + 2
 
 
-def format_attribute(value: AttributeValue, rich: bool = False) -> str:
+# What an investigator scans a grid for first; other attributes fill the caption when these are unknown.
+CAPTION_ATTRIBUTES = ("gender", "upper_color", "lower_color", "hat", "backpack", "bag")
+CAPTION_LENGTH = 3
+_GARMENT = {"upper": "top", "lower": "bottom"}
+
+
+def value_label(name: str, value: str) -> str:
+    """A value that reads without its attribute's name beside it: ``backpack`` / ``no backpack`` for
+    yes/no attributes, ``white top`` for ``upper_color=white``, the value itself otherwise."""
+    if value in ("yes", "no"):
+        label = name.replace("_", " ")
+        return label if value == "yes" else f"no {label}"
+    if name.endswith("_color"):
+        part = name.removesuffix("_color")
+        return f"{value} {_GARMENT.get(part, part)}"
+    return value
+
+
+def format_attribute(value: AttributeValue, rich: bool = False, name: str | None = None) -> str:
     """Manual and imported values as they are (bold in rich text); model predictions as
-    ``~value 73%`` (italic in rich text)."""
+    ``~value 73%`` (italic in rich text). With ``name``, the value reads on its own (``no hat``)."""
+    shown = value_label(name, value.value) if name else value.value
     if value.source == AttributeSource.MODEL:
-        text = f"~{value.value} {value.confidence:.0%}"
+        text = f"~{shown} {value.confidence:.0%}"
         return f"<i>{escape(text)}</i>" if rich else text
-    return f"<b>{escape(value.value)}</b>" if rich else value.value
+    return f"<b>{escape(shown)}</b>" if rich else shown
+
+
+def caption(attributes: dict[str, AttributeValue]) -> str:
+    """The few attributes shown under a thumbnail, each readable on its own."""
+    names = [n for n in CAPTION_ATTRIBUTES if n in attributes]
+    names += [n for n in sorted(attributes) if n not in names]
+    return " ".join(format_attribute(attributes[n], name=n) for n in names[:CAPTION_LENGTH])
 
 
 def attributes_html(attributes: dict[str, AttributeValue]) -> str:
@@ -172,8 +198,7 @@ class CandidatesModel(QAbstractListModel):
         if role == Qt.DisplayRole:
             text = f"#{candidate.rank}  {candidate.score:.3f}"
             if candidate.attributes:
-                summary = " ".join(format_attribute(a) for _, a in sorted(candidate.attributes.items())[:3])
-                text += f"\n{summary}"
+                text += f"\n{caption(candidate.attributes)}"
             return text
         if role == Qt.DecorationRole:
             return self.thumbnails.get(candidate.photo_id)

@@ -48,6 +48,18 @@ def test_predicted_values_are_told_apart_from_manual_ones():
     assert format_attribute(AttributeValue("male", 1.0, AttributeSource.MANUAL), rich=True) == "<b>male</b>"
 
 
+def test_captions_read_without_attribute_names():
+    from app.candidates_model import caption
+    from core.types import AttributeValue
+
+    model = lambda value, confidence: AttributeValue(value, confidence, AttributeSource.MODEL)  # noqa: E731
+    attributes = {"age": model("adult", 0.86), "backpack": model("no", 0.85), "bag": model("yes", 0.6),
+                  "upper_color": model("white", 0.7), "gender": AttributeValue("female", 1.0, AttributeSource.MANUAL)}
+    assert caption(attributes) == "female ~white top 70% ~no backpack 85%"
+    assert caption({"hat": model("no", 0.9), "age": model("teen", 0.5)}) == "~no hat 90% ~teen 50%"
+    assert caption({}) == ""
+
+
 def test_comparison_view_shows_the_photo_and_saves_a_correction(qtbot, window, gallery_workspace):
     draw_figure_strokes(qtbot, window.canvas)
     wait_for_results(qtbot, window, GALLERY_SIZE)
