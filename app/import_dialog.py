@@ -33,6 +33,7 @@ class GalleryJobDialog(QDialog):
     finished_import = Signal(object)
     describe = staticmethod(summary_text)  # the summary's one-line text
     done_word = "added"  # what progress.added counts
+    first_step = "Looking for photos…"  # shown until the first progress report
 
     def __init__(self, runner: TaskRunner, work: Callable[[Task], ImportSummary], title: str, heading: str,
                  parent: QWidget | None = None):
@@ -46,7 +47,7 @@ class GalleryJobDialog(QDialog):
         self.heading.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # busy until the files are counted
-        self.counts = QLabel("Looking for photos…")
+        self.counts = QLabel(self.first_step)
         self.current = QLabel()
         self.current.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.failures = QTreeWidget()
@@ -154,6 +155,7 @@ class IndexingDialog(GalleryJobDialog):
 
     describe = staticmethod(indexing_text)
     done_word = "indexed"
+    first_step = "Reading the first photos…"
 
     def __init__(self, runner: TaskRunner, workspace, count: int, parent: QWidget | None = None):
         def run_indexing(task: Task) -> ImportSummary:
