@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from core.model.checkpoint import load_checkpoint, read_manifest
+from core.model.checkpoint import WEIGHTS_FILE, load_checkpoint, read_manifest
 from core.model.inference import InferenceModel
 from core.model.network import Modality
 from training.cli import main
@@ -70,6 +71,34 @@ def test_fit_exports_a_loadable_checkpoint(tmp_path, pku_root, market_root, caps
     assert len(list(csv.DictReader(open(out / "log.csv")))) == 2
     after = load_checkpoint(out / "model")[0].state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_bundled_recipe_exports_a_shared_backbone_measured_as_stored(tmp_path, pku_root):
+    """--pseudo-sketches and --share-backbone through the CLI; with --half the stored weights are
+    float16, and they reproduce the recorded test figures."""
+    from training.config import FitConfig
+    from training.engine import prepare_data
+    from training.evaluate import evaluate_records, headline
+
+    out = tmp_path / "run"
+    argv = ["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--pseudo-sketches",
+            "--share-backbone", "--half", *TINY]
+    assert main(argv) == 0
+    manifest = read_manifest(out / "model")
+    data = manifest.provenance["data"]
+    assert manifest.shared_backbone
+    assert data["pseudo_sketches"] == 2 * data["train_identities"]  # one per photo, two photos a person
+    network, _ = load_checkpoint(out / "model")
+    assert network.sketch.backbone.conv_stem.weight is network.photo.backbone.conv_stem.weight
+    assert all(t.dtype == torch.float16 for t in load_file(str(out / "model" / WEIGHTS_FILE)).values()
+               if t.is_floating_point())
+
+    config = FitConfig.from_json(json.loads((out / "config.json").read_text()))
+    test = prepare_data(config).test
+    measured = headline(evaluate_records(InferenceModel(out / "model", "cpu"), test, manifest.attribute_schema))
+    recorded = manifest.provenance["metrics"]["test"]
+    for key in ("R1", "R5", "R10", "R20", "mAP"):
+        assert measured[key] == pytest.approx(recorded[key], abs=1e-6), key
 
 
 def test_resume_continues_from_state(tmp_path, pku_root):
