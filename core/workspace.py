@@ -139,7 +139,7 @@ class Workspace:
 
     def count_unembedded(self) -> int:
         """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
-        return len(self.catalogue.ids_without_embedding(self.model.sha256))
+        return self.catalogue.count_without_embedding(self.model.sha256)
 
     def embed_missing(self, progress: ProgressCallback | None = None,
                       cancel: threading.Event | None = None, batch_size: int = 32) -> ImportSummary:

@@ -223,13 +223,21 @@ class Catalogue:
                                   .order_by(Embedding.photo_id)).all()
         return np.asarray(ids, dtype=np.int64)
 
+    @staticmethod
+    def _unembedded(model_sha256: str):
+        """Photos found at the last import that have no embedding for the model."""
+        embedded = select(Embedding.photo_id).where(Embedding.model_sha256 == model_sha256)
+        return (Photo.id.not_in(embedded), Photo.missing_since.is_(None))
+
     def ids_without_embedding(self, model_sha256: str) -> list[tuple[int, str]]:
         """(id, path) of the photos found at the last import that have no embedding for the model."""
-        embedded = select(Embedding.photo_id).where(Embedding.model_sha256 == model_sha256)
         with self._begin() as session:
             return [(pid, path) for pid, path in session.execute(
-                select(Photo.id, Photo.path).where(Photo.id.not_in(embedded), Photo.missing_since.is_(None))
-                .order_by(Photo.id))]
+                select(Photo.id, Photo.path).where(*self._unembedded(model_sha256)).order_by(Photo.id))]
+
+    def count_without_embedding(self, model_sha256: str) -> int:
+        with self._begin() as session:
+            return session.scalar(select(func.count(Photo.id)).where(*self._unembedded(model_sha256))) or 0
 
     # -- attributes ----------------------------------------------------------------------------
     def set_attribute(self, photo_id: int, name: str, value: str, source: AttributeSource,
