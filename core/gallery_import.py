@@ -187,7 +187,7 @@ class _Importer:
                      attributes={n: (a.value, a.confidence) for n, a in embedded.attributes[i].items()})
             for i, (found, decoded) in enumerate(self.batch)
         ]
-        ids = self.catalogue.add_photos(photos, self.model.sha256)
+        ids = self.catalogue.add_photos(photos, self.model.embedding_key)
         self.workspace.index_add(np.asarray(ids, np.int64), embedded.embeddings)
         for photo_id, photo in zip(ids, photos):
             self.by_sha[photo.sha256] = (photo_id, photo.path)

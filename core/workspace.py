@@ -41,8 +41,8 @@ class Workspace:
         self.model = model or InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
         self.catalogue = Catalogue(self.data_dir)
         manifest = self.model.manifest
-        self.catalogue.register_model(self.model.sha256, manifest.name, manifest.embedding_dim, manifest.to_json())
-        self.index_path = self.data_dir / "index" / f"{self.model.sha256[:16]}.faiss"
+        self.catalogue.register_model(self.model.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
+        self.index_path = self.data_dir / "index" / f"{self.model.embedding_key[:16]}.faiss"
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
         self._attribute_table: AttributeTable | None = None
@@ -72,9 +72,9 @@ class Workspace:
 
     # -- index ---------------------------------------------------------------------------------
     def _open_index(self) -> VectorIndex:
-        expected = self.catalogue.embedded_ids(self.model.sha256)
+        expected = self.catalogue.embedded_ids(self.model.embedding_key)
         try:
-            index = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.sha256)
+            index = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.embedding_key)
         except IndexFileError as exc:
             if self.index_path.exists() or len(expected):
                 log.warning("rebuilding the index from the catalogue: %s", exc)
@@ -87,8 +87,8 @@ class Workspace:
 
     def rebuild_index(self) -> VectorIndex:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically."""
-        ids, vectors = self.catalogue.embeddings(self.model.sha256, self.model.embedding_dim)
-        index = VectorIndex(self.model.embedding_dim, self.model.sha256)
+        ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
+        index = VectorIndex(self.model.embedding_dim, self.model.embedding_key)
         index.add(ids, vectors)
         index.save(self.index_path)
         with self._lock:
@@ -139,7 +139,7 @@ class Workspace:
 
     def count_unembedded(self) -> int:
         """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
-        return self.catalogue.count_without_embedding(self.model.sha256)
+        return self.catalogue.count_without_embedding(self.model.embedding_key)
 
     def embed_missing(self, progress: ProgressCallback | None = None,
                       cancel: threading.Event | None = None, batch_size: int = 32) -> ImportSummary:
@@ -147,7 +147,7 @@ class Workspace:
         ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
         batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
         started = time.monotonic()
-        todo = self.catalogue.ids_without_embedding(self.model.sha256)
+        todo = self.catalogue.ids_without_embedding(self.model.embedding_key)
         summary = ImportSummary()
         for start in range(0, len(todo), batch_size):
             if cancel and cancel.is_set():
@@ -163,7 +163,7 @@ class Workspace:
             if ids:
                 embedded = self.model.embed_images(images, Modality.PHOTO)
                 attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-                self.catalogue.store_embeddings(self.model.sha256, ids, embedded.embeddings, attributes)
+                self.catalogue.store_embeddings(self.model.embedding_key, ids, embedded.embeddings, attributes)
                 self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
                 summary.updated += len(ids)
             if progress:
@@ -245,18 +245,18 @@ class Workspace:
         """Do catalogue, stored embeddings and the index file agree?"""
         problems = []
         photos = self.catalogue.count_photos()
-        embedded = self.catalogue.embedded_ids(self.model.sha256)
+        embedded = self.catalogue.embedded_ids(self.model.embedding_key)
         if len(embedded) != photos:
-            problems.append(f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.sha256[:12]}")
+            problems.append(f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.embedding_key[:12]}")
         try:
-            on_disk = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.sha256)
+            on_disk = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.embedding_key)
         except IndexFileError as exc:
             problems.append(str(exc))
         else:
             if not np.array_equal(np.sort(on_disk.ids()), embedded):
                 problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
             else:
-                ids, vectors = self.catalogue.embeddings(self.model.sha256, self.model.embedding_dim)
+                ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
                 stored = np.stack([on_disk.reconstruct(i) for i in ids]) if len(ids) else vectors
                 if not np.allclose(stored, vectors, atol=1e-6):
                     problems.append("index vectors differ from the embeddings stored in the catalogue")

@@ -49,6 +49,8 @@ class FitConfig:
     grey_photos: float = 0.0  # augmentation: probability of a greyscale training photo
     erase: float = 0.0  # augmentation: probability of random erasing
     pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch
+    clean_sketches: bool = True  # sketches auto-contrasted and cropped to their ink, as the app's queries are
+    test_time_flip: bool = True  # the model embeds an image and its mirror image and averages them
 
     epochs: int = 60  # co-training epochs
     steps_per_epoch: int | None = None  # default: identities / P

@@ -1,7 +1,8 @@
 """The training Dataset: decode, augment, then the one preprocessing path of ``core``.
 
-Augmentation acts on the uint8 image (crop/pad and flip before resizing, colour jitter after), and
-the final tensor always comes through :func:`core.model.preprocess.resize_rgb` and
+Augmentation acts on the uint8 image after core's content step (:func:`core.model.preprocess.prepare`,
+the sketch clean-up): crop/pad and flip before resizing, colour jitter after; the final tensor
+always comes through :func:`core.model.preprocess.resize_rgb` and
 :func:`~core.model.preprocess.normalise` with the config the checkpoint will record, so training
 and search see identically prepared inputs.
 """
@@ -18,7 +19,7 @@ from torch.utils.data import Dataset
 
 from core.model.attributes import AttributeSchema
 from core.model.network import Modality
-from core.model.preprocess import PreprocessConfig, normalise, resize_rgb
+from core.model.preprocess import PreprocessConfig, normalise, prepare, resize_rgb
 from training.data import ImageRecord, read_rgb
 
 MODALITY_INDEX = {Modality.PHOTO: 0, Modality.SKETCH: 1}
@@ -160,6 +161,7 @@ class TrainingImages(Dataset):
         image = read_rgb(record.path)
         if record.pseudo_sketch:
             image = pencil_sketch(image)
+        image = prepare(image, config)  # the sketch clean-up, when the model uses it
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             image = augment_uint8(image, config, record.modality, self.augmentation, rng)

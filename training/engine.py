@@ -217,7 +217,8 @@ class Trainer:
         self.data = prepare_data(config, schema)
         self.configs = {
             Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=False),
-            Modality.SKETCH: PreprocessConfig(height=config.height, width=config.width, greyscale=True),
+            Modality.SKETCH: PreprocessConfig(height=config.height, width=config.width, greyscale=True,
+                                              clean_sketch=config.clean_sketches),
         }
         train = self.data.train + (datasets.pseudo_sketches(self.data.train) if config.pseudo_sketches else [])
         records = train + self.data.source
@@ -332,6 +333,7 @@ class Trainer:
             name=name,
             backbone=self.network.backbone_name,
             shared_backbone=self.network.shared_backbone,
+            test_time_flip=self.config.test_time_flip,
             embedding_dim=self.network.embedding_dim,
             preprocess=dict(self.configs),
             attribute_schema=self.schema,

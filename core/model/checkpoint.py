@@ -33,6 +33,19 @@ class Manifest:
     provenance: dict = field(default_factory=dict)  # command, data, split, seed, commit, metrics ...
     weights_sha256: str = ""
     shared_backbone: bool = False  # the encoders' convolutions share weights (see SketchPhotoNet)
+    # an embedding is the mean of the image's and its mirror image's (both unit length): a person
+    # walking left is the same person walking right, and a sketch may be drawn either way round
+    test_time_flip: bool = False
+
+    @property
+    def embedding_key(self) -> str:
+        """Identifies the embeddings this model produces: its weights and every setting that
+        changes an embedding. Galleries store vectors under this key, so a change of weights,
+        preprocessing or flip re-indexes them instead of mixing incompatible vectors."""
+        settings = {m.value: cfg.to_json() for m, cfg in sorted(self.preprocess.items(), key=lambda i: i[0].value)}
+        blob = json.dumps({"weights": self.weights_sha256, "preprocess": settings, "flip": self.test_time_flip},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def to_json(self) -> dict:
         return {
@@ -40,6 +53,7 @@ class Manifest:
             "name": self.name,
             "backbone": self.backbone,
             "shared_backbone": self.shared_backbone,
+            "test_time_flip": self.test_time_flip,
             "embedding_dim": self.embedding_dim,
             "preprocess": {m.value: cfg.to_json() for m, cfg in self.preprocess.items()},
             "attributes": {"trained": self.attribute_head_trained, "schema": self.attribute_schema.to_json()},
@@ -55,6 +69,7 @@ class Manifest:
             name=data["name"],
             backbone=data["backbone"],
             shared_backbone=bool(data.get("shared_backbone", False)),
+            test_time_flip=bool(data.get("test_time_flip", False)),
             embedding_dim=int(data["embedding_dim"]),
             preprocess={Modality(k): PreprocessConfig.from_json(v) for k, v in data["preprocess"].items()},
             attribute_schema=AttributeSchema.from_json(data["attributes"]["schema"]),

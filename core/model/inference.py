@@ -1,6 +1,7 @@
 """Batched inference: images in, L2-normalised embeddings and attribute predictions out.
 
-CUDA is used when available (float16 autocast there), the CPU otherwise (float32)."""
+CUDA is used when available (float16 autocast there), the CPU otherwise (float32). A model whose
+manifest sets ``test_time_flip`` embeds each image and its mirror image and averages the two."""
 
 from __future__ import annotations
 
@@ -72,7 +73,13 @@ class InferenceModel:
 
     @property
     def sha256(self) -> str:
+        """The weights file's sha256 (what a person compares with a manifest)."""
         return self.manifest.weights_sha256
+
+    @property
+    def embedding_key(self) -> str:
+        """What stored embeddings are filed under (see :attr:`Manifest.embedding_key`)."""
+        return self.manifest.embedding_key
 
     @property
     def embedding_dim(self) -> int:
@@ -103,13 +110,17 @@ class InferenceModel:
             if self.device.type == "cuda":
                 chunk = chunk.to(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-                output = encoder(chunk)
-                embedding = output.embedding.float()
+                embedding = encoder(chunk).embedding.float()
+                unit = F.normalize(embedding, dim=1)
+                if self.manifest.test_time_flip:
+                    mirrored = encoder(chunk.flip(3)).embedding.float()
+                    unit = F.normalize(unit + F.normalize(mirrored, dim=1), dim=1)
+                    embedding = (embedding + mirrored) / 2  # what the attribute head reads
                 if self.predicts_attributes:
                     attributes.extend(self._decode_attributes(self.network.attributes(embedding)))
                 else:
                     attributes.extend({} for _ in range(len(chunk)))
-            embeddings.append(F.normalize(embedding, dim=1).cpu().numpy())
+            embeddings.append(unit.cpu().numpy())
         return EmbeddedBatch(np.concatenate(embeddings).astype(np.float32, copy=False), attributes)
 
     def _decode_attributes(self, logits: dict[str, torch.Tensor]) -> list[dict[str, PredictedAttribute]]:

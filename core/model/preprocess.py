@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from core.model.sketch_cleanup import clean_sketch
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -20,6 +22,9 @@ class PreprocessConfig:
     height: int = 256
     width: int = 128
     greyscale: bool = False
+    # greyscale, auto-contrast and crop to the drawn marks first (sketches: a scan's paper and
+    # margins, or a canvas's empty space, would otherwise shrink the figure the network sees)
+    clean_sketch: bool = False
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -32,9 +37,16 @@ class PreprocessConfig:
             height=int(data["height"]),
             width=int(data["width"]),
             greyscale=bool(data["greyscale"]),
+            clean_sketch=bool(data.get("clean_sketch", False)),  # absent from older manifests
             mean=tuple(float(v) for v in data["mean"]),
             std=tuple(float(v) for v in data["std"]),
         )
+
+
+def prepare(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """The content step before resizing (and before training augmentation): the sketch clean-up
+    when the config asks for it, else the image unchanged."""
+    return clean_sketch(image) if config.clean_sketch else image
 
 
 def resize_rgb(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -62,4 +74,4 @@ def normalise(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
 
 def preprocess(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Decoded RGB uint8 image (any size) -> network input (3 x height x width, float32)."""
-    return normalise(resize_rgb(image, config), config)
+    return normalise(resize_rgb(prepare(image, config), config), config)

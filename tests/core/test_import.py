@@ -189,7 +189,7 @@ def test_embeddings_are_unit_vectors_matching_the_model(open_workspace, make_pho
     photos = make_photos(3)
     workspace = open_workspace()
     workspace.import_paths([photos[0].parent])
-    ids, vectors = workspace.catalogue.embeddings(inference_model.sha256, inference_model.embedding_dim)
+    ids, vectors = workspace.catalogue.embeddings(inference_model.embedding_key, inference_model.embedding_dim)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     from core.imaging import load_rgb
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 from core.errors import CheckpointError
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.backbones import build_efficientnet_lite0, load_efficientnet_lite0_imagenet
-from core.model.checkpoint import MANIFEST_FILE, WEIGHTS_FILE, load_checkpoint, read_manifest, save_checkpoint
+from core.model.checkpoint import MANIFEST_FILE, WEIGHTS_FILE, Manifest, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel
 from core.model.network import Modality, SketchPhotoNet
 from core.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, preprocess
@@ -174,3 +174,35 @@ def test_resnet50_backbone_loads_weights_from_a_user_file(tmp_path):
     with torch.inference_mode():
         output = network.eval()(torch.zeros(2, 3, 256, 128), Modality.PHOTO)
     assert output.embedding.shape == (2, 256)
+
+
+def test_test_time_flip_makes_an_embedding_blind_to_left_and_right(inference_model):
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, (256, 128, 3), dtype=np.uint8) for _ in range(3)]
+    mirrors = [np.ascontiguousarray(image[:, ::-1]) for image in images]
+    plain = inference_model.embed_images(images + mirrors, Modality.SKETCH).embeddings
+    assert np.min(np.sum(plain[:3] * plain[3:], axis=1)) < 0.999  # the network itself is not symmetric
+
+    flipping = InferenceModel.from_network(
+        inference_model.network, dataclasses.replace(inference_model.manifest, test_time_flip=True), device="cpu")
+    both = flipping.embed_images(images + mirrors, Modality.SKETCH).embeddings
+    np.testing.assert_allclose(both[:3], both[3:], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(both, axis=1), 1.0, atol=1e-5)
+    # the mean of the two directions: between the image's plain embedding and its mirror's
+    expected = plain[:3] + plain[3:]
+    np.testing.assert_allclose(both[:3], expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_embedding_key_changes_with_anything_that_changes_an_embedding(model_dir):
+    manifest = read_manifest(model_dir)
+    assert manifest.embedding_key == read_manifest(model_dir).embedding_key
+    flipped = dataclasses.replace(manifest, test_time_flip=not manifest.test_time_flip)
+    sketch = manifest.preprocess[Modality.SKETCH]
+    cleaned = dataclasses.replace(manifest, preprocess={
+        **manifest.preprocess, Modality.SKETCH: dataclasses.replace(sketch, clean_sketch=not sketch.clean_sketch)})
+    other_weights = dataclasses.replace(manifest, weights_sha256="0" * 64)
+    keys = {m.embedding_key for m in (manifest, flipped, cleaned, other_weights)}
+    assert len(keys) == 4
+    stored = manifest.to_json()
+    del stored["test_time_flip"]  # as written before the option existed
+    assert Manifest.from_json(stored).test_time_flip is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from core.errors import ImageLoadError, UnknownAttributeError
 from core.imaging import load_rgb
+from core.model.inference import InferenceModel
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def test_candidates_are_ranked_by_cosine_similarity(gallery):
         stored = workspace.index.reconstruct(candidate.photo_id)
         assert candidate.score == pytest.approx(float(stored @ query), abs=1e-5)
     # an exhaustive ranking over the catalogue agrees with the index
-    all_ids, vectors = workspace.catalogue.embeddings(workspace.model.sha256, workspace.model.embedding_dim)
+    all_ids, vectors = workspace.catalogue.embeddings(workspace.model.embedding_key, workspace.model.embedding_dim)
     best = all_ids[np.argsort(-(vectors @ query))[:10]]
     assert [c.photo_id for c in result.candidates] == best.tolist()
 
@@ -158,3 +160,18 @@ def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(tmp_path,
 
     again = open_workspace(tmp_path / "data")  # the first model's index is untouched
     assert again.stats().indexed == 5 and again.count_unembedded() == 0 and again.verify().ok
+
+
+def test_the_same_weights_with_test_time_flip_turned_on_reindex_the_gallery(tmp_path, make_photos, open_workspace,
+                                                                          inference_model):
+    """Flip changes every vector: a gallery embedded without it must not be searched with it."""
+    folder = make_photos(3)[0].parent
+    first = open_workspace(tmp_path / "data")
+    assert first.import_paths([folder]).added == 3
+    first.close()
+    flipping = InferenceModel.from_network(
+        inference_model.network, dataclasses.replace(inference_model.manifest, test_time_flip=True), device="cpu")
+    assert flipping.sha256 == inference_model.sha256 and flipping.embedding_key != inference_model.embedding_key
+    reopened = open_workspace(tmp_path / "data", model=flipping)
+    assert reopened.count_unembedded() == 3 and reopened.stats().indexed == 0
+    assert reopened.embed_missing().updated == 3 and reopened.verify().ok

@@ -57,6 +57,9 @@ def test_fit_exports_a_loadable_checkpoint(tmp_path, pku_root, market_root, caps
     test_ids = {r.identity for r in pku_sketch(pku_root, 1, attributes=False).test}
     assert not set(provenance["data"]["validation_identities"]) & test_ids
     assert manifest.preprocess[Modality.SKETCH].greyscale and manifest.preprocess[Modality.PHOTO].height == 64
+    # by default the model cleans sketches up as the app's queries are, and averages mirror images
+    assert manifest.preprocess[Modality.SKETCH].clean_sketch and not manifest.preprocess[Modality.PHOTO].clean_sketch
+    assert manifest.test_time_flip
 
     model = InferenceModel(out / "model", "cpu")
     sketch = read_rgb(next(pku_root.glob("sketch/1.jpg")))
@@ -159,3 +162,14 @@ def test_forward_mixed_keeps_batch_order():
             expected = network(images[i : i + 1], "sketch" if m else "photo")
             assert torch.allclose(feature[i], expected.feature[0], atol=1e-5)
             assert torch.allclose(embedding[i], expected.embedding[0], atol=1e-5)
+
+
+def test_clean_up_and_flip_can_be_turned_off_from_the_command_line(tmp_path):
+    from training.cli import build_parser, fit_config
+
+    args = build_parser().parse_args(["fit", "--root", str(tmp_path), "--out", str(tmp_path / "run"),
+                                      "--no-clean-sketches", "--no-test-time-flip"])
+    config = fit_config(args)
+    assert config.clean_sketches is False and config.test_time_flip is False
+    defaults = fit_config(build_parser().parse_args(["fit", "--root", str(tmp_path), "--out", str(tmp_path)]))
+    assert defaults.clean_sketches and defaults.test_time_flip
