@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--threads", type=int)
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
+                          help="override the manifest's test-time flip (ablations)")
+    evaluate.add_argument("--clean-sketches", action=argparse.BooleanOptionalAction, default=None,
+                          help="override the manifest's sketch clean-up (ablations)")
 
     bench = sub.add_parser(
         "benchmark",
@@ -132,12 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_model(model: Path, dataset: str, root: Path, split: int, *, seed: int = 0,
-                   test_identities: float = 0.25, device: str | None = None) -> dict:
+                   test_identities: float = 0.25, device: str | None = None,
+                   test_time_flip: bool | None = None, clean_sketches: bool | None = None) -> dict:
+    """Test figures of a checkpoint; ``test_time_flip``/``clean_sketches`` override its manifest
+    (None: as the manifest says), to measure what each setting is worth on the same weights."""
     from core.model.inference import InferenceModel
     from training.engine import load_target
-    from training.evaluate import evaluate_records, headline
+    from training.evaluate import evaluate_records, headline, with_settings
 
     inference = InferenceModel(model, device)
+    inference.manifest = with_settings(inference.manifest, test_time_flip=test_time_flip, clean_sketches=clean_sketches)
     config = FitConfig(out="", root=str(root), dataset=dataset, split=split, seed=seed, test_identities=test_identities)
     test = load_target(config, inference.manifest.attribute_schema).test
     return headline(evaluate_records(inference, test, inference.manifest.attribute_schema))
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = evaluate_model(
                 args.model, args.dataset, args.root, args.split,
                 seed=args.seed, test_identities=args.test_identities, device=args.device,
+                test_time_flip=args.test_time_flip, clean_sketches=args.clean_sketches,
             )
             if args.json:
                 print(json.dumps(figures, indent=2))

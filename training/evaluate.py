@@ -8,11 +8,13 @@ gallery are skipped. Figures are percentages.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol, Sequence
 
 import numpy as np
 
 from core.model.attributes import AttributeSchema
+from core.model.checkpoint import Manifest
 from core.model.inference import EmbeddedBatch, PredictedAttribute
 from core.model.network import Modality
 from training.data import ImageRecord, by_modality, read_rgb
@@ -65,6 +67,17 @@ def attribute_accuracy(
         if pairs:
             out[name] = 100.0 * sum(a == b for a, b in pairs) / len(pairs)
     return out
+
+
+def with_settings(manifest: Manifest, *, test_time_flip: bool | None = None,
+                  clean_sketches: bool | None = None) -> Manifest:
+    """``manifest`` with its inference settings overridden where a value is given."""
+    if test_time_flip is not None:
+        manifest = dataclasses.replace(manifest, test_time_flip=test_time_flip)
+    if clean_sketches is not None:
+        sketch = dataclasses.replace(manifest.preprocess[Modality.SKETCH], clean_sketch=clean_sketches)
+        manifest = dataclasses.replace(manifest, preprocess={**manifest.preprocess, Modality.SKETCH: sketch})
+    return manifest
 
 
 def embed_records(

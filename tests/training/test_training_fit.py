@@ -125,6 +125,11 @@ def test_evaluate_and_benchmark_cli(tmp_path, pku_root, capsys):
     assert {"R1", "R5", "R10", "R20", "mAP", "attribute_accuracy", "photo_to_sketch"} <= set(figures)
     assert figures["queries"] == 49 and figures["gallery"] == 100  # split 1 test side: 50 ids, one lost sketch
     assert 0 <= figures["R1"] <= figures["R5"] <= figures["R10"] <= figures["R20"] <= 100
+    # the same weights measured without the manifest's flip: other vectors, other figures
+    assert main(["evaluate", "--root", str(pku_root), "--model", str(out / "model"), "--device", "cpu",
+                 "--no-test-time-flip", "--json"]) == 0
+    unflipped = json.loads(capsys.readouterr().out)
+    assert unflipped["queries"] == 49 and unflipped["mAP"] != figures["mAP"]
     assert main(["benchmark", "pku", "--root", str(pku_root), "--model", str(out / "model"),
                  "--splits", "1", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
