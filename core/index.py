@@ -1,7 +1,7 @@
 """The vector index: FAISS inner product over unit vectors (= cosine similarity), keyed by photo id.
 
 The file on disk is a cache of the embeddings stored in SQLite: it is written atomically, carries
-the model's sha256 and a checksum, and is rebuilt from the catalogue whenever it is missing, stale
+the model's embedding key (a sha256 of its weights and settings) and a checksum, and is rebuilt from the catalogue whenever it is missing, stale
 or corrupt."""
 
 from __future__ import annotations

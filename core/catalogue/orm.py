@@ -50,6 +50,8 @@ class PhotoAttribute(Base):
 class Model(Base):
     __tablename__ = "models"
 
+    # the model's embedding key: a sha256 of its weights and of every setting that changes a vector
+    # (Manifest.embedding_key), so that vectors of different settings are never mixed
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str]
     embedding_dim: Mapped[int]
