@@ -39,7 +39,7 @@ def populate(workspace: Workspace, count: int, rng: np.random.Generator) -> None
             photos.append(NewPhoto(path=f"/synthetic/{i}.jpg", sha256=f"{i:064x}", size_bytes=1, mtime_ns=1,
                                    width=128, height=256, source_folder="/synthetic", thumbnail=b"",
                                    embedding=vectors[i - start], attributes=predicted))
-        ids = workspace.catalogue.add_photos(photos, workspace.model.sha256)
+        ids = workspace.catalogue.add_photos(photos, workspace.model.embedding_key)
         workspace.index_add(np.asarray(ids, np.int64), vectors)
     workspace.save_index()
 
