@@ -1,8 +1,8 @@
 """The vector index: FAISS inner product over unit vectors (= cosine similarity), keyed by photo id.
 
 The file on disk is a cache of the embeddings stored in SQLite: it is written atomically, carries
-the model's embedding key (a sha256 of its weights and settings) and a checksum, and is rebuilt from the catalogue whenever it is missing, stale
-or corrupt."""
+the model's embedding key (a sha256 of its weights and settings) and a checksum, and is rebuilt
+from the catalogue whenever it is missing, stale or corrupt."""
 
 from __future__ import annotations
 

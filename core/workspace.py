@@ -41,7 +41,8 @@ class Workspace:
         self.model = model or InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
         self.catalogue = Catalogue(self.data_dir)
         manifest = self.model.manifest
-        self.catalogue.register_model(self.model.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
+        self.catalogue.register_model(self.model.embedding_key, manifest.name, manifest.embedding_dim,
+                                      manifest.to_json())
         self.index_path = self.data_dir / "index" / f"{self.model.embedding_key[:16]}.faiss"
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
@@ -247,7 +248,8 @@ class Workspace:
         photos = self.catalogue.count_photos()
         embedded = self.catalogue.embedded_ids(self.model.embedding_key)
         if len(embedded) != photos:
-            problems.append(f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.embedding_key[:12]}")
+            problems.append(f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.manifest.name} "
+                            f"(key {self.model.embedding_key[:12]})")
         try:
             on_disk = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.embedding_key)
         except IndexFileError as exc:

@@ -42,9 +42,9 @@ class Manifest:
         """Identifies the embeddings this model produces: its weights and every setting that
         changes an embedding. Galleries store vectors under this key, so a change of weights,
         preprocessing or flip re-indexes them instead of mixing incompatible vectors."""
-        settings = {m.value: cfg.to_json() for m, cfg in sorted(self.preprocess.items(), key=lambda i: i[0].value)}
+        settings = {m.value: cfg.to_json() for m, cfg in self.preprocess.items()}
         blob = json.dumps({"weights": self.weights_sha256, "preprocess": settings, "flip": self.test_time_flip},
-                          sort_keys=True)
+                          sort_keys=True)  # sorted keys: the same settings always give the same key
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def to_json(self) -> dict:
