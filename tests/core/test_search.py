@@ -130,12 +130,18 @@ def test_attribute_edits_update_the_cached_filter_table(gallery):
     assert after.values[list(after.ids).index(ids[4]), after.names.index("hat")] == 1  # "no"
 
 
+def imported_with_the_first_model(tmp_path, make_photos, open_workspace, count: int):
+    """A gallery of ``count`` photos imported (and closed) with the default test model; its folder."""
+    folder = make_photos(count)[0].parent
+    first = open_workspace(tmp_path / "data")
+    assert first.import_paths([folder]).added == count
+    first.close()
+    return folder
+
+
 def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(tmp_path, make_photos, open_workspace,
                                                                      other_model):
-    folder = make_photos(5)[0].parent
-    first = open_workspace(tmp_path / "data")
-    assert first.import_paths([folder]).added == 5
-    first.close()
+    folder = imported_with_the_first_model(tmp_path, make_photos, open_workspace, 5)
 
     upgraded = open_workspace(tmp_path / "data", model=other_model)
     assert upgraded.stats().indexed == 0 and upgraded.count_unembedded() == 5
@@ -165,10 +171,7 @@ def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(tmp_path,
 def test_the_same_weights_with_test_time_flip_turned_on_reindex_the_gallery(tmp_path, make_photos, open_workspace,
                                                                           inference_model):
     """Flip changes every vector: a gallery embedded without it must not be searched with it."""
-    folder = make_photos(3)[0].parent
-    first = open_workspace(tmp_path / "data")
-    assert first.import_paths([folder]).added == 3
-    first.close()
+    imported_with_the_first_model(tmp_path, make_photos, open_workspace, 3)
     flipping = InferenceModel.from_network(
         inference_model.network, dataclasses.replace(inference_model.manifest, test_time_flip=True), device="cpu")
     assert flipping.sha256 == inference_model.sha256 and flipping.embedding_key != inference_model.embedding_key
