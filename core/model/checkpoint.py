@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from core.errors import CheckpointError
@@ -103,7 +104,9 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     state = {}
     for key, tensor in network.state_dict().items():
-        tensor = tensor.detach().cpu().clone()  # a copy: safetensors refuses tensors that share memory (tied weights)
+        # A contiguous copy: safetensors refuses tensors that share memory (tied weights) or are
+        # stored channels-last.
+        tensor = tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
         if half and tensor.is_floating_point():
             tensor = tensor.half()
         state[key] = tensor

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.model.checkpoint import Manifest, load_checkpoint
-from core.model.network import Modality, SketchPhotoNet
+from core.model.network import Modality, SketchPhotoNet, to_channels_last
 from core.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,7 @@ class InferenceModel:
         self.manifest = manifest
         self.device = device
         self.batch_size = batch_size
-        self.network = network.to(self.device).eval()
-        if self.device.type == "cuda":
-            self.network = self.network.to(memory_format=torch.channels_last)
+        self.network = to_channels_last(network.to(self.device)).eval()
 
     @property
     def sha256(self) -> str:
@@ -107,8 +105,6 @@ class InferenceModel:
         for start in range(0, len(batch), self.batch_size):
             chunk = torch.from_numpy(np.ascontiguousarray(batch[start : start + self.batch_size]))
             chunk = chunk.to(self.device, non_blocking=True)
-            if self.device.type == "cuda":
-                chunk = chunk.to(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
                 embedding = encoder(chunk).embedding.float()
                 unit = F.normalize(embedding, dim=1)

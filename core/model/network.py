@@ -44,6 +44,9 @@ class ModalityEncoder(nn.Module):
         self.embedding_dim = dim
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
+        # Channels-last (NHWC) convolutions run about twice as fast as NCHW on the CPU (oneDNN) and
+        # use the tensor cores on CUDA; the result is the same to float rounding.
+        images = images.contiguous(memory_format=torch.channels_last)
         feature = self.projection(self.pool(self.backbone(images)).flatten(1))
         return EncoderOutput(feature=feature, embedding=self.neck(feature))
 
@@ -87,6 +90,12 @@ class SketchPhotoNet(nn.Module):
 
     def forward(self, images: torch.Tensor, modality: Modality | str) -> EncoderOutput:
         return self.encoder(modality)(images)
+
+
+def to_channels_last(network: nn.Module) -> nn.Module:
+    """Store the convolution weights channels-last too, which training needs for the full speed-up
+    (the encoders convert their input themselves)."""
+    return network.to(memory_format=torch.channels_last)
 
 
 def tie_weights(follower: nn.Module, leader: nn.Module) -> None:
