@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from core.model.attributes import PERSON_ATTRIBUTES, AttributeSchema
 from core.model.checkpoint import Manifest, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel, choose_device
-from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones, to_channels_last
+from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones
 from core.model.preprocess import PreprocessConfig
 from training import data as datasets
 from training.config import FitConfig
@@ -246,7 +246,7 @@ class Trainer:
         self.network = build_network(config, schema)
         if not (config.init and read_manifest(Path(config.init)).attribute_head_trained):
             init_attribute_biases(self.network, records)
-        self.network = to_channels_last(self.network.to(self.device))
+        self.network = self.network.to(self.device)
         dim = self.network.embedding_dim
         self.classifier = nn.Linear(dim, len(keys), bias=False).to(self.device)
         nn.init.normal_(self.classifier.weight, std=0.001)

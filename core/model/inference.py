@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.model.checkpoint import Manifest, load_checkpoint
-from core.model.network import Modality, SketchPhotoNet, to_channels_last
+from core.model.network import Modality, SketchPhotoNet
 from core.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class InferenceModel:
         self.manifest = manifest
         self.device = device
         self.batch_size = batch_size
-        self.network = to_channels_last(network.to(self.device)).eval()
+        self.network = network.to(self.device).eval()
 
     @property
     def sha256(self) -> str:
