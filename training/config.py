@@ -46,7 +46,10 @@ class FitConfig:
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
     height: int = 256
     width: int = 128
+    grey_input: bool = False  # photos enter the network greyscale, in training and search (sketches have no colour)
     grey_photos: float = 0.0  # augmentation: probability of a greyscale training photo
+    crop_min: float = 0.85  # augmentation: the random crop keeps at least this side fraction (1: no crop)
+    pad: float = 0.05  # augmentation: at most this fraction of each side added as border (0: none)
     erase: float = 0.0  # augmentation: probability of random erasing
     pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch
     clean_sketches: bool = True  # sketches auto-contrasted and cropped to their ink, as the app's queries are
@@ -97,3 +100,7 @@ class FitConfig:
             raise ValueError("a source data set needs source_root")
         if self.source_epochs and self.source is None:
             raise ValueError("source_epochs needs a source data set")
+        if not 0 < self.crop_min <= 1:
+            raise ValueError("crop_min must be in (0, 1]")
+        if not 0 <= self.pad < 1:
+            raise ValueError("pad must be in [0, 1)")

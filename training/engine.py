@@ -216,7 +216,7 @@ class Trainer:
 
         self.data = prepare_data(config, schema)
         self.configs = {
-            Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=False),
+            Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=config.grey_input),
             Modality.SKETCH: PreprocessConfig(height=config.height, width=config.width, greyscale=True,
                                               clean_sketch=config.clean_sketches),
         }
@@ -228,7 +228,8 @@ class Trainer:
         is_source = [False] * len(train) + [True] * len(self.data.source)
         self.dataset = TrainingImages(
             records, labels, self.configs, schema, source=is_source, seed=config.seed,
-            augmentation=Augmentation(grey_photos=config.grey_photos, erase=config.erase),
+            augmentation=Augmentation(crop_scale=(config.crop_min, 1.0), pad=config.pad,
+                                      grey_photos=config.grey_photos, erase=config.erase),
         )
         self.co_sampler = IdentityBatchSampler(
             records, labels, p=config.p, k=config.k, source=is_source,

@@ -168,3 +168,22 @@ def test_pseudo_sketches_are_pencil_renderings_of_the_photos(pku_root):
     assert item["modality"].item() == 1 and item["domain"].item() == TARGET_SKETCH
     assert np.array_equal(item["image"].numpy(), preprocess(drawn, configs[Modality.SKETCH]))
     assert not np.array_equal(item["image"].numpy(), preprocess(rgb, configs[Modality.SKETCH]))
+
+
+def test_augmentation_without_crop_or_pad_only_mirrors(pku_root):
+    """Aligned images (faces) can be trained without the random crop and border: what is left is
+    the mirror image, half the time."""
+    photo = by_modality(pku_sketch(pku_root, 1).test, Modality.PHOTO)[0]
+    configs = {Modality.PHOTO: PreprocessConfig(64, 32), Modality.SKETCH: PreprocessConfig(64, 32, greyscale=True)}
+    data = TrainingImages([photo], [0], configs, PERSON_ATTRIBUTES, seed=3,
+                          augmentation=Augmentation(crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0))
+    rgb = read_rgb(photo.path)
+    plain, mirrored = preprocess(rgb, configs[Modality.PHOTO]), preprocess(rgb[:, ::-1].copy(), configs[Modality.PHOTO])
+    seen = set()
+    for epoch in range(8):
+        data.set_epoch(epoch)
+        image = data[0]["image"].numpy()
+        is_plain, is_mirrored = np.array_equal(image, plain), np.array_equal(image, mirrored)
+        assert is_plain or is_mirrored, epoch
+        seen.add(is_plain)
+    assert seen == {True, False}
