@@ -184,7 +184,8 @@ def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
         if manifest.attribute_schema != schema:
             raise ValueError(f"{config.init}: attribute schema differs from the training schema")
         return network.train()
-    network = SketchPhotoNet(config.backbone, schema, config.embedding_dim, shared_backbone=config.share_backbone)
+    network = SketchPhotoNet(config.backbone, schema, config.embedding_dim, shared_backbone=config.share_backbone,
+                             parts=config.parts)
     load_pretrained_backbones(network, Path(config.backbone_weights) if config.backbone_weights else None)
     return network
 
@@ -334,6 +335,7 @@ class Trainer:
             name=name,
             backbone=self.network.backbone_name,
             shared_backbone=self.network.shared_backbone,
+            parts=self.network.parts,
             test_time_flip=self.config.test_time_flip,
             embedding_dim=self.network.embedding_dim,
             preprocess=dict(self.configs),

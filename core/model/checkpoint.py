@@ -37,6 +37,7 @@ class Manifest:
     # an embedding is the mean of the image's and its mirror image's (both unit length): a person
     # walking left is the same person walking right, and a sketch may be drawn either way round
     test_time_flip: bool = False
+    parts: int = 1  # horizontal stripes pooled side by side (see ModalityEncoder)
 
     @property
     def embedding_key(self) -> str:
@@ -55,6 +56,7 @@ class Manifest:
             "backbone": self.backbone,
             "shared_backbone": self.shared_backbone,
             "test_time_flip": self.test_time_flip,
+            "parts": self.parts,
             "embedding_dim": self.embedding_dim,
             "preprocess": {m.value: cfg.to_json() for m, cfg in self.preprocess.items()},
             "attributes": {"trained": self.attribute_head_trained, "schema": self.attribute_schema.to_json()},
@@ -71,6 +73,7 @@ class Manifest:
             backbone=data["backbone"],
             shared_backbone=bool(data.get("shared_backbone", False)),
             test_time_flip=bool(data.get("test_time_flip", False)),
+            parts=int(data.get("parts", 1)),  # absent from older manifests: one global pool
             embedding_dim=int(data["embedding_dim"]),
             preprocess={Modality(k): PreprocessConfig.from_json(v) for k, v in data["preprocess"].items()},
             attribute_schema=AttributeSchema.from_json(data["attributes"]["schema"]),
@@ -90,7 +93,8 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 def build_network(manifest: Manifest) -> SketchPhotoNet:
     return SketchPhotoNet(
-        manifest.backbone, manifest.attribute_schema, manifest.embedding_dim, shared_backbone=manifest.shared_backbone
+        manifest.backbone, manifest.attribute_schema, manifest.embedding_dim,
+        shared_backbone=manifest.shared_backbone, parts=manifest.parts,
     )
 
 

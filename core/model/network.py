@@ -30,15 +30,22 @@ class EncoderOutput:
 
 
 class ModalityEncoder(nn.Module):
-    """Backbone -> global average pool -> optional linear projection -> BatchNorm neck."""
+    """Backbone -> average pool (whole image, or ``parts`` horizontal stripes side by side) ->
+    optional linear projection -> BatchNorm neck.
 
-    def __init__(self, backbone: str, embedding_dim: int | None = None):
+    Stripes (part pooling, as in PCB) keep where on the body or face a feature was seen: a red
+    top and blue trousers are then not the same as a blue top and red trousers."""
+
+    def __init__(self, backbone: str, embedding_dim: int | None = None, parts: int = 1):
         super().__init__()
+        if parts < 1:
+            raise ValueError(f"parts must be at least 1, got {parts}")
         spec = backbone_spec(backbone)
         self.backbone = spec.build()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        dim = embedding_dim or spec.feature_dim
-        self.projection = nn.Identity() if dim == spec.feature_dim else nn.Linear(spec.feature_dim, dim, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d((parts, 1))
+        pooled = spec.feature_dim * parts
+        dim = embedding_dim or pooled
+        self.projection = nn.Identity() if dim == pooled else nn.Linear(pooled, dim, bias=False)
         self.neck = nn.BatchNorm1d(dim)
         self.neck.bias.requires_grad_(False)  # BNNeck: no shift, so the embedding stays centred
         self.embedding_dim = dim
@@ -72,13 +79,19 @@ class SketchPhotoNet(nn.Module):
     from, the sketch encoder then learns its filters from the photos too."""
 
     def __init__(
-        self, backbone: str, schema: AttributeSchema, embedding_dim: int | None = None, shared_backbone: bool = False
+        self,
+        backbone: str,
+        schema: AttributeSchema,
+        embedding_dim: int | None = None,
+        shared_backbone: bool = False,
+        parts: int = 1,
     ):
         super().__init__()
         self.backbone_name = backbone
         self.shared_backbone = shared_backbone
-        self.photo = ModalityEncoder(backbone, embedding_dim)
-        self.sketch = ModalityEncoder(backbone, embedding_dim)
+        self.parts = parts
+        self.photo = ModalityEncoder(backbone, embedding_dim, parts)
+        self.sketch = ModalityEncoder(backbone, embedding_dim, parts)
         if shared_backbone:
             tie_weights(self.sketch.backbone, self.photo.backbone)
             tie_weights(self.sketch.projection, self.photo.projection)

@@ -207,3 +207,26 @@ def test_embedding_key_changes_with_anything_that_changes_an_embedding(model_dir
     stored = manifest.to_json()
     del stored["test_time_flip"]  # as written before the option existed
     assert Manifest.from_json(stored).test_time_flip is False
+
+
+def test_part_pooling_concatenates_stripe_means_and_survives_a_checkpoint(tmp_path, model_dir):
+    _, manifest = load_checkpoint(model_dir)
+    network = SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, parts=3).eval()
+    assert network.embedding_dim == 3 * 1280
+    images = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 3, 96, 32), dtype=np.float32))
+    with torch.no_grad():
+        feature_map = network.photo.backbone(images)  # 2 x 1280 x 3 x 1: one row per stripe here
+        assert feature_map.shape[2] == 3
+        stripes = [feature_map[:, :, row].mean(dim=2) for row in range(3)]
+        expected = torch.stack(stripes, dim=2).flatten(1)  # channel-major, as the pool flattens
+        assert torch.allclose(network(images, Modality.PHOTO).feature, expected, atol=1e-5)
+
+    parted = dataclasses.replace(manifest, embedding_dim=network.embedding_dim, shared_backbone=False, parts=3)
+    save_checkpoint(network, parted, tmp_path / "parts")
+    loaded, loaded_manifest = load_checkpoint(tmp_path / "parts")
+    assert loaded_manifest.parts == 3 and loaded.parts == 3
+    with torch.no_grad():
+        for modality in Modality:
+            assert torch.allclose(loaded(images, modality).embedding, network(images, modality).embedding, atol=1e-5)
+    with pytest.raises(ValueError, match="parts"):
+        SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, parts=0)

@@ -181,24 +181,26 @@ def test_clean_up_and_flip_can_be_turned_off_from_the_command_line(tmp_path):
     assert defaults.clean_sketches and defaults.test_time_flip
 
 
-def test_grey_input_is_recorded_and_used_for_photos_at_search_time(tmp_path, pku_root):
+def test_grey_input_and_part_pooling_reach_the_manifest_and_search(tmp_path, pku_root):
     """--grey-input makes photos enter the network greyscale in training and, through the manifest,
-    at search time: a colour photo and its grey copy embed the same. Bad augmentation values are refused."""
+    at search time: a colour photo and its grey copy embed the same. --parts N pools N stripes into
+    an N times longer embedding, and the exported checkpoint rebuilds it. Bad values are refused."""
     from training.cli import build_parser, fit_config
 
     out = tmp_path / "run"
     assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--grey-input",
-                 "--crop-min", "1", "--pad", "0", *TINY]) == 0
+                 "--crop-min", "1", "--pad", "0", "--parts", "2", *TINY]) == 0
     manifest = read_manifest(out / "model")
+    assert manifest.parts == 2 and manifest.embedding_dim == 2 * 1280
     assert manifest.preprocess[Modality.PHOTO].greyscale and manifest.preprocess[Modality.SKETCH].greyscale
     photo = next(r for r in pku_sketch(pku_root, 1).test if r.modality is Modality.PHOTO)
     rgb = read_rgb(photo.path)
     grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     assert not np.array_equal(rgb, grey)
     colour_vector, grey_vector = InferenceModel(out / "model", "cpu").embed_images([rgb, grey], Modality.PHOTO).embeddings
-    assert float(colour_vector @ grey_vector) > 0.9999
+    assert float(colour_vector @ grey_vector) > 0.9999 and colour_vector.shape == (2 * 1280,)
 
-    for bad in (["--crop-min", "0"], ["--crop-min", "1.5"], ["--pad", "-0.1"]):
+    for bad in (["--crop-min", "0"], ["--crop-min", "1.5"], ["--pad", "-0.1"], ["--parts", "0"]):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
