@@ -140,6 +140,14 @@ def read_manifest(folder: Path) -> Manifest:
         raise CheckpointError(f"{path}: invalid manifest ({exc})") from exc
 
 
+def _tied_keys(network: SketchPhotoNet) -> list[list[str]]:
+    """State-dict keys that name one shared parameter (the shared backbone's convolutions)."""
+    groups: dict[int, list[str]] = {}
+    for key, tensor in network.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(key)
+    return [keys for keys in groups.values() if len(keys) > 1]
+
+
 def load_checkpoint(folder: Path) -> tuple[SketchPhotoNet, Manifest]:
     """Rebuild the network from a checkpoint folder, checking the weights against the manifest."""
     folder = Path(folder)
@@ -157,6 +165,10 @@ def load_checkpoint(folder: Path) -> tuple[SketchPhotoNet, Manifest]:
         raise CheckpointError(f"{weights}: unreadable ({exc})") from exc
     reference = network.state_dict()
     state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+    for keys in _tied_keys(network):  # stored once per key; loading would keep only the last copy
+        if any(k in state for k in keys) and not all(k in state and torch.equal(state[k], state[keys[0]]) for k in keys):
+            raise CheckpointError(f"{weights}: the manifest says the encoders share weights, but {keys[0]} "
+                                  f"and {keys[1]} differ")
     try:
         network.load_state_dict(state)
     except RuntimeError as exc:

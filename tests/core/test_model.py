@@ -118,6 +118,11 @@ def test_shared_backbone_ties_convolutions_and_survives_a_checkpoint(tmp_path, m
     for modality in Modality:
         assert torch.allclose(loaded(images, modality).embedding, network(images, modality).embedding, atol=1e-6)
 
+    # separate weights written under a shared-backbone manifest are refused, not half loaded
+    save_checkpoint(separate.eval(), shared, tmp_path / "mislabelled")
+    with pytest.raises(CheckpointError, match="share weights"):
+        load_checkpoint(tmp_path / "mislabelled")
+
 
 def test_corrupt_or_mismatched_checkpoints_are_refused(tmp_path, model_dir):
     network, manifest = load_checkpoint(model_dir)
