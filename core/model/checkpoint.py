@@ -166,9 +166,11 @@ def load_checkpoint(folder: Path) -> tuple[SketchPhotoNet, Manifest]:
     reference = network.state_dict()
     state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
     for keys in _tied_keys(network):  # stored once per key; loading would keep only the last copy
-        if any(k in state for k in keys) and not all(k in state and torch.equal(state[k], state[keys[0]]) for k in keys):
-            raise CheckpointError(f"{weights}: the manifest says the encoders share weights, but {keys[0]} "
-                                  f"and {keys[1]} differ")
+        stored = [k for k in keys if k in state]  # a missing key fails the load below
+        differing = [k for k in stored[1:] if not torch.equal(state[k], state[stored[0]])]
+        if differing:
+            raise CheckpointError(f"{weights}: the manifest says the encoders share weights, but {stored[0]} "
+                                  f"and {differing[0]} differ")
     try:
         network.load_state_dict(state)
     except RuntimeError as exc:
