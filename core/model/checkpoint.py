@@ -38,6 +38,8 @@ class Manifest:
     # walking left is the same person walking right, and a sketch may be drawn either way round
     test_time_flip: bool = False
     parts: int = 1  # horizontal stripes pooled side by side (see ModalityEncoder)
+    part_columns: int = 1  # columns of the pooling grid
+    feature_stride: int = 32  # where the backbone is cut (32: the whole backbone)
 
     @property
     def embedding_key(self) -> str:
@@ -57,6 +59,8 @@ class Manifest:
             "shared_backbone": self.shared_backbone,
             "test_time_flip": self.test_time_flip,
             "parts": self.parts,
+            "part_columns": self.part_columns,
+            "feature_stride": self.feature_stride,
             "embedding_dim": self.embedding_dim,
             "preprocess": {m.value: cfg.to_json() for m, cfg in self.preprocess.items()},
             "attributes": {"trained": self.attribute_head_trained, "schema": self.attribute_schema.to_json()},
@@ -73,7 +77,10 @@ class Manifest:
             backbone=data["backbone"],
             shared_backbone=bool(data.get("shared_backbone", False)),
             test_time_flip=bool(data.get("test_time_flip", False)),
-            parts=int(data.get("parts", 1)),  # absent from older manifests: one global pool
+            # absent from older manifests: the whole backbone, one global pool
+            parts=int(data.get("parts", 1)),
+            part_columns=int(data.get("part_columns", 1)),
+            feature_stride=int(data.get("feature_stride", 32)),
             embedding_dim=int(data["embedding_dim"]),
             preprocess={Modality(k): PreprocessConfig.from_json(v) for k, v in data["preprocess"].items()},
             attribute_schema=AttributeSchema.from_json(data["attributes"]["schema"]),
@@ -95,6 +102,7 @@ def build_network(manifest: Manifest) -> SketchPhotoNet:
     return SketchPhotoNet(
         manifest.backbone, manifest.attribute_schema, manifest.embedding_dim,
         shared_backbone=manifest.shared_backbone, parts=manifest.parts,
+        part_columns=manifest.part_columns, feature_stride=manifest.feature_stride,
     )
 
 

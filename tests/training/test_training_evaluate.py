@@ -21,6 +21,8 @@ def test_cmc_map_hand_computed():
     result = cmc_map(query, ["a", "b", "c"], gallery, ["a", "b", "a"], ranks=(1, 2, 3))
     assert result["R1"] == 0.0 and result["R2"] == 50.0 and result["R3"] == 100.0
     assert result["mAP"] == pytest.approx(100 * (7 / 12 + 1 / 3) / 2)
+    # margin: best true match minus best wrong one: q0 .6 - .8, q1 .6 - 1
+    assert result["margin"] == pytest.approx(100 * (-0.2 - 0.4) / 2)
     assert result["queries"] == 2
 
 
@@ -28,6 +30,7 @@ def test_cmc_perfect_and_rank_beyond_gallery():
     x = np.eye(3)
     result = cmc_map(x, [1, 2, 3], x, [1, 2, 3])
     assert result["R1"] == result["R20"] == result["mAP"] == 100.0
+    assert result["margin"] == pytest.approx(100.0)  # saturated ranks, the margin still measures
 
 
 def test_attribute_accuracy():

@@ -18,7 +18,7 @@ from core.model.network import Modality
 from training.cli import main
 from core.model.attributes import PERSON_ATTRIBUTES
 from training.data import ImageRecord, pku_sketch, read_rgb
-from training.engine import attribute_log_priors, forward_mixed
+from training.engine import attribute_log_priors, forward_mixed, selection_score
 
 TINY = ["--limit-identities", "6", "--validation-identities", "2", "--p", "2", "--k", "2",
         "--steps-per-epoch", "1", "--height", "64", "--width", "32", "--workers", "0",
@@ -108,9 +108,21 @@ def test_bundled_recipe_exports_a_shared_backbone_measured_as_stored(tmp_path, p
 def test_resume_continues_from_state(tmp_path, pku_root):
     out = tmp_path / "run"
     assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", *TINY]) == 0
+    state = torch.load(out / "state.pt", weights_only=True)
+    state["best_score"] = state["best_score"][0]  # as states were written before the margin
+    torch.save(state, out / "state.pt")
     assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "2", *TINY]) == 0
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[1]["step"] == "2"
+    assert all(r["val_margin"] for r in rows)
+
+
+def test_epoch_selection_breaks_saturated_ties_by_the_margin():
+    saturated = {"R1": 100.0, "mAP": 100.0}
+    assert selection_score({**saturated, "margin": 17.0}) > selection_score({**saturated, "margin": 12.0})
+    # the margin only breaks ties: a better ranking wins whatever its margin
+    assert selection_score({"R1": 90.0, "mAP": 95.0, "margin": 5.0}) > selection_score(
+        {"R1": 80.0, "mAP": 95.0, "margin": 30.0})
 
 
 def test_evaluate_and_benchmark_cli(tmp_path, pku_root, capsys):
