@@ -216,3 +216,24 @@ def test_grey_input_and_part_pooling_reach_the_manifest_and_search(tmp_path, pku
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
+
+
+def test_grid_at_stride_16_reaches_the_manifest_and_search(tmp_path, pku_root):
+    """--feature-stride 16 --parts R --part-columns C trains the cut backbone with an R x C grid,
+    and the exported checkpoint embeds through the search path at that length."""
+    from training.cli import build_parser, fit_config
+
+    out = tmp_path / "run"
+    assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--feature-stride", "16",
+                 "--parts", "2", "--part-columns", "2", *TINY]) == 0
+    manifest = read_manifest(out / "model")
+    assert (manifest.feature_stride, manifest.parts, manifest.part_columns) == (16, 2, 2)
+    assert manifest.embedding_dim == 112 * 2 * 2
+    photo = next(r for r in pku_sketch(pku_root, 1).test if r.modality is Modality.PHOTO)
+    (vector,) = InferenceModel(out / "model", "cpu").embed_images([read_rgb(photo.path)], Modality.PHOTO).embeddings
+    assert vector.shape == (448,) and np.isfinite(vector).all()
+
+    for bad in (["--feature-stride", "4"], ["--part-columns", "0"]):
+        args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
+        with pytest.raises(ValueError):
+            fit_config(args).check()
