@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from core.model.backbones import backbone_spec
+
 TARGETS = ("pku", "paired", "cufs")
 SOURCES = ("market1501", "cufs", "paired")
 
@@ -105,8 +107,7 @@ class FitConfig:
             raise ValueError("source_epochs needs a source data set")
         if self.parts < 1 or self.part_columns < 1:
             raise ValueError("parts and part_columns must be at least 1")
-        if self.feature_stride not in (8, 16, 32):
-            raise ValueError("feature_stride must be 8, 16 or 32")
+        backbone_spec(self.backbone).feature_dim(self.feature_stride)  # the strides the backbone offers
         if not 0 < self.crop_min <= 1:
             raise ValueError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:
