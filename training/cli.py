@@ -159,11 +159,17 @@ def _print_headline(figures: dict, title: str) -> None:
     if figures["attribute_accuracy"]:
         attrs = ", ".join(f"{k} {v:.1f}" for k, v in figures["attribute_accuracy"].items())
         print(f"  attribute accuracy (test photos): {attrs}")
+    if figures.get("by_style"):
+        print("  sketch->photo by painting style: " + _style_line(figures["by_style"]))
+
+
+def _style_line(by_style: dict) -> str:
+    return ", ".join(f"{style} R1 {f['R1']:.1f} mAP {f['mAP']:.1f} ({f['queries']} queries)" for style, f in by_style.items())
 
 
 def run_benchmark(args: argparse.Namespace, command: str) -> dict:
     from training.engine import fit
-    from training.evaluate import summarise
+    from training.evaluate import pool_by_style, summarise
 
     per_split = {}
     for split in args.splits:
@@ -178,7 +184,8 @@ def run_benchmark(args: argparse.Namespace, command: str) -> dict:
         per_split[split] = figures
         if not args.json:
             _print_headline(figures, f"split {split}")
-    return {"splits": per_split, "summary": summarise(list(per_split.values()))}
+    results = list(per_split.values())
+    return {"splits": per_split, "summary": summarise(results), "by_style": pool_by_style(results)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print("mean ± std over splits " + ", ".join(map(str, args.splits)) + ":")
                 print("  " + "  ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in result["summary"].items()))
+                if result["by_style"]:
+                    print("  by painting style, all splits' queries pooled: " + _style_line(result["by_style"]))
     except SketchSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ class ImageRecord:
     dataset: str = ""
     camera: str | None = None
     pseudo_sketch: bool = False  # a sketch rendered from the photo at ``path`` when loaded (training only)
+    style: str | None = None  # the painting style of a sketch, where the data set records it
 
     @property
     def key(self) -> tuple[str, str]:
@@ -145,6 +146,7 @@ def pku_sketch(
     labels = {}
     if attributes and (root / "attributes.csv").is_file():
         labels = read_attribute_csv(root / "attributes.csv", schema)
+    styles = pku_painting_styles(root)
 
     def load(part: str) -> list[ImageRecord]:
         records = []
@@ -161,6 +163,7 @@ def pku_sketch(
                         attributes=dict(labels[pid]) if pid in labels else None,
                         dataset="pku",
                         camera=camera if modality is Modality.PHOTO else None,
+                        style=styles.get(pid) if modality is Modality.SKETCH else None,
                     )
                 )
         return records
@@ -170,6 +173,18 @@ def pku_sketch(
     if overlap:
         raise DataError(f"PKU-Sketch split {split}: ids in both train and test: {sorted(overlap)[:5]}")
     return Split(train=train, test=test, name=f"pku-{split}")
+
+
+def pku_painting_styles(root: Path) -> dict[str, str]:
+    """Person id -> painting style (``a``..``e``, one per artist) from ``styleAnnotation/<style>_<count>.txt``
+    (one id per line); empty when the folder is absent."""
+    styles = {}
+    for path in sorted((Path(root) / "styleAnnotation").glob("*_*.txt")):
+        style = path.stem.split("_")[0]
+        for pid in path.read_text(encoding="utf-8").split():
+            if styles.setdefault(pid, style) != style:
+                raise DataError(f"{path}: person {pid} is also listed under style {styles[pid]}")
+    return styles
 
 
 # ----------------------------------------------------------------------------------- Market-1501

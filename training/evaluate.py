@@ -110,8 +110,13 @@ def evaluate_records(embedder: Embedder, records: Sequence[ImageRecord], schema:
     s_ids, p_ids = [r.key for r in sketches], [r.key for r in photos]
     s_ids = [f"{a}/{b}" for a, b in s_ids]
     p_ids = [f"{a}/{b}" for a, b in p_ids]
+    by_style = {}
+    for style in sorted({r.style for r in sketches if r.style}):
+        rows = [i for i, r in enumerate(sketches) if r.style == style]
+        by_style[style] = cmc_map(s.embeddings[rows], [s_ids[i] for i in rows], p.embeddings, p_ids)
     return {
         "sketch_to_photo": cmc_map(s.embeddings, s_ids, p.embeddings, p_ids),
+        "sketch_to_photo_by_style": by_style,
         "photo_to_sketch": cmc_map(p.embeddings, p_ids, s.embeddings, s_ids),
         "attribute_accuracy": attribute_accuracy(p.attributes, photos, schema),
         "attribute_accuracy_sketch": attribute_accuracy(s.attributes, sketches, schema),
@@ -131,7 +136,28 @@ def headline(result: dict) -> dict:
         out["attribute_accuracy_mean"] = round(float(np.mean(list(result["attribute_accuracy"].values()))), 2)
     out["queries"] = s2p["queries"]
     out["gallery"] = result["photos"]
+    if result.get("sketch_to_photo_by_style"):
+        out["by_style"] = {
+            style: {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items() if k != "margin"}
+            for style, figures in result["sketch_to_photo_by_style"].items()
+        }
     return out
+
+
+def pool_by_style(results: Sequence[dict], keys: Sequence[str] = ("R1", "R5", "R10", "mAP")) -> dict[str, dict]:
+    """Per-style figures of several splits' headline dicts pooled over all their queries (each
+    split's figure weighted by its number of queries of that style)."""
+    pooled: dict[str, dict] = {}
+    for result in results:
+        for style, figures in result.get("by_style", {}).items():
+            into = pooled.setdefault(style, {"queries": 0, **{k: 0.0 for k in keys}})
+            into["queries"] += figures["queries"]
+            for k in keys:
+                into[k] += figures[k] * figures["queries"]
+    for figures in pooled.values():
+        for k in keys:
+            figures[k] = figures[k] / figures["queries"] if figures["queries"] else 0.0
+    return dict(sorted(pooled.items()))
 
 
 def summarise(

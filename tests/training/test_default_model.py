@@ -23,6 +23,11 @@ def test_shipped_model_reproduces_its_recorded_test_figures(model_dir, pku_root)
     assert measured["queries"] == recorded["queries"] and measured["gallery"] == recorded["gallery"]
     for key in METRICS:
         assert measured[key] == pytest.approx(recorded[key], abs=1.0), key
+    # per painting style: every query in exactly one style, and the styles' R1 adds up to the whole
+    styles = measured["by_style"]
+    assert set(styles) == set("abcde") and sum(f["queries"] for f in styles.values()) == measured["queries"]
+    pooled_r1 = sum(f["R1"] * f["queries"] for f in styles.values()) / measured["queries"]
+    assert pooled_r1 == pytest.approx(measured["R1"], abs=0.01)
     for name, accuracy in recorded["attribute_accuracy"].items():
         assert measured["attribute_accuracy"][name] == pytest.approx(accuracy, abs=1.0), name
     # and it is a trained model: better than ImageNet features alone on the same split

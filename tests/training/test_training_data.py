@@ -42,6 +42,11 @@ def test_pku_split_1(pku_root):
     first = next(r for r in split.train + split.test if r.identity == "1")
     assert first.attributes["gender"] == "male" and first.attributes["lower_type"] == "shorts"
     assert first.dataset == "pku"
+    # each sketch carries its artist's painting style (styleAnnotation/), photos none
+    sketches = by_modality(split.train + split.test, Modality.SKETCH)
+    assert {r.style for r in sketches} == set("abcde")
+    assert next(r for r in sketches if r.identity == "1").style == "c"  # listed in c_79.txt
+    assert all(r.style is None for r in by_modality(split.train + split.test, Modality.PHOTO))
 
 
 def test_pku_all_splits_disjoint(pku_root):

@@ -7,7 +7,7 @@ from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.inference import PredictedAttribute
 from core.model.network import Modality
 from training.data import ImageRecord
-from training.evaluate import attribute_accuracy, cmc_map, summarise
+from training.evaluate import attribute_accuracy, cmc_map, pool_by_style, summarise
 
 
 def test_cmc_map_hand_computed():
@@ -51,3 +51,12 @@ def test_attribute_accuracy():
 def test_summarise():
     out = summarise([{"R1": 10.0}, {"R1": 20.0}], keys=("R1",))
     assert out == {"R1": {"mean": 15.0, "std": 5.0}}
+
+
+def test_pool_by_style_weights_each_split_by_its_queries():
+    split_1 = {"by_style": {"a": {"queries": 1, "R1": 100.0, "mAP": 50.0}, "b": {"queries": 2, "R1": 50.0, "mAP": 40.0}}}
+    split_2 = {"by_style": {"a": {"queries": 3, "R1": 0.0, "mAP": 10.0}}}
+    pooled = pool_by_style([split_1, split_2, {}], keys=("R1", "mAP"))
+    assert list(pooled) == ["a", "b"]
+    assert pooled["a"] == {"queries": 4, "R1": 25.0, "mAP": pytest.approx(20.0)}
+    assert pooled["b"] == {"queries": 2, "R1": 50.0, "mAP": 40.0}

@@ -117,6 +117,25 @@ def test_resume_continues_from_state(tmp_path, pku_root):
     assert all(r["val_margin"] for r in rows)
 
 
+def test_a_fixed_schedule_trains_on_every_training_person_and_keeps_the_last_epoch(tmp_path, pku_root):
+    """``--validation-identities 0``: no one is held out, nothing is validated, the last epoch is
+    exported and measured on the test people."""
+    out = tmp_path / "run"
+    assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "2", *TINY,
+                 "--validation-identities", "0"]) == 0
+    provenance = read_manifest(out / "model").provenance
+    assert provenance["data"]["train_identities"] == 6 and provenance["data"]["validation_identities"] == []
+    metrics = provenance["metrics"]
+    assert metrics["validation"] is None and metrics["selected_epoch"] == metrics["epochs"] == 2
+    assert metrics["test"]["queries"] == 6
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and not any(r["val_R1"] for r in rows)
+    # the exported weights are the last epoch's
+    last, _ = load_checkpoint(out / "best")
+    exported, _ = load_checkpoint(out / "model")
+    assert all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), exported.state_dict().values()))
+
+
 def test_epoch_selection_breaks_saturated_ties_by_the_margin():
     saturated = {"R1": 100.0, "mAP": 100.0}
     assert selection_score({**saturated, "margin": 17.0}) > selection_score({**saturated, "margin": 12.0})
@@ -148,6 +167,9 @@ def test_evaluate_and_benchmark_cli(tmp_path, pku_root, capsys):
     result = json.loads(capsys.readouterr().out)
     assert set(result["splits"]) == {"1", "2"} and result["splits"]["1"]["R1"] == figures["R1"]
     assert set(result["summary"]["R1"]) == {"mean", "std"}
+    # per painting style, each split's queries pooled
+    assert sum(f["queries"] for f in figures["by_style"].values()) == 49
+    assert sum(f["queries"] for f in result["by_style"].values()) == 49 + 50
 
 
 def test_init_still_works(tmp_path):
