@@ -164,7 +164,9 @@ def _print_headline(figures: dict, title: str) -> None:
 
 
 def _style_line(by_style: dict) -> str:
-    return ", ".join(f"{style} R1 {f['R1']:.1f} mAP {f['mAP']:.1f} ({f['queries']} queries)" for style, f in by_style.items())
+    return ", ".join(
+        f"{style} R1 {f['R1']:.1f} mAP {f['mAP']:.1f} ({f['queries']} queries)" for style, f in by_style.items()
+    )
 
 
 def run_benchmark(args: argparse.Namespace, command: str) -> dict:

@@ -3,7 +3,8 @@
 CMC and mAP follow torchreid's ``eval_func`` without the same-camera filter (query and gallery
 are different modalities): exact search over L2-normalised embeddings (cosine similarity, the
 ranking FAISS inner-product search gives at run time); queries whose identity is not in the
-gallery are skipped. Figures are percentages.
+gallery are skipped. Figures are percentages. Where sketches carry a painting style (PKU-Sketch's
+five artists), sketch -> photo is also measured per style, against the whole gallery.
 """
 
 from __future__ import annotations
