@@ -131,7 +131,7 @@ def headline(result: dict) -> dict:
     s2p = result["sketch_to_photo"]
     out = {k: round(s2p[k], 2) for k in (*[f"R{r}" for r in RANKS], "mAP", "margin")}
     p2s = result["photo_to_sketch"]
-    out["photo_to_sketch"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in p2s.items()}
+    out["photo_to_sketch"] = _rounded(p2s)
     out["attribute_accuracy"] = {k: round(v, 2) for k, v in result["attribute_accuracy"].items()}
     if result["attribute_accuracy"]:
         out["attribute_accuracy_mean"] = round(float(np.mean(list(result["attribute_accuracy"].values()))), 2)
@@ -139,10 +139,14 @@ def headline(result: dict) -> dict:
     out["gallery"] = result["photos"]
     if result.get("sketch_to_photo_by_style"):
         out["by_style"] = {
-            style: {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items() if k != "margin"}
-            for style, figures in result["sketch_to_photo_by_style"].items()
+            style: _rounded(figures, drop=("margin",)) for style, figures in result["sketch_to_photo_by_style"].items()
         }
     return out
+
+
+def _rounded(figures: dict, drop: Sequence[str] = ()) -> dict:
+    """``figures`` with floats to two decimals (counts kept as they are), ``drop`` keys left out."""
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items() if k not in drop}
 
 
 def pool_by_style(results: Sequence[dict], keys: Sequence[str] = ("R1", "R5", "R10", "mAP")) -> dict[str, dict]:
