@@ -36,6 +36,7 @@ class Augmentation:
     jitter: float = 0.2  # photo brightness/contrast/saturation jitter strength (0: none)
     grey_photos: float = 0.0  # probability of turning a photo grey (colour is absent from sketches)
     erase: float = 0.0  # probability of random erasing (one rectangle, 2-20 % of the area)
+    hatched: float = 0.0  # probability that a pseudo-sketch is drawn hatched rather than in pencil
 
 
 def augment_uint8(
@@ -68,20 +69,51 @@ def augment_uint8(
     return out
 
 
-def pencil_sketch(image: np.ndarray) -> np.ndarray:
-    """An RGB photo drawn as a pencil sketch: XDoG outlines (Winnemoeller et al. 2012) over the
-    lightened grey tones. PKU-Sketch drawings are shaded, so outlines alone look less like them
-    than outlines with tone. Works at twice the re-ID input height, where the outlines are clean."""
+def _grey_for_drawing(image: np.ndarray) -> np.ndarray:
+    """Float greyscale in [0, 1] at twice the re-ID input height at least, where outlines are clean."""
     height, width = image.shape[:2]
     if height < 512:
         image = cv2.resize(image, (round(width * 512 / height), 512), interpolation=cv2.INTER_CUBIC)
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+
+
+def _outlines(grey: np.ndarray) -> np.ndarray:
+    """XDoG outlines (Winnemoeller et al. 2012): 1 on paper, towards 0 on a drawn edge."""
     fine, coarse = cv2.GaussianBlur(grey, (0, 0), 1.6), cv2.GaussianBlur(grey, (0, 0), 1.6 * 1.6)
     difference = fine - 0.98 * coarse
-    lines = np.where(difference >= -0.02, 1.0, 1.0 + np.tanh(60.0 * (difference + 0.02)))
-    tone = 0.35 + 0.65 * grey**0.6
-    drawn = (np.clip(np.minimum(lines, tone), 0.0, 1.0) * 255).astype(np.uint8)
-    return cv2.cvtColor(drawn, cv2.COLOR_GRAY2RGB)
+    return np.where(difference >= -0.02, 1.0, 1.0 + np.tanh(60.0 * (difference + 0.02)))
+
+
+def _to_rgb(drawn: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor((np.clip(drawn, 0.0, 1.0) * 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+
+
+def pencil_sketch(image: np.ndarray) -> np.ndarray:
+    """An RGB photo drawn as a pencil sketch: XDoG outlines over the lightened grey tones.
+    PKU-Sketch drawings are shaded, so outlines alone look less like them than outlines with tone."""
+    grey = _grey_for_drawing(image)
+    return _to_rgb(np.minimum(_outlines(grey), 0.35 + 0.65 * grey**0.6))
+
+
+def hatched_sketch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An RGB photo drawn in ink on white paper: XDoG outlines, dark areas hatched with parallel
+    strokes and the darkest cross-hatched, mid and light tones (skin, a grey road) left white.
+    One of PKU-Sketch's five artists draws clothes this way, the pencil rendering's grey tones
+    resemble it least. Stroke angle and spacing are drawn from ``rng``."""
+    grey = _grey_for_drawing(image)
+    darkness = 1.0 - cv2.GaussianBlur(grey, (0, 0), 2.0)
+    angle, spacing = np.deg2rad(rng.uniform(40.0, 80.0)), rng.uniform(5.0, 7.0)
+    y, x = np.mgrid[0 : grey.shape[0], 0 : grey.shape[1]].astype(np.float32)
+
+    def strokes(theta: float, cover: np.ndarray) -> np.ndarray:
+        # A cosine wave across the stroke direction, inked where it falls below ``cover``: the
+        # darker the area, the wider each stroke.
+        wave = 0.5 + 0.5 * np.cos(2 * np.pi * (x * np.cos(theta) + y * np.sin(theta)) / spacing)
+        return np.clip((cover - wave) / 0.1, 0.0, 1.0)
+
+    hatch = strokes(angle, 0.6 * np.clip((darkness - 0.5) / 0.4, 0.0, 1.0))
+    cross = strokes(angle + np.pi / 2, 0.5 * np.clip((darkness - 0.7) / 0.25, 0.0, 1.0))
+    return _to_rgb(np.minimum(_outlines(grey), 1.0 - 0.8 * np.maximum(hatch, cross)))
 
 
 def random_erase(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float] = (0.02, 0.2)) -> np.ndarray:
@@ -159,12 +191,17 @@ class TrainingImages(Dataset):
         record = self.records[index]
         config = self.configs[record.modality]
         image = read_rgb(record.path)
+        aug = self.augmentation
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if aug is not None else None
         if record.pseudo_sketch:
-            image = pencil_sketch(image)
+            # The extra draw only when hatching is on, so that runs without it augment as before.
+            if aug is not None and aug.hatched > 0 and rng.random() < aug.hatched:
+                image = hatched_sketch(image, rng)
+            else:
+                image = pencil_sketch(image)
         image = prepare(image, config)  # the sketch clean-up, when the model uses it
-        if self.augmentation is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            image = augment_uint8(image, config, record.modality, self.augmentation, rng)
+        if aug is not None:
+            image = augment_uint8(image, config, record.modality, aug, rng)
         else:
             image = resize_rgb(image, config)
         return {

@@ -238,7 +238,8 @@ class Trainer:
         self.dataset = TrainingImages(
             records, labels, self.configs, schema, source=is_source, seed=config.seed,
             augmentation=Augmentation(crop_scale=(config.crop_min, 1.0), pad=config.pad,
-                                      grey_photos=config.grey_photos, erase=config.erase),
+                                      grey_photos=config.grey_photos, erase=config.erase,
+                                      hatched=config.hatched_sketches),
         )
         self.co_sampler = IdentityBatchSampler(
             records, labels, p=config.p, k=config.k, source=is_source,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import cv2
 import numpy as np
 import pytest
 
@@ -22,7 +23,15 @@ from training.data import (
     read_rgb,
     split_identities,
 )
-from training.dataset import Augmentation, TrainingImages, TARGET_PHOTO, TARGET_SKETCH, SOURCE_PHOTO, pencil_sketch
+from training.dataset import (
+    SOURCE_PHOTO,
+    TARGET_PHOTO,
+    TARGET_SKETCH,
+    Augmentation,
+    TrainingImages,
+    hatched_sketch,
+    pencil_sketch,
+)
 
 from training_test_helpers import MARKET_IDS, write_image
 
@@ -173,6 +182,46 @@ def test_pseudo_sketches_are_pencil_renderings_of_the_photos(pku_root):
     assert item["modality"].item() == 1 and item["domain"].item() == TARGET_SKETCH
     assert np.array_equal(item["image"].numpy(), preprocess(drawn, configs[Modality.SKETCH]))
     assert not np.array_equal(item["image"].numpy(), preprocess(rgb, configs[Modality.SKETCH]))
+
+
+def test_hatched_sketches_ink_dark_areas_in_strokes_on_white_paper(pku_root):
+    """The ink rendering leaves paper white where the photo is mid-grey or light (a road, skin) and
+    hatches its dark areas: stroke and paper alternate there instead of a flat grey."""
+    photo = by_modality(pku_sketch(pku_root, 1).train, Modality.PHOTO)[0]
+    rgb = read_rgb(photo.path)
+    drawn = hatched_sketch(rgb, np.random.default_rng(0))
+    assert drawn.dtype == np.uint8 and drawn.shape == pencil_sketch(rgb).shape
+    assert (drawn[..., 0] == drawn[..., 1]).all() and (drawn[..., 1] == drawn[..., 2]).all()
+    ink = drawn[..., 0]
+    # the photo's grey at the drawing's size, smoothed as the renderer smooths it
+    grey = cv2.cvtColor(cv2.resize(rgb, ink.shape[::-1], interpolation=cv2.INTER_CUBIC), cv2.COLOR_RGB2GRAY)
+    grey = cv2.GaussianBlur(grey.astype(np.float32) / 255, (0, 0), 2.0)
+    dark, mid = grey < 0.12, (grey > 0.55) & (grey < 0.65)
+    assert dark.sum() > 1000 and mid.sum() > 1000
+    assert (ink[dark] < 100).mean() > 0.5 and (ink[dark] > 200).mean() > 0.1  # strokes with paper between
+    assert (ink[mid] > 240).mean() > 0.9
+    assert (ink > 240).mean() > 0.5 > (pencil_sketch(rgb)[..., 0] > 240).mean()  # mostly paper, unlike pencil
+    # the stroke angle and spacing come from the generator
+    assert np.array_equal(drawn, hatched_sketch(rgb, np.random.default_rng(0)))
+    assert not np.array_equal(drawn, hatched_sketch(rgb, np.random.default_rng(1)))
+
+
+def test_training_draws_the_share_of_pseudo_sketches_asked_for_hatched(pku_root):
+    """Augmentation(hatched=1) draws every pseudo-sketch in ink, with strokes from the item's own
+    seeded generator; hatched=0 keeps the pencil rendering."""
+    photo = by_modality(pku_sketch(pku_root, 1).train, Modality.PHOTO)[0]
+    pseudo = pseudo_sketches([photo])[0]
+    configs = {Modality.PHOTO: PreprocessConfig(64, 32), Modality.SKETCH: PreprocessConfig(64, 32, greyscale=True)}
+    still = dict(flip=0.0, crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0)
+    rgb = read_rgb(photo.path)
+    for hatched, expected in ((0.0, lambda rng: pencil_sketch(rgb)), (1.0, lambda rng: hatched_sketch(rgb, rng))):
+        data = TrainingImages([photo, pseudo], [0, 0], configs, PERSON_ATTRIBUTES, seed=5,
+                              augmentation=Augmentation(hatched=hatched, **still))
+        data.set_epoch(2)
+        rng = np.random.default_rng([5, 2, 1])
+        if hatched:
+            rng.random()  # the draw that chose the ink rendering
+        assert np.array_equal(data[1]["image"].numpy(), preprocess(expected(rng), configs[Modality.SKETCH])), hatched
 
 
 def test_augmentation_without_crop_or_pad_only_mirrors(pku_root):

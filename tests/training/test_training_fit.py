@@ -234,10 +234,16 @@ def test_grey_input_and_part_pooling_reach_the_manifest_and_search(tmp_path, pku
     colour_vector, grey_vector = InferenceModel(out / "model", "cpu").embed_images([rgb, grey], Modality.PHOTO).embeddings
     assert float(colour_vector @ grey_vector) > 0.9999 and colour_vector.shape == (2 * 1280,)
 
-    for bad in (["--crop-min", "0"], ["--crop-min", "1.5"], ["--pad", "-0.1"], ["--parts", "0"]):
+    for bad in (["--crop-min", "0"], ["--crop-min", "1.5"], ["--pad", "-0.1"], ["--parts", "0"],
+                ["--hatched-sketches", "0.5"], ["--pseudo-sketches", "--hatched-sketches", "1.5"]):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
+    args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), "--pseudo-sketches",
+                                      "--hatched-sketches", "0.5"])
+    config = fit_config(args)
+    config.check()
+    assert config.hatched_sketches == 0.5
 
 
 def test_grid_at_stride_16_reaches_the_manifest_and_search(tmp_path, pku_root):
