@@ -57,7 +57,7 @@ class FitConfig:
     pad: float = 0.05  # augmentation: at most this fraction of each side added as border (0: none)
     erase: float = 0.0  # augmentation: probability of random erasing
     pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch
-    hatched_sketches: float = 0.0  # probability that a pseudo-sketch is drawn hatched in ink instead
+    hatched_sketches: float = 0.0  # probability that a pseudo-sketch is inked and hatched instead of pencilled
     clean_sketches: bool = True  # sketches auto-contrasted and cropped to their ink, as the app's queries are
     test_time_flip: bool = True  # the model embeds an image and its mirror image and averages them
 

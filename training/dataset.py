@@ -98,8 +98,8 @@ def pencil_sketch(image: np.ndarray) -> np.ndarray:
 def hatched_sketch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """An RGB photo drawn in ink on white paper: XDoG outlines, dark areas hatched with parallel
     strokes and the darkest cross-hatched, mid and light tones (skin, a grey road) left white.
-    One of PKU-Sketch's five artists draws clothes this way, the pencil rendering's grey tones
-    resemble it least. Stroke angle and spacing are drawn from ``rng``."""
+    One of PKU-Sketch's five artists draws clothes this way, which the pencil rendering's grey
+    tones resemble least. Stroke angle and spacing are drawn from ``rng``."""
     grey = _grey_for_drawing(image)
     darkness = 1.0 - cv2.GaussianBlur(grey, (0, 0), 2.0)
     angle, spacing = np.deg2rad(rng.uniform(40.0, 80.0)), rng.uniform(5.0, 7.0)
