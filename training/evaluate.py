@@ -132,7 +132,7 @@ def headline(result: dict) -> dict:
     out = {k: round(s2p[k], 2) for k in (*[f"R{r}" for r in RANKS], "mAP", "margin")}
     p2s = result["photo_to_sketch"]
     out["photo_to_sketch"] = _rounded(p2s)
-    out["attribute_accuracy"] = {k: round(v, 2) for k, v in result["attribute_accuracy"].items()}
+    out["attribute_accuracy"] = _rounded(result["attribute_accuracy"])
     if result["attribute_accuracy"]:
         out["attribute_accuracy_mean"] = round(float(np.mean(list(result["attribute_accuracy"].values()))), 2)
     out["queries"] = s2p["queries"]
