@@ -1,5 +1,6 @@
-"""The benchmarks still run against the current code (on tiny inputs: their figures are not
-checked here, only that each one completes and prints its ratio)."""
+"""The benchmarks still run against the current code: the speed benchmarks on tiny inputs (their
+figures are not checked here, only that each one completes and prints its ratio), the PKU fusion
+diagnosis on the shipped model, whose test figures its manifest records."""
 
 from __future__ import annotations
 
@@ -21,3 +22,30 @@ def test_benchmark_runs_on_a_tiny_input(module, args):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ratio" in done.stdout, done.stdout
+
+
+def test_fusion_diagnosis_measures_a_run_as_its_manifest_says(pku_root, model_dir, tmp_path):
+    """The shipped model as a one-split run, given twice: alone it scores its recorded test
+    figures, fused with itself exactly the same, and the other rows are measured on that split."""
+    from benchmarks.pku_fusion import measure
+    from core.model.checkpoint import read_manifest
+
+    provenance = read_manifest(model_dir).provenance
+    if not provenance.get("metrics"):
+        pytest.skip("the shipped model is the untrained ImageNet placeholder: it records no test figures")
+    split = int(provenance["split"].rsplit("-", 1)[1])
+    runs = []
+    for name in ("shipped", "again"):
+        (tmp_path / name / f"split-{split}").mkdir(parents=True)
+        (tmp_path / name / f"split-{split}" / "model").symlink_to(model_dir, target_is_directory=True)
+        runs.append(tmp_path / name)
+
+    rows = measure(runs, pku_root, [split], sizes=[(224, 112)], neighbours=[1])
+
+    recorded = provenance["metrics"]["test"]
+    [(r1, mean_ap)] = rows["shipped"]
+    assert r1 == pytest.approx(recorded["R1"], abs=1.0) and mean_ap == pytest.approx(recorded["mAP"], abs=1.0)
+    assert rows["all runs fused"][0] == pytest.approx(rows["shipped"][0])
+    assert set(rows) == {"shipped", "again", "all runs fused", "shipped at 224x112",
+                         "shipped, own size + 224x112 fused", "shipped, gallery averaged with 1 nearest"}
+    assert all(len(values) == 1 and 0 < values[0][1] <= 100 for values in rows.values())
