@@ -33,7 +33,7 @@ from training.evaluate import cmc_map, embed_records
 
 
 @dataclasses.dataclass
-class TestEmbeddings:
+class SplitEmbeddings:
     sketches: np.ndarray
     photos: np.ndarray
     sketch_ids: list[str]
@@ -44,8 +44,8 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def embed_split(model_dir: Path, root: Path, split: int, size: tuple[int, int] | None = None) -> TestEmbeddings:
-    model = InferenceModel(model_dir, "cpu")
+def embed_split(model_dir: Path, root: Path, split: int, size: tuple[int, int] | None = None) -> SplitEmbeddings:
+    model = InferenceModel(model_dir)
     if size is not None:
         height, width = size
         model.manifest = dataclasses.replace(model.manifest, preprocess={
@@ -53,7 +53,7 @@ def embed_split(model_dir: Path, root: Path, split: int, size: tuple[int, int] |
     config = FitConfig(out="", root=str(root), dataset="pku", split=split)
     test = load_target(config, model.manifest.attribute_schema).test
     sketches, photos = by_modality(test, Modality.SKETCH), by_modality(test, Modality.PHOTO)
-    return TestEmbeddings(
+    return SplitEmbeddings(
         unit(embed_records(model, sketches, Modality.SKETCH).embeddings),
         unit(embed_records(model, photos, Modality.PHOTO).embeddings),
         ["/".join(map(str, r.key)) for r in sketches],
@@ -61,7 +61,7 @@ def embed_split(model_dir: Path, root: Path, split: int, size: tuple[int, int] |
     )
 
 
-def fused(parts: list[TestEmbeddings]) -> TestEmbeddings:
+def fused(parts: list[SplitEmbeddings]) -> SplitEmbeddings:
     """Concatenated unit embeddings, scaled back to unit length: cosine similarity becomes the
     mean of the parts' cosine similarities."""
     return dataclasses.replace(
@@ -71,7 +71,7 @@ def fused(parts: list[TestEmbeddings]) -> TestEmbeddings:
     )
 
 
-def neighbour_averaged(embeddings: TestEmbeddings, k: int) -> TestEmbeddings:
+def neighbour_averaged(embeddings: SplitEmbeddings, k: int) -> SplitEmbeddings:
     """Each gallery photo replaced by the similarity-weighted mean of itself and its k nearest
     gallery photos."""
     similarity = embeddings.photos @ embeddings.photos.T
@@ -81,7 +81,7 @@ def neighbour_averaged(embeddings: TestEmbeddings, k: int) -> TestEmbeddings:
     return dataclasses.replace(embeddings, photos=photos)
 
 
-def figures(embeddings: TestEmbeddings) -> tuple[float, float]:
+def figures(embeddings: SplitEmbeddings) -> tuple[float, float]:
     result = cmc_map(embeddings.sketches, embeddings.sketch_ids, embeddings.photos, embeddings.photo_ids)
     return result["R1"], result["mAP"]
 
