@@ -29,7 +29,7 @@ from core.model.network import Modality
 from training.config import FitConfig
 from training.data import by_modality
 from training.engine import load_target
-from training.evaluate import cmc_map, embed_records
+from training.evaluate import cmc_map, embed_records, identity_labels, with_settings
 
 
 @dataclasses.dataclass
@@ -46,18 +46,15 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 def embed_split(model_dir: Path, root: Path, split: int, size: tuple[int, int] | None = None) -> SplitEmbeddings:
     model = InferenceModel(model_dir)
-    if size is not None:
-        height, width = size
-        model.manifest = dataclasses.replace(model.manifest, preprocess={
-            m: dataclasses.replace(c, height=height, width=width) for m, c in model.manifest.preprocess.items()})
+    model.manifest = with_settings(model.manifest, size=size)
     config = FitConfig(out="", root=str(root), dataset="pku", split=split)
     test = load_target(config, model.manifest.attribute_schema).test
     sketches, photos = by_modality(test, Modality.SKETCH), by_modality(test, Modality.PHOTO)
     return SplitEmbeddings(
         unit(embed_records(model, sketches, Modality.SKETCH).embeddings),
         unit(embed_records(model, photos, Modality.PHOTO).embeddings),
-        ["/".join(map(str, r.key)) for r in sketches],
-        ["/".join(map(str, r.key)) for r in photos],
+        identity_labels(sketches),
+        identity_labels(photos),
     )
 
 

@@ -77,14 +77,24 @@ def attribute_accuracy(
 
 
 def with_settings(manifest: Manifest, *, test_time_flip: bool | None = None,
-                  clean_sketches: bool | None = None) -> Manifest:
-    """``manifest`` with its inference settings overridden where a value is given."""
+                  clean_sketches: bool | None = None, size: tuple[int, int] | None = None) -> Manifest:
+    """``manifest`` with its inference settings overridden where a value is given (``size``: the
+    input height and width of both modalities)."""
     if test_time_flip is not None:
         manifest = dataclasses.replace(manifest, test_time_flip=test_time_flip)
     if clean_sketches is not None:
         sketch = dataclasses.replace(manifest.preprocess[Modality.SKETCH], clean_sketch=clean_sketches)
         manifest = dataclasses.replace(manifest, preprocess={**manifest.preprocess, Modality.SKETCH: sketch})
+    if size is not None:
+        height, width = size
+        manifest = dataclasses.replace(manifest, preprocess={
+            m: dataclasses.replace(c, height=height, width=width) for m, c in manifest.preprocess.items()})
     return manifest
+
+
+def identity_labels(records: Sequence[ImageRecord]) -> list[str]:
+    """One "dataset/identity" label per record: what a query and a gallery item match on."""
+    return [f"{dataset}/{identity}" for dataset, identity in (r.key for r in records)]
 
 
 def embed_records(
@@ -108,9 +118,7 @@ def evaluate_records(embedder: Embedder, records: Sequence[ImageRecord], schema:
         raise ValueError("evaluation needs both sketches and photos")
     s = embed_records(embedder, sketches, Modality.SKETCH)
     p = embed_records(embedder, photos, Modality.PHOTO)
-    s_ids, p_ids = [r.key for r in sketches], [r.key for r in photos]
-    s_ids = [f"{a}/{b}" for a, b in s_ids]
-    p_ids = [f"{a}/{b}" for a, b in p_ids]
+    s_ids, p_ids = identity_labels(sketches), identity_labels(photos)
     by_style = {}
     for style in sorted({r.style for r in sketches if r.style}):
         rows = [i for i, r in enumerate(sketches) if r.style == style]
