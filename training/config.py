@@ -21,6 +21,7 @@ class LossWeights:
     entropy: float = 0.1  # attribute entropy on unlabelled images
     consistency: float = 0.2  # sketch vs photo attribute agreement
     domain: float = 0.1  # adversarial 3-way domain classifier (gradient reversal)
+    centre: float = 0.0  # hetero-centre triplet (per-identity photo and sketch centres)
 
 
 @dataclass

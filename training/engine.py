@@ -43,6 +43,7 @@ from training.losses import (
     CrossModalTripletLoss,
     DomainAdversarialLoss,
     DomainClassifier,
+    HeteroCentreTripletLoss,
     LabelSmoothingCrossEntropy,
     ModalityAwareTripletLoss,
     dann_strength,
@@ -271,6 +272,7 @@ class Trainer:
             "entropy": AttributeEntropyLoss(names),
             "consistency": AttributeConsistencyLoss(names),
             "domain": DomainAdversarialLoss(self.domain_head),
+            "centre": HeteroCentreTripletLoss(config.margin),
         }
         head = {id(p) for p in self.network.attributes.parameters()}
         params = [*self.network.parameters(), *self.classifier.parameters(), *self.domain_head.parameters()]
@@ -411,6 +413,8 @@ class Trainer:
             losses["triplet"] = self.loss_fns["triplet"](feature, labels, modality)
         if weights.mathm:
             losses["mathm"] = self.loss_fns["mathm"](feature, labels, modality)
+        if weights.centre:
+            losses["centre"] = self.loss_fns["centre"](feature, labels, modality)
         if weights.attribute or weights.entropy or weights.consistency:
             logits = self.network.attributes(embedding)
             labelled = (targets != -1).any(1)
@@ -465,7 +469,7 @@ class Trainer:
     def _log(self, row: dict) -> None:
         path = self.out / "log.csv"
         columns = ["epoch", "phase", "step", "lr", "seconds", "loss", "identity", "triplet", "mathm",
-                   "attribute", "entropy", "consistency", "domain", "val_R1", "val_R10", "val_mAP", "val_margin"]
+                   "attribute", "entropy", "consistency", "domain", "centre", "val_R1", "val_R10", "val_mAP", "val_margin"]
         new = not path.is_file()
         with open(path, "a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")

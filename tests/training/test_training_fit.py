@@ -37,14 +37,14 @@ def test_fit_exports_a_loadable_checkpoint(tmp_path, pku_root, market_root, caps
     out = tmp_path / "run"
     argv = ["fit", "--root", str(pku_root), "--split", "1", "--out", str(out), "--epochs", "1",
             "--source", "market1501", "--source-root", str(market_root), "--source-epochs", "1",
-            "--source-share", "0.34", *TINY, "--p", "3"]
+            "--source-share", "0.34", "--w-centre", "1", *TINY, "--p", "3"]
     assert main(argv) == 0
     assert "test: sketch->photo R1" in capsys.readouterr().out
 
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [r["phase"] for r in rows] == ["source", "co-train"]
     assert all(np.isfinite(float(r["loss"])) for r in rows)
-    assert rows[1]["domain"] and rows[1]["triplet"] and rows[1]["val_R1"]
+    assert rows[1]["domain"] and rows[1]["triplet"] and rows[1]["centre"] and rows[1]["val_R1"]
 
     manifest = read_manifest(out / "model")
     provenance = manifest.provenance
