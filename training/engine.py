@@ -469,7 +469,8 @@ class Trainer:
     def _log(self, row: dict) -> None:
         path = self.out / "log.csv"
         columns = ["epoch", "phase", "step", "lr", "seconds", "loss", "identity", "triplet", "mathm",
-                   "attribute", "entropy", "consistency", "domain", "centre", "val_R1", "val_R10", "val_mAP", "val_margin"]
+                   "attribute", "entropy", "consistency", "domain", "centre",
+                   "val_R1", "val_R10", "val_mAP", "val_margin"]
         new = not path.is_file()
         with open(path, "a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
