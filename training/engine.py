@@ -472,6 +472,9 @@ class Trainer:
                    "attribute", "entropy", "consistency", "domain", "centre",
                    "val_R1", "val_R10", "val_mAP", "val_margin"]
         new = not path.is_file()
+        if not new:  # a resumed run keeps the columns its log was started with
+            with open(path, newline="", encoding="utf-8") as handle:
+                columns = next(csv.reader(handle), columns)
         with open(path, "a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             if new:
