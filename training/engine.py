@@ -32,7 +32,7 @@ from core.model.inference import InferenceModel, choose_device
 from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones
 from core.model.preprocess import PreprocessConfig
 from training import data as datasets
-from training.config import FitConfig
+from training.config import FitConfig, LossWeights
 from training.data import ImageRecord, Split
 from training.dataset import Augmentation, TrainingImages
 from training.evaluate import evaluate_records, headline
@@ -468,8 +468,8 @@ class Trainer:
 
     def _log(self, row: dict) -> None:
         path = self.out / "log.csv"
-        columns = ["epoch", "phase", "step", "lr", "seconds", "loss", "identity", "triplet", "mathm",
-                   "attribute", "entropy", "consistency", "domain", "centre",
+        losses = [f.name for f in dataclasses.fields(LossWeights)]
+        columns = ["epoch", "phase", "step", "lr", "seconds", "loss", *losses,
                    "val_R1", "val_R10", "val_mAP", "val_margin"]
         new = not path.is_file()
         if not new:  # a resumed run keeps the columns its log was started with
