@@ -59,6 +59,7 @@ class FitConfig:
     erase: float = 0.0  # augmentation: probability of random erasing
     pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch
     hatched_sketches: float = 0.0  # probability that a pseudo-sketch is inked and hatched instead of pencilled
+    sketch_style: float = 0.0  # augmentation: probability of redrawing a training sketch in another hand
     clean_sketches: bool = True  # sketches auto-contrasted and cropped to their ink, as the app's queries are
     test_time_flip: bool = True  # the model embeds an image and its mirror image and averages them
 
@@ -114,6 +115,8 @@ class FitConfig:
             raise ValueError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:
             raise ValueError("pad must be in [0, 1)")
+        if not 0 <= self.sketch_style <= 1:
+            raise ValueError("sketch_style is a probability, in [0, 1]")
         if not 0 <= self.hatched_sketches <= 1:
             raise ValueError("hatched_sketches is a probability, in [0, 1]")
         if self.hatched_sketches and not self.pseudo_sketches:

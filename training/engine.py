@@ -240,7 +240,7 @@ class Trainer:
             records, labels, self.configs, schema, source=is_source, seed=config.seed,
             augmentation=Augmentation(crop_scale=(config.crop_min, 1.0), pad=config.pad,
                                       grey_photos=config.grey_photos, erase=config.erase,
-                                      hatched=config.hatched_sketches),
+                                      hatched=config.hatched_sketches, sketch_style=config.sketch_style),
         )
         self.co_sampler = IdentityBatchSampler(
             records, labels, p=config.p, k=config.k, source=is_source,

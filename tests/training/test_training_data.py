@@ -9,7 +9,7 @@ import pytest
 
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.network import Modality
-from core.model.preprocess import PreprocessConfig, preprocess
+from core.model.preprocess import PreprocessConfig, prepare, preprocess, resize_rgb
 from training.data import (
     DataError,
     by_modality,
@@ -31,6 +31,7 @@ from training.dataset import (
     TrainingImages,
     hatched_sketch,
     pencil_sketch,
+    restyle_sketch,
 )
 
 from training_test_helpers import MARKET_IDS, write_image
@@ -222,6 +223,38 @@ def test_training_draws_the_share_of_pseudo_sketches_asked_for_hatched(pku_root)
         if hatched:
             rng.random()  # the draw that chose the ink rendering
         assert np.array_equal(data[1]["image"].numpy(), preprocess(expected(rng), configs[Modality.SKETCH])), hatched
+
+
+def test_restyled_sketches_vary_stroke_weight_and_keep_the_paper_white(pku_root):
+    """Another hand on the same drawing: over many draws the ink covers both more and less of the
+    page than the artist's own (heavier and lighter strokes, darker and paler shading), while the
+    paper stays paper and the size stays the input's; the draws come from the generator."""
+    sketch = by_modality(pku_sketch(pku_root, 1).train, Modality.SKETCH)[0]
+    config = PreprocessConfig(256, 128, greyscale=True)
+    drawn = resize_rgb(prepare(read_rgb(sketch.path), config), config)
+    ink = (drawn < 128).mean()
+    restyled = [restyle_sketch(drawn, np.random.default_rng(seed)) for seed in range(20)]
+    assert all(r.shape == drawn.shape and r.dtype == np.uint8 for r in restyled)
+    coverage = np.array([(r < 128).mean() for r in restyled])
+    assert (coverage > 1.15 * ink).sum() >= 3 and (coverage < 0.85 * ink).sum() >= 3, (ink, coverage)
+    # most of the page is still light paper, not a grey wash
+    assert np.median(drawn) > 240 and all(np.median(r) > 180 for r in restyled)
+    assert np.array_equal(restyled[0], restyle_sketch(drawn, np.random.default_rng(0)))
+
+
+def test_training_restyles_sketches_only(pku_root):
+    """Augmentation(sketch_style=1) redraws every training sketch and leaves photos as they were."""
+    train = pku_sketch(pku_root, 1).train
+    photo, sketch = by_modality(train, Modality.PHOTO)[0], by_modality(train, Modality.SKETCH)[0]
+    configs = {Modality.PHOTO: PreprocessConfig(64, 32), Modality.SKETCH: PreprocessConfig(64, 32, greyscale=True)}
+    still = dict(flip=0.0, crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0)
+    items = {}
+    for style in (0.0, 1.0):
+        data = TrainingImages([photo, sketch], [0, 0], configs, PERSON_ATTRIBUTES, seed=5,
+                              augmentation=Augmentation(sketch_style=style, **still))
+        items[style] = [data[i]["image"].numpy() for i in (0, 1)]
+    assert np.array_equal(items[0.0][0], items[1.0][0])
+    assert not np.array_equal(items[0.0][1], items[1.0][1])
 
 
 def test_augmentation_without_crop_or_pad_only_mirrors(pku_root):
