@@ -76,8 +76,9 @@ def restyle_sketch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The same drawing as another artist might have made it: heavier or lighter strokes (a grey
     erosion or dilation of the ink), darker or paler shading (a gamma on the tones), a softer
     pencil (a slight blur) and slimmer or broader proportions (a horizontal stretch about the
-    centre, the frame kept). PKU-Sketch's five artists differ in these ways, and a model trained
-    on four of them meets the fifth's hand on a test person. Returns an image of the same size."""
+    centre, the frame kept). PKU-Sketch's five artists differ in these ways, and one of them drew
+    only 20 of its 200 people, so a model sees few examples of some hands. Returns an image of the
+    same size."""
     h, w = image.shape[:2]
     out = image
     weight = int(rng.integers(-1, 2))  # -1 lighter strokes, 0 as drawn, 1 heavier
