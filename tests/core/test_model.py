@@ -265,10 +265,9 @@ def test_backbone_cut_at_stride_16_is_the_full_network_s_stage_with_imagenet_wei
     nothing re-initialised), and so loads the same weights file."""
     _skip_without_lite_weights(variant)
     spec = backbone_spec(f"efficientnet_lite{variant}")
-    full = build_efficientnet_lite(variant)
-    load_efficientnet_lite_imagenet(full, variant=variant)
-    cut = spec.build(16)
-    spec.load_pretrained(cut, None)
+    full, cut = spec.build(32), spec.build(16)
+    for network in (full, cut):
+        spec.load_pretrained(network, None)
     images = torch.from_numpy(np.random.default_rng(2).standard_normal((2, 3, 64, 48), dtype=np.float32))
     with torch.no_grad():
         expected = full.eval().forward_intermediates(images, indices=[3], intermediates_only=True)[0]
