@@ -47,6 +47,7 @@ class FitConfig:
     parts: int = 1  # horizontal stripes pooled side by side into the embedding (1: global pooling)
     part_columns: int = 1  # columns of the pooling grid (faces: a parts x part_columns grid)
     feature_stride: int = 32  # cut the backbone at this output stride (32: whole; 16: finer, earlier features)
+    dilated: bool = False  # keep every stage instead, dilated past feature_stride (16 or 8)
     share_backbone: bool = False  # one set of convolutions for both encoders, normalisation per modality
     init: str | None = None  # checkpoint folder to start from (else ImageNet backbones)
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
@@ -110,7 +111,7 @@ class FitConfig:
             raise ValueError("source_epochs needs a source data set")
         if self.parts < 1 or self.part_columns < 1:
             raise ValueError("parts and part_columns must be at least 1")
-        backbone_spec(self.backbone).feature_dim(self.feature_stride)  # the strides the backbone offers
+        backbone_spec(self.backbone).feature_dim(self.feature_stride, self.dilated)  # the strides it offers
         if not 0 < self.crop_min <= 1:
             raise ValueError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:

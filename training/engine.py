@@ -187,7 +187,7 @@ def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
         return network.train()
     network = SketchPhotoNet(config.backbone, schema, config.embedding_dim, shared_backbone=config.share_backbone,
                              parts=config.parts, part_columns=config.part_columns,
-                             feature_stride=config.feature_stride)
+                             feature_stride=config.feature_stride, dilated=config.dilated)
     load_pretrained_backbones(network, Path(config.backbone_weights) if config.backbone_weights else None)
     return network
 
@@ -351,6 +351,7 @@ class Trainer:
             parts=self.network.parts,
             part_columns=self.network.part_columns,
             feature_stride=self.network.feature_stride,
+            dilated=self.network.dilated,
             test_time_flip=self.config.test_time_flip,
             embedding_dim=self.network.embedding_dim,
             preprocess=dict(self.configs),

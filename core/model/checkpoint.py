@@ -40,6 +40,7 @@ class Manifest:
     parts: int = 1  # horizontal stripes pooled side by side (see ModalityEncoder)
     part_columns: int = 1  # columns of the pooling grid
     feature_stride: int = 32  # where the backbone is cut (32: the whole backbone)
+    dilated: bool = False  # the whole backbone, dilated past feature_stride instead of cut there
 
     @property
     def embedding_key(self) -> str:
@@ -61,6 +62,7 @@ class Manifest:
             "parts": self.parts,
             "part_columns": self.part_columns,
             "feature_stride": self.feature_stride,
+            "dilated": self.dilated,
             "embedding_dim": self.embedding_dim,
             "preprocess": {m.value: cfg.to_json() for m, cfg in self.preprocess.items()},
             "attributes": {"trained": self.attribute_head_trained, "schema": self.attribute_schema.to_json()},
@@ -81,6 +83,7 @@ class Manifest:
             parts=int(data.get("parts", 1)),
             part_columns=int(data.get("part_columns", 1)),
             feature_stride=int(data.get("feature_stride", 32)),
+            dilated=bool(data.get("dilated", False)),
             embedding_dim=int(data["embedding_dim"]),
             preprocess={Modality(k): PreprocessConfig.from_json(v) for k, v in data["preprocess"].items()},
             attribute_schema=AttributeSchema.from_json(data["attributes"]["schema"]),
@@ -102,7 +105,7 @@ def build_network(manifest: Manifest) -> SketchPhotoNet:
     return SketchPhotoNet(
         manifest.backbone, manifest.attribute_schema, manifest.embedding_dim,
         shared_backbone=manifest.shared_backbone, parts=manifest.parts,
-        part_columns=manifest.part_columns, feature_stride=manifest.feature_stride,
+        part_columns=manifest.part_columns, feature_stride=manifest.feature_stride, dilated=manifest.dilated,
     )
 
 

@@ -30,7 +30,7 @@ class EncoderOutput:
 
 
 class ModalityEncoder(nn.Module):
-    """Backbone (cut at ``feature_stride``) -> average pool (whole image, or a grid of ``parts``
+    """Backbone (cut at ``feature_stride``, or whole and dilated past it) -> average pool (whole image, or a grid of ``parts``
     horizontal stripes by ``part_columns`` columns, cells side by side) -> optional linear
     projection -> BatchNorm neck.
 
@@ -39,13 +39,13 @@ class ModalityEncoder(nn.Module):
     layout best on a fine grid of stride-16 features: eyes, nose and mouth fall in the same cells."""
 
     def __init__(self, backbone: str, embedding_dim: int | None = None, parts: int = 1,
-                 part_columns: int = 1, feature_stride: int = 32):
+                 part_columns: int = 1, feature_stride: int = 32, dilated: bool = False):
         super().__init__()
         if parts < 1 or part_columns < 1:
             raise ValueError(f"parts and part_columns must be at least 1, got {parts} and {part_columns}")
         spec = backbone_spec(backbone)
-        pooled = spec.feature_dim(feature_stride) * parts * part_columns
-        self.backbone = spec.build(feature_stride)
+        pooled = spec.feature_dim(feature_stride, dilated) * parts * part_columns
+        self.backbone = spec.build(feature_stride, dilated=dilated)
         self.pool = nn.AdaptiveAvgPool2d((parts, part_columns))
         dim = embedding_dim or pooled
         self.projection = nn.Identity() if dim == pooled else nn.Linear(pooled, dim, bias=False)
@@ -90,13 +90,15 @@ class SketchPhotoNet(nn.Module):
         parts: int = 1,
         part_columns: int = 1,
         feature_stride: int = 32,
+        dilated: bool = False,
     ):
         super().__init__()
         self.backbone_name = backbone
         self.shared_backbone = shared_backbone
         self.parts, self.part_columns, self.feature_stride = parts, part_columns, feature_stride
-        self.photo = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride)
-        self.sketch = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride)
+        self.dilated = dilated
+        self.photo = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride, dilated)
+        self.sketch = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride, dilated)
         if shared_backbone:
             tie_weights(self.sketch.backbone, self.photo.backbone)
             tie_weights(self.sketch.projection, self.photo.projection)

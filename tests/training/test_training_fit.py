@@ -266,7 +266,20 @@ def test_grid_at_stride_16_reaches_the_manifest_and_search(tmp_path, pku_root):
     (vector,) = InferenceModel(out / "model", "cpu").embed_images([read_rgb(photo.path)], Modality.PHOTO).embeddings
     assert vector.shape == (448,) and np.isfinite(vector).all()
 
-    for bad in (["--feature-stride", "4"], ["--part-columns", "0"]):
+    for bad in (["--feature-stride", "4"], ["--part-columns", "0"], ["--dilated"]):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
+
+
+def test_dilated_backbone_reaches_the_manifest_and_search(tmp_path, pku_root):
+    """--feature-stride 16 --dilated trains the whole backbone at stride 16: the grid pools its last
+    stage's 320 channels, and the exported checkpoint rebuilds it for search."""
+    out = tmp_path / "run"
+    assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--feature-stride", "16",
+                 "--dilated", "--parts", "2", "--part-columns", "2", *TINY]) == 0
+    manifest = read_manifest(out / "model")
+    assert manifest.dilated and manifest.embedding_dim == 320 * 2 * 2
+    photo = next(r for r in pku_sketch(pku_root, 1).test if r.modality is Modality.PHOTO)
+    (vector,) = InferenceModel(out / "model", "cpu").embed_images([read_rgb(photo.path)], Modality.PHOTO).embeddings
+    assert vector.shape == (1280,) and np.isfinite(vector).all()
