@@ -116,9 +116,8 @@ class FitConfig:
             raise ValueError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:
             raise ValueError("pad must be in [0, 1)")
-        if not 0 <= self.sketch_style <= 1:
-            raise ValueError("sketch_style is a probability, in [0, 1]")
-        if not 0 <= self.hatched_sketches <= 1:
-            raise ValueError("hatched_sketches is a probability, in [0, 1]")
+        for name in ("grey_photos", "erase", "sketch_style", "hatched_sketches"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a probability, in [0, 1]")
         if self.hatched_sketches and not self.pseudo_sketches:
             raise ValueError("hatched_sketches draws pseudo-sketches: it needs pseudo_sketches")

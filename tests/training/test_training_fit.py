@@ -240,7 +240,8 @@ def test_grey_input_and_part_pooling_reach_the_manifest_and_search(tmp_path, pku
     assert float(colour_vector @ grey_vector) > 0.9999 and colour_vector.shape == (2 * 1280,)
 
     for bad in (["--crop-min", "0"], ["--crop-min", "1.5"], ["--pad", "-0.1"], ["--parts", "0"],
-                ["--hatched-sketches", "0.5"], ["--pseudo-sketches", "--hatched-sketches", "1.5"]):
+                ["--hatched-sketches", "0.5"], ["--pseudo-sketches", "--hatched-sketches", "1.5"],
+                ["--grey-photos", "1.5"], ["--erase", "-0.5"], ["--sketch-style", "2"]):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
