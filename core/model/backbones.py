@@ -100,17 +100,20 @@ def load_efficientnet_lite_imagenet(model: nn.Module, path: Path | None = None, 
 
 
 _LITE_STAGE_AT_STRIDE = {16: 3, 8: 2}  # index in timm's feature_info of the last stage at that stride
-_LITE_LAST_STAGE = 4
+_LITE_LAST_STAGE = 4  # the last stage before the head convolution
 
 
-def build_efficientnet_lite(variant: int = 0, stride: int = 32, num_classes: int = 0, dilated: bool = False) -> nn.Module:
+def build_efficientnet_lite(
+    variant: int = 0, stride: int = 32, num_classes: int = 0, dilated: bool = False
+) -> nn.Module:
     name = f"efficientnet_lite{variant}"
     # global_pool='' keeps the spatial map: pooling belongs to the embedding neck
     if num_classes:
         return timm.create_model(name, pretrained=False, num_classes=num_classes)
     if dilated:
-        # every block, dilated past ``stride``; the 1280-channel head convolution is dropped, so a
-        # grid of cells stays a few thousand values (the weights' shapes do not depend on dilation)
+        # every block, dilated past ``stride``; the 1280-channel head convolution is dropped, so
+        # each grid cell adds the last stage's 320 channels (the weights' shapes do not depend on
+        # dilation, so the ImageNet file loads unchanged)
         model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="", output_stride=stride)
         model.prune_intermediate_layers(indices=[_LITE_LAST_STAGE], prune_head=True, prune_norm=True)
         return model

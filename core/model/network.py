@@ -30,9 +30,9 @@ class EncoderOutput:
 
 
 class ModalityEncoder(nn.Module):
-    """Backbone (cut at ``feature_stride``, or whole and dilated past it) -> average pool (whole image, or a grid of ``parts``
-    horizontal stripes by ``part_columns`` columns, cells side by side) -> optional linear
-    projection -> BatchNorm neck.
+    """Backbone (cut at ``feature_stride``, or whole and dilated past it) -> average pool (whole
+    image, or a grid of ``parts`` horizontal stripes by ``part_columns`` columns, cells side by
+    side) -> optional linear projection -> BatchNorm neck.
 
     Cells (part pooling, as in PCB) keep where on the body or face a feature was seen: a red top and
     blue trousers are then not the same as a blue top and red trousers. Aligned faces keep their
