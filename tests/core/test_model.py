@@ -259,6 +259,16 @@ def test_part_pooling_concatenates_stripe_means_and_survives_a_checkpoint(tmp_pa
         SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, parts=0)
 
 
+def _assert_round_trip(network, manifest, folder, images) -> tuple[SketchPhotoNet, Manifest]:
+    """Save, load from the manifest alone, and check both encoders embed as before."""
+    save_checkpoint(network, manifest, folder)
+    loaded, loaded_manifest = load_checkpoint(folder)
+    with torch.no_grad():
+        for modality in Modality:
+            assert torch.allclose(loaded(images, modality).embedding, network(images, modality).embedding, atol=1e-5)
+    return loaded, loaded_manifest
+
+
 @pytest.mark.parametrize("variant", LITE_VARIANTS)
 def test_backbone_cut_at_stride_16_is_the_full_network_s_stage_with_imagenet_weights(variant):
     """The cut backbone computes exactly the full ImageNet network's stride-16 stage (same weights,
@@ -320,13 +330,9 @@ def test_dilated_network_survives_a_checkpoint_and_older_manifests_read_as_cut(t
     assert network.embedding_dim == 320 * 2
     dilated = dataclasses.replace(manifest, embedding_dim=network.embedding_dim, shared_backbone=True,
                                   parts=2, part_columns=1, feature_stride=16, dilated=True)
-    save_checkpoint(network, dilated, tmp_path / "dilated")
-    loaded, loaded_manifest = load_checkpoint(tmp_path / "dilated")
-    assert loaded_manifest.dilated and loaded.dilated
     images = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 3, 64, 32), dtype=np.float32))
-    with torch.no_grad():
-        for modality in Modality:
-            assert torch.allclose(loaded(images, modality).embedding, network(images, modality).embedding, atol=1e-5)
+    loaded, loaded_manifest = _assert_round_trip(network, dilated, tmp_path / "dilated", images)
+    assert loaded_manifest.dilated and loaded.dilated
     older = dilated.to_json()
     del older["dilated"]
     assert Manifest.from_json(older).dilated is False
@@ -355,12 +361,8 @@ def test_grid_pooling_at_stride_16_keeps_each_cell_and_survives_a_checkpoint(tmp
 
     gridded = dataclasses.replace(manifest, embedding_dim=network.embedding_dim, shared_backbone=True,
                                   parts=2, part_columns=3, feature_stride=16)
-    save_checkpoint(network, gridded, tmp_path / "grid")
-    loaded, loaded_manifest = load_checkpoint(tmp_path / "grid")
+    _, loaded_manifest = _assert_round_trip(network, gridded, tmp_path / "grid", images)
     assert (loaded_manifest.parts, loaded_manifest.part_columns, loaded_manifest.feature_stride) == (2, 3, 16)
-    with torch.no_grad():
-        for modality in Modality:
-            assert torch.allclose(loaded(images, modality).embedding, network(images, modality).embedding, atol=1e-5)
     older = manifest.to_json()
     for key in ("parts", "part_columns", "feature_stride"):
         del older[key]
