@@ -4,6 +4,7 @@
     python3 bootstrap.py app [ARGS...]    install if needed, then start SketchSearch
     python3 bootstrap.py test [ARGS...]   install if needed, then run the whole test suite
     python3 bootstrap.py build            install if needed, then build dist/sketchsearch/ (PyInstaller)
+    python3 bootstrap.py lint             install if needed, then check style and layering (ruff, import-linter)
 
 Needs only python3 (3.11+). The install is repeated only when pyproject.toml changes."""
 
@@ -28,7 +29,7 @@ def run(*command: str | Path, **kwargs) -> None:
 
 
 def ensure_installed(extras: str = "dev,build") -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - bootstrap runs under whatever python3 a machine has
         sys.exit(f"SketchSearch needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PYTHON.exists():
         run(sys.executable, "-m", "venv", VENV)
@@ -41,7 +42,7 @@ def ensure_installed(extras: str = "dev,build") -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("app", "test", "build"):
+    if not argv or argv[0] not in ("app", "test", "build", "lint"):
         print(__doc__)
         return 2
     ensure_installed()
@@ -49,8 +50,13 @@ def main(argv: list[str]) -> int:
     if command == "app":
         return subprocess.call([str(BIN / "sketchsearch"), *rest])
     if command == "build":
-        return subprocess.call([str(BIN / "pyinstaller"), "--noconfirm", "--log-level", "WARN", "build.spec", *rest],
-                               cwd=ROOT)
+        return subprocess.call(
+            [str(BIN / "pyinstaller"), "--noconfirm", "--log-level", "WARN", "build.spec", *rest], cwd=ROOT
+        )
+    if command == "lint":
+        checks = [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["lint-imports"]]
+        failed = [check for check in checks if subprocess.call([str(BIN / check[0]), *check[1:]], cwd=ROOT)]
+        return 1 if failed else 0
     env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
     return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT, env=env)
 

@@ -113,8 +113,13 @@ class ThumbnailCache(QObject):
                     image = image.scaled(THUMB_SIZE, Qt.KeepAspectRatio, Qt.SmoothTransformation)
                 return photo_id, image
 
-            self.runner.submit(decode, pool="io", on_result=self._decoded,
-                               on_error=lambda _message, pid=photo_id: self._failed_one(pid), name="thumbnail")
+            self.runner.submit(
+                decode,
+                pool="io",
+                on_result=self._decoded,
+                on_error=lambda _message, pid=photo_id: self._failed_one(pid),
+                name="thumbnail",
+            )
         return self.placeholder
 
     def _decoded(self, result) -> None:
@@ -203,8 +208,10 @@ class CandidatesModel(QAbstractListModel):
         if role == Qt.DecorationRole:
             return self.thumbnails.get(candidate.photo_id)
         if role == Qt.ToolTipRole:
-            return (f"<b>#{candidate.rank}</b> score {candidate.score:.3f}<br>{escape(candidate.path)}<br>"
-                    f"{attributes_html(candidate.attributes)}")
+            return (
+                f"<b>#{candidate.rank}</b> score {candidate.score:.3f}<br>{escape(candidate.path)}<br>"
+                f"{attributes_html(candidate.attributes)}"
+            )
         if role == CandidateRole:
             return candidate
         if role == PhotoIdRole:

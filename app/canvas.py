@@ -39,8 +39,10 @@ class SketchCanvas(QWidget):
         self.setMinimumSize(240, 320)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.setAccessibleName("Sketch canvas")
-        self.setToolTip("Draw with the mouse or a tablet pen. [ and ] change the size; "
-                        "wheel zooms, middle button or Space+drag pans; Ctrl+0 fits.")
+        self.setToolTip(
+            "Draw with the mouse or a tablet pen. [ and ] change the size; "
+            "wheel zooms, middle button or Space+drag pans; Ctrl+0 fits."
+        )
         document.changed.connect(self._document_changed)
 
     # -- tools -------------------------------------------------------------------------------
@@ -192,7 +194,7 @@ class SketchCanvas(QWidget):
     def wheelEvent(self, event) -> None:  # noqa: N802
         steps = event.angleDelta().y() / 120.0
         if steps:
-            self.zoom_by(1.15 ** steps, event.position())
+            self.zoom_by(1.15**steps, event.position())
         event.accept()
 
     def keyPressEvent(self, event) -> None:  # noqa: N802

@@ -3,14 +3,28 @@ record and its attributes (a correction made here is saved as a manual value).""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPainter, QPixmap, QShortcut
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QGraphicsPixmapItem, QGraphicsScene,
-                               QGraphicsView, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.candidates_model import format_attribute
 from app.strokes import rgb_to_qimage
@@ -23,7 +37,7 @@ NOT_SET = "— not set —"
 def local_time(moment: datetime) -> str:
     """The catalogue keeps UTC (naive); show local time with its zone."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
@@ -65,7 +79,7 @@ class ZoomView(QGraphicsView):
     def wheelEvent(self, event) -> None:  # noqa: N802
         steps = event.angleDelta().y() / 120.0
         if steps:
-            self.zoom_by(1.15 ** steps)
+            self.zoom_by(1.15**steps)
         event.accept()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
@@ -78,8 +92,9 @@ class ComparisonDialog(QDialog):
     attributesSaved = Signal(int, dict)  # photo id, its attributes now
     failed = Signal(str)
 
-    def __init__(self, runner: TaskRunner, workspace, candidates_model, sketch: QImage, row: int,
-                 parent: QWidget | None = None):
+    def __init__(
+        self, runner: TaskRunner, workspace, candidates_model, sketch: QImage, row: int, parent: QWidget | None = None
+    ):
         super().__init__(parent)
         self.setWindowTitle("Compare sketch and photo")
         self.setAttribute(Qt.WA_DeleteOnClose)
@@ -180,8 +195,10 @@ class ComparisonDialog(QDialog):
         layout.addLayout(nav)
         layout.addWidget(buttons)
 
-        for keys, slot in (((Qt.Key_Right, Qt.Key_PageDown, Qt.Key_N), self.show_next),
-                           ((Qt.Key_Left, Qt.Key_PageUp, Qt.Key_P), self.show_previous)):
+        for keys, slot in (
+            ((Qt.Key_Right, Qt.Key_PageDown, Qt.Key_N), self.show_next),
+            ((Qt.Key_Left, Qt.Key_PageUp, Qt.Key_P), self.show_previous),
+        ):
             for key in keys:
                 QShortcut(QKeySequence(key), self, slot)
         self.resize(1100, 720)
@@ -233,8 +250,9 @@ class ComparisonDialog(QDialog):
                 problem = f"Showing the thumbnail: {exc}"
             return request, record, image, problem
 
-        self.runner.submit(load, pool="io", on_result=self._loaded, on_error=self._load_failed, name="photo",
-                           owner=self)
+        self.runner.submit(
+            load, pool="io", on_result=self._loaded, on_error=self._load_failed, name="photo", owner=self
+        )
 
     def _loaded(self, result) -> None:
         request, record, image, problem = result
@@ -266,8 +284,11 @@ class ComparisonDialog(QDialog):
             if value is None:
                 label.setText("<i>unknown</i>")
             else:
-                source = {AttributeSource.MODEL: "predicted", AttributeSource.IMPORTED: "imported",
-                          AttributeSource.MANUAL: "set by hand"}[value.source]
+                source = {
+                    AttributeSource.MODEL: "predicted",
+                    AttributeSource.IMPORTED: "imported",
+                    AttributeSource.MANUAL: "set by hand",
+                }[value.source]
                 label.setText(f"{format_attribute(value, rich=True)} <small>({escape(source)})</small>")
         self.save_button.setEnabled(False)
 
@@ -302,8 +323,9 @@ class ComparisonDialog(QDialog):
                 workspace.set_attribute(photo_id, name, value)
             return workspace.catalogue.photo(photo_id)
 
-        self.runner.submit(save, pool="io", on_result=self._saved, on_error=self._save_failed, name="save attributes",
-                           owner=self)
+        self.runner.submit(
+            save, pool="io", on_result=self._saved, on_error=self._save_failed, name="save attributes", owner=self
+        )
 
     def _saved(self, record) -> None:
         if self.record is not None and record.id == self.record.id:

@@ -31,8 +31,10 @@ class FilterPanel(QWidget):
         self.confidence = QSlider(Qt.Horizontal)
         self.confidence.setRange(0, 100)
         self.confidence.setValue(50)
-        self.confidence.setToolTip("Model-predicted attribute values count only at this confidence or above; "
-                                   "values set by hand or imported always count.")
+        self.confidence.setToolTip(
+            "Model-predicted attribute values count only at this confidence or above; "
+            "values set by hand or imported always count."
+        )
         self.confidence_label = QLabel()
         confidence_row = QHBoxLayout()
         confidence_row.addWidget(self.confidence, 1)

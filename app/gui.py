@@ -38,9 +38,13 @@ def install_message_filter() -> None:
     """Route Qt's messages to logging, dropping known noise of the offscreen platform."""
     from PySide6.QtCore import QtMsgType, qInstallMessageHandler
 
-    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
-              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
-              QtMsgType.QtFatalMsg: logging.CRITICAL}
+    levels = {
+        QtMsgType.QtDebugMsg: logging.DEBUG,
+        QtMsgType.QtInfoMsg: logging.INFO,
+        QtMsgType.QtWarningMsg: logging.WARNING,
+        QtMsgType.QtCriticalMsg: logging.ERROR,
+        QtMsgType.QtFatalMsg: logging.CRITICAL,
+    }
 
     def handler(kind, _context, message):
         if not any(noise in message for noise in _NOISE):
@@ -57,9 +61,11 @@ def install_excepthook() -> None:
     def hook(kind, value, tb):
         log.error("unexpected error:\n%s", "".join(traceback.format_exception(kind, value, tb)))
         if QApplication.instance() is not None and not isinstance(value, KeyboardInterrupt):
-            box = QMessageBox(QMessageBox.Critical, "SketchSearch",
-                              f"Something went wrong: {kind.__name__}: {value}\n\n"
-                              "The window keeps working; details are in the log.")
+            box = QMessageBox(
+                QMessageBox.Critical,
+                "SketchSearch",
+                f"Something went wrong: {kind.__name__}: {value}\n\nThe window keeps working; details are in the log.",
+            )
             box.setAttribute(Qt.WA_DeleteOnClose)
             box.open()
 
@@ -67,8 +73,10 @@ def install_excepthook() -> None:
 
 
 def run_gui(args) -> int:
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     prepare_platform()
     app = create_application()
     install_excepthook()

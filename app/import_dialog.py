@@ -4,11 +4,20 @@ files that failed and why."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHeaderView, QLabel, QProgressBar, QTreeWidget,
-                               QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.workers import Task, TaskRunner
 from core.types import ImportSummary
@@ -16,8 +25,12 @@ from core.types import ImportSummary
 
 def summary_text(summary: ImportSummary) -> str:
     head = "Import cancelled" if summary.cancelled else "Import finished"
-    parts = [f"{summary.added} added", f"{summary.updated} updated", f"{summary.unchanged} unchanged",
-             f"{len(summary.failed)} failed"]
+    parts = [
+        f"{summary.added} added",
+        f"{summary.updated} updated",
+        f"{summary.unchanged} unchanged",
+        f"{len(summary.failed)} failed",
+    ]
     return f"{head} in {summary.seconds:.1f} s: " + ", ".join(parts) + "."
 
 
@@ -35,8 +48,14 @@ class GalleryJobDialog(QDialog):
     done_word = "added"  # what progress.added counts
     first_step = "Looking for photos…"  # shown until the first progress report
 
-    def __init__(self, runner: TaskRunner, work: Callable[[Task], ImportSummary], title: str, heading: str,
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        runner: TaskRunner,
+        work: Callable[[Task], ImportSummary],
+        title: str,
+        heading: str,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setMinimumWidth(560)
@@ -67,9 +86,16 @@ class GalleryJobDialog(QDialog):
         layout.addWidget(self.failures, 1)
         layout.addWidget(self.buttons)
 
-        self.task = runner.submit(work, pool="long", on_result=self._finished, on_error=self._failed,
-                                  on_progress=self._progress, on_cancel=self._cancelled_before_start,
-                                  name=title, owner=self)
+        self.task = runner.submit(
+            work,
+            pool="long",
+            on_result=self._finished,
+            on_error=self._failed,
+            on_progress=self._progress,
+            on_cancel=self._cancelled_before_start,
+            name=title,
+            owner=self,
+        )
         if self.task is None:
             self._failed("the application is closing")
 
@@ -80,8 +106,10 @@ class GalleryJobDialog(QDialog):
         if progress.total:
             self.progress.setRange(0, progress.total)
             self.progress.setValue(progress.done)
-        self.counts.setText(f"{progress.done} of {progress.total} files · {progress.added} {self.done_word} · "
-                            f"{progress.failed} failed · {progress.rate:.1f} files/s")
+        self.counts.setText(
+            f"{progress.done} of {progress.total} files · {progress.added} {self.done_word} · "
+            f"{progress.failed} failed · {progress.rate:.1f} files/s"
+        )
         if progress.current:
             self.current.setText(self.fontMetrics().elidedText(progress.current, Qt.ElideMiddle, 520))
 
@@ -162,6 +190,11 @@ class IndexingDialog(GalleryJobDialog):
             return workspace.embed_missing(progress=task.report, cancel=task.cancel)
 
         name = workspace.model_info().name
-        super().__init__(runner, run_indexing, "Index photos",
-                         f"The model is new to this gallery: indexing {count} photo(s) for {name}. "
-                         "Until it is done, searches see only the photos already indexed.", parent)
+        super().__init__(
+            runner,
+            run_indexing,
+            "Index photos",
+            f"The model is new to this gallery: indexing {count} photo(s) for {name}. "
+            "Until it is done, searches see only the photos already indexed.",
+            parent,
+        )

@@ -95,8 +95,13 @@ class LiveSearch(QObject):
             return request, embedding, candidates, time.perf_counter() - started
 
         self.busy.emit(True)
-        self.runner.submit(embed_and_rank, pool="search", on_result=self._finished,
-                           on_error=lambda message: self._failed(request, message), name="search")
+        self.runner.submit(
+            embed_and_rank,
+            pool="search",
+            on_result=self._finished,
+            on_error=lambda message: self._failed(request, message),
+            name="search",
+        )
 
     def rerank(self) -> None:
         """Rank again with the current filters and K, re-using the sketch's embedding."""
@@ -117,8 +122,13 @@ class LiveSearch(QObject):
             return request, embedding, candidates, time.perf_counter() - started
 
         self.busy.emit(True)
-        self.runner.submit(rank, pool="search", on_result=self._finished,
-                           on_error=lambda message: self._failed(request, message), name="rerank")
+        self.runner.submit(
+            rank,
+            pool="search",
+            on_result=self._finished,
+            on_error=lambda message: self._failed(request, message),
+            name="rerank",
+        )
 
     def _finished(self, result) -> None:
         request, embedding, candidates, seconds = result

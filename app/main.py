@@ -34,13 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search a photo gallery with a sketch. Without a command, the desktop application starts.",
         epilog="Headless commands (see 'sketchsearch COMMAND --help'): " + ", ".join(HEADLESS_COMMANDS),
     )
-    parser.add_argument("--data-dir", type=Path, help="catalogue and index folder (default: the saved setting, "
-                                                      "else the user data folder)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="catalogue and index folder (default: the saved setting, else the user data folder)",
+    )
     parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default: the saved "
-                                                                          "setting, else auto)")
-    parser.add_argument("--self-test", action="store_true",
-                        help="open the window offscreen, search a small generated gallery, exit 0 if all works")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default: the saved setting, else auto)"
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="open the window offscreen, search a small generated gallery, exit 0 if all works",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     return parser
 

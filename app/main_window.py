@@ -10,8 +10,21 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListView, QMainWindow, QMessageBox,
-                               QScrollArea, QSpinBox, QSplitter, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.candidates_model import THUMB_SIZE, CandidatesModel, ThumbnailCache
 from app.canvas import SketchCanvas
@@ -142,14 +155,21 @@ class MainWindow(QMainWindow):
         self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
         self.redo_action = stack.createRedoAction(self, "&Redo")
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-        self.open_sketch_action = self._action("&Open sketch…", self.choose_sketch_to_open, "Ctrl+Shift+O",
-                                               "open a sketch saved by SketchSearch")
-        self.import_sketch_action = self._action("&Import scanned sketch…", self.choose_scan, "Ctrl+O",
-                                                 "a scan or photo of a paper sketch becomes the background")
-        self.save_sketch_action = self._action("&Save sketch…", self.choose_save_path, QKeySequence.Save,
-                                               "save the strokes (.json) and a picture (.png)")
-        self.import_folder_action = self._action("Import &folder…", self.choose_import_folder, "Ctrl+I",
-                                                 "add the photos in a folder to the gallery")
+        self.open_sketch_action = self._action(
+            "&Open sketch…", self.choose_sketch_to_open, "Ctrl+Shift+O", "open a sketch saved by SketchSearch"
+        )
+        self.import_sketch_action = self._action(
+            "&Import scanned sketch…",
+            self.choose_scan,
+            "Ctrl+O",
+            "a scan or photo of a paper sketch becomes the background",
+        )
+        self.save_sketch_action = self._action(
+            "&Save sketch…", self.choose_save_path, QKeySequence.Save, "save the strokes (.json) and a picture (.png)"
+        )
+        self.import_folder_action = self._action(
+            "Import &folder…", self.choose_import_folder, "Ctrl+I", "add the photos in a folder to the gallery"
+        )
         self.settings_action = self._action("Se&ttings…", self.edit_settings)
         self.quit_action = self._action("&Quit", self.close, QKeySequence.Quit)
         self.clear_action = self._action("C&lear sketch", self.document.clear, "Ctrl+Backspace", "start afresh")
@@ -291,8 +311,13 @@ class MainWindow(QMainWindow):
 
         self.model_label.setText("Loading model…")
         self.statusBar().showMessage("Opening the gallery and loading the model…")
-        self.runner.submit(open_it, pool="long", on_result=lambda ws: self._workspace_ready(ws, owned=True),
-                           on_error=self._workspace_failed, name="open workspace")
+        self.runner.submit(
+            open_it,
+            pool="long",
+            on_result=lambda ws: self._workspace_ready(ws, owned=True),
+            on_error=self._workspace_failed,
+            name="open workspace",
+        )
 
     def _set_workspace(self, workspace) -> None:
         self.workspace = workspace
@@ -307,8 +332,9 @@ class MainWindow(QMainWindow):
         info = workspace.model_info()
         self.filters.set_schema(workspace.schema, predicted=info.attributes_trained)
         self.model_label.setText(f"Model: {describe_model(info)}")
-        self.model_label.setToolTip("\n".join(f"{k}: {v}" for k, v in (info.provenance or {}).items())
-                                    + f"\nsha256: {info.sha256}")
+        self.model_label.setToolTip(
+            "\n".join(f"{k}: {v}" for k, v in (info.provenance or {}).items()) + f"\nsha256: {info.sha256}"
+        )
         self.device_label.setText(describe_device(info.device))
         self.statusBar().showMessage(f"Gallery {workspace.data_dir}", 5000)
         self.live.where, self.live.min_confidence = self.filters.where(), self.filters.min_confidence()
@@ -320,6 +346,7 @@ class MainWindow(QMainWindow):
     def _index_if_needed(self, workspace) -> None:
         """A gallery imported with another model has no embeddings for this one: index it now (once
         per opening), rather than leave its photos out of every search."""
+
         def count(task):
             return workspace.count_unembedded()
 
@@ -350,8 +377,9 @@ class MainWindow(QMainWindow):
         if stats.missing:
             text += f", {stats.missing} missing"
         self.gallery_label.setText(text)
-        self.gallery_label.setToolTip(f"{stats.indexed} indexed · data folder {self.workspace.data_dir}"
-                                      if self.workspace else "")
+        self.gallery_label.setToolTip(
+            f"{stats.indexed} indexed · data folder {self.workspace.data_dir}" if self.workspace else ""
+        )
 
     # -- search ------------------------------------------------------------------------------
     def _filters_changed(self) -> None:
@@ -428,8 +456,13 @@ class MainWindow(QMainWindow):
             return load_scan(path)
 
         self.statusBar().showMessage(f"Importing {path}…")
-        self.runner.submit(prepare, pool="io", on_result=self._scan_ready,
-                           on_error=lambda m: self.show_error(m, "Cannot import the sketch"), name="scan")
+        self.runner.submit(
+            prepare,
+            pool="io",
+            on_result=self._scan_ready,
+            on_error=lambda m: self.show_error(m, "Cannot import the sketch"),
+            name="scan",
+        )
 
     def _scan_ready(self, grey) -> None:
         self.document.set_background(grey)
@@ -472,8 +505,9 @@ class MainWindow(QMainWindow):
         self.live.rerank()
 
     def confirm_remove_folder(self, folder: str) -> None:
-        answer = QMessageBox.question(self, "Remove folder",
-                                      f"Remove the photos of\n{folder}\nfrom the gallery? The files are not touched.")
+        answer = QMessageBox.question(
+            self, "Remove folder", f"Remove the photos of\n{folder}\nfrom the gallery? The files are not touched."
+        )
         if answer == QMessageBox.Yes:
             self.remove_folder(folder)
 
@@ -481,17 +515,25 @@ class MainWindow(QMainWindow):
         workspace = self.workspace
         if workspace is None:
             return
-        self.runner.submit(lambda task: workspace.remove_folder(folder), pool="long",
-                           on_result=lambda n: self._gallery_changed(f"Removed {n} photo(s) of {folder}"),
-                           on_error=lambda m: self.show_error(m, "Cannot remove the folder"), name="remove folder")
+        self.runner.submit(
+            lambda task: workspace.remove_folder(folder),
+            pool="long",
+            on_result=lambda n: self._gallery_changed(f"Removed {n} photo(s) of {folder}"),
+            on_error=lambda m: self.show_error(m, "Cannot remove the folder"),
+            name="remove folder",
+        )
 
     def prune_missing(self) -> None:
         workspace = self.workspace
         if workspace is None:
             return
-        self.runner.submit(lambda task: workspace.prune_missing(), pool="long",
-                           on_result=lambda n: self._gallery_changed(f"Forgot {n} missing photo(s)"),
-                           on_error=lambda m: self.show_error(m, "Cannot forget missing photos"), name="prune")
+        self.runner.submit(
+            lambda task: workspace.prune_missing(),
+            pool="long",
+            on_result=lambda n: self._gallery_changed(f"Forgot {n} missing photo(s)"),
+            on_error=lambda m: self.show_error(m, "Cannot forget missing photos"),
+            name="prune",
+        )
 
     def _gallery_changed(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)

@@ -46,11 +46,17 @@ def figure_strokes(width: int, height: int):
     from app.strokes import Stroke
 
     cx = width / 2
-    head = [(cx + 0.12 * width * math.cos(t), 0.12 * height + 0.07 * height * math.sin(t), 0.8)
-            for t in np.linspace(0, 2 * math.pi, 32)]
-    body = [(cx - 0.22 * width, 0.22 * height, 1.0), (cx + 0.22 * width, 0.22 * height, 1.0),
-            (cx + 0.2 * width, 0.55 * height, 1.0), (cx - 0.2 * width, 0.55 * height, 1.0),
-            (cx - 0.22 * width, 0.22 * height, 1.0)]
+    head = [
+        (cx + 0.12 * width * math.cos(t), 0.12 * height + 0.07 * height * math.sin(t), 0.8)
+        for t in np.linspace(0, 2 * math.pi, 32)
+    ]
+    body = [
+        (cx - 0.22 * width, 0.22 * height, 1.0),
+        (cx + 0.22 * width, 0.22 * height, 1.0),
+        (cx + 0.2 * width, 0.55 * height, 1.0),
+        (cx - 0.2 * width, 0.55 * height, 1.0),
+        (cx - 0.22 * width, 0.22 * height, 1.0),
+    ]
     left_leg = [(cx - 0.1 * width, 0.55 * height, 1.0), (cx - 0.12 * width, 0.95 * height, 0.6)]
     right_leg = [(cx + 0.1 * width, 0.55 * height, 1.0), (cx + 0.12 * width, 0.95 * height, 0.6)]
     return [Stroke(points, width=6.0) for points in (head, body, left_leg, right_leg)]
@@ -90,8 +96,9 @@ def run_self_test(args) -> int:
             window.show()
             app.processEvents()
             print("window shown", flush=True)
-            wait_until(app, lambda: window.workspace is not None or window.last_error, TIMEOUT_S,
-                       "the model to load", errors)
+            wait_until(
+                app, lambda: window.workspace is not None or window.last_error, TIMEOUT_S, "the model to load", errors
+            )
             if window.workspace is None:
                 raise RuntimeError(window.last_error)
             print(f"model loaded: {window.model_label.text()} on {window.device_label.text()}", flush=True)
@@ -105,8 +112,13 @@ def run_self_test(args) -> int:
 
             for stroke in figure_strokes(window.document.width, window.document.height):
                 window.document.add_stroke(stroke)
-            wait_until(app, lambda: window.candidates.rowCount() > 0 or window.last_error, TIMEOUT_S,
-                       "the search results", errors)
+            wait_until(
+                app,
+                lambda: window.candidates.rowCount() > 0 or window.last_error,
+                TIMEOUT_S,
+                "the search results",
+                errors,
+            )
             if window.candidates.rowCount() == 0:
                 raise RuntimeError(f"search: {window.last_error}")
             if window.candidates.total() != 6:

@@ -6,8 +6,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QPushButton, QSpinBox, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_TOP_K = 50
@@ -21,15 +32,17 @@ class Preferences:
     top_k: int = DEFAULT_TOP_K
 
     @classmethod
-    def load(cls, settings: QSettings) -> "Preferences":
+    def load(cls, settings: QSettings) -> Preferences:
         device = str(settings.value("device", "auto"))
         try:
             top_k = int(settings.value("top_k", DEFAULT_TOP_K))
         except (TypeError, ValueError):
             top_k = DEFAULT_TOP_K
-        return cls(data_dir=str(settings.value("data_dir", "") or ""),
-                   device=device if device in DEVICES else "auto",
-                   top_k=max(1, min(MAX_TOP_K, top_k)))
+        return cls(
+            data_dir=str(settings.value("data_dir", "") or ""),
+            device=device if device in DEVICES else "auto",
+            top_k=max(1, min(MAX_TOP_K, top_k)),
+        )
 
     def save(self, settings: QSettings) -> None:
         settings.setValue("data_dir", self.data_dir)

@@ -30,11 +30,14 @@ class Stroke:
     eraser: bool = False
 
     def to_json(self) -> dict:
-        return {"tool": "eraser" if self.eraser else "pen", "width": self.width,
-                "points": [[x, y, p] for x, y, p in self.points]}
+        return {
+            "tool": "eraser" if self.eraser else "pen",
+            "width": self.width,
+            "points": [[x, y, p] for x, y, p in self.points],
+        }
 
     @classmethod
-    def from_json(cls, data: dict) -> "Stroke":
+    def from_json(cls, data: dict) -> Stroke:
         points = [(float(x), float(y), float(p)) for x, y, p in data["points"]]
         return cls(points=points, width=float(data["width"]), eraser=data.get("tool") == "eraser")
 
@@ -164,9 +167,14 @@ class SketchDocument(QObject):
             if not self.background_image().save(str(background_file)):
                 raise OSError(f"{background_file}: cannot write the file")
             background_name = background_file.name
-        data = {"format": "sketchsearch-sketch", "version": FORMAT_VERSION, "width": self.width,
-                "height": self.height, "background": background_name,
-                "strokes": [s.to_json() for s in self.strokes]}
+        data = {
+            "format": "sketchsearch-sketch",
+            "version": FORMAT_VERSION,
+            "width": self.width,
+            "height": self.height,
+            "background": background_name,
+            "strokes": [s.to_json() for s in self.strokes],
+        }
         vectors.write_text(json.dumps(data), encoding="utf-8")
         if not self.render().save(str(png)):
             raise OSError(f"{png}: cannot write the file")

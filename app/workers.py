@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from core.errors import SketchSearchError
 
 log = logging.getLogger(__name__)
-_RUNNERS: "weakref.WeakSet[TaskRunner]" = weakref.WeakSet()
+_RUNNERS: weakref.WeakSet[TaskRunner] = weakref.WeakSet()
 
 
 def busy_threads() -> int:
@@ -61,7 +61,7 @@ class TaskSignals(QObject):
 class Task(QRunnable):
     """Runs ``function(task)``; the function may call ``task.report(x)`` and check ``task.cancel``."""
 
-    def __init__(self, function: Callable[["Task"], Any], name: str = ""):
+    def __init__(self, function: Callable[[Task], Any], name: str = ""):
         super().__init__()
         self.setAutoDelete(False)  # the runner keeps the Python object until ``done``
         self.function = function
@@ -109,17 +109,29 @@ class TaskRunner(QObject):
         self._closed = False
         _RUNNERS.add(self)
 
-    def submit(self, function: Callable[[Task], Any], *, pool: str = "io",
-               on_result: Callable[[Any], None] | None = None, on_error: Callable[[str], None] | None = None,
-               on_progress: Callable[[Any], None] | None = None, on_cancel: Callable[[], None] | None = None,
-               name: str = "", owner: QObject | None = None) -> Task | None:
+    def submit(
+        self,
+        function: Callable[[Task], Any],
+        *,
+        pool: str = "io",
+        on_result: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_progress: Callable[[Any], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
+        name: str = "",
+        owner: QObject | None = None,
+    ) -> Task | None:
         """Run ``function(task)`` in ``pool``; the callbacks run on the GUI thread, and not at all once
         the runner is shut down or ``owner`` (e.g. the dialog that asked) is closed or deleted."""
         if self._closed:
             return None
         task = Task(function, name)
-        for signal, callback in ((task.signals.succeeded, on_result), (task.signals.failed, on_error),
-                                 (task.signals.progress, on_progress), (task.signals.cancelled, on_cancel)):
+        for signal, callback in (
+            (task.signals.succeeded, on_result),
+            (task.signals.failed, on_error),
+            (task.signals.progress, on_progress),
+            (task.signals.cancelled, on_cancel),
+        ):
             if callback is not None:
                 signal.connect(self._unless_closed(callback, owner))
         task.signals.done.connect(lambda: self._tasks.discard(task))

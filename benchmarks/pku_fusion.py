@@ -88,8 +88,9 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def measure(runs: list[Path], root: Path, splits: list[int], sizes: list[tuple[int, int]],
-            neighbours: list[int]) -> dict[str, list[tuple[float, float]]]:
+def measure(
+    runs: list[Path], root: Path, splits: list[int], sizes: list[tuple[int, int]], neighbours: list[int]
+) -> dict[str, list[tuple[float, float]]]:
     """(R1, mAP) per split for each row of the diagnosis, keyed by the row's name; the first key is
     the first run alone."""
     rows: dict[str, list[tuple[float, float]]] = {}
@@ -104,10 +105,12 @@ def measure(runs: list[Path], root: Path, splits: list[int], sizes: list[tuple[i
             other = embed_split(first_run / f"split-{n}" / "model", root, n, size)
             rows.setdefault(f"{first_run.name} at {size[0]}x{size[1]}", []).append(figures(other))
             rows.setdefault(f"{first_run.name}, own size + {size[0]}x{size[1]} fused", []).append(
-                figures(fused([per_run[0], other])))
+                figures(fused([per_run[0], other]))
+            )
         for k in neighbours:
             rows.setdefault(f"{first_run.name}, gallery averaged with {k} nearest", []).append(
-                figures(neighbour_averaged(per_run[0], k)))
+                figures(neighbour_averaged(per_run[0], k))
+            )
         print(f"split {n} done", flush=True)
     return rows
 
@@ -117,28 +120,38 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="benchmark output folders (split-N/model)")
     parser.add_argument("--root", type=Path, required=True, help="the PKU-Sketch folder")
     parser.add_argument("--splits", type=int, nargs="*", default=list(range(1, 11)))
-    parser.add_argument("--sizes", type=parse_size, nargs="*", default=[],
-                        help="other input sizes (HxW) to embed the first run's models at")
+    parser.add_argument(
+        "--sizes",
+        type=parse_size,
+        nargs="*",
+        default=[],
+        help="other input sizes (HxW) to embed the first run's models at",
+    )
     parser.add_argument("--neighbours", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    splits = [n for n in args.splits if all((run / f"split-{n}" / "model" / "manifest.json").is_file()
-                                            for run in args.runs)]
+    splits = [
+        n for n in args.splits if all((run / f"split-{n}" / "model" / "manifest.json").is_file() for run in args.runs)
+    ]
     if not splits:
         raise SystemExit("no split has an exported model in every run folder")
     rows = measure(args.runs, args.root, splits, args.sizes, args.neighbours)
     baseline = np.array(next(iter(rows.values())))
-    print(f"\nsketch -> photo over {len(splits)} split(s) {splits}; ratio: mean over splits of the row / "
-          f"{args.runs[0].name}")
+    print(
+        f"\nsketch -> photo over {len(splits)} split(s) {splits}; ratio: mean over splits of the row / "
+        f"{args.runs[0].name}"
+    )
     for name, values in rows.items():
         values = np.array(values)
         r1, mean_ap = values[:, 0], values[:, 1]
         ratio_r1, ratio_map = r1.mean() / baseline[:, 0].mean(), mean_ap.mean() / baseline[:, 1].mean()
-        print(f"{name:60s} R1 {r1.mean():5.1f} ± {r1.std():4.1f}  mAP {mean_ap.mean():5.1f} ± {mean_ap.std():4.1f}"
-              f"  ratio R1 {ratio_r1:.3f} mAP {ratio_map:.3f}")
+        print(
+            f"{name:60s} R1 {r1.mean():5.1f} ± {r1.std():4.1f}  mAP {mean_ap.mean():5.1f} ± {mean_ap.std():4.1f}"
+            f"  ratio R1 {ratio_r1:.3f} mAP {ratio_map:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,20 @@ def populate(workspace: Workspace, count: int, rng: np.random.Generator) -> None
             predicted = {a.name: (a.values[int(rng.integers(len(a.values)))], 0.9) for a in specs}
             predicted["gender"] = (("male", "female")[i % 2], 0.9)
             predicted["hair"] = (("short", "long")[i % 3 == 0], 0.8)
-            photos.append(NewPhoto(path=f"/synthetic/{i}.jpg", sha256=f"{i:064x}", size_bytes=1, mtime_ns=1,
-                                   width=128, height=256, source_folder="/synthetic", thumbnail=b"",
-                                   embedding=vectors[i - start], attributes=predicted))
+            photos.append(
+                NewPhoto(
+                    path=f"/synthetic/{i}.jpg",
+                    sha256=f"{i:064x}",
+                    size_bytes=1,
+                    mtime_ns=1,
+                    width=128,
+                    height=256,
+                    source_folder="/synthetic",
+                    thumbnail=b"",
+                    embedding=vectors[i - start],
+                    attributes=predicted,
+                )
+            )
         ids = workspace.catalogue.add_photos(photos, workspace.model.embedding_key)
         workspace.index_add(np.asarray(ids, np.int64), vectors)
     workspace.save_index()
@@ -97,8 +108,10 @@ def main() -> None:
     print(row("search, gender=female (50%)", one))
     print(row("search, gender=female, hair=long", two))
     print(row("sketch embedding (apart)", embed))
-    print(f"ratio median/50 ms: no filter {statistics.median(plain) / 50:.2f}, "
-          f"one filter {statistics.median(one) / 50:.2f}, two filters {statistics.median(two) / 50:.2f} (target < 1)")
+    print(
+        f"ratio median/50 ms: no filter {statistics.median(plain) / 50:.2f}, "
+        f"one filter {statistics.median(one) / 50:.2f}, two filters {statistics.median(two) / 50:.2f} (target < 1)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ def time_run(command: list[str]) -> dict[str, float]:
     stamps: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as cwd:  # away from any source checkout
         start = time.perf_counter()
-        process = subprocess.Popen(command + ["--self-test"], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command + ["--self-test"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         for line in process.stdout:
             for stage in ("window shown", "model loaded", "self-test passed"):
                 if line.startswith(stage):

@@ -10,7 +10,9 @@ from core.errors import SketchSearchError, UnknownAttributeError
 from core.model.attributes import AttributeSchema
 
 
-def read_attribute_sheet(path: Path, schema: AttributeSchema, catalogue) -> tuple[list[tuple[int, str, str]], list[str]]:
+def read_attribute_sheet(
+    path: Path, schema: AttributeSchema, catalogue
+) -> tuple[list[tuple[int, str, str]], list[str]]:
     """-> ([(photo_id, name, value)], [keys of rows that match no photo]). Empty cells are skipped.
 
     A row is keyed by ``path`` (absolute, or relative to the sheet's folder) or by ``filename``

@@ -44,10 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="rank the gallery against one or more sketches")
     p.add_argument("sketches", nargs="+", type=Path, metavar="SKETCH")
     p.add_argument("--top", type=int, default=10, metavar="K", help="candidates per sketch (default 10)")
-    p.add_argument("--where", type=_name_value, action="append", default=[], metavar="NAME=VALUE",
-                   help="keep only photos with this attribute value (repeat for several, all must hold)")
-    p.add_argument("--min-confidence", type=float, default=0.0,
-                   help="model-predicted attribute values count only at this confidence or above")
+    p.add_argument(
+        "--where",
+        type=_name_value,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="keep only photos with this attribute value (repeat for several, all must hold)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="model-predicted attribute values count only at this confidence or above",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("attributes", help="import or set photo attributes")
@@ -130,8 +140,10 @@ def _import(workspace, args) -> int:
     if args.json:
         _print_json(summary.to_json())
     else:
-        print(f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
-              f"failed {len(summary.failed)} in {summary.seconds:.1f} s")
+        print(
+            f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
+            f"failed {len(summary.failed)} in {summary.seconds:.1f} s"
+        )
         for failure in summary.failed:
             print(f"  failed: {failure.path}: {failure.reason}")
     return 0
@@ -140,8 +152,9 @@ def _import(workspace, args) -> int:
 def _search(workspace, args) -> int:
     if args.top < 1:
         raise SketchSearchError("--top must be at least 1")
-    results = workspace.search(args.sketches, top_k=args.top, where=dict(args.where),
-                               min_confidence=args.min_confidence)
+    results = workspace.search(
+        args.sketches, top_k=args.top, where=dict(args.where), min_confidence=args.min_confidence
+    )
     if args.json:
         _print_json([{"query": r.query, "candidates": [_candidate_json(c) for c in r.candidates]} for r in results])
         return 0
@@ -201,15 +214,19 @@ def _prune(workspace, args) -> int:
 
 
 COMMAND_HANDLERS = {
-    "import": _import, "search": _search, "attributes": _attributes, "verify": _verify,
-    "rebuild-index": _rebuild_index, "stats": _stats, "prune": _prune,
+    "import": _import,
+    "search": _search,
+    "attributes": _attributes,
+    "verify": _verify,
+    "rebuild-index": _rebuild_index,
+    "stats": _stats,
+    "prune": _prune,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         return run(args)

@@ -82,8 +82,9 @@ def find_files(roots: Sequence[str | Path], summary: ImportSummary) -> list[_Fou
 
 
 class _Importer:
-    def __init__(self, workspace: "Workspace", progress: ProgressCallback | None, cancel: threading.Event | None,
-                 batch_size: int):
+    def __init__(
+        self, workspace: Workspace, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
+    ):
         self.workspace = workspace
         self.catalogue = workspace.catalogue
         self.model = workspace.model
@@ -106,8 +107,9 @@ class _Importer:
             if sha in self.by_sha:
                 return _KnownContent(sha)  # no need to decode: the photo is catalogued already
             width, height, image = decode_for_gallery(data, found.path)
-            return _Decoded(sha, width, height, make_thumbnail(image),
-                            self.model.preprocess(np.asarray(image), Modality.PHOTO))
+            return _Decoded(
+                sha, width, height, make_thumbnail(image), self.model.preprocess(np.asarray(image), Modality.PHOTO)
+            )
         except ImageLoadError as exc:
             return ImportFailure(exc.path, exc.reason)
         except MemoryError:
@@ -184,11 +186,18 @@ class _Importer:
         inputs = np.stack([decoded.network_input for _, decoded in self.batch])
         embedded = self.model.embed_preprocessed(inputs, Modality.PHOTO)
         photos = [
-            NewPhoto(path=found.path, sha256=decoded.sha256, size_bytes=found.size_bytes,
-                     mtime_ns=found.mtime_ns, width=decoded.width, height=decoded.height,
-                     source_folder=found.source_folder, thumbnail=decoded.thumbnail,
-                     embedding=embedded.embeddings[i],
-                     attributes={n: (a.value, a.confidence) for n, a in embedded.attributes[i].items()})
+            NewPhoto(
+                path=found.path,
+                sha256=decoded.sha256,
+                size_bytes=found.size_bytes,
+                mtime_ns=found.mtime_ns,
+                width=decoded.width,
+                height=decoded.height,
+                source_folder=found.source_folder,
+                thumbnail=decoded.thumbnail,
+                embedding=embedded.embeddings[i],
+                attributes={n: (a.value, a.confidence) for n, a in embedded.attributes[i].items()},
+            )
             for i, (found, decoded) in enumerate(self.batch)
         ]
         ids = self.catalogue.add_photos(photos, self.model.embedding_key)
@@ -203,13 +212,26 @@ class _Importer:
         if self.progress and (now - self._last_report >= 0.1 or self.done == self.total):
             self._last_report = now
             elapsed = max(now - self.started, 1e-6)
-            self.progress(ImportProgress(done=self.done, total=self.total, added=self.summary.added,
-                                         failed=len(self.summary.failed), rate=self.done / elapsed,
-                                         current=current))
+            self.progress(
+                ImportProgress(
+                    done=self.done,
+                    total=self.total,
+                    added=self.summary.added,
+                    failed=len(self.summary.failed),
+                    rate=self.done / elapsed,
+                    current=current,
+                )
+            )
 
 
-def import_paths(workspace: "Workspace", roots: Iterable[str | Path], *, progress: ProgressCallback | None = None,
-                 cancel: threading.Event | None = None, batch_size: int = 32) -> ImportSummary:
+def import_paths(
+    workspace: Workspace,
+    roots: Iterable[str | Path],
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    batch_size: int = 32,
+) -> ImportSummary:
     roots = [Path(r) for r in roots]
     importer = _Importer(workspace, progress, cancel, batch_size)
     import_id = workspace.catalogue.start_import([str(r) for r in roots])
@@ -226,13 +248,14 @@ def import_paths(workspace: "Workspace", roots: Iterable[str | Path], *, progres
     return importer.summary
 
 
-def _update_missing_flags(workspace: "Workspace", roots: Sequence[Path], seen: set[str]) -> None:
+def _update_missing_flags(workspace: Workspace, roots: Sequence[Path], seen: set[str]) -> None:
     """Flag catalogued photos under the imported folders whose files are gone (they can be pruned),
     and clear the flag of flagged photos that are back."""
     catalogue = workspace.catalogue
     prefixes = [str(r.absolute()).rstrip(os.sep) + os.sep for r in roots if r.is_dir()]
     gone = [
-        state.photo_id for path, state in catalogue.file_states().items()
+        state.photo_id
+        for path, state in catalogue.file_states().items()
         if path not in seen and any(path.startswith(p) for p in prefixes) and not os.path.exists(path)
     ]
     catalogue.mark_missing(gone)

@@ -48,7 +48,9 @@ def decode_image(data: bytes, path: str | Path = "<memory>", at_least: int | Non
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ImageLoadError(path, f"decompression bomb: {width}x{height} pixels exceeds the {MAX_PIXELS:,} limit")
+                raise ImageLoadError(
+                    path, f"decompression bomb: {width}x{height} pixels exceeds the {MAX_PIXELS:,} limit"
+                )
             if at_least:
                 image.draft("RGB", (at_least, at_least))
             image.load()

@@ -54,7 +54,9 @@ class VectorIndex:
         return self._index.reconstruct(int(photo_id))
 
     # -- search --------------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) per query; with ``allowed_ids`` only those photos compete, so a
         filtered search still returns k results whenever k allowed photos exist. Missing slots
         have id -1."""
@@ -81,10 +83,17 @@ class VectorIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = faiss.serialize_index(self._index).tobytes()
-        header = json.dumps({
-            "model_sha256": self.model_sha256, "dim": self.dim, "count": len(self),
-            "payload_sha256": hashlib.sha256(payload).hexdigest(),
-        }).encode() + b"\n"
+        header = (
+            json.dumps(
+                {
+                    "model_sha256": self.model_sha256,
+                    "dim": self.dim,
+                    "count": len(self),
+                    "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                }
+            ).encode()
+            + b"\n"
+        )
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -98,7 +107,7 @@ class VectorIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path, dim: int, model_sha256: str) -> "VectorIndex":
+    def load(cls, path: Path, dim: int, model_sha256: str) -> VectorIndex:
         path = Path(path)
         try:
             data = path.read_bytes()
@@ -110,10 +119,10 @@ class VectorIndex:
             raise IndexFileError(f"{path}: not a SketchSearch index")
         header_end = data.find(b"\n", len(MAGIC))
         try:
-            header = json.loads(data[len(MAGIC):header_end])
+            header = json.loads(data[len(MAGIC) : header_end])
         except ValueError:
             raise IndexFileError(f"{path}: corrupt header") from None
-        payload = data[header_end + 1:]
+        payload = data[header_end + 1 :]
         if header.get("model_sha256") != model_sha256 or header.get("dim") != dim:
             raise IndexFileError(f"{path}: made for another model")
         if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):

@@ -43,8 +43,9 @@ def validate_filters(schema: AttributeSchema, where: Mapping[str, str] | None) -
     return filters
 
 
-def allowed_photo_ids(table: AttributeTable, schema: AttributeSchema, filters: Mapping[str, str],
-                      min_confidence: float = 0.0) -> np.ndarray | None:
+def allowed_photo_ids(
+    table: AttributeTable, schema: AttributeSchema, filters: Mapping[str, str], min_confidence: float = 0.0
+) -> np.ndarray | None:
     """Ids of the photos whose effective value of every filtered attribute is the one asked for
     (model predictions count only at ``min_confidence`` or above). None: no filter at all."""
     if not filters:
@@ -64,13 +65,15 @@ def rank(scores: np.ndarray, ids: np.ndarray, records: Mapping[int, tuple[str, d
         if photo_id < 0 or photo_id not in records:
             continue
         path, attributes = records[photo_id]
-        candidates.append(Candidate(rank=len(candidates) + 1, photo_id=photo_id, path=path,
-                                    score=float(score), attributes=attributes))
+        candidates.append(
+            Candidate(rank=len(candidates) + 1, photo_id=photo_id, path=path, score=float(score), attributes=attributes)
+        )
     return candidates
 
 
-def search_embeddings(workspace, queries: np.ndarray, top_k: int, where: Mapping[str, str] | None = None,
-                      min_confidence: float = 0.0) -> list[list[Candidate]]:
+def search_embeddings(
+    workspace, queries: np.ndarray, top_k: int, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
+) -> list[list[Candidate]]:
     """Rank the gallery for already-embedded sketches (re-ranking after a filter change needs no
     new embedding)."""
     filters = validate_filters(workspace.schema, where)

@@ -22,8 +22,17 @@ from core.model.inference import InferenceModel
 from core.model.network import Modality
 from core.paths import default_data_dir, default_model_dir
 from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
-from core.types import (AttributeSource, CatalogueStats, Candidate, ImportFailure, ImportProgress,
-                        ImportSummary, ModelInfo, SearchResult, VerifyReport)
+from core.types import (
+    AttributeSource,
+    Candidate,
+    CatalogueStats,
+    ImportFailure,
+    ImportProgress,
+    ImportSummary,
+    ModelInfo,
+    SearchResult,
+    VerifyReport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +42,23 @@ class Workspace:
     sketches and read the catalogue; the index is guarded by a lock, SQLite (WAL) gives each
     thread its own connection, and the network's forward pass in inference mode keeps no state."""
 
-    def __init__(self, data_dir: Path | None = None, model_dir: Path | None = None, device: str | None = None,
-                 *, model: InferenceModel | None = None):
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        model_dir: Path | None = None,
+        device: str | None = None,
+        *,
+        model: InferenceModel | None = None,
+    ):
         """Open ``data_dir`` (created if needed) with the model in ``model_dir`` (default: the bundled
         one), or with an already loaded ``model`` (switching galleries need not reload it)."""
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.model = model or InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
         self.catalogue = Catalogue(self.data_dir)
         manifest = self.model.manifest
-        self.catalogue.register_model(self.model.embedding_key, manifest.name, manifest.embedding_dim,
-                                      manifest.to_json())
+        self.catalogue.register_model(
+            self.model.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json()
+        )
         self.index_path = self.data_dir / "index" / f"{self.model.embedding_key[:16]}.faiss"
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
@@ -52,7 +68,7 @@ class Workspace:
     def close(self) -> None:
         self.catalogue.close()
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -64,8 +80,14 @@ class Workspace:
 
     def model_info(self) -> ModelInfo:
         m = self.model.manifest
-        return ModelInfo(name=m.name, sha256=self.model.sha256, backbone=m.backbone, device=str(self.model.device),
-                         attributes_trained=m.attribute_head_trained, provenance=m.provenance)
+        return ModelInfo(
+            name=m.name,
+            sha256=self.model.sha256,
+            backbone=m.backbone,
+            device=str(self.model.device),
+            attributes_trained=m.attribute_head_trained,
+            provenance=m.provenance,
+        )
 
     def photo_ids(self) -> np.ndarray:
         """Ids of every catalogued photo, ascending."""
@@ -81,8 +103,12 @@ class Workspace:
                 log.warning("rebuilding the index from the catalogue: %s", exc)
             return self.rebuild_index()
         if not np.array_equal(np.sort(index.ids()), expected):
-            log.warning("rebuilding the index from the catalogue: %s holds %d photos, the catalogue %d",
-                        self.index_path, len(index), len(expected))
+            log.warning(
+                "rebuilding the index from the catalogue: %s holds %d photos, the catalogue %d",
+                self.index_path,
+                len(index),
+                len(expected),
+            )
             return self.rebuild_index()
         return index
 
@@ -117,8 +143,13 @@ class Workspace:
             self._attribute_table = None
 
     # -- gallery -------------------------------------------------------------------------------
-    def import_paths(self, roots: Iterable[str | Path], progress: ProgressCallback | None = None,
-                     cancel: threading.Event | None = None, batch_size: int = 32) -> ImportSummary:
+    def import_paths(
+        self,
+        roots: Iterable[str | Path],
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        batch_size: int = 32,
+    ) -> ImportSummary:
         summary = import_paths(self, roots, progress=progress, cancel=cancel, batch_size=batch_size)
         self._attribute_table = None
         return summary
@@ -142,8 +173,9 @@ class Workspace:
         """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
         return self.catalogue.count_without_embedding(self.model.embedding_key)
 
-    def embed_missing(self, progress: ProgressCallback | None = None,
-                      cancel: threading.Event | None = None, batch_size: int = 32) -> ImportSummary:
+    def embed_missing(
+        self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None, batch_size: int = 32
+    ) -> ImportSummary:
         """Embed catalogued photos that have no embedding for this model (after a model change):
         ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
         batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
@@ -155,7 +187,7 @@ class Workspace:
                 summary.cancelled = True
                 break
             ids, images = [], []
-            for photo_id, path in todo[start:start + batch_size]:
+            for photo_id, path in todo[start : start + batch_size]:
                 try:
                     images.append(load_rgb(path))
                     ids.append(photo_id)
@@ -169,9 +201,16 @@ class Workspace:
                 summary.updated += len(ids)
             if progress:
                 done = min(start + batch_size, len(todo))
-                progress(ImportProgress(done=done, total=len(todo), added=summary.updated,
-                                        failed=len(summary.failed), rate=done / max(time.monotonic() - started, 1e-9),
-                                        current=todo[done - 1][1]))
+                progress(
+                    ImportProgress(
+                        done=done,
+                        total=len(todo),
+                        added=summary.updated,
+                        failed=len(summary.failed),
+                        rate=done / max(time.monotonic() - started, 1e-9),
+                        current=todo[done - 1][1],
+                    )
+                )
         self.save_index()
         self._attribute_table = None  # predicted attributes of the new model
         summary.seconds = time.monotonic() - started
@@ -182,11 +221,18 @@ class Workspace:
         with self._lock:
             if self._attribute_table is None:
                 self._attribute_table = self.catalogue.attribute_table(
-                    {a.name: a.values for a in self.schema.attributes})
+                    {a.name: a.values for a in self.schema.attributes}
+                )
             return self._attribute_table
 
-    def set_attribute(self, photo_id: int, name: str, value: str,
-                      source: AttributeSource = AttributeSource.MANUAL, confidence: float = 1.0) -> None:
+    def set_attribute(
+        self,
+        photo_id: int,
+        name: str,
+        value: str,
+        source: AttributeSource = AttributeSource.MANUAL,
+        confidence: float = 1.0,
+    ) -> None:
         self.schema.check(name, value)
         self.catalogue.set_attribute(photo_id, name, value, source, confidence)
         self._refresh_attribute_row(photo_id)
@@ -223,12 +269,18 @@ class Workspace:
     def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
         return embed_sketches(self, sketches)
 
-    def search_embeddings(self, queries: np.ndarray, top_k: int = 10, where: Mapping[str, str] | None = None,
-                          min_confidence: float = 0.0) -> list[list[Candidate]]:
+    def search_embeddings(
+        self, queries: np.ndarray, top_k: int = 10, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
+    ) -> list[list[Candidate]]:
         return search_embeddings(self, queries, top_k, where, min_confidence)
 
-    def search(self, sketches: Sequence[Sketch], top_k: int = 10, where: Mapping[str, str] | None = None,
-               min_confidence: float = 0.0) -> list[SearchResult]:
+    def search(
+        self,
+        sketches: Sequence[Sketch],
+        top_k: int = 10,
+        where: Mapping[str, str] | None = None,
+        min_confidence: float = 0.0,
+    ) -> list[SearchResult]:
         validate_filters(self.schema, where)  # a bad filter fails before any sketch is embedded
         queries = self.embed_sketches(sketches)
         ranked = self.search_embeddings(queries, top_k, where, min_confidence)
@@ -238,9 +290,13 @@ class Workspace:
     def stats(self) -> CatalogueStats:
         with self._lock:
             indexed = len(self.index)
-        return CatalogueStats(photos=self.catalogue.count_photos(), indexed=indexed,
-                              failed=len(self.catalogue.last_import_failures()),
-                              missing=self.catalogue.count_missing(), model=self.model_info())
+        return CatalogueStats(
+            photos=self.catalogue.count_photos(),
+            indexed=indexed,
+            failed=len(self.catalogue.last_import_failures()),
+            missing=self.catalogue.count_missing(),
+            model=self.model_info(),
+        )
 
     def verify(self) -> VerifyReport:
         """Do catalogue, stored embeddings and the index file agree?"""
@@ -248,8 +304,10 @@ class Workspace:
         photos = self.catalogue.count_photos()
         embedded = self.catalogue.embedded_ids(self.model.embedding_key)
         if len(embedded) != photos:
-            problems.append(f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.manifest.name} "
-                            f"(key {self.model.embedding_key[:12]})")
+            problems.append(
+                f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.manifest.name} "
+                f"(key {self.model.embedding_key[:12]})"
+            )
         try:
             on_disk = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.embedding_key)
         except IndexFileError as exc:

@@ -13,13 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module,args", [
-    ("benchmarks.import_throughput", ["--photos", "12", "--batch", "4", "--size", "160x120"]),
-    ("benchmarks.query_latency", ["--photos", "300", "--queries", "3", "--top", "5"]),
-])
+@pytest.mark.parametrize(
+    "module,args",
+    [
+        ("benchmarks.import_throughput", ["--photos", "12", "--batch", "4", "--size", "160x120"]),
+        ("benchmarks.query_latency", ["--photos", "300", "--queries", "3", "--top", "5"]),
+    ],
+)
 def test_benchmark_runs_on_a_tiny_input(module, args):
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ratio" in done.stdout, done.stdout
 
@@ -46,6 +48,12 @@ def test_fusion_diagnosis_measures_a_run_as_its_manifest_says(pku_root, model_di
     [(r1, mean_ap)] = rows["shipped"]
     assert r1 == pytest.approx(recorded["R1"], abs=1.0) and mean_ap == pytest.approx(recorded["mAP"], abs=1.0)
     assert rows["all runs fused"][0] == pytest.approx(rows["shipped"][0])
-    assert set(rows) == {"shipped", "again", "all runs fused", "shipped at 224x112",
-                         "shipped, own size + 224x112 fused", "shipped, gallery averaged with 1 nearest"}
+    assert set(rows) == {
+        "shipped",
+        "again",
+        "all runs fused",
+        "shipped at 224x112",
+        "shipped, own size + 224x112 fused",
+        "shipped, gallery averaged with 1 nearest",
+    }
     assert all(len(values) == 1 and 0 < values[0][1] <= 100 for values in rows.values())

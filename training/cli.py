@@ -25,7 +25,9 @@ from core.model.preprocess import PreprocessConfig
 from training.config import SOURCES, TARGETS, FitConfig, LossWeights
 
 
-def init_checkpoint(out: Path, backbone: str, weights: Path | None, embedding_dim: int | None, command: str) -> Manifest:
+def init_checkpoint(
+    out: Path, backbone: str, weights: Path | None, embedding_dim: int | None, command: str
+) -> Manifest:
     """An untrained network with ImageNet backbones: the placeholder the app ships until a trained
     model replaces it. Its attribute head is random, so the manifest marks it untrained and
     inference predicts no attributes from it."""
@@ -116,10 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--threads", type=int)
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
-    evaluate.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
-                          help="override the manifest's test-time flip (ablations)")
-    evaluate.add_argument("--clean-sketches", action=argparse.BooleanOptionalAction, default=None,
-                          help="override the manifest's sketch clean-up (ablations)")
+    evaluate.add_argument(
+        "--test-time-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="override the manifest's test-time flip (ablations)",
+    )
+    evaluate.add_argument(
+        "--clean-sketches",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="override the manifest's sketch clean-up (ablations)",
+    )
 
     bench = sub.add_parser(
         "benchmark",
@@ -136,9 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def evaluate_model(model: Path, dataset: str, root: Path, split: int, *, seed: int = 0,
-                   test_identities: float = 0.25, device: str | None = None,
-                   test_time_flip: bool | None = None, clean_sketches: bool | None = None) -> dict:
+def evaluate_model(
+    model: Path,
+    dataset: str,
+    root: Path,
+    split: int,
+    *,
+    seed: int = 0,
+    test_identities: float = 0.25,
+    device: str | None = None,
+    test_time_flip: bool | None = None,
+    clean_sketches: bool | None = None,
+) -> dict:
     """Test figures of a checkpoint; ``test_time_flip``/``clean_sketches`` override its manifest
     (None: as the manifest says), to measure what each setting is worth on the same weights."""
     from core.model.inference import InferenceModel
@@ -199,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "init":
             manifest = init_checkpoint(
-                args.out, args.backbone, args.weights, args.embedding_dim, command=command,
+                args.out,
+                args.backbone,
+                args.weights,
+                args.embedding_dim,
+                command=command,
             )
             print(f"wrote {args.out} (weights sha256 {manifest.weights_sha256[:12]})")
         elif args.command == "fit":
@@ -214,9 +237,15 @@ def main(argv: list[str] | None = None) -> int:
 
                 torch.set_num_threads(args.threads)
             figures = evaluate_model(
-                args.model, args.dataset, args.root, args.split,
-                seed=args.seed, test_identities=args.test_identities, device=args.device,
-                test_time_flip=args.test_time_flip, clean_sketches=args.clean_sketches,
+                args.model,
+                args.dataset,
+                args.root,
+                args.split,
+                seed=args.seed,
+                test_identities=args.test_identities,
+                device=args.device,
+                test_time_flip=args.test_time_flip,
+                clean_sketches=args.clean_sketches,
             )
             if args.json:
                 print(json.dumps(figures, indent=2))

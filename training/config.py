@@ -91,7 +91,7 @@ class FitConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "FitConfig":
+    def from_json(cls, data: dict) -> FitConfig:
         data = dict(data)
         data["losses"] = LossWeights(**data.get("losses", {}))
         known = {f.name for f in fields(cls)}

@@ -12,9 +12,9 @@ import csv
 import dataclasses
 import random
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -247,9 +247,7 @@ def read_market_attributes(
             values["lower_type"] = "trousers" if code["down"] == 1 else "shorts"
         for prefix, ours in (("up", "upper_color"), ("down", "lower_color")):
             worn = [
-                n[len(prefix) :]
-                for n in names
-                if n.startswith(prefix) and n[len(prefix) :] in colours and code[n] == 2
+                n[len(prefix) :] for n in names if n.startswith(prefix) and n[len(prefix) :] in colours and code[n] == 2
             ]
             if len(worn) == 1:
                 values[ours] = worn[0]

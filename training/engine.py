@@ -185,9 +185,16 @@ def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
         if manifest.attribute_schema != schema:
             raise ValueError(f"{config.init}: attribute schema differs from the training schema")
         return network.train()
-    network = SketchPhotoNet(config.backbone, schema, config.embedding_dim, shared_backbone=config.share_backbone,
-                             parts=config.parts, part_columns=config.part_columns,
-                             feature_stride=config.feature_stride, dilated=config.dilated)
+    network = SketchPhotoNet(
+        config.backbone,
+        schema,
+        config.embedding_dim,
+        shared_backbone=config.share_backbone,
+        parts=config.parts,
+        part_columns=config.part_columns,
+        feature_stride=config.feature_stride,
+        dilated=config.dilated,
+    )
     load_pretrained_backbones(network, Path(config.backbone_weights) if config.backbone_weights else None)
     return network
 
@@ -227,8 +234,9 @@ class Trainer:
         self.data = prepare_data(config, schema)
         self.configs = {
             Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=config.grey_input),
-            Modality.SKETCH: PreprocessConfig(height=config.height, width=config.width, greyscale=True,
-                                              clean_sketch=config.clean_sketches),
+            Modality.SKETCH: PreprocessConfig(
+                height=config.height, width=config.width, greyscale=True, clean_sketch=config.clean_sketches
+            ),
         }
         train = self.data.train + (datasets.pseudo_sketches(self.data.train) if config.pseudo_sketches else [])
         records = train + self.data.source
@@ -237,21 +245,42 @@ class Trainer:
         labels = [self.label_of[r.key] for r in records]
         is_source = [False] * len(train) + [True] * len(self.data.source)
         self.dataset = TrainingImages(
-            records, labels, self.configs, schema, source=is_source, seed=config.seed,
-            augmentation=Augmentation(crop_scale=(config.crop_min, 1.0), pad=config.pad,
-                                      grey_photos=config.grey_photos, erase=config.erase,
-                                      hatched=config.hatched_sketches, sketch_style=config.sketch_style),
+            records,
+            labels,
+            self.configs,
+            schema,
+            source=is_source,
+            seed=config.seed,
+            augmentation=Augmentation(
+                crop_scale=(config.crop_min, 1.0),
+                pad=config.pad,
+                grey_photos=config.grey_photos,
+                erase=config.erase,
+                hatched=config.hatched_sketches,
+                sketch_style=config.sketch_style,
+            ),
         )
         self.co_sampler = IdentityBatchSampler(
-            records, labels, p=config.p, k=config.k, source=is_source,
+            records,
+            labels,
+            p=config.p,
+            k=config.k,
+            source=is_source,
             source_share=config.source_share if self.data.source else 0.0,
-            seed=config.seed, batches=config.steps_per_epoch,
+            seed=config.seed,
+            batches=config.steps_per_epoch,
         )
         self.source_sampler = None
         if config.source_epochs:
             self.source_sampler = IdentityBatchSampler(
-                records, labels, p=config.p, k=config.k, source=is_source, source_share=1.0,
-                seed=config.seed + 1, batches=config.steps_per_epoch,
+                records,
+                labels,
+                p=config.p,
+                k=config.k,
+                source=is_source,
+                source_share=1.0,
+                seed=config.seed + 1,
+                batches=config.steps_per_epoch,
             )
         self.attributes_labelled = any(r.attributes for r in records)
 
@@ -470,8 +499,19 @@ class Trainer:
     def _log(self, row: dict) -> None:
         path = self.out / "log.csv"
         losses = [f.name for f in dataclasses.fields(LossWeights)]
-        columns = ["epoch", "phase", "step", "lr", "seconds", "loss", *losses,
-                   "val_R1", "val_R10", "val_mAP", "val_margin"]
+        columns = [
+            "epoch",
+            "phase",
+            "step",
+            "lr",
+            "seconds",
+            "loss",
+            *losses,
+            "val_R1",
+            "val_R10",
+            "val_mAP",
+            "val_margin",
+        ]
         new = not path.is_file()
         if not new:  # a resumed run keeps the columns its log was started with
             with open(path, newline="", encoding="utf-8") as handle:
@@ -491,15 +531,24 @@ class Trainer:
             epoch = self.epoch
             started = time.time()
             losses = self.train_epoch(epoch)
-            row = {"epoch": epoch + 1, "phase": self._phase(epoch), "step": self.step,
-                   "lr": self.optimizer.param_groups[0]["lr"], **losses}
+            row = {
+                "epoch": epoch + 1,
+                "phase": self._phase(epoch),
+                "step": self.step,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **losses,
+            }
             last = epoch + 1 == self.epochs_total
             if self._phase(epoch) == "co-train" and ((epoch + 1) % self.config.eval_every == 0 or last):
                 validation = self.validate()
                 score = selection_score(validation) if validation else (float(epoch), 0.0)
                 if validation:
-                    row.update(val_R1=validation["R1"], val_R10=validation["R10"], val_mAP=validation["mAP"],
-                               val_margin=validation["margin"])
+                    row.update(
+                        val_R1=validation["R1"],
+                        val_R10=validation["R10"],
+                        val_mAP=validation["mAP"],
+                        val_margin=validation["margin"],
+                    )
                 if score > self.best_score:
                     self.best_score, self.best_epoch = score, epoch + 1
                     self.best_validation = validation

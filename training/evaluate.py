@@ -10,7 +10,8 @@ five artists), sketch -> photo is also measured per style, against the whole gal
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -76,8 +77,13 @@ def attribute_accuracy(
     return out
 
 
-def with_settings(manifest: Manifest, *, test_time_flip: bool | None = None,
-                  clean_sketches: bool | None = None, size: tuple[int, int] | None = None) -> Manifest:
+def with_settings(
+    manifest: Manifest,
+    *,
+    test_time_flip: bool | None = None,
+    clean_sketches: bool | None = None,
+    size: tuple[int, int] | None = None,
+) -> Manifest:
     """``manifest`` with its inference settings overridden where a value is given (``size``: the
     input height and width of both modalities)."""
     if test_time_flip is not None:
@@ -87,8 +93,10 @@ def with_settings(manifest: Manifest, *, test_time_flip: bool | None = None,
         manifest = dataclasses.replace(manifest, preprocess={**manifest.preprocess, Modality.SKETCH: sketch})
     if size is not None:
         height, width = size
-        manifest = dataclasses.replace(manifest, preprocess={
-            m: dataclasses.replace(c, height=height, width=width) for m, c in manifest.preprocess.items()})
+        manifest = dataclasses.replace(
+            manifest,
+            preprocess={m: dataclasses.replace(c, height=height, width=width) for m, c in manifest.preprocess.items()},
+        )
     return manifest
 
 

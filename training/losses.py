@@ -9,7 +9,7 @@ A loss with nothing to act on in a batch returns a zero that still carries the g
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

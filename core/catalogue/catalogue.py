@@ -118,8 +118,13 @@ class Catalogue:
         with self._begin() as session:
             if session.get(Model, sha256) is None:
                 session.add(
-                    Model(sha256=sha256, name=name, embedding_dim=embedding_dim,
-                          manifest_json=json.dumps(manifest), registered_at=utcnow())
+                    Model(
+                        sha256=sha256,
+                        name=name,
+                        embedding_dim=embedding_dim,
+                        manifest_json=json.dumps(manifest),
+                        registered_at=utcnow(),
+                    )
                 )
 
     # -- what is on file -----------------------------------------------------------------------
@@ -146,28 +151,51 @@ class Catalogue:
         now = utcnow()
         with self._begin() as session:
             rows = [
-                Photo(path=p.path, sha256=p.sha256, size_bytes=p.size_bytes, mtime_ns=p.mtime_ns,
-                      width=p.width, height=p.height, imported_at=now, source_folder=p.source_folder,
-                      thumbnail=p.thumbnail, missing_since=None)
+                Photo(
+                    path=p.path,
+                    sha256=p.sha256,
+                    size_bytes=p.size_bytes,
+                    mtime_ns=p.mtime_ns,
+                    width=p.width,
+                    height=p.height,
+                    imported_at=now,
+                    source_folder=p.source_folder,
+                    thumbnail=p.thumbnail,
+                    missing_since=None,
+                )
                 for p in photos
             ]
             session.add_all(rows)
             session.flush()
             for row, photo in zip(rows, photos):
-                session.add(Embedding(photo_id=row.id, model_sha256=model_sha256,
-                                      vector=np.asarray(photo.embedding, np.float32).tobytes()))
+                session.add(
+                    Embedding(
+                        photo_id=row.id,
+                        model_sha256=model_sha256,
+                        vector=np.asarray(photo.embedding, np.float32).tobytes(),
+                    )
+                )
                 for name, (value, confidence) in photo.attributes.items():
-                    session.add(PhotoAttribute(photo_id=row.id, name=name, source=AttributeSource.MODEL.value,
-                                               value=value, confidence=float(confidence)))
+                    session.add(
+                        PhotoAttribute(
+                            photo_id=row.id,
+                            name=name,
+                            source=AttributeSource.MODEL.value,
+                            value=value,
+                            confidence=float(confidence),
+                        )
+                    )
             return [row.id for row in rows]
 
     def relocate_photo(self, photo_id: int, path: str, size_bytes: int, mtime_ns: int, source_folder: str) -> None:
         """A known photo (same content) found at a new path, or with a new modification time."""
         with self._begin() as session:
             session.execute(
-                update(Photo).where(Photo.id == photo_id).values(
-                    path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, source_folder=source_folder,
-                    missing_since=None)
+                update(Photo)
+                .where(Photo.id == photo_id)
+                .values(
+                    path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, source_folder=source_folder, missing_since=None
+                )
             )
 
     def delete_photos(self, photo_ids: Iterable[int]) -> None:
@@ -180,8 +208,9 @@ class Catalogue:
         ids = list(photo_ids)
         if ids:
             with self._begin() as session:
-                session.execute(update(Photo).where(Photo.id.in_(ids), Photo.missing_since.is_(None))
-                                .values(missing_since=utcnow()))
+                session.execute(
+                    update(Photo).where(Photo.id.in_(ids), Photo.missing_since.is_(None)).values(missing_since=utcnow())
+                )
 
     def mark_present(self, photo_ids: Iterable[int]) -> None:
         ids = list(photo_ids)
@@ -192,26 +221,46 @@ class Catalogue:
     def missing_photos(self) -> list[tuple[int, str]]:
         """(id, path) of the photos flagged missing."""
         with self._begin() as session:
-            return [(pid, path) for pid, path in session.execute(
-                select(Photo.id, Photo.path).where(Photo.missing_since.is_not(None)).order_by(Photo.id))]
+            return [
+                (pid, path)
+                for pid, path in session.execute(
+                    select(Photo.id, Photo.path).where(Photo.missing_since.is_not(None)).order_by(Photo.id)
+                )
+            ]
 
     # -- embeddings ----------------------------------------------------------------------------
-    def store_embeddings(self, model_sha256: str, photo_ids: Sequence[int], vectors: np.ndarray,
-                         attributes: Sequence[Mapping[str, tuple[str, float]]] | None = None) -> None:
+    def store_embeddings(
+        self,
+        model_sha256: str,
+        photo_ids: Sequence[int],
+        vectors: np.ndarray,
+        attributes: Sequence[Mapping[str, tuple[str, float]]] | None = None,
+    ) -> None:
         with self._begin() as session:
             for i, (pid, vector) in enumerate(zip(photo_ids, vectors)):
-                session.merge(Embedding(photo_id=int(pid), model_sha256=model_sha256,
-                                        vector=np.asarray(vector, np.float32).tobytes()))
+                session.merge(
+                    Embedding(
+                        photo_id=int(pid), model_sha256=model_sha256, vector=np.asarray(vector, np.float32).tobytes()
+                    )
+                )
                 for name, (value, confidence) in (attributes[i] if attributes else {}).items():
-                    session.merge(PhotoAttribute(photo_id=int(pid), name=name, source=AttributeSource.MODEL.value,
-                                                 value=value, confidence=float(confidence)))
+                    session.merge(
+                        PhotoAttribute(
+                            photo_id=int(pid),
+                            name=name,
+                            source=AttributeSource.MODEL.value,
+                            value=value,
+                            confidence=float(confidence),
+                        )
+                    )
 
     def embeddings(self, model_sha256: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """All stored vectors of one model: (ids int64 N, vectors float32 N x dim)."""
         with self._begin() as session:
             rows = session.execute(
                 select(Embedding.photo_id, Embedding.vector)
-                .where(Embedding.model_sha256 == model_sha256).order_by(Embedding.photo_id)
+                .where(Embedding.model_sha256 == model_sha256)
+                .order_by(Embedding.photo_id)
             ).all()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
@@ -219,8 +268,9 @@ class Catalogue:
 
     def embedded_ids(self, model_sha256: str) -> np.ndarray:
         with self._begin() as session:
-            ids = session.scalars(select(Embedding.photo_id).where(Embedding.model_sha256 == model_sha256)
-                                  .order_by(Embedding.photo_id)).all()
+            ids = session.scalars(
+                select(Embedding.photo_id).where(Embedding.model_sha256 == model_sha256).order_by(Embedding.photo_id)
+            ).all()
         return np.asarray(ids, dtype=np.int64)
 
     @staticmethod
@@ -232,29 +282,36 @@ class Catalogue:
     def ids_without_embedding(self, model_sha256: str) -> list[tuple[int, str]]:
         """(id, path) of the photos found at the last import that have no embedding for the model."""
         with self._begin() as session:
-            return [(pid, path) for pid, path in session.execute(
-                select(Photo.id, Photo.path).where(*self._unembedded(model_sha256)).order_by(Photo.id))]
+            return [
+                (pid, path)
+                for pid, path in session.execute(
+                    select(Photo.id, Photo.path).where(*self._unembedded(model_sha256)).order_by(Photo.id)
+                )
+            ]
 
     def count_without_embedding(self, model_sha256: str) -> int:
         with self._begin() as session:
             return session.scalar(select(func.count(Photo.id)).where(*self._unembedded(model_sha256))) or 0
 
     # -- attributes ----------------------------------------------------------------------------
-    def set_attribute(self, photo_id: int, name: str, value: str, source: AttributeSource,
-                      confidence: float = 1.0) -> None:
+    def set_attribute(
+        self, photo_id: int, name: str, value: str, source: AttributeSource, confidence: float = 1.0
+    ) -> None:
         with self._begin() as session:
             if session.get(Photo, photo_id) is None:
                 raise UnknownPhotoError(f"no photo with id {photo_id}")
-            session.merge(PhotoAttribute(photo_id=photo_id, name=name, source=source.value,
-                                         value=value, confidence=confidence))
+            session.merge(
+                PhotoAttribute(photo_id=photo_id, name=name, source=source.value, value=value, confidence=confidence)
+            )
 
     def set_attributes(self, rows: Iterable[tuple[int, str, str]], source: AttributeSource) -> int:
         """Set many (photo_id, name, value) at once, in one transaction; returns the count."""
         count = 0
         with self._begin() as session:
             for photo_id, name, value in rows:
-                session.merge(PhotoAttribute(photo_id=photo_id, name=name, source=source.value,
-                                             value=value, confidence=1.0))
+                session.merge(
+                    PhotoAttribute(photo_id=photo_id, name=name, source=source.value, value=value, confidence=1.0)
+                )
                 count += 1
         return count
 
@@ -265,9 +322,13 @@ class Catalogue:
             return result
         with self._begin() as session:
             rows = session.execute(
-                select(PhotoAttribute.photo_id, PhotoAttribute.name, PhotoAttribute.value,
-                       PhotoAttribute.confidence, PhotoAttribute.source)
-                .where(PhotoAttribute.photo_id.in_(list(result)))
+                select(
+                    PhotoAttribute.photo_id,
+                    PhotoAttribute.name,
+                    PhotoAttribute.value,
+                    PhotoAttribute.confidence,
+                    PhotoAttribute.source,
+                ).where(PhotoAttribute.photo_id.in_(list(result)))
             ).all()
         for pid, name, value, confidence, source in rows:
             candidate = AttributeValue(value, confidence, AttributeSource(source))
@@ -279,10 +340,12 @@ class Catalogue:
     def attribute_table(self, schema_values: Mapping[str, Sequence[str]]) -> AttributeTable:
         """Effective values of every photo for the attributes in ``schema_values`` (name -> values).
 
-        Names, values and precedence are resolved inside SQLite, so a gallery of 100k photos with a dozen attributes each loads in about a second."""
+        Names, values and precedence are resolved inside SQLite, so a gallery of 100k photos with a dozen
+        attributes each loads in about a second."""
         names = tuple(schema_values)
-        codes = [(name, value, j, code) for j, name in enumerate(names)
-                 for code, value in enumerate(schema_values[name])]
+        codes = [
+            (name, value, j, code) for j, name in enumerate(names) for code, value in enumerate(schema_values[name])
+        ]
         priority = " ".join(f"WHEN '{s.value}' THEN {s.priority}" for s in AttributeSource)
         with self.engine.connect() as connection:
             # the DB-API cursor gives plain tuples, which numpy converts in C (rows wrapped by
@@ -317,13 +380,19 @@ class Catalogue:
         """Records in the order asked; unknown ids are left out."""
         ids = [int(i) for i in photo_ids]
         with self._begin() as session:
-            rows = {
-                p.id: p for p in session.scalars(select(Photo).where(Photo.id.in_(ids)))
-            }
+            rows = {p.id: p for p in session.scalars(select(Photo).where(Photo.id.in_(ids)))}
             records = {
-                pid: PhotoRecord(id=p.id, path=p.path, sha256=p.sha256, size_bytes=p.size_bytes, width=p.width,
-                                 height=p.height, imported_at=p.imported_at, source_folder=p.source_folder,
-                                 missing=p.missing_since is not None)
+                pid: PhotoRecord(
+                    id=p.id,
+                    path=p.path,
+                    sha256=p.sha256,
+                    size_bytes=p.size_bytes,
+                    width=p.width,
+                    height=p.height,
+                    imported_at=p.imported_at,
+                    source_folder=p.source_folder,
+                    missing=p.missing_since is not None,
+                )
                 for pid, p in rows.items()
             }
         attributes = self.attributes_of(list(records))
@@ -354,7 +423,8 @@ class Catalogue:
         with self._begin() as session:
             rows = session.execute(
                 select(Photo.source_folder, func.count(Photo.id), func.count(Photo.missing_since))
-                .group_by(Photo.source_folder).order_by(Photo.source_folder)
+                .group_by(Photo.source_folder)
+                .order_by(Photo.source_folder)
             ).all()
         return [FolderSummary(folder, photos, missing) for folder, photos, missing in rows]
 
@@ -365,8 +435,15 @@ class Catalogue:
     # -- import log ----------------------------------------------------------------------------
     def start_import(self, roots: Sequence[str]) -> int:
         with self._begin() as session:
-            run = ImportRun(started_at=utcnow(), roots=json.dumps(list(roots)), status="running",
-                            added=0, updated=0, unchanged=0, failed=0)
+            run = ImportRun(
+                started_at=utcnow(),
+                roots=json.dumps(list(roots)),
+                status="running",
+                added=0,
+                updated=0,
+                unchanged=0,
+                failed=0,
+            )
             session.add(run)
             session.flush()
             return run.id
@@ -379,10 +456,16 @@ class Catalogue:
     def finish_import(self, import_id: int, summary: ImportSummary) -> None:
         with self._begin() as session:
             session.execute(
-                update(ImportRun).where(ImportRun.id == import_id).values(
-                    finished_at=utcnow(), status="cancelled" if summary.cancelled else "done",
-                    added=summary.added, updated=summary.updated, unchanged=summary.unchanged,
-                    failed=len(summary.failed))
+                update(ImportRun)
+                .where(ImportRun.id == import_id)
+                .values(
+                    finished_at=utcnow(),
+                    status="cancelled" if summary.cancelled else "done",
+                    added=summary.added,
+                    updated=summary.updated,
+                    unchanged=summary.unchanged,
+                    failed=len(summary.failed),
+                )
             )
 
     def last_import_failures(self) -> list[ImportFailure]:
@@ -390,8 +473,11 @@ class Catalogue:
             last = session.scalar(select(func.max(ImportRun.id)))
             if last is None:
                 return []
-            rows = session.execute(select(ImportFailureRow.path, ImportFailureRow.reason)
-                                   .where(ImportFailureRow.import_id == last).order_by(ImportFailureRow.id))
+            rows = session.execute(
+                select(ImportFailureRow.path, ImportFailureRow.reason)
+                .where(ImportFailureRow.import_id == last)
+                .order_by(ImportFailureRow.id)
+            )
             return [ImportFailure(path, reason) for path, reason in rows]
 
     def _mark_interrupted_imports(self) -> None:
@@ -400,5 +486,8 @@ class Catalogue:
                 update(ImportRun).where(ImportRun.status == "running").values(status="interrupted")
             ).rowcount
         if interrupted:
-            log.warning("%s: %d import(s) did not finish (interrupted); their committed batches are kept",
-                        self.path, interrupted)
+            log.warning(
+                "%s: %d import(s) did not finish (interrupted); their committed batches are kept",
+                self.path,
+                interrupted,
+            )

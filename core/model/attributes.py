@@ -40,7 +40,7 @@ class AttributeSchema:
         return [{"name": a.name, "values": list(a.values)} for a in self.attributes]
 
     @classmethod
-    def from_json(cls, data: list[dict]) -> "AttributeSchema":
+    def from_json(cls, data: list[dict]) -> AttributeSchema:
         return cls(tuple(AttributeSpec(d["name"], tuple(d["values"])) for d in data))
 
 

@@ -4,10 +4,10 @@ pretrained weights from a local file (nothing is downloaded at run time)."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import timm
 import torch

@@ -48,8 +48,9 @@ class Manifest:
         changes an embedding. Galleries store vectors under this key, so a change of weights,
         preprocessing or flip re-indexes them instead of mixing incompatible vectors."""
         settings = {m.value: cfg.to_json() for m, cfg in self.preprocess.items()}
-        blob = json.dumps({"weights": self.weights_sha256, "preprocess": settings, "flip": self.test_time_flip},
-                          sort_keys=True)  # sorted keys: the same settings always give the same key
+        blob = json.dumps(
+            {"weights": self.weights_sha256, "preprocess": settings, "flip": self.test_time_flip}, sort_keys=True
+        )  # sorted keys: the same settings always give the same key
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def to_json(self) -> dict:
@@ -71,7 +72,7 @@ class Manifest:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> "Manifest":
+    def from_json(cls, data: dict) -> Manifest:
         if data.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"unsupported checkpoint format version {data.get('format_version')}")
         return cls(
@@ -103,15 +104,18 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 def build_network(manifest: Manifest) -> SketchPhotoNet:
     return SketchPhotoNet(
-        manifest.backbone, manifest.attribute_schema, manifest.embedding_dim,
-        shared_backbone=manifest.shared_backbone, parts=manifest.parts,
-        part_columns=manifest.part_columns, feature_stride=manifest.feature_stride, dilated=manifest.dilated,
+        manifest.backbone,
+        manifest.attribute_schema,
+        manifest.embedding_dim,
+        shared_backbone=manifest.shared_backbone,
+        parts=manifest.parts,
+        part_columns=manifest.part_columns,
+        feature_stride=manifest.feature_stride,
+        dilated=manifest.dilated,
     )
 
 
-def save_checkpoint(
-    network: SketchPhotoNet, manifest: Manifest, folder: Path, *, half: bool = False
-) -> Manifest:
+def save_checkpoint(network: SketchPhotoNet, manifest: Manifest, folder: Path, *, half: bool = False) -> Manifest:
     """Write weights and manifest into ``folder``; returns the manifest with the weights' sha256.
 
     ``half`` stores floating-point tensors as float16 (half the size; inference casts back)."""
@@ -180,8 +184,9 @@ def load_checkpoint(folder: Path) -> tuple[SketchPhotoNet, Manifest]:
         stored = [k for k in keys if k in state]  # a missing key fails the load below
         differing = [k for k in stored[1:] if not torch.equal(state[k], state[stored[0]])]
         if differing:
-            raise CheckpointError(f"{weights}: the manifest says the encoders share weights, but {stored[0]} "
-                                  f"and {differing[0]} differ")
+            raise CheckpointError(
+                f"{weights}: the manifest says the encoders share weights, but {stored[0]} and {differing[0]} differ"
+            )
     try:
         network.load_state_dict(state)
     except RuntimeError as exc:

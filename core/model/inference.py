@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -53,8 +53,9 @@ class InferenceModel:
         self._attach(network, manifest, choose_device(device), batch_size)
 
     @classmethod
-    def from_network(cls, network: SketchPhotoNet, manifest: Manifest, device: torch.device | str | None = None,
-                     batch_size: int = 64) -> "InferenceModel":
+    def from_network(
+        cls, network: SketchPhotoNet, manifest: Manifest, device: torch.device | str | None = None, batch_size: int = 64
+    ) -> InferenceModel:
         """Wrap a network held in memory (validation during training) so that it is preprocessed,
         run and decoded exactly as a loaded checkpoint is. The network is put in eval mode; a
         training loop puts it back in train mode itself."""

@@ -38,8 +38,15 @@ class ModalityEncoder(nn.Module):
     blue trousers are then not the same as a blue top and red trousers. Aligned faces keep their
     layout best on a fine grid of stride-16 features: eyes, nose and mouth fall in the same cells."""
 
-    def __init__(self, backbone: str, embedding_dim: int | None = None, parts: int = 1,
-                 part_columns: int = 1, feature_stride: int = 32, dilated: bool = False):
+    def __init__(
+        self,
+        backbone: str,
+        embedding_dim: int | None = None,
+        parts: int = 1,
+        part_columns: int = 1,
+        feature_stride: int = 32,
+        dilated: bool = False,
+    ):
         super().__init__()
         if parts < 1 or part_columns < 1:
             raise ValueError(f"parts and part_columns must be at least 1, got {parts} and {part_columns}")
@@ -68,9 +75,7 @@ class AttributeHead(nn.Module):
     def __init__(self, embedding_dim: int, schema: AttributeSchema):
         super().__init__()
         self.schema = schema
-        self.classifiers = nn.ModuleDict(
-            {a.name: nn.Linear(embedding_dim, len(a.values)) for a in schema.attributes}
-        )
+        self.classifiers = nn.ModuleDict({a.name: nn.Linear(embedding_dim, len(a.values)) for a in schema.attributes})
 
     def forward(self, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: classifier(embedding) for name, classifier in self.classifiers.items()}

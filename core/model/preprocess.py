@@ -32,7 +32,7 @@ class PreprocessConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "PreprocessConfig":
+    def from_json(cls, data: dict) -> PreprocessConfig:
         return cls(
             height=int(data["height"]),
             width=int(data["width"]),

@@ -46,7 +46,7 @@ def crop_to_ink(grey: np.ndarray, margin: float = MARGIN) -> np.ndarray:
     x0, y0, x1, y1 = box
     pad_x, pad_y = int((x1 - x0) * margin) + 2, int((y1 - y0) * margin) + 2
     height, width = grey.shape
-    return grey[max(0, y0 - pad_y): min(height, y1 + pad_y), max(0, x0 - pad_x): min(width, x1 + pad_x)]
+    return grey[max(0, y0 - pad_y) : min(height, y1 + pad_y), max(0, x0 - pad_x) : min(width, x1 + pad_x)]
 
 
 def clean_sketch(rgb: np.ndarray) -> np.ndarray:

@@ -25,7 +25,10 @@ def draw_figure_strokes(qtbot, canvas) -> None:
 
 def wait_for_results(qtbot, window, count: int | None = None, timeout: int = 30000) -> None:
     def ready():
-        return (not window.live.pending() and window.candidates.rowCount() > 0
-                and (count is None or window.candidates.total() == count))
+        return (
+            not window.live.pending()
+            and window.candidates.rowCount() > 0
+            and (count is None or window.candidates.total() == count)
+        )
 
     qtbot.waitUntil(ready, timeout=timeout)

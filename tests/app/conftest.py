@@ -12,7 +12,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-
 from app_helpers import GALLERY_SIZE  # noqa: E402
 
 

@@ -16,8 +16,9 @@ def _run(code_or_args: list[str], tmp_path: Path, timeout: int = 240) -> subproc
     env = {**os.environ, "SKETCHSEARCH_DEVICE": "cpu", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
     env.pop("QT_QPA_PLATFORM", None)
     env.pop("DISPLAY", None)
-    return subprocess.run([sys.executable, *code_or_args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *code_or_args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_first_positional_skips_global_options():

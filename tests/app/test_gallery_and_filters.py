@@ -53,8 +53,13 @@ def test_captions_read_without_attribute_names():
     from core.types import AttributeValue
 
     model = lambda value, confidence: AttributeValue(value, confidence, AttributeSource.MODEL)  # noqa: E731
-    attributes = {"age": model("adult", 0.86), "backpack": model("no", 0.85), "bag": model("yes", 0.6),
-                  "upper_color": model("white", 0.7), "gender": AttributeValue("female", 1.0, AttributeSource.MANUAL)}
+    attributes = {
+        "age": model("adult", 0.86),
+        "backpack": model("no", 0.85),
+        "bag": model("yes", 0.6),
+        "upper_color": model("white", 0.7),
+        "gender": AttributeValue("female", 1.0, AttributeSource.MANUAL),
+    }
     assert caption(attributes) == "female ~white top 70% ~no backpack 85%"
     assert caption({"hat": model("no", 0.9), "age": model("teen", 0.5)}) == "~no hat 90% ~teen 50%"
     assert caption({}) == ""
@@ -85,8 +90,9 @@ def test_comparison_view_shows_the_photo_and_saves_a_correction(qtbot, window, g
     dialog.activateWindow()
     qtbot.keyClick(dialog, Qt.Key_Right)
     assert dialog.row == 1
-    qtbot.waitUntil(lambda: dialog.record is not None and dialog.record.id == window.candidates.candidate(1).photo_id,
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: dialog.record is not None and dialog.record.id == window.candidates.candidate(1).photo_id, timeout=10000
+    )
     qtbot.keyClick(dialog, Qt.Key_Left)
     assert dialog.row == 0
     dialog.close()
@@ -121,8 +127,9 @@ def test_import_dialog_imports_a_folder_and_reports_a_bad_file(qtbot, make_windo
     assert workspace.catalogue.count_photos() == 0
 
 
-def test_a_gallery_imported_with_another_model_is_indexed_on_opening(qtbot, make_window, open_workspace,
-                                                                      other_model, tmp_path):
+def test_a_gallery_imported_with_another_model_is_indexed_on_opening(
+    qtbot, make_window, open_workspace, other_model, tmp_path
+):
     from app.import_dialog import IndexingDialog
     from app.self_test import write_figures
 

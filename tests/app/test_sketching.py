@@ -80,12 +80,29 @@ def test_tablet_pressure_sets_the_line_width(qtbot, window):
 
     canvas = window.canvas
     device = QPointingDevice.primaryPointingDevice()
-    for kind, x, pressure in ((QEvent.TabletPress, 80, 0.2), (QEvent.TabletMove, 120, 0.6),
-                              (QEvent.TabletMove, 160, 1.0), (QEvent.TabletRelease, 160, 0.0)):
+    for kind, x, pressure in (
+        (QEvent.TabletPress, 80, 0.2),
+        (QEvent.TabletMove, 120, 0.6),
+        (QEvent.TabletMove, 160, 1.0),
+        (QEvent.TabletRelease, 160, 0.0),
+    ):
         point = QPointF(x, 200)
         buttons = Qt.NoButton if kind == QEvent.TabletRelease else Qt.LeftButton
-        event = QTabletEvent(kind, device, point, canvas.mapToGlobal(point), pressure, 0.0, 0.0, 0.0, 0.0, 0.0,
-                             Qt.NoModifier, Qt.LeftButton, buttons)
+        event = QTabletEvent(
+            kind,
+            device,
+            point,
+            canvas.mapToGlobal(point),
+            pressure,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            Qt.NoModifier,
+            Qt.LeftButton,
+            buttons,
+        )
         QApplication.sendEvent(canvas, event)
     stroke = window.document.strokes[-1]
     assert [round(p, 1) for _, _, p in stroke.points[:3]] == [0.2, 0.6, 1.0]

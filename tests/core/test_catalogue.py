@@ -15,14 +15,25 @@ from core.types import AttributeSource
 
 
 def new_photo(i: int, **attributes) -> NewPhoto:
-    return NewPhoto(path=f"/photos/{i}.jpg", sha256=f"{i:064x}", size_bytes=100 + i, mtime_ns=i, width=10,
-                    height=20, source_folder="/photos", thumbnail=b"jpeg", embedding=np.full(4, 0.5, np.float32),
-                    attributes=attributes)
+    return NewPhoto(
+        path=f"/photos/{i}.jpg",
+        sha256=f"{i:064x}",
+        size_bytes=100 + i,
+        mtime_ns=i,
+        width=10,
+        height=20,
+        source_folder="/photos",
+        thumbnail=b"jpeg",
+        embedding=np.full(4, 0.5, np.float32),
+        attributes=attributes,
+    )
 
 
 def columns(path) -> dict[str, list[tuple]]:
     with sqlite3.connect(path) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        tables = [
+            r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+        ]
         # (name, type, notnull, pk): defaults differ by construction (ALTER TABLE needs one)
         return {t: sorted((c[1], c[2], c[3], c[5]) for c in db.execute(f"PRAGMA table_info({t})")) for t in tables}
 
@@ -44,9 +55,9 @@ def test_version_1_file_is_migrated_with_its_data(tmp_path):
         create_v1(connection)
         connection.exec_driver_sql(
             "INSERT INTO photos (path, sha256, size_bytes, width, height, imported_at, source_folder, thumbnail) "
-            "VALUES ('/p/a.jpg', 'aa', 5, 10, 20, '2026-01-01 00:00:00', '/p', x'00')")
-        connection.exec_driver_sql(
-            "INSERT INTO photo_attributes VALUES (1, 'gender', 'manual', 'female', 1.0)")
+            "VALUES ('/p/a.jpg', 'aa', 5, 10, 20, '2026-01-01 00:00:00', '/p', x'00')"
+        )
+        connection.exec_driver_sql("INSERT INTO photo_attributes VALUES (1, 'gender', 'manual', 'female', 1.0)")
     engine.dispose()
 
     catalogue = Catalogue(old)

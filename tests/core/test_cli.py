@@ -36,12 +36,17 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
     assert all(set(f) == {"path", "reason"} for f in summary["failed"])
 
     sheet = tmp_path / "sheet.csv"
-    sheet.write_text("filename,gender,hair\n" + "".join(
-        f"{p.name},{'female' if i < 4 else 'male'},long\n" for i, p in enumerate(photos)) + "nobody.jpg,male,short\n")
+    sheet.write_text(
+        "filename,gender,hair\n"
+        + "".join(f"{p.name},{'female' if i < 4 else 'male'},long\n" for i, p in enumerate(photos))
+        + "nobody.jpg,male,short\n"
+    )
     code, out, _ = cli(capsys, *data, "attributes", "import", sheet)
     assert code == 0 and "set 16" in out and "1 row(s) matched no photo" in out
 
-    code, out, _ = cli(capsys, *data, "search", photos[6], photos[1], "--top", "3", "--where", "gender=female", "--json")
+    code, out, _ = cli(
+        capsys, *data, "search", photos[6], photos[1], "--top", "3", "--where", "gender=female", "--json"
+    )
     results = json.loads(out)
     assert code == 0 and [r["query"] for r in results] == [str(photos[6]), str(photos[1])]
     first = results[0]["candidates"]
@@ -142,8 +147,18 @@ def test_kill_9_during_import_loses_nothing(tmp_path, make_photos):
     assert summary["unchanged"] >= killed_at  # nothing committed before the kill is redone
 
     with sqlite3.connect(data / "catalogue.sqlite3") as db:
-        assert db.execute("SELECT count(*), count(DISTINCT sha256), count(DISTINCT path) FROM photos").fetchone() == (160, 160, 160)
+        assert db.execute("SELECT count(*), count(DISTINCT sha256), count(DISTINCT path) FROM photos").fetchone() == (
+            160,
+            160,
+            160,
+        )
         assert db.execute("SELECT status FROM import_runs ORDER BY id").fetchall() == [("interrupted",), ("done",)]
-    verify = subprocess.run([sys.executable, "-m", "core.cli", "--data-dir", str(data), "verify"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    verify = subprocess.run(
+        [sys.executable, "-m", "core.cli", "--data-dir", str(data), "verify"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr

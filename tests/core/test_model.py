@@ -24,13 +24,61 @@ from core.model.network import Modality, SketchPhotoNet
 from core.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, preprocess
 
 CLOTHING = {
-    "jean", "miniskirt", "sweatshirt", "jersey", "cardigan", "suit", "trench coat", "backpack", "abaya",
-    "fur coat", "lab coat", "poncho", "pajama", "kimono", "sarong", "overskirt", "hoopskirt", "military uniform",
-    "maillot", "maillot tank suit", "swimming trunks", "stole", "cloak", "apron", "sock", "T-shirt", "cowboy boot",
-    "running shoe", "sandal", "Loafer", "clog", "purse", "mailbag", "umbrella", "sunglasses", "sunglass", "wig",
-    "bow tie", "Windsor tie", "vestment", "academic gown", "gown", "bikini", "knee pad", "mitten", "bonnet",
-    "sombrero", "cowboy hat", "crash helmet", "plastic bag", "shopping basket", "bulletproof vest",
-    "neck brace", "mortarboard", "ballplayer",
+    "jean",
+    "miniskirt",
+    "sweatshirt",
+    "jersey",
+    "cardigan",
+    "suit",
+    "trench coat",
+    "backpack",
+    "abaya",
+    "fur coat",
+    "lab coat",
+    "poncho",
+    "pajama",
+    "kimono",
+    "sarong",
+    "overskirt",
+    "hoopskirt",
+    "military uniform",
+    "maillot",
+    "maillot tank suit",
+    "swimming trunks",
+    "stole",
+    "cloak",
+    "apron",
+    "sock",
+    "T-shirt",
+    "cowboy boot",
+    "running shoe",
+    "sandal",
+    "Loafer",
+    "clog",
+    "purse",
+    "mailbag",
+    "umbrella",
+    "sunglasses",
+    "sunglass",
+    "wig",
+    "bow tie",
+    "Windsor tie",
+    "vestment",
+    "academic gown",
+    "gown",
+    "bikini",
+    "knee pad",
+    "mitten",
+    "bonnet",
+    "sombrero",
+    "cowboy hat",
+    "crash helmet",
+    "plastic bag",
+    "shopping basket",
+    "bulletproof vest",
+    "neck brace",
+    "mortarboard",
+    "ballplayer",
 }
 
 
@@ -75,7 +123,10 @@ def test_preprocess_resizes_normalises_and_greys():
     assert colour.shape == (3, 64, 32) and colour.dtype == np.float32
     np.testing.assert_allclose(colour[:, 10, 10], (np.array([1.0, 0, 0]) - IMAGENET_MEAN) / IMAGENET_STD, rtol=1e-5)
     grey = preprocess(image, PreprocessConfig(height=64, width=32, greyscale=True))
-    raw = grey * np.asarray(IMAGENET_STD, np.float32)[:, None, None] + np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
+    raw = (
+        grey * np.asarray(IMAGENET_STD, np.float32)[:, None, None]
+        + np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
+    )
     np.testing.assert_allclose(raw[0], raw[1], atol=1e-6)
     np.testing.assert_allclose(raw[0, 10, 10], 76 / 255, atol=2 / 255)  # ITU-R 601 luma of red
 
@@ -103,7 +154,8 @@ def test_shipped_manifest_says_what_the_model_is(model_dir):
     else:
         assert "not trained" in manifest.provenance["kind"]
         assert InferenceModel(model_dir, device="cpu").embed_images(
-            [np.zeros((50, 20, 3), np.uint8)], Modality.PHOTO).attributes == [{}]
+            [np.zeros((50, 20, 3), np.uint8)], Modality.PHOTO
+        ).attributes == [{}]
 
 
 def test_photo_and_sketch_encoders_are_separate(inference_model):
@@ -129,8 +181,9 @@ def test_shared_backbone_ties_convolutions_and_survives_a_checkpoint(tmp_path, m
     assert not torch.equal(network.sketch.backbone.bn1.weight, network.photo.backbone.bn1.weight)
 
     # the bundled model's manifest, describing this whole-backbone network instead
-    shared = dataclasses.replace(manifest, embedding_dim=64, shared_backbone=True, parts=1, part_columns=1,
-                                 feature_stride=32)
+    shared = dataclasses.replace(
+        manifest, embedding_dim=64, shared_backbone=True, parts=1, part_columns=1, feature_stride=32
+    )
     save_checkpoint(network.eval(), shared, tmp_path / "shared")
     assert read_manifest(tmp_path / "shared").shared_backbone
     loaded, _ = load_checkpoint(tmp_path / "shared")
@@ -211,7 +264,8 @@ def test_test_time_flip_makes_an_embedding_blind_to_left_and_right(inference_mod
     assert np.min(np.sum(plain[:3] * plain[3:], axis=1)) < 0.999  # the network itself is not symmetric
 
     flipping = InferenceModel.from_network(
-        inference_model.network, dataclasses.replace(inference_model.manifest, test_time_flip=True), device="cpu")
+        inference_model.network, dataclasses.replace(inference_model.manifest, test_time_flip=True), device="cpu"
+    )
     both = flipping.embed_images(images + mirrors, Modality.SKETCH).embeddings
     np.testing.assert_allclose(both[:3], both[3:], atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(both, axis=1), 1.0, atol=1e-5)
@@ -225,8 +279,13 @@ def test_embedding_key_changes_with_anything_that_changes_an_embedding(model_dir
     assert manifest.embedding_key == read_manifest(model_dir).embedding_key
     flipped = dataclasses.replace(manifest, test_time_flip=not manifest.test_time_flip)
     sketch = manifest.preprocess[Modality.SKETCH]
-    cleaned = dataclasses.replace(manifest, preprocess={
-        **manifest.preprocess, Modality.SKETCH: dataclasses.replace(sketch, clean_sketch=not sketch.clean_sketch)})
+    cleaned = dataclasses.replace(
+        manifest,
+        preprocess={
+            **manifest.preprocess,
+            Modality.SKETCH: dataclasses.replace(sketch, clean_sketch=not sketch.clean_sketch),
+        },
+    )
     other_weights = dataclasses.replace(manifest, weights_sha256="0" * 64)
     keys = {m.embedding_key for m in (manifest, flipped, cleaned, other_weights)}
     assert len(keys) == 4
@@ -247,8 +306,9 @@ def test_part_pooling_concatenates_stripe_means_and_survives_a_checkpoint(tmp_pa
         expected = torch.stack(stripes, dim=2).flatten(1)  # channel-major, as the pool flattens
         assert torch.allclose(network(images, Modality.PHOTO).feature, expected, atol=1e-5)
 
-    parted = dataclasses.replace(manifest, embedding_dim=network.embedding_dim, shared_backbone=False, parts=3,
-                                 part_columns=1, feature_stride=32)
+    parted = dataclasses.replace(
+        manifest, embedding_dim=network.embedding_dim, shared_backbone=False, parts=3, part_columns=1, feature_stride=32
+    )
     save_checkpoint(network, parted, tmp_path / "parts")
     loaded, loaded_manifest = load_checkpoint(tmp_path / "parts")
     assert loaded_manifest.parts == 3 and loaded.parts == 3
@@ -325,11 +385,25 @@ def test_dilated_resnet50_keeps_its_last_stage_at_stride_16():
 
 def test_dilated_network_survives_a_checkpoint_and_older_manifests_read_as_cut(tmp_path, model_dir):
     _, manifest = load_checkpoint(model_dir)
-    network = SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, shared_backbone=True,
-                             parts=2, part_columns=1, feature_stride=16, dilated=True).eval()
+    network = SketchPhotoNet(
+        "efficientnet_lite0",
+        PERSON_ATTRIBUTES,
+        shared_backbone=True,
+        parts=2,
+        part_columns=1,
+        feature_stride=16,
+        dilated=True,
+    ).eval()
     assert network.embedding_dim == 320 * 2
-    dilated = dataclasses.replace(manifest, embedding_dim=network.embedding_dim, shared_backbone=True,
-                                  parts=2, part_columns=1, feature_stride=16, dilated=True)
+    dilated = dataclasses.replace(
+        manifest,
+        embedding_dim=network.embedding_dim,
+        shared_backbone=True,
+        parts=2,
+        part_columns=1,
+        feature_stride=16,
+        dilated=True,
+    )
     images = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 3, 64, 32), dtype=np.float32))
     loaded, loaded_manifest = _assert_round_trip(network, dilated, tmp_path / "dilated", images)
     assert loaded_manifest.dilated and loaded.dilated
@@ -348,23 +422,29 @@ def test_grid_pooling_at_stride_16_keeps_each_cell_and_survives_a_checkpoint(tmp
     side by side, rebuilt from the manifest alone; a manifest written before the grid existed
     reads as the whole backbone pooled once."""
     _, manifest = load_checkpoint(model_dir)
-    network = SketchPhotoNet("efficientnet_lite0", PERSON_ATTRIBUTES, shared_backbone=True,
-                             parts=2, part_columns=3, feature_stride=16).eval()
+    network = SketchPhotoNet(
+        "efficientnet_lite0", PERSON_ATTRIBUTES, shared_backbone=True, parts=2, part_columns=3, feature_stride=16
+    ).eval()
     assert network.embedding_dim == 112 * 2 * 3
     images = torch.from_numpy(np.random.default_rng(3).standard_normal((2, 3, 64, 96), dtype=np.float32))
     with torch.no_grad():
         feature_map = network.sketch.backbone(images)  # 2 x 112 x 4 x 6: each cell 2 x 2
-        cells = [feature_map[:, :, 2 * r: 2 * r + 2, 2 * c: 2 * c + 2].mean(dim=(2, 3))
-                 for r in range(2) for c in range(3)]
+        cells = [
+            feature_map[:, :, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2].mean(dim=(2, 3)) for r in range(2) for c in range(3)
+        ]
         expected = torch.stack(cells, dim=2).flatten(1)  # channel-major, row-major cells
         assert torch.allclose(network(images, Modality.SKETCH).feature, expected, atol=1e-5)
 
-    gridded = dataclasses.replace(manifest, embedding_dim=network.embedding_dim, shared_backbone=True,
-                                  parts=2, part_columns=3, feature_stride=16)
+    gridded = dataclasses.replace(
+        manifest, embedding_dim=network.embedding_dim, shared_backbone=True, parts=2, part_columns=3, feature_stride=16
+    )
     _, loaded_manifest = _assert_round_trip(network, gridded, tmp_path / "grid", images)
     assert (loaded_manifest.parts, loaded_manifest.part_columns, loaded_manifest.feature_stride) == (2, 3, 16)
     older = manifest.to_json()
     for key in ("parts", "part_columns", "feature_stride"):
         del older[key]
-    assert (Manifest.from_json(older).parts, Manifest.from_json(older).part_columns,
-            Manifest.from_json(older).feature_stride) == (1, 1, 32)
+    assert (
+        Manifest.from_json(older).parts,
+        Manifest.from_json(older).part_columns,
+        Manifest.from_json(older).feature_stride,
+    ) == (1, 1, 32)

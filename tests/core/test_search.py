@@ -139,8 +139,9 @@ def imported_with_the_first_model(tmp_path, make_photos, open_workspace, count: 
     return folder
 
 
-def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(tmp_path, make_photos, open_workspace,
-                                                                     other_model):
+def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(
+    tmp_path, make_photos, open_workspace, other_model
+):
     folder = imported_with_the_first_model(tmp_path, make_photos, open_workspace, 5)
 
     upgraded = open_workspace(tmp_path / "data", model=other_model)
@@ -168,12 +169,14 @@ def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(tmp_path,
     assert again.stats().indexed == 5 and again.count_unembedded() == 0 and again.verify().ok
 
 
-def test_the_same_weights_with_test_time_flip_turned_on_reindex_the_gallery(tmp_path, make_photos, open_workspace,
-                                                                          inference_model):
+def test_the_same_weights_with_test_time_flip_turned_on_reindex_the_gallery(
+    tmp_path, make_photos, open_workspace, inference_model
+):
     """Flip changes every vector: a gallery embedded without it must not be searched with it."""
     imported_with_the_first_model(tmp_path, make_photos, open_workspace, 3)
     flipping = InferenceModel.from_network(
-        inference_model.network, dataclasses.replace(inference_model.manifest, test_time_flip=True), device="cpu")
+        inference_model.network, dataclasses.replace(inference_model.manifest, test_time_flip=True), device="cpu"
+    )
     assert flipping.sha256 == inference_model.sha256 and flipping.embedding_key != inference_model.embedding_key
     reopened = open_workspace(tmp_path / "data", model=flipping)
     assert reopened.count_unembedded() == 3 and reopened.stats().indexed == 0

@@ -23,7 +23,7 @@ def drawn_figure(height: int = 240, width: int = 100, paper: int = 255, ink: int
 
 def on_page(figure: np.ndarray, top: int, left: int, page: tuple[int, int], paper: int) -> np.ndarray:
     sheet = np.full(page, paper, np.uint8)
-    sheet[top: top + figure.shape[0], left: left + figure.shape[1]] = figure
+    sheet[top : top + figure.shape[0], left : left + figure.shape[1]] = figure
     return sheet
 
 

@@ -21,8 +21,7 @@ pytestmark = pytest.mark.skipif(
 def run_frozen(*args, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["QT_QPA_PLATFORM"] = "offscreen"
-    return subprocess.run([str(FROZEN), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([str(FROZEN), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_frozen_import_search_verify(tmp_path, make_photos):
@@ -50,4 +49,6 @@ def test_frozen_import_search_verify(tmp_path, make_photos):
 
 def test_frozen_errors_are_one_line(tmp_path):
     missing = run_frozen("--data-dir", tmp_path / "data", "search", tmp_path / "nope.jpg", cwd=tmp_path)
-    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: sketch file not found"
+    assert (
+        missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: sketch file not found"
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from training_test_helpers import MARKET_IDS, write_image
 
 REPO = Path(__file__).resolve().parents[2]

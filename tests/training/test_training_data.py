@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
+from training_test_helpers import MARKET_IDS, write_image
 
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.network import Modality
@@ -33,8 +33,6 @@ from training.dataset import (
     pencil_sketch,
     restyle_sketch,
 )
-
-from training_test_helpers import MARKET_IDS, write_image
 
 
 def test_pku_split_1(pku_root):
@@ -149,8 +147,9 @@ def test_dataset_augmentation(pku_root, market_root):
     photo = by_modality(pku_sketch(pku_root, 1).test, Modality.PHOTO)[0]
     source = market1501(market_root)[0]
     configs = {Modality.PHOTO: PreprocessConfig(64, 32), Modality.SKETCH: PreprocessConfig(64, 32, greyscale=True)}
-    data = TrainingImages([photo, source], [0, 1], configs, PERSON_ATTRIBUTES, source=[False, True],
-                          augmentation=Augmentation(), seed=1)
+    data = TrainingImages(
+        [photo, source], [0, 1], configs, PERSON_ATTRIBUTES, source=[False, True], augmentation=Augmentation(), seed=1
+    )
     a, b = data[0]["image"], data[0]["image"]
     assert a.shape == (3, 64, 32) and a.dtype.is_floating_point
     assert np.array_equal(a.numpy(), b.numpy())  # seeded per (seed, epoch, index)
@@ -172,7 +171,10 @@ def test_pseudo_sketches_are_pencil_renderings_of_the_photos(pku_root):
     rgb = read_rgb(photos[0].path)
     drawn = pencil_sketch(rgb)
     assert drawn.dtype == np.uint8 and drawn.ndim == 3 and drawn.shape[2] == 3
-    assert drawn.shape[0] == max(512, rgb.shape[0]) and abs(drawn.shape[1] / drawn.shape[0] - rgb.shape[1] / rgb.shape[0]) < 0.01
+    assert (
+        drawn.shape[0] == max(512, rgb.shape[0])
+        and abs(drawn.shape[1] / drawn.shape[0] - rgb.shape[1] / rgb.shape[0]) < 0.01
+    )
     assert (drawn[..., 0] == drawn[..., 1]).all() and (drawn[..., 1] == drawn[..., 2]).all()  # grey, like a sketch
     # lighter than the photo overall, with dark strokes along its edges
     assert drawn.mean() > rgb.mean() and (drawn[..., 0] < 60).mean() > 0.005
@@ -216,8 +218,14 @@ def test_training_draws_the_share_of_pseudo_sketches_asked_for_hatched(pku_root)
     still = dict(flip=0.0, crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0)
     rgb = read_rgb(photo.path)
     for hatched, expected in ((0.0, lambda rng: pencil_sketch(rgb)), (1.0, lambda rng: hatched_sketch(rgb, rng))):
-        data = TrainingImages([photo, pseudo], [0, 0], configs, PERSON_ATTRIBUTES, seed=5,
-                              augmentation=Augmentation(hatched=hatched, **still))
+        data = TrainingImages(
+            [photo, pseudo],
+            [0, 0],
+            configs,
+            PERSON_ATTRIBUTES,
+            seed=5,
+            augmentation=Augmentation(hatched=hatched, **still),
+        )
         data.set_epoch(2)
         rng = np.random.default_rng([5, 2, 1])
         if hatched:
@@ -250,8 +258,14 @@ def test_training_restyles_sketches_only(pku_root):
     still = dict(flip=0.0, crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0)
     items = {}
     for style in (0.0, 1.0):
-        data = TrainingImages([photo, sketch], [0, 0], configs, PERSON_ATTRIBUTES, seed=5,
-                              augmentation=Augmentation(sketch_style=style, **still))
+        data = TrainingImages(
+            [photo, sketch],
+            [0, 0],
+            configs,
+            PERSON_ATTRIBUTES,
+            seed=5,
+            augmentation=Augmentation(sketch_style=style, **still),
+        )
         items[style] = [data[i]["image"].numpy() for i in (0, 1)]
     assert np.array_equal(items[0.0][0], items[1.0][0])
     assert not np.array_equal(items[0.0][1], items[1.0][1])
@@ -262,8 +276,14 @@ def test_augmentation_without_crop_or_pad_only_mirrors(pku_root):
     the mirror image, half the time."""
     photo = by_modality(pku_sketch(pku_root, 1).test, Modality.PHOTO)[0]
     configs = {Modality.PHOTO: PreprocessConfig(64, 32), Modality.SKETCH: PreprocessConfig(64, 32, greyscale=True)}
-    data = TrainingImages([photo], [0], configs, PERSON_ATTRIBUTES, seed=3,
-                          augmentation=Augmentation(crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0))
+    data = TrainingImages(
+        [photo],
+        [0],
+        configs,
+        PERSON_ATTRIBUTES,
+        seed=3,
+        augmentation=Augmentation(crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0),
+    )
     rgb = read_rgb(photo.path)
     plain, mirrored = preprocess(rgb, configs[Modality.PHOTO]), preprocess(rgb[:, ::-1].copy(), configs[Modality.PHOTO])
     seen = set()

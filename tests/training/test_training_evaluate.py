@@ -54,8 +54,9 @@ def test_summarise():
 
 
 def test_pool_by_style_weights_each_split_by_its_queries():
-    split_1 = {"by_style": {"a": {"queries": 1, "R1": 100.0, "mAP": 50.0},
-                            "b": {"queries": 2, "R1": 50.0, "mAP": 40.0}}}
+    split_1 = {
+        "by_style": {"a": {"queries": 1, "R1": 100.0, "mAP": 50.0}, "b": {"queries": 2, "R1": 50.0, "mAP": 40.0}}
+    }
     split_2 = {"by_style": {"a": {"queries": 3, "R1": 0.0, "mAP": 10.0}}}
     pooled = pool_by_style([split_1, split_2, {}], keys=("R1", "mAP"))
     assert list(pooled) == ["a", "b"]

@@ -12,17 +12,37 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.checkpoint import WEIGHTS_FILE, load_checkpoint, read_manifest
 from core.model.inference import InferenceModel
 from core.model.network import Modality
 from training.cli import main
-from core.model.attributes import PERSON_ATTRIBUTES
 from training.data import ImageRecord, pku_sketch, read_rgb
 from training.engine import attribute_log_priors, forward_mixed, selection_score
 
-TINY = ["--limit-identities", "6", "--validation-identities", "2", "--p", "2", "--k", "2",
-        "--steps-per-epoch", "1", "--height", "64", "--width", "32", "--workers", "0",
-        "--threads", "1", "--no-progress", "--device", "cpu"]
+TINY = [
+    "--limit-identities",
+    "6",
+    "--validation-identities",
+    "2",
+    "--p",
+    "2",
+    "--k",
+    "2",
+    "--steps-per-epoch",
+    "1",
+    "--height",
+    "64",
+    "--width",
+    "32",
+    "--workers",
+    "0",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,9 +55,30 @@ def one_thread():
 
 def test_fit_exports_a_loadable_checkpoint(tmp_path, pku_root, market_root, capsys):
     out = tmp_path / "run"
-    argv = ["fit", "--root", str(pku_root), "--split", "1", "--out", str(out), "--epochs", "1",
-            "--source", "market1501", "--source-root", str(market_root), "--source-epochs", "1",
-            "--source-share", "0.34", "--w-centre", "1", *TINY, "--p", "3"]
+    argv = [
+        "fit",
+        "--root",
+        str(pku_root),
+        "--split",
+        "1",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--source",
+        "market1501",
+        "--source-root",
+        str(market_root),
+        "--source-epochs",
+        "1",
+        "--source-share",
+        "0.34",
+        "--w-centre",
+        "1",
+        *TINY,
+        "--p",
+        "3",
+    ]
     assert main(argv) == 0
     assert "test: sketch->photo R1" in capsys.readouterr().out
 
@@ -85,8 +126,19 @@ def test_bundled_recipe_exports_a_shared_backbone_measured_as_stored(tmp_path, p
     from training.evaluate import evaluate_records, headline
 
     out = tmp_path / "run"
-    argv = ["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--pseudo-sketches",
-            "--share-backbone", "--half", *TINY]
+    argv = [
+        "fit",
+        "--root",
+        str(pku_root),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--pseudo-sketches",
+        "--share-backbone",
+        "--half",
+        *TINY,
+    ]
     assert main(argv) == 0
     manifest = read_manifest(out / "model")
     data = manifest.provenance["data"]
@@ -94,8 +146,9 @@ def test_bundled_recipe_exports_a_shared_backbone_measured_as_stored(tmp_path, p
     assert data["pseudo_sketches"] == 2 * data["train_identities"]  # one per photo, two photos a person
     network, _ = load_checkpoint(out / "model")
     assert network.sketch.backbone.conv_stem.weight is network.photo.backbone.conv_stem.weight
-    assert all(t.dtype == torch.float16 for t in load_file(str(out / "model" / WEIGHTS_FILE)).values()
-               if t.is_floating_point())
+    assert all(
+        t.dtype == torch.float16 for t in load_file(str(out / "model" / WEIGHTS_FILE)).values() if t.is_floating_point()
+    )
 
     config = FitConfig.from_json(json.loads((out / "config.json").read_text()))
     test = prepare_data(config).test
@@ -126,8 +179,12 @@ def test_a_fixed_schedule_trains_on_every_training_person_and_keeps_the_last_epo
     """``--validation-identities 0``: no one is held out, nothing is validated, the last epoch is
     exported and measured on the test people."""
     out = tmp_path / "run"
-    assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "2", *TINY,
-                 "--validation-identities", "0"]) == 0
+    assert (
+        main(
+            ["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "2", *TINY, "--validation-identities", "0"]
+        )
+        == 0
+    )
     provenance = read_manifest(out / "model").provenance
     assert provenance["data"]["train_identities"] == 6 and provenance["data"]["validation_identities"] == []
     metrics = provenance["metrics"]
@@ -146,29 +203,81 @@ def test_epoch_selection_breaks_saturated_ties_by_the_margin():
     assert selection_score({**saturated, "margin": 17.0}) > selection_score({**saturated, "margin": 12.0})
     # the margin only breaks ties: a better ranking wins whatever its margin
     assert selection_score({"R1": 90.0, "mAP": 95.0, "margin": 5.0}) > selection_score(
-        {"R1": 80.0, "mAP": 95.0, "margin": 30.0})
+        {"R1": 80.0, "mAP": 95.0, "margin": 30.0}
+    )
 
 
 def test_evaluate_and_benchmark_cli(tmp_path, pku_root, capsys):
     out = tmp_path / "run"
-    assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--w-domain", "0",
-                 "--no-target-attributes", *TINY]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--root",
+                str(pku_root),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--w-domain",
+                "0",
+                "--no-target-attributes",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     (row,) = csv.DictReader(open(out / "log.csv"))
     assert float(row["entropy"]) > 0 and row["attribute"] == "0.00000" and row["domain"] == ""  # nothing labelled
     capsys.readouterr()
-    assert main(["evaluate", "--dataset", "pku", "--root", str(pku_root), "--split", "1",
-                 "--model", str(out / "model"), "--device", "cpu", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                "pku",
+                "--root",
+                str(pku_root),
+                "--split",
+                "1",
+                "--model",
+                str(out / "model"),
+                "--device",
+                "cpu",
+                "--json",
+            ]
+        )
+        == 0
+    )
     figures = json.loads(capsys.readouterr().out)
     assert {"R1", "R5", "R10", "R20", "mAP", "attribute_accuracy", "photo_to_sketch"} <= set(figures)
     assert figures["queries"] == 49 and figures["gallery"] == 100  # split 1 test side: 50 ids, one lost sketch
     assert 0 <= figures["R1"] <= figures["R5"] <= figures["R10"] <= figures["R20"] <= 100
     # the same weights measured without the manifest's flip: other vectors, other figures
-    assert main(["evaluate", "--root", str(pku_root), "--model", str(out / "model"), "--device", "cpu",
-                 "--no-test-time-flip", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--root",
+                str(pku_root),
+                "--model",
+                str(out / "model"),
+                "--device",
+                "cpu",
+                "--no-test-time-flip",
+                "--json",
+            ]
+        )
+        == 0
+    )
     unflipped = json.loads(capsys.readouterr().out)
     assert unflipped["queries"] == 49 and unflipped["mAP"] != figures["mAP"]
-    assert main(["benchmark", "pku", "--root", str(pku_root), "--model", str(out / "model"),
-                 "--splits", "1", "2", "--json"]) == 0
+    assert (
+        main(
+            ["benchmark", "pku", "--root", str(pku_root), "--model", str(out / "model"), "--splits", "1", "2", "--json"]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert set(result["splits"]) == {"1", "2"} and result["splits"]["1"]["R1"] == figures["R1"]
     assert set(result["summary"]["R1"]) == {"mean", "std"}
@@ -212,8 +321,9 @@ def test_forward_mixed_keeps_batch_order():
 def test_clean_up_and_flip_can_be_turned_off_from_the_command_line(tmp_path):
     from training.cli import build_parser, fit_config
 
-    args = build_parser().parse_args(["fit", "--root", str(tmp_path), "--out", str(tmp_path / "run"),
-                                      "--no-clean-sketches", "--no-test-time-flip"])
+    args = build_parser().parse_args(
+        ["fit", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--no-clean-sketches", "--no-test-time-flip"]
+    )
     config = fit_config(args)
     assert config.clean_sketches is False and config.test_time_flip is False
     defaults = fit_config(build_parser().parse_args(["fit", "--root", str(tmp_path), "--out", str(tmp_path)]))
@@ -227,8 +337,28 @@ def test_grey_input_and_part_pooling_reach_the_manifest_and_search(tmp_path, pku
     from training.cli import build_parser, fit_config
 
     out = tmp_path / "run"
-    assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--grey-input",
-                 "--crop-min", "1", "--pad", "0", "--parts", "2", *TINY]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--root",
+                str(pku_root),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--grey-input",
+                "--crop-min",
+                "1",
+                "--pad",
+                "0",
+                "--parts",
+                "2",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     manifest = read_manifest(out / "model")
     assert manifest.parts == 2 and manifest.embedding_dim == 2 * 1280
     assert manifest.preprocess[Modality.PHOTO].greyscale and manifest.preprocess[Modality.SKETCH].greyscale
@@ -236,17 +366,28 @@ def test_grey_input_and_part_pooling_reach_the_manifest_and_search(tmp_path, pku
     rgb = read_rgb(photo.path)
     grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     assert not np.array_equal(rgb, grey)
-    colour_vector, grey_vector = InferenceModel(out / "model", "cpu").embed_images([rgb, grey], Modality.PHOTO).embeddings
+    colour_vector, grey_vector = (
+        InferenceModel(out / "model", "cpu").embed_images([rgb, grey], Modality.PHOTO).embeddings
+    )
     assert float(colour_vector @ grey_vector) > 0.9999 and colour_vector.shape == (2 * 1280,)
 
-    for bad in (["--crop-min", "0"], ["--crop-min", "1.5"], ["--pad", "-0.1"], ["--parts", "0"],
-                ["--hatched-sketches", "0.5"], ["--pseudo-sketches", "--hatched-sketches", "1.5"],
-                ["--grey-photos", "1.5"], ["--erase", "-0.5"], ["--sketch-style", "2"]):
+    for bad in (
+        ["--crop-min", "0"],
+        ["--crop-min", "1.5"],
+        ["--pad", "-0.1"],
+        ["--parts", "0"],
+        ["--hatched-sketches", "0.5"],
+        ["--pseudo-sketches", "--hatched-sketches", "1.5"],
+        ["--grey-photos", "1.5"],
+        ["--erase", "-0.5"],
+        ["--sketch-style", "2"],
+    ):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
-    args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), "--pseudo-sketches",
-                                      "--hatched-sketches", "0.5"])
+    args = build_parser().parse_args(
+        ["fit", "--root", str(pku_root), "--out", str(out), "--pseudo-sketches", "--hatched-sketches", "0.5"]
+    )
     config = fit_config(args)
     config.check()
     assert config.hatched_sketches == 0.5
@@ -258,8 +399,27 @@ def test_grid_at_stride_16_reaches_the_manifest_and_search(tmp_path, pku_root):
     from training.cli import build_parser, fit_config
 
     out = tmp_path / "run"
-    assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--feature-stride", "16",
-                 "--parts", "2", "--part-columns", "2", *TINY]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--root",
+                str(pku_root),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--feature-stride",
+                "16",
+                "--parts",
+                "2",
+                "--part-columns",
+                "2",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     manifest = read_manifest(out / "model")
     assert (manifest.feature_stride, manifest.parts, manifest.part_columns) == (16, 2, 2)
     assert manifest.embedding_dim == 112 * 2 * 2
@@ -277,8 +437,28 @@ def test_dilated_backbone_reaches_the_manifest_and_search(tmp_path, pku_root):
     """--feature-stride 16 --dilated trains the whole backbone at stride 16: the grid pools its last
     stage's 320 channels, and the exported checkpoint rebuilds it for search."""
     out = tmp_path / "run"
-    assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", "--feature-stride", "16",
-                 "--dilated", "--parts", "2", "--part-columns", "2", *TINY]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--root",
+                str(pku_root),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--feature-stride",
+                "16",
+                "--dilated",
+                "--parts",
+                "2",
+                "--part-columns",
+                "2",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     manifest = read_manifest(out / "model")
     assert manifest.dilated and manifest.embedding_dim == 320 * 2 * 2
     photo = next(r for r in pku_sketch(pku_root, 1).test if r.modality is Modality.PHOTO)

@@ -97,9 +97,7 @@ def test_mathm_matches_loop(seed):
     sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
     g = {k: sum(sigmoid(v) for v in vs) / len(vs) for k, vs in terms.items()}
     mean_g = sum(g.values()) / len(g)
-    expected = sum(
-        mean_g / max(g[k], 0.1) * sum(max(v, 0.0) for v in vs) / len(vs) for k, vs in terms.items()
-    )
+    expected = sum(mean_g / max(g[k], 0.1) * sum(max(v, 0.0) for v in vs) / len(vs) for k, vs in terms.items())
     loss_fn = ModalityAwareTripletLoss(MARGIN)
     assert loss_fn(features, labels, modality).item() == pytest.approx(expected, rel=1e-6)
     weights = loss_fn.weights(loss_fn.violations(features, labels, modality))
@@ -225,7 +223,7 @@ def test_consistency_matches_loop(seed):
             probs = [[math.exp(v) for v in log_softmax_row(logits[name][j])] for j in photos]
             target = [sum(p[c] for p in probs) / len(probs) for c in range(CLASSES[name])]
             lp = log_softmax_row(logits[name][i])
-            kls.append(sum(t * (math.log(t) - l) for t, l in zip(target, lp)))
+            kls.append(sum(t * (math.log(t) - logp) for t, logp in zip(target, lp)))
         per_attr.append(sum(kls) / len(kls))
     got = AttributeConsistencyLoss(NAMES)(logits, labels, modality)
     assert got.item() == pytest.approx(sum(per_attr) / 3, rel=1e-6)
