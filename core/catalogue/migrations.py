@@ -2,7 +2,8 @@
 
 The version lives in SQLite's ``PRAGMA user_version``. A new file gets the newest schema straight
 from the ORM; an older file is migrated step by step inside one transaction (all or nothing); a
-file from a newer SketchSearch is refused rather than guessed at.
+file from a newer SketchSearch is refused rather than guessed at. Each older version is kept as a
+file it wrote, under tests/data, and the tests migrate those copies.
 
 History:
   1  photos, attributes, models, embeddings, import log
@@ -21,38 +22,6 @@ from core.errors import CatalogueError
 
 LATEST_VERSION = 2
 
-# Version 1 as it was created, kept so that the migration chain (and its tests) start from the real thing.
-SCHEMA_V1 = """
-CREATE TABLE import_runs (
-    id INTEGER NOT NULL, started_at DATETIME NOT NULL, finished_at DATETIME, roots VARCHAR NOT NULL,
-    status VARCHAR NOT NULL, added INTEGER NOT NULL, updated INTEGER NOT NULL,
-    unchanged INTEGER NOT NULL, failed INTEGER NOT NULL, PRIMARY KEY (id));
-CREATE TABLE models (
-    sha256 VARCHAR(64) NOT NULL, name VARCHAR NOT NULL, embedding_dim INTEGER NOT NULL,
-    manifest_json VARCHAR NOT NULL, registered_at DATETIME NOT NULL, PRIMARY KEY (sha256));
-CREATE TABLE photos (
-    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, path VARCHAR NOT NULL, sha256 VARCHAR(64) NOT NULL,
-    size_bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
-    imported_at DATETIME NOT NULL, source_folder VARCHAR NOT NULL, thumbnail BLOB NOT NULL,
-    UNIQUE (path), UNIQUE (sha256));
-CREATE INDEX ix_photos_source_folder ON photos (source_folder);
-CREATE TABLE embeddings (
-    photo_id INTEGER NOT NULL, model_sha256 VARCHAR(64) NOT NULL, vector BLOB NOT NULL,
-    PRIMARY KEY (photo_id, model_sha256),
-    FOREIGN KEY(photo_id) REFERENCES photos (id) ON DELETE CASCADE,
-    FOREIGN KEY(model_sha256) REFERENCES models (sha256) ON DELETE CASCADE);
-CREATE TABLE import_failures (
-    id INTEGER NOT NULL, import_id INTEGER NOT NULL, path VARCHAR NOT NULL, reason VARCHAR NOT NULL,
-    PRIMARY KEY (id), FOREIGN KEY(import_id) REFERENCES import_runs (id) ON DELETE CASCADE);
-CREATE INDEX ix_import_failures_import_id ON import_failures (import_id);
-CREATE TABLE photo_attributes (
-    photo_id INTEGER NOT NULL, name VARCHAR NOT NULL, source VARCHAR NOT NULL, value VARCHAR NOT NULL,
-    confidence DOUBLE NOT NULL, PRIMARY KEY (photo_id, name, source),
-    CONSTRAINT attribute_source CHECK (source IN ('model', 'imported', 'manual')),
-    FOREIGN KEY(photo_id) REFERENCES photos (id) ON DELETE CASCADE);
-CREATE INDEX ix_photo_attributes_name_value ON photo_attributes (name, value);
-"""
-
 
 def _v1_to_v2(connection: Connection) -> None:
     # mtime 0 never matches a real file, so the first re-import hashes each file once more
@@ -69,13 +38,6 @@ def schema_version(connection: Connection) -> int:
 
 def _set_version(connection: Connection, version: int) -> None:
     connection.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
-
-
-def create_v1(connection: Connection) -> None:
-    for statement in SCHEMA_V1.split(";"):
-        if statement.strip():
-            connection.exec_driver_sql(statement)
-    _set_version(connection, 1)
 
 
 def upgrade(connection: Connection, location: str) -> int:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine
 
 from core.catalogue.catalogue import Catalogue, NewPhoto
-from core.catalogue.migrations import LATEST_VERSION, create_v1
+from core.catalogue.migrations import LATEST_VERSION
 from core.errors import CatalogueError, UnknownPhotoError
 from core.types import AttributeSource
 
@@ -47,26 +48,49 @@ def test_new_catalogue_has_latest_schema_with_wal_and_foreign_keys(tmp_path):
     catalogue.close()
 
 
-def test_version_1_file_is_migrated_with_its_data(tmp_path):
-    old = tmp_path / "old"
-    old.mkdir()
-    engine = create_engine(f"sqlite:///{old / Catalogue.FILE_NAME}")
-    with engine.begin() as connection:
-        create_v1(connection)
-        connection.exec_driver_sql(
-            "INSERT INTO photos (path, sha256, size_bytes, width, height, imported_at, source_folder, thumbnail) "
-            "VALUES ('/p/a.jpg', 'aa', 5, 10, 20, '2026-01-01 00:00:00', '/p', x'00')"
-        )
-        connection.exec_driver_sql("INSERT INTO photo_attributes VALUES (1, 'gender', 'manual', 'female', 1.0)")
-    engine.dispose()
+FROZEN = Path(__file__).resolve().parent.parent / "data"
 
+
+def frozen_catalogue(version: int, tmp_path: Path) -> Path:
+    """A copy of a catalogue file as SketchSearch wrote it at ``version`` (committed under tests/data,
+    never regenerated: the migration chain must start from the real thing)."""
+    folder = tmp_path / f"v{version}"
+    folder.mkdir()
+    shutil.copyfile(FROZEN / f"catalogue-v{version}.sqlite3", folder / Catalogue.FILE_NAME)
+    return folder
+
+
+def test_version_1_file_is_migrated_with_its_data(tmp_path):
+    old = frozen_catalogue(1, tmp_path)
     catalogue = Catalogue(old)
-    record = catalogue.photo(1)
-    assert record.path == "/p/a.jpg" and not record.missing
-    assert record.attributes["gender"].value == "female"
-    assert catalogue.file_states()["/p/a.jpg"].mtime_ns == 0  # forces one re-hash, never a false "unchanged"
+    assert [catalogue.photo(i).path for i in (1, 2)] == ["/gallery/a.jpg", "/gallery/b.jpg"]
+    first = catalogue.photo(1)
+    assert not first.missing and first.sha256 == "11" * 32
+    assert first.attributes["gender"].value == "male"  # the manual value wins over the model's guess
+    assert first.attributes["gender"].source == AttributeSource.MANUAL
+    assert catalogue.photo(2).attributes["bag"].source == AttributeSource.IMPORTED
+    assert catalogue.file_states()["/gallery/a.jpg"].mtime_ns == 0  # forces one re-hash, never a false "unchanged"
+    ids, vectors = catalogue.embeddings("ab" * 32, 4)
+    assert list(ids) == [1, 2] and np.allclose(vectors, 0.5)
     catalogue.close()
 
+    fresh = tmp_path / "fresh"
+    Catalogue(fresh).close()
+    assert columns(old / Catalogue.FILE_NAME) == columns(fresh / Catalogue.FILE_NAME)
+
+
+def test_version_2_file_opens_with_nothing_lost(tmp_path):
+    old = frozen_catalogue(2, tmp_path)
+    with sqlite3.connect(old / Catalogue.FILE_NAME) as db:
+        before = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in columns(old / Catalogue.FILE_NAME)}
+    assert before["photos"] == 3 and before["embeddings"] == 3 and before["import_failures"] == 1
+    catalogue = Catalogue(old)
+    assert catalogue.photo(1).attributes["gender"].value == "female"
+    assert catalogue.photo(1).attributes["gender"].source == AttributeSource.MANUAL
+    catalogue.close()
+    with sqlite3.connect(old / Catalogue.FILE_NAME) as db:
+        for table, count in before.items():
+            assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == count, table
     fresh = tmp_path / "fresh"
     Catalogue(fresh).close()
     assert columns(old / Catalogue.FILE_NAME) == columns(fresh / Catalogue.FILE_NAME)
