@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.about import show_about
 from app.candidates_model import THUMB_SIZE, CandidatesModel, ThumbnailCache
 from app.canvas import SketchCanvas
 from app.comparison import ComparisonDialog
@@ -171,6 +172,7 @@ class MainWindow(QMainWindow):
             "Import &folder…", self.choose_import_folder, "Ctrl+I", "add the photos in a folder to the gallery"
         )
         self.settings_action = self._action("Se&ttings…", self.edit_settings)
+        self.about_action = self._action("&About SketchSearch…", self.show_about)
         self.quit_action = self._action("&Quit", self.close, QKeySequence.Quit)
         self.clear_action = self._action("C&lear sketch", self.document.clear, "Ctrl+Backspace", "start afresh")
         self.pen_action = self._action("&Pen", lambda: self.canvas.set_tool("pen"), "B", "draw")
@@ -208,6 +210,7 @@ class MainWindow(QMainWindow):
         for action in (self.zoom_in_action, self.zoom_out_action, self.fit_action):
             self.view_menu.addAction(action)
         self.view_menu.addSeparator()
+        self.menuBar().addMenu("&Help").addAction(self.about_action)
 
         toolbar = QToolBar("Sketch")
         toolbar.setObjectName("sketch-toolbar")
@@ -318,6 +321,9 @@ class MainWindow(QMainWindow):
             on_error=self._workspace_failed,
             name="open workspace",
         )
+
+    def show_about(self):
+        return show_about(self, self.workspace.model_info() if self.workspace is not None else None)
 
     def _set_workspace(self, workspace) -> None:
         self.workspace = workspace

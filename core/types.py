@@ -104,6 +104,8 @@ class ModelInfo:
     device: str
     attributes_trained: bool
     provenance: dict
+    licence: str = ""  # who may use the weights
+    data_terms: str = ""  # the terms of the data they were trained on
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,8 @@ class Workspace:
             device=str(self.model.device),
             attributes_trained=m.attribute_head_trained,
             provenance=m.provenance,
+            licence=m.licence,
+            data_terms=m.data_terms,
         )
 
     def photo_ids(self) -> np.ndarray:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from core.model.untrained import init_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 PKU_ROOT = SHARED_DATA / "pku-sketch"
@@ -34,7 +36,6 @@ def model_dir() -> Path:
 def untrained_model_dir(tmp_path_factory) -> Path:
     """An ImageNet-initialised checkpoint whose attribute head predicts nothing, so that tests of
     the catalogue, import and search mechanics do not depend on whichever trained model ships."""
-    from training.cli import init_checkpoint
 
     folder = tmp_path_factory.mktemp("models") / "imagenet"
     init_checkpoint(folder, "efficientnet_lite0", None, None, command="test fixture")
@@ -53,7 +54,6 @@ def other_model(tmp_path_factory):
     """A second model (another embedding size, so other vectors): what a model upgrade looks like to
     a gallery imported with the first."""
     from core.model.inference import InferenceModel
-    from training.cli import init_checkpoint
 
     folder = tmp_path_factory.mktemp("models") / "imagenet-256"
     init_checkpoint(folder, "efficientnet_lite0", None, 256, command="test fixture")

@@ -17,42 +17,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 from core.errors import SketchSearchError
-from core.model.attributes import PERSON_ATTRIBUTES
-from core.model.backbones import backbone_spec
-from core.model.checkpoint import Manifest, save_checkpoint
-from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones
-from core.model.preprocess import PreprocessConfig
+from core.model.untrained import init_checkpoint
 from training.config import SOURCES, TARGETS, FitConfig, LossWeights
-
-
-def init_checkpoint(
-    out: Path, backbone: str, weights: Path | None, embedding_dim: int | None, command: str
-) -> Manifest:
-    """An untrained network with ImageNet backbones: the placeholder the app ships until a trained
-    model replaces it. Its attribute head is random, so the manifest marks it untrained and
-    inference predicts no attributes from it."""
-    network = SketchPhotoNet(backbone, PERSON_ATTRIBUTES, embedding_dim)
-    load_pretrained_backbones(network, weights)
-    manifest = Manifest(
-        name=f"{backbone}-imagenet",
-        backbone=backbone,
-        embedding_dim=network.embedding_dim,
-        preprocess={
-            Modality.PHOTO: PreprocessConfig(greyscale=False),
-            Modality.SKETCH: PreprocessConfig(greyscale=True),
-        },
-        attribute_schema=PERSON_ATTRIBUTES,
-        attribute_head_trained=False,
-        provenance={
-            "kind": "imagenet-initialised, not trained for sketch search",
-            "command": command,
-            "backbone_weights": str(weights) if weights else backbone_spec(backbone).description,
-            "data": None,
-            "metrics": None,
-        },
-    )
-    return save_checkpoint(network.eval(), manifest, out, half=True)
-
 
 _FIT_SKIP = {"losses", "out", "root", "dataset", "split"}
 

@@ -21,7 +21,6 @@ class LossWeights:
     entropy: float = 0.1  # attribute entropy on unlabelled images
     consistency: float = 0.2  # sketch vs photo attribute agreement
     domain: float = 0.1  # adversarial 3-way domain classifier (gradient reversal)
-    centre: float = 0.0  # hetero-centre triplet (per-identity photo and sketch centres)
 
 
 @dataclass
@@ -47,20 +46,15 @@ class FitConfig:
     parts: int = 1  # horizontal stripes pooled side by side into the embedding (1: global pooling)
     part_columns: int = 1  # columns of the pooling grid (faces: a parts x part_columns grid)
     feature_stride: int = 32  # cut the backbone at this output stride (32: whole; 16: finer, earlier features)
-    dilated: bool = False  # keep every stage instead, dilated past feature_stride (16 or 8)
     share_backbone: bool = False  # one set of convolutions for both encoders, normalisation per modality
     init: str | None = None  # checkpoint folder to start from (else ImageNet backbones)
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
     height: int = 256
     width: int = 128
     grey_input: bool = False  # photos enter the network greyscale, in training and search (sketches have no colour)
-    grey_photos: float = 0.0  # augmentation: probability of a greyscale training photo
     crop_min: float = 0.85  # augmentation: the random crop keeps at least this side fraction (1: no crop)
     pad: float = 0.05  # augmentation: at most this fraction of each side added as border (0: none)
-    erase: float = 0.0  # augmentation: probability of random erasing
     pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch
-    hatched_sketches: float = 0.0  # probability that a pseudo-sketch is inked and hatched instead of pencilled
-    sketch_style: float = 0.0  # augmentation: probability of redrawing a training sketch in another hand
     clean_sketches: bool = True  # sketches auto-contrasted and cropped to their ink, as the app's queries are
     test_time_flip: bool = True  # the model embeds an image and its mirror image and averages them
 
@@ -111,13 +105,8 @@ class FitConfig:
             raise ValueError("source_epochs needs a source data set")
         if self.parts < 1 or self.part_columns < 1:
             raise ValueError("parts and part_columns must be at least 1")
-        backbone_spec(self.backbone).feature_dim(self.feature_stride, self.dilated)  # the strides it offers
+        backbone_spec(self.backbone).feature_dim(self.feature_stride)  # the strides it offers
         if not 0 < self.crop_min <= 1:
             raise ValueError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:
             raise ValueError("pad must be in [0, 1)")
-        for name in ("grey_photos", "erase", "sketch_style", "hatched_sketches"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} is a probability, in [0, 1]")
-        if self.hatched_sketches and not self.pseudo_sketches:
-            raise ValueError("hatched_sketches draws pseudo-sketches: it needs pseudo_sketches")

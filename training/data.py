@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from core.errors import ImageLoadError, SketchSearchError
+from core.errors import SketchSearchError
 from core.model.attributes import PERSON_ATTRIBUTES, AttributeSchema
 from core.model.network import Modality
 
@@ -53,15 +52,6 @@ class Split:
     train: list[ImageRecord]
     test: list[ImageRecord]
     name: str = ""
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file into an HxWx3 uint8 RGB array."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise ImageLoadError(path, f"cannot decode image ({exc})") from exc
 
 
 def identities(records: Iterable[ImageRecord]) -> list[tuple[str, str]]:

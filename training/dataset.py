@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.imaging import load_rgb
 from core.model.attributes import AttributeSchema
 from core.model.network import Modality
 from core.model.preprocess import PreprocessConfig, normalise, prepare, resize_rgb
-from training.data import ImageRecord, read_rgb
+from training.data import ImageRecord
 
 MODALITY_INDEX = {Modality.PHOTO: 0, Modality.SKETCH: 1}
 # Domain classes of the adversarial head.
@@ -34,10 +35,6 @@ class Augmentation:
     crop_scale: tuple[float, float] = (0.85, 1.0)  # side fraction kept by the random crop
     pad: float = 0.05  # at most this fraction of each side added as border (before the crop)
     jitter: float = 0.2  # photo brightness/contrast/saturation jitter strength (0: none)
-    grey_photos: float = 0.0  # probability of turning a photo grey (colour is absent from sketches)
-    erase: float = 0.0  # probability of random erasing (one rectangle, 2-20 % of the area)
-    hatched: float = 0.0  # probability that a pseudo-sketch is drawn hatched rather than in pencil
-    sketch_style: float = 0.0  # probability of redrawing a sketch in another hand (see restyle_sketch)
 
 
 def augment_uint8(
@@ -63,37 +60,6 @@ def augment_uint8(
     out = resize_rgb(np.ascontiguousarray(image), config)
     if modality is Modality.PHOTO and aug.jitter > 0:
         out = colour_jitter(out, aug.jitter, rng)
-    if modality is Modality.PHOTO and aug.grey_photos > 0 and rng.random() < aug.grey_photos:
-        out = np.repeat(out.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
-    if modality is Modality.SKETCH and aug.sketch_style > 0 and rng.random() < aug.sketch_style:
-        out = restyle_sketch(out, rng)
-    if aug.erase > 0 and rng.random() < aug.erase:
-        out = random_erase(out, rng)
-    return out
-
-
-def restyle_sketch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The same drawing as another artist might have made it: heavier or lighter strokes (a grey
-    erosion or dilation of the ink), darker or paler shading (a gamma on the tones), a softer
-    pencil (a slight blur) and slimmer or broader proportions (a horizontal stretch about the
-    centre, the frame kept). PKU-Sketch's five artists differ in these ways, and one of them drew
-    only 20 of its 200 people, so a model sees few examples of some hands. Returns an image of the
-    same size."""
-    h, w = image.shape[:2]
-    out = image
-    weight = int(rng.integers(-1, 2))  # -1 lighter strokes, 0 as drawn, 1 heavier
-    if weight:
-        kernel = np.ones((2, 2), np.uint8)
-        # ink is dark on white paper: eroding the grey levels widens the dark strokes
-        out = cv2.erode(out, kernel) if weight > 0 else cv2.dilate(out, kernel)
-    gamma = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
-    out = (255.0 * (out.astype(np.float32) / 255.0) ** gamma).astype(np.uint8)
-    sigma = rng.uniform(0.0, 1.0)
-    if sigma > 0.3:
-        out = cv2.GaussianBlur(out, (0, 0), sigma)
-    stretch = rng.uniform(0.85, 1.15)
-    matrix = np.float32([[stretch, 0, (1 - stretch) * w / 2], [0, 1, 0]])
-    out = cv2.warpAffine(out, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
     return out
 
 
@@ -121,42 +87,6 @@ def pencil_sketch(image: np.ndarray) -> np.ndarray:
     PKU-Sketch drawings are shaded, so outlines alone look less like them than outlines with tone."""
     grey = _grey_for_drawing(image)
     return _to_rgb(np.minimum(_outlines(grey), 0.35 + 0.65 * grey**0.6))
-
-
-def hatched_sketch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """An RGB photo drawn in ink on white paper: XDoG outlines, dark areas hatched with parallel
-    strokes and the darkest cross-hatched, mid and light tones (skin, a grey road) left white.
-    One of PKU-Sketch's five artists draws clothes this way, which the pencil rendering's grey
-    tones resemble least. Stroke angle and spacing are drawn from ``rng``."""
-    grey = _grey_for_drawing(image)
-    darkness = 1.0 - cv2.GaussianBlur(grey, (0, 0), 2.0)
-    angle, spacing = np.deg2rad(rng.uniform(40.0, 80.0)), rng.uniform(5.0, 7.0)
-    y, x = np.mgrid[0 : grey.shape[0], 0 : grey.shape[1]].astype(np.float32)
-
-    def strokes(theta: float, cover: np.ndarray) -> np.ndarray:
-        # A cosine wave across the stroke direction, inked where it falls below ``cover``: the
-        # darker the area, the wider each stroke.
-        wave = 0.5 + 0.5 * np.cos(2 * np.pi * (x * np.cos(theta) + y * np.sin(theta)) / spacing)
-        return np.clip((cover - wave) / 0.1, 0.0, 1.0)
-
-    hatch = strokes(angle, 0.6 * np.clip((darkness - 0.5) / 0.4, 0.0, 1.0))
-    cross = strokes(angle + np.pi / 2, 0.5 * np.clip((darkness - 0.7) / 0.25, 0.0, 1.0))
-    return _to_rgb(np.minimum(_outlines(grey), 1.0 - 0.8 * np.maximum(hatch, cross)))
-
-
-def random_erase(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float] = (0.02, 0.2)) -> np.ndarray:
-    """Fill one random rectangle (``area`` fraction of the image, aspect 0.3-3.3) with noise."""
-    h, w = image.shape[:2]
-    for _ in range(10):
-        target = rng.uniform(*area) * h * w
-        aspect = np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
-        eh, ew = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
-        if 0 < eh < h and 0 < ew < w:
-            y, x = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
-            image = image.copy()
-            image[y : y + eh, x : x + ew] = rng.integers(0, 256, size=(eh, ew, 3), dtype=np.uint8)
-            return image
-    return image
 
 
 def colour_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -218,15 +148,11 @@ class TrainingImages(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         record = self.records[index]
         config = self.configs[record.modality]
-        image = read_rgb(record.path)
+        image = load_rgb(record.path)
         aug = self.augmentation
         rng = np.random.default_rng([self.seed, self.epoch, index]) if aug is not None else None
         if record.pseudo_sketch:
-            # The extra draw only when hatching is on, so that runs without it augment as before.
-            if aug is not None and aug.hatched > 0 and rng.random() < aug.hatched:
-                image = hatched_sketch(image, rng)
-            else:
-                image = pencil_sketch(image)
+            image = pencil_sketch(image)
         image = prepare(image, config)  # the sketch clean-up, when the model uses it
         if aug is not None:
             image = augment_uint8(image, config, record.modality, aug, rng)

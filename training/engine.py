@@ -43,7 +43,6 @@ from training.losses import (
     CrossModalTripletLoss,
     DomainAdversarialLoss,
     DomainClassifier,
-    HeteroCentreTripletLoss,
     LabelSmoothingCrossEntropy,
     ModalityAwareTripletLoss,
     dann_strength,
@@ -193,7 +192,6 @@ def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
         parts=config.parts,
         part_columns=config.part_columns,
         feature_stride=config.feature_stride,
-        dilated=config.dilated,
     )
     load_pretrained_backbones(network, Path(config.backbone_weights) if config.backbone_weights else None)
     return network
@@ -207,6 +205,112 @@ def selection_score(validation: dict) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class TrainingData:
+    """What a run trains on: the records, their identity classes, the Dataset and the batch samplers
+    (as torchreid's data manager holds them, apart from the engine)."""
+
+    fit: FitData
+    configs: dict[Modality, PreprocessConfig]
+    records: list[ImageRecord]  # target training records (and pseudo-sketches), then source records
+    label_of: dict[tuple[str, str], int]  # identity key -> class of the identity classifier
+    dataset: TrainingImages
+    co_sampler: IdentityBatchSampler
+    source_sampler: IdentityBatchSampler | None  # source-only pre-training batches, when asked for
+    attributes_labelled: bool
+
+
+def build_data(config: FitConfig, schema: AttributeSchema) -> TrainingData:
+    fit = prepare_data(config, schema)
+    configs = {
+        Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=config.grey_input),
+        Modality.SKETCH: PreprocessConfig(
+            height=config.height, width=config.width, greyscale=True, clean_sketch=config.clean_sketches
+        ),
+    }
+    train = fit.train + (datasets.pseudo_sketches(fit.train) if config.pseudo_sketches else [])
+    records = train + fit.source
+    label_of = {key: i for i, key in enumerate(datasets.identities(records))}
+    labels = [label_of[r.key] for r in records]
+    is_source = [False] * len(train) + [True] * len(fit.source)
+    dataset = TrainingImages(
+        records,
+        labels,
+        configs,
+        schema,
+        source=is_source,
+        seed=config.seed,
+        augmentation=Augmentation(crop_scale=(config.crop_min, 1.0), pad=config.pad),
+    )
+
+    def sampler(share: float, seed: int) -> IdentityBatchSampler:
+        return IdentityBatchSampler(
+            records,
+            labels,
+            p=config.p,
+            k=config.k,
+            source=is_source,
+            source_share=share,
+            seed=seed,
+            batches=config.steps_per_epoch,
+        )
+
+    return TrainingData(
+        fit=fit,
+        configs=configs,
+        records=records,
+        label_of=label_of,
+        dataset=dataset,
+        co_sampler=sampler(config.source_share if fit.source else 0.0, config.seed),
+        source_sampler=sampler(1.0, config.seed + 1) if config.source_epochs else None,
+        attributes_labelled=any(r.attributes for r in records),
+    )
+
+
+@dataclass
+class Heads:
+    """The network and the heads that exist only in training."""
+
+    network: SketchPhotoNet
+    classifier: nn.Linear  # one class per training identity (target and source)
+    domain_head: DomainClassifier  # behind the gradient-reversal layer
+
+
+def build_heads(config: FitConfig, schema: AttributeSchema, data: TrainingData, device: torch.device) -> Heads:
+    network = build_network(config, schema)
+    if not (config.init and read_manifest(Path(config.init)).attribute_head_trained):
+        init_attribute_biases(network, data.records)
+    network = network.to(device)
+    dim = network.embedding_dim
+    classifier = nn.Linear(dim, len(data.label_of), bias=False).to(device)
+    nn.init.normal_(classifier.weight, std=0.001)
+    return Heads(network, classifier, DomainClassifier(dim).to(device))
+
+
+def build_losses(config: FitConfig, schema: AttributeSchema, heads: Heads) -> dict[str, nn.Module]:
+    names = schema.names
+    return {
+        "identity": LabelSmoothingCrossEntropy(config.label_smoothing),
+        "triplet": CrossModalTripletLoss(config.margin),
+        "mathm": ModalityAwareTripletLoss(config.margin),
+        "attribute": AttributeLoss(names),
+        "entropy": AttributeEntropyLoss(names),
+        "consistency": AttributeConsistencyLoss(names),
+        "domain": DomainAdversarialLoss(heads.domain_head),
+    }
+
+
+def build_optimiser(config: FitConfig, heads: Heads) -> torch.optim.Optimizer:
+    """Adam over everything; the attribute head learns ``attribute_lr_mult`` times faster."""
+    head = {id(p) for p in heads.network.attributes.parameters()}
+    params = [*heads.network.parameters(), *heads.classifier.parameters(), *heads.domain_head.parameters()]
+    groups = [
+        {"params": [p for p in params if p.requires_grad and id(p) not in head], "lr": config.lr},
+        {"params": list(heads.network.attributes.parameters()), "lr": config.lr * config.attribute_lr_mult},
+    ]
+    return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 class Trainer:
@@ -231,85 +335,14 @@ class Trainer:
         else:
             self.workers = min(8, os.cpu_count() or 1) if self.device.type == "cuda" else 0
 
-        self.data = prepare_data(config, schema)
-        self.configs = {
-            Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=config.grey_input),
-            Modality.SKETCH: PreprocessConfig(
-                height=config.height, width=config.width, greyscale=True, clean_sketch=config.clean_sketches
-            ),
-        }
-        train = self.data.train + (datasets.pseudo_sketches(self.data.train) if config.pseudo_sketches else [])
-        records = train + self.data.source
-        keys = datasets.identities(records)
-        self.label_of = {key: i for i, key in enumerate(keys)}
-        labels = [self.label_of[r.key] for r in records]
-        is_source = [False] * len(train) + [True] * len(self.data.source)
-        self.dataset = TrainingImages(
-            records,
-            labels,
-            self.configs,
-            schema,
-            source=is_source,
-            seed=config.seed,
-            augmentation=Augmentation(
-                crop_scale=(config.crop_min, 1.0),
-                pad=config.pad,
-                grey_photos=config.grey_photos,
-                erase=config.erase,
-                hatched=config.hatched_sketches,
-                sketch_style=config.sketch_style,
-            ),
-        )
-        self.co_sampler = IdentityBatchSampler(
-            records,
-            labels,
-            p=config.p,
-            k=config.k,
-            source=is_source,
-            source_share=config.source_share if self.data.source else 0.0,
-            seed=config.seed,
-            batches=config.steps_per_epoch,
-        )
-        self.source_sampler = None
-        if config.source_epochs:
-            self.source_sampler = IdentityBatchSampler(
-                records,
-                labels,
-                p=config.p,
-                k=config.k,
-                source=is_source,
-                source_share=1.0,
-                seed=config.seed + 1,
-                batches=config.steps_per_epoch,
-            )
-        self.attributes_labelled = any(r.attributes for r in records)
-
-        self.network = build_network(config, schema)
-        if not (config.init and read_manifest(Path(config.init)).attribute_head_trained):
-            init_attribute_biases(self.network, records)
-        self.network = self.network.to(self.device)
-        dim = self.network.embedding_dim
-        self.classifier = nn.Linear(dim, len(keys), bias=False).to(self.device)
-        nn.init.normal_(self.classifier.weight, std=0.001)
-        self.domain_head = DomainClassifier(dim).to(self.device)
-        names = schema.names
-        self.loss_fns = {
-            "identity": LabelSmoothingCrossEntropy(config.label_smoothing),
-            "triplet": CrossModalTripletLoss(config.margin),
-            "mathm": ModalityAwareTripletLoss(config.margin),
-            "attribute": AttributeLoss(names),
-            "entropy": AttributeEntropyLoss(names),
-            "consistency": AttributeConsistencyLoss(names),
-            "domain": DomainAdversarialLoss(self.domain_head),
-            "centre": HeteroCentreTripletLoss(config.margin),
-        }
-        head = {id(p) for p in self.network.attributes.parameters()}
-        params = [*self.network.parameters(), *self.classifier.parameters(), *self.domain_head.parameters()]
-        groups = [
-            {"params": [p for p in params if p.requires_grad and id(p) not in head], "lr": config.lr},
-            {"params": list(self.network.attributes.parameters()), "lr": config.lr * config.attribute_lr_mult},
-        ]
-        self.optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+        training_data = build_data(config, schema)
+        self.data, self.configs, self.dataset = training_data.fit, training_data.configs, training_data.dataset
+        self.co_sampler, self.source_sampler = training_data.co_sampler, training_data.source_sampler
+        self.attributes_labelled = training_data.attributes_labelled
+        heads = build_heads(config, schema, training_data, self.device)
+        self.network, self.classifier, self.domain_head = heads.network, heads.classifier, heads.domain_head
+        self.loss_fns = build_losses(config, schema, heads)
+        self.optimizer = build_optimiser(config, heads)
         self.epochs_total = config.source_epochs + config.epochs
         self.steps_total = sum(len(self._sampler(e)) for e in range(self.epochs_total))
         warmup = sum(len(self._sampler(e)) for e in range(min(config.warmup_epochs, self.epochs_total)))
@@ -380,7 +413,6 @@ class Trainer:
             parts=self.network.parts,
             part_columns=self.network.part_columns,
             feature_stride=self.network.feature_stride,
-            dilated=self.network.dilated,
             test_time_flip=self.config.test_time_flip,
             embedding_dim=self.network.embedding_dim,
             preprocess=dict(self.configs),
@@ -443,8 +475,6 @@ class Trainer:
             losses["triplet"] = self.loss_fns["triplet"](feature, labels, modality)
         if weights.mathm:
             losses["mathm"] = self.loss_fns["mathm"](feature, labels, modality)
-        if weights.centre:
-            losses["centre"] = self.loss_fns["centre"](feature, labels, modality)
         if weights.attribute or weights.entropy or weights.consistency:
             logits = self.network.attributes(embedding)
             labelled = (targets != -1).any(1)

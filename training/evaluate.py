@@ -15,11 +15,12 @@ from typing import Protocol
 
 import numpy as np
 
+from core.imaging import load_rgb
 from core.model.attributes import AttributeSchema
 from core.model.checkpoint import Manifest
 from core.model.inference import EmbeddedBatch, PredictedAttribute
 from core.model.network import Modality
-from training.data import ImageRecord, by_modality, read_rgb
+from training.data import ImageRecord, by_modality
 
 RANKS = (1, 5, 10, 20)
 
@@ -110,7 +111,7 @@ def embed_records(
 ) -> EmbeddedBatch:
     embeddings, attributes = [], []
     for start in range(0, len(records), chunk):
-        batch = embedder.embed_images([read_rgb(r.path) for r in records[start : start + chunk]], modality)
+        batch = embedder.embed_images([load_rgb(r.path) for r in records[start : start + chunk]], modality)
         embeddings.append(batch.embeddings)
         attributes.extend(batch.attributes)
     emb = np.concatenate(embeddings) if embeddings else np.empty((0, 0), np.float32)

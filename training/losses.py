@@ -124,30 +124,6 @@ class ModalityAwareTripletLoss(nn.Module):
         return sum(weights[name] * F.relu(v).mean() for name, v in violations.items())
 
 
-class HeteroCentreTripletLoss(nn.Module):
-    """Hetero-centre triplet: each identity's photos and sketches in the batch are averaged into
-    one centre per modality; each centre of an identity that has both must lie closer to its
-    other-modality centre than, by a margin, to the closest centre of another identity (either
-    modality); mean over those anchor centres. From visible-infrared re-identification (Liu et
-    al., 2020): a centre averages out one outlying image, which batch-hard mining would pick."""
-
-    def __init__(self, margin: float = 0.3):
-        super().__init__()
-        self.margin = margin
-
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        keys, member = torch.unique(torch.stack([labels, modality], 1), dim=0, return_inverse=True)
-        sums = torch.zeros(len(keys), features.shape[1], device=features.device)
-        centres = sums.index_add(0, member, features.float()) / torch.bincount(member)[:, None]
-        dist = pairwise_distance(centres)
-        same = keys[:, 0][:, None] == keys[:, 0][None, :]
-        cross = keys[:, 1][:, None] != keys[:, 1][None, :]
-        d_pos, d_neg, _ = hardest(dist, same & cross, ~same)
-        if d_pos.numel() == 0:
-            return _zero(features)
-        return F.relu(d_pos - d_neg + self.margin).mean()
-
-
 class AttributeLoss(nn.Module):
     """Cross-entropy per attribute over the images whose value is known (-1 masked out),
     averaged over the attributes that have at least one known value in the batch."""

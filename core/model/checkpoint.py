@@ -40,7 +40,9 @@ class Manifest:
     parts: int = 1  # horizontal stripes pooled side by side (see ModalityEncoder)
     part_columns: int = 1  # columns of the pooling grid
     feature_stride: int = 32  # where the backbone is cut (32: the whole backbone)
-    dilated: bool = False  # the whole backbone, dilated past feature_stride instead of cut there
+    # who may use the weights, and the terms of the data they were trained on (shown in the About box)
+    licence: str = ""
+    data_terms: str = ""
 
     @property
     def embedding_key(self) -> str:
@@ -63,11 +65,12 @@ class Manifest:
             "parts": self.parts,
             "part_columns": self.part_columns,
             "feature_stride": self.feature_stride,
-            "dilated": self.dilated,
             "embedding_dim": self.embedding_dim,
             "preprocess": {m.value: cfg.to_json() for m, cfg in self.preprocess.items()},
             "attributes": {"trained": self.attribute_head_trained, "schema": self.attribute_schema.to_json()},
             "provenance": self.provenance,
+            "licence": self.licence,
+            "data_terms": self.data_terms,
             "weights_sha256": self.weights_sha256,
         }
 
@@ -75,6 +78,8 @@ class Manifest:
     def from_json(cls, data: dict) -> Manifest:
         if data.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"unsupported checkpoint format version {data.get('format_version')}")
+        if data.get("dilated"):
+            raise CheckpointError("a dilated backbone is not supported: this checkpoint needs an older SketchSearch")
         return cls(
             name=data["name"],
             backbone=data["backbone"],
@@ -84,12 +89,13 @@ class Manifest:
             parts=int(data.get("parts", 1)),
             part_columns=int(data.get("part_columns", 1)),
             feature_stride=int(data.get("feature_stride", 32)),
-            dilated=bool(data.get("dilated", False)),
             embedding_dim=int(data["embedding_dim"]),
             preprocess={Modality(k): PreprocessConfig.from_json(v) for k, v in data["preprocess"].items()},
             attribute_schema=AttributeSchema.from_json(data["attributes"]["schema"]),
             attribute_head_trained=bool(data["attributes"]["trained"]),
             provenance=data.get("provenance", {}),
+            licence=str(data.get("licence", "")),
+            data_terms=str(data.get("data_terms", "")),
             weights_sha256=data.get("weights_sha256", ""),
         )
 
@@ -111,7 +117,6 @@ def build_network(manifest: Manifest) -> SketchPhotoNet:
         parts=manifest.parts,
         part_columns=manifest.part_columns,
         feature_stride=manifest.feature_stride,
-        dilated=manifest.dilated,
     )
 
 

@@ -30,7 +30,7 @@ class EncoderOutput:
 
 
 class ModalityEncoder(nn.Module):
-    """Backbone (cut at ``feature_stride``, or whole and dilated past it) -> average pool (whole
+    """Backbone (cut at ``feature_stride``) -> average pool (whole
     image, or a grid of ``parts`` horizontal stripes by ``part_columns`` columns, cells side by
     side) -> optional linear projection -> BatchNorm neck.
 
@@ -45,14 +45,13 @@ class ModalityEncoder(nn.Module):
         parts: int = 1,
         part_columns: int = 1,
         feature_stride: int = 32,
-        dilated: bool = False,
     ):
         super().__init__()
         if parts < 1 or part_columns < 1:
             raise ValueError(f"parts and part_columns must be at least 1, got {parts} and {part_columns}")
         spec = backbone_spec(backbone)
-        pooled = spec.feature_dim(feature_stride, dilated) * parts * part_columns
-        self.backbone = spec.build(feature_stride, dilated=dilated)
+        pooled = spec.feature_dim(feature_stride) * parts * part_columns
+        self.backbone = spec.build(feature_stride)
         self.pool = nn.AdaptiveAvgPool2d((parts, part_columns))
         dim = embedding_dim or pooled
         self.projection = nn.Identity() if dim == pooled else nn.Linear(pooled, dim, bias=False)
@@ -95,15 +94,13 @@ class SketchPhotoNet(nn.Module):
         parts: int = 1,
         part_columns: int = 1,
         feature_stride: int = 32,
-        dilated: bool = False,
     ):
         super().__init__()
         self.backbone_name = backbone
         self.shared_backbone = shared_backbone
         self.parts, self.part_columns, self.feature_stride = parts, part_columns, feature_stride
-        self.dilated = dilated
-        self.photo = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride, dilated)
-        self.sketch = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride, dilated)
+        self.photo = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride)
+        self.sketch = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride)
         if shared_backbone:
             tie_weights(self.sketch.backbone, self.photo.backbone)
             tie_weights(self.sketch.projection, self.photo.projection)

@@ -1,5 +1,6 @@
 """Fixtures for the desktop application: the offscreen platform, one real gallery (a temporary
-catalogue of generated figures) shared by the session, and a guard against leftover threads."""
+catalogue of generated figures) imported once and copied for the tests that change it, and a guard
+against leftover threads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt module loads
 
+import shutil  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -52,13 +54,38 @@ def gallery_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gallery_workspace(tmp_path_factory, inference_model, gallery_dir):
-    """One workspace over a real catalogue of GALLERY_SIZE generated photos, for the session."""
+def gallery_template(tmp_path_factory, inference_model, gallery_dir) -> Path:
+    """A data folder (catalogue and index) holding GALLERY_SIZE generated photos, imported once and
+    closed; workspaces open copies of it, so none has to embed the photos again."""
     from core.workspace import Workspace
 
-    workspace = Workspace(tmp_path_factory.mktemp("data"), model=inference_model)
-    summary = workspace.import_paths([gallery_dir])
+    folder = tmp_path_factory.mktemp("gallery-data")
+    with Workspace(folder, model=inference_model) as workspace:
+        summary = workspace.import_paths([gallery_dir])
     assert summary.added == GALLERY_SIZE and not summary.failed
+    return folder
+
+
+def _open_copy(template: Path, folder: Path, model):
+    from core.workspace import Workspace
+
+    shutil.copytree(template, folder)
+    return Workspace(folder, model=model)
+
+
+@pytest.fixture(scope="session")
+def gallery_workspace(tmp_path_factory, inference_model, gallery_template):
+    """One workspace for the session, for tests that only read the gallery. A test that changes it
+    (attributes, imports) takes ``own_gallery_workspace`` instead."""
+    workspace = _open_copy(gallery_template, tmp_path_factory.mktemp("shared") / "data", inference_model)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def own_gallery_workspace(tmp_path, inference_model, gallery_template):
+    """A workspace over this test's own copy of the gallery."""
+    workspace = _open_copy(gallery_template, tmp_path / "own-data", inference_model)
     yield workspace
     workspace.close()
 

@@ -9,7 +9,9 @@ from PySide6.QtCore import Qt
 from core.types import AttributeSource
 
 
-def test_filters_narrow_the_grid_without_re_embedding(qtbot, window, gallery_workspace, monkeypatch):
+def test_filters_narrow_the_grid_without_re_embedding(qtbot, make_window, own_gallery_workspace, monkeypatch):
+    gallery_workspace = own_gallery_workspace
+    window = make_window(gallery_workspace)
     ids = gallery_workspace.photo_ids().tolist()
     women = set(ids[:3])
     for photo_id in ids:
@@ -65,7 +67,9 @@ def test_captions_read_without_attribute_names():
     assert caption({}) == ""
 
 
-def test_comparison_view_shows_the_photo_and_saves_a_correction(qtbot, window, gallery_workspace):
+def test_comparison_view_shows_the_photo_and_saves_a_correction(qtbot, make_window, own_gallery_workspace):
+    gallery_workspace = own_gallery_workspace
+    window = make_window(gallery_workspace)
     draw_figure_strokes(qtbot, window.canvas)
     wait_for_results(qtbot, window, GALLERY_SIZE)
     dialog = window.open_comparison(0)  # closed with the window

@@ -3,6 +3,8 @@ persist in QSettings."""
 
 from __future__ import annotations
 
+from html import escape
+
 from app_helpers import draw_stroke
 
 
@@ -38,3 +40,15 @@ def test_top_k_is_remembered(qtbot, window, settings):
     window.top_k.setValue(7)
     window.close()
     assert int(settings.value("top_k")) == 7
+
+
+def test_about_box_names_the_model_and_the_terms_it_may_be_used_on(qtbot, window, gallery_workspace):
+    info = gallery_workspace.model_info()
+    assert info.licence and info.data_terms  # from the manifest
+    box = window.show_about()
+    qtbot.waitUntil(box.isVisible)
+    text = box.text()
+    assert info.name in text and info.sha256 in text
+    assert escape(info.licence) in text and escape(info.data_terms) in text
+    assert "investigative leads" in text
+    box.close()

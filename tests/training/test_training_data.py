@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from training_test_helpers import MARKET_IDS, write_image
 
+from core.imaging import load_rgb
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.network import Modality
-from core.model.preprocess import PreprocessConfig, prepare, preprocess, resize_rgb
+from core.model.preprocess import PreprocessConfig, preprocess, resize_rgb
 from training.data import (
     DataError,
+    ImageRecord,
     by_modality,
     cufs,
     identities,
@@ -20,7 +22,6 @@ from training.data import (
     pku_sketch,
     pseudo_sketches,
     read_market_attributes,
-    read_rgb,
     split_identities,
 )
 from training.dataset import (
@@ -29,9 +30,7 @@ from training.dataset import (
     TARGET_SKETCH,
     Augmentation,
     TrainingImages,
-    hatched_sketch,
     pencil_sketch,
-    restyle_sketch,
 )
 
 
@@ -136,7 +135,7 @@ def test_dataset_plain_preprocessing_is_core(pku_root):
     data = TrainingImages(records, [0, 0, 1], configs, PERSON_ATTRIBUTES)
     for i, record in enumerate(records):
         item = data[i]
-        expected = preprocess(read_rgb(record.path), configs[record.modality])
+        expected = preprocess(load_rgb(record.path), configs[record.modality])
         assert np.array_equal(item["image"].numpy(), expected)
         assert item["domain"].item() == (TARGET_SKETCH if record.modality is Modality.SKETCH else TARGET_PHOTO)
         assert item["attributes"].shape == (len(PERSON_ATTRIBUTES.names),)
@@ -168,7 +167,7 @@ def test_pseudo_sketches_are_pencil_renderings_of_the_photos(pku_root):
     assert all(p.pseudo_sketch and p.modality is Modality.SKETCH for p in pseudo)
     assert [(p.path, p.key, p.attributes) for p in pseudo] == [(r.path, r.key, r.attributes) for r in photos]
 
-    rgb = read_rgb(photos[0].path)
+    rgb = load_rgb(photos[0].path)
     drawn = pencil_sketch(rgb)
     assert drawn.dtype == np.uint8 and drawn.ndim == 3 and drawn.shape[2] == 3
     assert (
@@ -187,90 +186,6 @@ def test_pseudo_sketches_are_pencil_renderings_of_the_photos(pku_root):
     assert not np.array_equal(item["image"].numpy(), preprocess(rgb, configs[Modality.SKETCH]))
 
 
-def test_hatched_sketches_ink_dark_areas_in_strokes_on_white_paper(pku_root):
-    """The ink rendering leaves paper white where the photo is mid-grey or light (a road, skin) and
-    hatches its dark areas: stroke and paper alternate there instead of a flat grey."""
-    photo = by_modality(pku_sketch(pku_root, 1).train, Modality.PHOTO)[0]
-    rgb = read_rgb(photo.path)
-    drawn = hatched_sketch(rgb, np.random.default_rng(0))
-    assert drawn.dtype == np.uint8 and drawn.shape == pencil_sketch(rgb).shape
-    assert (drawn[..., 0] == drawn[..., 1]).all() and (drawn[..., 1] == drawn[..., 2]).all()
-    ink = drawn[..., 0]
-    # the photo's grey at the drawing's size, smoothed as the renderer smooths it
-    grey = cv2.cvtColor(cv2.resize(rgb, ink.shape[::-1], interpolation=cv2.INTER_CUBIC), cv2.COLOR_RGB2GRAY)
-    grey = cv2.GaussianBlur(grey.astype(np.float32) / 255, (0, 0), 2.0)
-    dark, mid = grey < 0.12, (grey > 0.55) & (grey < 0.65)
-    assert dark.sum() > 1000 and mid.sum() > 1000
-    assert (ink[dark] < 100).mean() > 0.5 and (ink[dark] > 200).mean() > 0.1  # strokes with paper between
-    assert (ink[mid] > 240).mean() > 0.9
-    assert (ink > 240).mean() > 0.5 > (pencil_sketch(rgb)[..., 0] > 240).mean()  # mostly paper, unlike pencil
-    # the stroke angle and spacing come from the generator
-    assert np.array_equal(drawn, hatched_sketch(rgb, np.random.default_rng(0)))
-    assert not np.array_equal(drawn, hatched_sketch(rgb, np.random.default_rng(1)))
-
-
-def test_training_draws_the_share_of_pseudo_sketches_asked_for_hatched(pku_root):
-    """Augmentation(hatched=1) draws every pseudo-sketch in ink, with strokes from the item's own
-    seeded generator; hatched=0 keeps the pencil rendering."""
-    photo = by_modality(pku_sketch(pku_root, 1).train, Modality.PHOTO)[0]
-    pseudo = pseudo_sketches([photo])[0]
-    configs = {Modality.PHOTO: PreprocessConfig(64, 32), Modality.SKETCH: PreprocessConfig(64, 32, greyscale=True)}
-    still = dict(flip=0.0, crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0)
-    rgb = read_rgb(photo.path)
-    for hatched, expected in ((0.0, lambda rng: pencil_sketch(rgb)), (1.0, lambda rng: hatched_sketch(rgb, rng))):
-        data = TrainingImages(
-            [photo, pseudo],
-            [0, 0],
-            configs,
-            PERSON_ATTRIBUTES,
-            seed=5,
-            augmentation=Augmentation(hatched=hatched, **still),
-        )
-        data.set_epoch(2)
-        rng = np.random.default_rng([5, 2, 1])
-        if hatched:
-            rng.random()  # the draw that chose the ink rendering
-        assert np.array_equal(data[1]["image"].numpy(), preprocess(expected(rng), configs[Modality.SKETCH])), hatched
-
-
-def test_restyled_sketches_vary_stroke_weight_and_keep_the_paper_white(pku_root):
-    """Another hand on the same drawing: over many draws the ink covers both more and less of the
-    page than the artist's own (heavier and lighter strokes, darker and paler shading), while the
-    paper stays paper and the size stays the input's; the draws come from the generator."""
-    sketch = by_modality(pku_sketch(pku_root, 1).train, Modality.SKETCH)[0]
-    config = PreprocessConfig(256, 128, greyscale=True)
-    drawn = resize_rgb(prepare(read_rgb(sketch.path), config), config)
-    ink = (drawn < 128).mean()
-    restyled = [restyle_sketch(drawn, np.random.default_rng(seed)) for seed in range(20)]
-    assert all(r.shape == drawn.shape and r.dtype == np.uint8 for r in restyled)
-    coverage = np.array([(r < 128).mean() for r in restyled])
-    assert (coverage > 1.15 * ink).sum() >= 3 and (coverage < 0.85 * ink).sum() >= 3, (ink, coverage)
-    # most of the page is still light paper, not a grey wash
-    assert np.median(drawn) > 240 and all(np.median(r) > 180 for r in restyled)
-    assert np.array_equal(restyled[0], restyle_sketch(drawn, np.random.default_rng(0)))
-
-
-def test_training_restyles_sketches_only(pku_root):
-    """Augmentation(sketch_style=1) redraws every training sketch and leaves photos as they were."""
-    train = pku_sketch(pku_root, 1).train
-    photo, sketch = by_modality(train, Modality.PHOTO)[0], by_modality(train, Modality.SKETCH)[0]
-    configs = {Modality.PHOTO: PreprocessConfig(64, 32), Modality.SKETCH: PreprocessConfig(64, 32, greyscale=True)}
-    still = dict(flip=0.0, crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0)
-    items = {}
-    for style in (0.0, 1.0):
-        data = TrainingImages(
-            [photo, sketch],
-            [0, 0],
-            configs,
-            PERSON_ATTRIBUTES,
-            seed=5,
-            augmentation=Augmentation(sketch_style=style, **still),
-        )
-        items[style] = [data[i]["image"].numpy() for i in (0, 1)]
-    assert np.array_equal(items[0.0][0], items[1.0][0])
-    assert not np.array_equal(items[0.0][1], items[1.0][1])
-
-
 def test_augmentation_without_crop_or_pad_only_mirrors(pku_root):
     """Aligned images (faces) can be trained without the random crop and border: what is left is
     the mirror image, half the time."""
@@ -284,7 +199,7 @@ def test_augmentation_without_crop_or_pad_only_mirrors(pku_root):
         seed=3,
         augmentation=Augmentation(crop_scale=(1.0, 1.0), pad=0.0, jitter=0.0),
     )
-    rgb = read_rgb(photo.path)
+    rgb = load_rgb(photo.path)
     plain, mirrored = preprocess(rgb, configs[Modality.PHOTO]), preprocess(rgb[:, ::-1].copy(), configs[Modality.PHOTO])
     seen = set()
     for epoch in range(8):
@@ -294,3 +209,26 @@ def test_augmentation_without_crop_or_pad_only_mirrors(pku_root):
         assert is_plain or is_mirrored, epoch
         seen.add(is_plain)
     assert seen == {True, False}
+
+
+def test_training_reads_images_upright_as_search_does(tmp_path):
+    """A phone photo stored sideways with an EXIF orientation tag trains upright: the training
+    loader decodes through core.imaging, the same decoder the gallery import uses."""
+    upright = np.zeros((80, 40, 3), np.uint8)
+    upright[:20] = (255, 0, 0)  # a red head at the top of a tall figure
+    upright[20:] = (0, 0, 255)
+    sideways = Image.fromarray(np.ascontiguousarray(np.rot90(upright, k=1)))  # stored lying on its side
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    path = tmp_path / "phone.jpg"
+    sideways.save(path, quality=95, exif=exif)
+
+    config = PreprocessConfig(80, 40)
+    record = ImageRecord(path=path, identity="1", modality=Modality.PHOTO)
+    item = TrainingImages([record], [0], {Modality.PHOTO: config}, PERSON_ATTRIBUTES)[0]
+    assert np.array_equal(item["image"].numpy(), preprocess(load_rgb(path), config))
+    pixels = np.asarray(resize_rgb(load_rgb(path), config), np.int16)
+    assert pixels.shape == (80, 40, 3)
+    top, bottom = pixels[:15].mean((0, 1)), pixels[30:].mean((0, 1))
+    assert top[0] > 200 and top[2] < 60, top  # red at the top: the tag was applied
+    assert bottom[2] > 200 and bottom[0] < 60, bottom

@@ -12,12 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.imaging import load_rgb
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.checkpoint import WEIGHTS_FILE, load_checkpoint, read_manifest
 from core.model.inference import InferenceModel
 from core.model.network import Modality
 from training.cli import main
-from training.data import ImageRecord, pku_sketch, read_rgb
+from training.data import ImageRecord, pku_sketch
 from training.engine import attribute_log_priors, forward_mixed, selection_score
 
 TINY = [
@@ -73,8 +74,6 @@ def test_fit_exports_a_loadable_checkpoint(tmp_path, pku_root, market_root, caps
         "1",
         "--source-share",
         "0.34",
-        "--w-centre",
-        "1",
         *TINY,
         "--p",
         "3",
@@ -85,7 +84,7 @@ def test_fit_exports_a_loadable_checkpoint(tmp_path, pku_root, market_root, caps
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [r["phase"] for r in rows] == ["source", "co-train"]
     assert all(np.isfinite(float(r["loss"])) for r in rows)
-    assert rows[1]["domain"] and rows[1]["triplet"] and rows[1]["centre"] and rows[1]["val_R1"]
+    assert rows[1]["domain"] and rows[1]["triplet"] and rows[1]["val_R1"]
 
     manifest = read_manifest(out / "model")
     provenance = manifest.provenance
@@ -104,7 +103,7 @@ def test_fit_exports_a_loadable_checkpoint(tmp_path, pku_root, market_root, caps
     assert manifest.test_time_flip
 
     model = InferenceModel(out / "model", "cpu")
-    sketch = read_rgb(next(pku_root.glob("sketch/1.jpg")))
+    sketch = load_rgb(next(pku_root.glob("sketch/1.jpg")))
     batch = model.embed_images([sketch], Modality.SKETCH)
     assert batch.embeddings.shape == (1, model.embedding_dim)
     assert np.linalg.norm(batch.embeddings[0]) == pytest.approx(1.0, abs=1e-4)
@@ -164,10 +163,10 @@ def test_resume_continues_from_state(tmp_path, pku_root):
     state = torch.load(out / "state.pt", weights_only=True)
     state["best_score"] = state["best_score"][0]  # as states were written before the margin
     torch.save(state, out / "state.pt")
-    log = out / "log.csv"  # as logs were written before the centre loss: no "centre" column
+    log = out / "log.csv"  # as logs were written before the consistency loss: no such column
     header, first = log.read_text().splitlines()[:2]
     names, values = header.split(","), first.split(",")
-    keep = [i for i, name in enumerate(names) if name != "centre"]
+    keep = [i for i, name in enumerate(names) if name != "consistency"]
     log.write_text("\n".join(",".join(row[i] for i in keep) for row in (names, values)) + "\n")
     assert main(["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "2", *TINY]) == 0
     rows = list(csv.DictReader(open(out / "log.csv")))
@@ -363,7 +362,7 @@ def test_grey_input_and_part_pooling_reach_the_manifest_and_search(tmp_path, pku
     assert manifest.parts == 2 and manifest.embedding_dim == 2 * 1280
     assert manifest.preprocess[Modality.PHOTO].greyscale and manifest.preprocess[Modality.SKETCH].greyscale
     photo = next(r for r in pku_sketch(pku_root, 1).test if r.modality is Modality.PHOTO)
-    rgb = read_rgb(photo.path)
+    rgb = load_rgb(photo.path)
     grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     assert not np.array_equal(rgb, grey)
     colour_vector, grey_vector = (
@@ -376,21 +375,10 @@ def test_grey_input_and_part_pooling_reach_the_manifest_and_search(tmp_path, pku
         ["--crop-min", "1.5"],
         ["--pad", "-0.1"],
         ["--parts", "0"],
-        ["--hatched-sketches", "0.5"],
-        ["--pseudo-sketches", "--hatched-sketches", "1.5"],
-        ["--grey-photos", "1.5"],
-        ["--erase", "-0.5"],
-        ["--sketch-style", "2"],
     ):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
-    args = build_parser().parse_args(
-        ["fit", "--root", str(pku_root), "--out", str(out), "--pseudo-sketches", "--hatched-sketches", "0.5"]
-    )
-    config = fit_config(args)
-    config.check()
-    assert config.hatched_sketches == 0.5
 
 
 def test_grid_at_stride_16_reaches_the_manifest_and_search(tmp_path, pku_root):
@@ -424,43 +412,10 @@ def test_grid_at_stride_16_reaches_the_manifest_and_search(tmp_path, pku_root):
     assert (manifest.feature_stride, manifest.parts, manifest.part_columns) == (16, 2, 2)
     assert manifest.embedding_dim == 112 * 2 * 2
     photo = next(r for r in pku_sketch(pku_root, 1).test if r.modality is Modality.PHOTO)
-    (vector,) = InferenceModel(out / "model", "cpu").embed_images([read_rgb(photo.path)], Modality.PHOTO).embeddings
+    (vector,) = InferenceModel(out / "model", "cpu").embed_images([load_rgb(photo.path)], Modality.PHOTO).embeddings
     assert vector.shape == (448,) and np.isfinite(vector).all()
 
-    for bad in (["--feature-stride", "4"], ["--part-columns", "0"], ["--dilated"]):
+    for bad in (["--feature-stride", "4"], ["--part-columns", "0"]):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
-
-
-def test_dilated_backbone_reaches_the_manifest_and_search(tmp_path, pku_root):
-    """--feature-stride 16 --dilated trains the whole backbone at stride 16: the grid pools its last
-    stage's 320 channels, and the exported checkpoint rebuilds it for search."""
-    out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "fit",
-                "--root",
-                str(pku_root),
-                "--out",
-                str(out),
-                "--epochs",
-                "1",
-                "--feature-stride",
-                "16",
-                "--dilated",
-                "--parts",
-                "2",
-                "--part-columns",
-                "2",
-                *TINY,
-            ]
-        )
-        == 0
-    )
-    manifest = read_manifest(out / "model")
-    assert manifest.dilated and manifest.embedding_dim == 320 * 2 * 2
-    photo = next(r for r in pku_sketch(pku_root, 1).test if r.modality is Modality.PHOTO)
-    (vector,) = InferenceModel(out / "model", "cpu").embed_images([read_rgb(photo.path)], Modality.PHOTO).embeddings
-    assert vector.shape == (1280,) and np.isfinite(vector).all()

@@ -15,7 +15,6 @@ from training.losses import (
     CrossModalTripletLoss,
     DomainAdversarialLoss,
     DomainClassifier,
-    HeteroCentreTripletLoss,
     LabelSmoothingCrossEntropy,
     ModalityAwareTripletLoss,
     dann_strength,
@@ -118,47 +117,6 @@ def test_mathm_weights_are_detached_and_floored():
     assert w["a"].item() == pytest.approx(0.5 / 0.1, rel=1e-4) and w["b"].item() == pytest.approx(0.5, rel=1e-4)
     loss_fn(features, labels, modality).backward()
     assert features.grad is not None and features.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_hetero_centre_triplet_matches_loop(seed):
-    features, labels, modality = batch(seed, ids=5, per_id=4, dim=6)
-    keep = torch.ones(len(labels), dtype=torch.bool)
-    keep[[1, 3]] = False  # identity 0 keeps only photos: a negative centre, never an anchor
-    keep[4] = False  # identity 1 has one photo and two sketches: centres of unequal counts
-    features, labels, modality = features[keep] * 0.3, labels[keep], modality[keep]
-    lab, mod = labels.tolist(), modality.tolist()
-    centres = {}
-    for key in sorted(set(zip(lab, mod))):
-        rows = [features[i] for i in range(len(lab)) if (lab[i], mod[i]) == key]
-        centres[key] = [sum(float(r[d]) for r in rows) / len(rows) for d in range(features.shape[1])]
-    violations = []
-    for (person, m), centre in centres.items():
-        if (person, 1 - m) not in centres:
-            continue
-        d_pos = dist(centre, centres[(person, 1 - m)])
-        d_neg = min(dist(centre, other) for (p, _), other in centres.items() if p != person)
-        violations.append(max(d_pos - d_neg + MARGIN, 0.0))
-    assert len(violations) == 8
-    expected = sum(violations) / len(violations)
-    assert HeteroCentreTripletLoss(MARGIN)(features, labels, modality).item() == pytest.approx(expected, rel=1e-5)
-
-
-def test_hetero_centre_triplet_without_pairs_is_zero_and_pulls_centres_together():
-    features = torch.randn(6, 4, requires_grad=True)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    loss = HeteroCentreTripletLoss()(features, labels, torch.zeros(6, dtype=torch.long))
-    assert loss.item() == 0.0
-    loss.backward()
-
-    features, labels, modality = batch(7)
-    features.requires_grad_(True)
-    loss_fn = HeteroCentreTripletLoss(margin=5.0)  # every anchor violates: a non-zero gradient
-    before = loss_fn(features, labels, modality)
-    before.backward()
-    with torch.no_grad():
-        after = loss_fn(features - 0.01 * features.grad, labels, modality)
-    assert after.item() < before.item()
 
 
 NAMES = ("a", "b", "c")
