@@ -11,6 +11,16 @@ from core.model.backbones import backbone_spec
 TARGETS = ("pku", "paired", "cufs")
 SOURCES = ("market1501", "cufs", "paired")
 
+# The terms each data set is used on, recorded in every model trained on it (its manifest and the
+# About box). The research sets carry no licence to redistribute; an agency's own folder is its own.
+DATA_TERMS = {
+    "pku": "PKU-Sketch (Pang et al., ACM MM 2018): research use only",
+    "cufs": "CUHK Face Sketch database (CUFS): research use only",
+    "market1501": "Market-1501 (Zheng et al., ICCV 2015) and its attribute labels: research use only",
+    "paired": "a paired sketch/photo folder: the terms of its owner",
+}
+RESEARCH_DATA = {"pku", "cufs", "market1501"}
+
 
 @dataclass
 class LossWeights:
@@ -83,6 +93,14 @@ class FitConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def data_terms(self) -> tuple[str, str]:
+        """(licence, data terms) of a model trained with this configuration."""
+        used = [self.dataset] + ([self.source] if self.source else [])
+        terms = "; ".join(DATA_TERMS[name] for name in used) + "; respect the privacy of the people pictured"
+        research = any(name in RESEARCH_DATA for name in used)
+        licence = "research use only: bound by the terms of its training data" if research else "as its data allow"
+        return licence, terms
 
     @classmethod
     def from_json(cls, data: dict) -> FitConfig:

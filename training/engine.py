@@ -406,6 +406,7 @@ class Trainer:
         return True
 
     def _manifest(self, name: str, provenance: dict) -> Manifest:
+        licence, data_terms = self.config.data_terms()
         return Manifest(
             name=name,
             backbone=self.network.backbone_name,
@@ -419,6 +420,8 @@ class Trainer:
             attribute_schema=self.schema,
             attribute_head_trained=bool(self.attributes_labelled and self.config.losses.attribute > 0),
             provenance=provenance,
+            licence=licence,
+            data_terms=data_terms,
         )
 
     def _provenance(self, **extra) -> dict:

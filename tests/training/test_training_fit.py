@@ -88,6 +88,8 @@ def test_fit_exports_a_loadable_checkpoint(tmp_path, pku_root, market_root, caps
 
     manifest = read_manifest(out / "model")
     provenance = manifest.provenance
+    assert manifest.licence.startswith("research use only")
+    assert "PKU-Sketch" in manifest.data_terms and "Market-1501" in manifest.data_terms
     assert manifest.attribute_head_trained
     assert provenance["split"] == "pku-1" and provenance["seed"] == 0
     assert provenance["command"].startswith("sketchsearch-train fit")
