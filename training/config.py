@@ -61,7 +61,6 @@ class FitConfig:
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
     height: int = 256
     width: int = 128
-    grey_input: bool = False  # photos enter the network greyscale, in training and search (sketches have no colour)
     crop_min: float = 0.85  # augmentation: the random crop keeps at least this side fraction (1: no crop)
     pad: float = 0.05  # augmentation: at most this fraction of each side added as border (0: none)
     pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch

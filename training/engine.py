@@ -225,7 +225,7 @@ class TrainingData:
 def build_data(config: FitConfig, schema: AttributeSchema) -> TrainingData:
     fit = prepare_data(config, schema)
     configs = {
-        Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width, greyscale=config.grey_input),
+        Modality.PHOTO: PreprocessConfig(height=config.height, width=config.width),
         Modality.SKETCH: PreprocessConfig(
             height=config.height, width=config.width, greyscale=True, clean_sketch=config.clean_sketches
         ),
