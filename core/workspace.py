@@ -426,6 +426,27 @@ class Workspace:
             imported_since=since,
         )
 
+    def export_case_report(self, number: str, path: Path) -> Path:
+        """Write a case's PDF report; the export itself is recorded with the file's sha256."""
+        from core.casework.report import write_case_report  # fpdf2 loads only when a report is made
+
+        case = self.casework.case(number)
+        searches = self.casework.searches_of_case(case.id)
+        marks = {s.id: self.casework.current_marks(s.id) for s in searches}
+        written = write_case_report(
+            Path(path),
+            case,
+            searches,
+            marks,
+            self.casework.verify_audit(),
+            generated_by=self.operator,
+            app_version=app_version(),
+        )
+        digest = audit.sha256_hex(written.read_bytes())
+        payload = {"number": case.number, "file": str(written), "sha256": digest, "searches": len(searches)}
+        self._record("report exported", payload, case.id)
+        return written
+
     # -- health --------------------------------------------------------------------------------
     def stats(self) -> CatalogueStats:
         with self._lock:
