@@ -73,7 +73,7 @@ def _when(value: datetime | None) -> str:
 def _line(pdf: _ReportPDF, text: str, size: float = 9, bold: bool = False, height: float = 4.6) -> None:
     pdf.use_font(size, bold)
     pdf.set_x(pdf.l_margin)
-    pdf.multi_cell(0, height, pdf.clean(text), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, height, pdf.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
 
 
 def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Review]) -> None:
@@ -102,7 +102,7 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
     for text in details:
         pdf.set_x(pdf.l_margin + 34)
         pdf.use_font(8.5)
-        pdf.multi_cell(0, 4.4, pdf.clean(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 4.4, pdf.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(max(pdf.get_y(), top + 40))
     warning = weak_result_warning([c.score for c in latest.candidates])
     if warning:
@@ -128,7 +128,10 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
             pdf.image(io.BytesIO(c.thumbnail), x=pdf.get_x() + 1, y=y + 1, h=18, w=20, keep_aspect_ratio=True)
         pdf.set_x(pdf.get_x() + 22)
         x = pdf.get_x()
-        pdf.multi_cell(62, 4.2, pdf.clean(f"#{c.photo_id}\n{c.photo_sha256[:32]}\n{c.photo_sha256[32:]}"))
+        pdf.use_font(7.5)
+        sha = c.photo_sha256
+        pdf.multi_cell(62, 3.8, pdf.clean(f"#{c.photo_id}\n{sha[:22]}\n{sha[22:44]}\n{sha[44:]}"), align="L")
+        pdf.use_font(8.5)
         pdf.set_xy(x + 62, y)
         pdf.cell(18, 20, f"{c.score:+.4f}")
         review = marks.get(c.photo_id)
@@ -137,7 +140,7 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
             text = f"{review.mark.label} ({review.operator}, {_when(review.at)})" + (
                 f": {review.note}" if review.note else ""
             )
-        pdf.multi_cell(0, 4.2, pdf.clean(text))
+        pdf.multi_cell(0, 4.2, pdf.clean(text), align="L")
         pdf.set_y(y + 20)
 
 
@@ -171,7 +174,7 @@ def write_case_report(
     pdf.set_draw_color(0)
     pdf.set_fill_color(245, 240, 225)
     pdf.use_font(9.5, bold=True)
-    pdf.multi_cell(0, 5, pdf.clean(DISCLAIMER), border=1, fill=True, new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 5, pdf.clean(DISCLAIMER), border=1, fill=True, align="L", new_x="LMARGIN", new_y="NEXT")
     _line(pdf, SCORE_NOTE, 8)
     if not searches:
         _line(pdf, "No search has been recorded in this case.", 10)
