@@ -259,3 +259,33 @@ def test_kill_9_while_recording_leaves_no_half_record_and_a_valid_chain(tmp_path
     record(store, photo_ids=(1, 2))  # and recording goes on after it
     assert store.verify_audit().ok
     catalogue.close()
+
+
+def test_gallery_and_model_changes_are_logged_by_the_workspace(open_workspace, make_photos, other_model, tmp_path):
+    photos = make_photos(4)
+    workspace = open_workspace()
+    workspace.operator = "ana"
+    workspace.import_paths([photos[0].parent])
+    workspace.set_attribute(2, "gender", "female")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(f"filename,hair\n{photos[0].name},long\n")
+    workspace.import_attribute_sheet(sheet)
+    workspace.remove_folder(str(photos[0].parent))
+    workspace.close()
+    upgraded = open_workspace(model=other_model)  # the same gallery opened with another model
+    upgraded.close()
+    again = open_workspace(model=other_model)  # and again with it: no change, nothing logged
+    entries = again.casework.audit_entries()
+    assert [e.kind for e in entries] == [
+        "model", "import", "attribute correction", "attribute sheet", "remove folder", "model"
+    ]  # fmt: skip
+    by_kind = {e.kind: e for e in entries}
+    assert by_kind["import"].payload["added"] == 4 and by_kind["import"].operator == "ana"
+    assert by_kind["attribute correction"].payload == {
+        "photo_id": 2, "photo_sha256": by_kind["remove folder"].payload["photos"][1][1], "name": "gender",
+        "value": "female", "source": "manual",
+    }  # fmt: skip
+    assert [p[0] for p in by_kind["remove folder"].payload["photos"]] == [1, 2, 3, 4]
+    assert entries[-1].payload["previous"] == entries[0].payload["embedding_key"]
+    assert entries[-1].payload["embedding_key"] == other_model.embedding_key
+    assert again.casework.verify_audit().ok
