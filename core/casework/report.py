@@ -7,6 +7,7 @@ chain's head hash and the statement that candidates are investigative leads."""
 from __future__ import annotations
 
 import io
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,10 +71,24 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
-def _line(pdf: _ReportPDF, text: str, size: float = 9, bold: bool = False, height: float = 4.6) -> None:
+def _wrap(text: str, size: float, width_mm: float) -> list[str]:
+    """Lines that fit ``width_mm`` at ``size`` points, by a generous average glyph width: fpdf2's
+    own line breaking measures every glyph and is most of the time of a large report."""
+    chars = max(20, int(width_mm / (size * 0.3528 * 0.56)))
+    lines = []
+    for paragraph in text.splitlines() or [""]:
+        lines += textwrap.wrap(paragraph, chars, break_long_words=True, break_on_hyphens=False) or [""]
+    return lines
+
+
+def _text(pdf: _ReportPDF, text: str, size: float = 9, bold: bool = False, height: float = 4.6, indent: float = 0):
     pdf.use_font(size, bold)
-    pdf.set_x(pdf.l_margin)
-    pdf.multi_cell(0, height, pdf.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
+    for line in _wrap(pdf.clean(text), size, pdf.w - pdf.l_margin - pdf.r_margin - indent):
+        pdf.set_x(pdf.l_margin + indent)
+        pdf.cell(0, height, line, new_x="LMARGIN", new_y="NEXT")
+
+
+_line = _text
 
 
 def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Review]) -> None:
@@ -100,9 +115,7 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
     ]
     pdf.set_y(top)
     for text in details:
-        pdf.set_x(pdf.l_margin + 34)
-        pdf.use_font(8.5)
-        pdf.multi_cell(0, 4.4, pdf.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
+        _text(pdf, text, 8.5, height=4.4, indent=34)
     pdf.set_y(max(pdf.get_y(), top + 40))
     warning = weak_result_warning([c.score for c in latest.candidates])
     if warning:
@@ -118,30 +131,36 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
     for text, width in (("rank", 12), ("photo", 22), ("photo id / sha256", 62), ("score", 18), ("review", 0)):
         pdf.cell(width, 5, text, border="B")
     pdf.ln(5)
+    review_x = pdf.l_margin + 12 + 22 + 62 + 18
     for c in shown:
-        if pdf.get_y() > pdf.h - 40:
+        review = marks.get(c.photo_id)
+        lines = ["not reviewed"]
+        if review:
+            text = f"{review.mark.label} ({review.operator}, {_when(review.at)})"
+            lines = _wrap(
+                pdf.clean(text + (f": {review.note}" if review.note else "")), 8.5, pdf.w - pdf.r_margin - review_x
+            )
+        row = max(20.0, 4.2 * len(lines) + 1)  # a long note is never cut
+        if pdf.get_y() + row > pdf.h - 20:
             pdf.add_page()
         y = pdf.get_y()
         pdf.use_font(8.5)
         pdf.cell(12, 20, str(c.rank))
         if c.thumbnail:
             pdf.image(io.BytesIO(c.thumbnail), x=pdf.get_x() + 1, y=y + 1, h=18, w=20, keep_aspect_ratio=True)
-        pdf.set_x(pdf.get_x() + 22)
-        x = pdf.get_x()
+        x = pdf.l_margin + 12 + 22
         pdf.use_font(7.5)
         sha = c.photo_sha256
-        pdf.multi_cell(62, 3.8, pdf.clean(f"#{c.photo_id}\n{sha[:22]}\n{sha[22:44]}\n{sha[44:]}"), align="L")
+        for i, text in enumerate((f"#{c.photo_id}", sha[:22], sha[22:44], sha[44:])):
+            pdf.set_xy(x, y + i * 3.8)  # fixed lines: cell, not multi_cell (line breaking is the slow part)
+            pdf.cell(62, 3.8, text)
         pdf.use_font(8.5)
         pdf.set_xy(x + 62, y)
         pdf.cell(18, 20, f"{c.score:+.4f}")
-        review = marks.get(c.photo_id)
-        text = "not reviewed"
-        if review:
-            text = f"{review.mark.label} ({review.operator}, {_when(review.at)})" + (
-                f": {review.note}" if review.note else ""
-            )
-        pdf.multi_cell(0, 4.2, pdf.clean(text), align="L")
-        pdf.set_y(y + 20)
+        for i, line in enumerate(lines):
+            pdf.set_xy(review_x, y + i * 4.2)
+            pdf.cell(0, 4.2, line)
+        pdf.set_y(y + row)
 
 
 def write_case_report(
