@@ -119,7 +119,7 @@ class CaseRecorder(QObject):
         def review(task):
             if handle.search_id is None:
                 raise ValueError("the search could not be recorded, so its candidates cannot be marked")
-            return workspace.casework.review(handle.search_id, rank, mark, workspace.operator, note)
+            return workspace.casework.review(handle.search_id, rank, mark, workspace.operator, note, photo_id)
 
         def done(result) -> None:
             if handle is self._handle:

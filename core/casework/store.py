@@ -320,8 +320,11 @@ class CaseworkStore:
             return [self._search(c, i) for i in list(ids)]
 
     # -- reviews -------------------------------------------------------------------------------
-    def review(self, search_id: int, rank: int, mark: ReviewMark, operator: str, note: str = "") -> Review:
-        """Record a decision on the candidate at ``rank`` of the search's newest ranking."""
+    def review(
+        self, search_id: int, rank: int, mark: ReviewMark, operator: str, note: str = "", photo_id: int | None = None
+    ) -> Review:
+        """Record a decision on the candidate at ``rank`` of the search's newest ranking (with
+        ``photo_id``: refused unless that photo is the one at that rank)."""
         with self.catalogue.write_transaction() as c:
             search = self._search(c, search_id)
             if not search.revisions:
@@ -332,6 +335,11 @@ class CaseworkStore:
                     f"search {search_id} has no candidate at rank {rank} (ranks 1 to {len(search.latest.candidates)})"
                 )
             candidate, now = found[0], utcnow()
+            if photo_id is not None and candidate.photo_id != photo_id:
+                raise CaseworkError(
+                    f"search {search_id}: rank {rank} is photo #{candidate.photo_id} in its newest ranking, "
+                    f"not #{photo_id}; nothing was marked"
+                )
             payload = {
                 "search_id": search_id,
                 "revision": search.latest.revision,

@@ -289,3 +289,23 @@ def test_gallery_and_model_changes_are_logged_by_the_workspace(open_workspace, m
     assert entries[-1].payload["previous"] == entries[0].payload["embedding_key"]
     assert entries[-1].payload["embedding_key"] == other_model.embedding_key
     assert again.casework.verify_audit().ok
+
+
+def test_a_review_names_the_photo_it_expects(store):
+    search_id, _ = record(store, photo_ids=(3, 1, 2))
+    with pytest.raises(CaseworkError, match="rank 1 is photo #3"):
+        store.review(search_id, 1, ReviewMark.EXCLUDED, "ana", photo_id=1)
+    assert store.reviews(search_id) == [] and store.verify_audit().entries == 1
+    assert store.review(search_id, 2, ReviewMark.EXCLUDED, "ana", photo_id=1).photo_id == 1
+
+
+def test_weak_result_warning_follows_the_measured_thresholds():
+    from core.casework.weak import LOW_BEST_SCORE, LOW_SEPARATION, weak_result_reasons, weak_result_warning
+
+    strong = [LOW_BEST_SCORE + 0.2, 0.3, 0.25, 0.2, LOW_BEST_SCORE + 0.2 - LOW_SEPARATION - 0.05]
+    assert weak_result_reasons(strong) == [] and weak_result_warning(strong) == ""
+    low = [LOW_BEST_SCORE - 0.01] + [LOW_BEST_SCORE - 0.2] * 4
+    assert len(weak_result_reasons(low)) == 1 and "best score" in weak_result_reasons(low)[0]
+    crowded = [0.5, 0.49, 0.48, 0.47, 0.5 - LOW_SEPARATION + 0.01]
+    assert "not separated" in weak_result_warning(crowded) and "PKU-Sketch validation" in weak_result_warning(crowded)
+    assert weak_result_reasons([]) == []
