@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.casework.weak import weak_result_reasons
 from core.model.inference import InferenceModel
 from core.model.network import Modality
 from core.paths import default_model_dir
@@ -45,7 +46,7 @@ def main() -> None:
     g = model.embed_images([read_rgb(r.path) for r in photos], Modality.PHOTO).embeddings
     similarity = q @ g.T
     ids = np.asarray([r.identity for r in photos])
-    rows = []
+    rows, flags = [], []
     for i, sketch in enumerate(sketches):
         order = np.argsort(-similarity[i])
         top = float(similarity[i, order[0]])
@@ -53,15 +54,24 @@ def main() -> None:
         other_best = float(similarity[i, ids != sketch.identity].max())
         right = ids[order[0]] == sketch.identity
         rows.append((sketch.identity, top, true_best, other_best, bool(right)))
+        ranked = [float(similarity[i, j]) for j in order]
+        flags.append(bool(weak_result_reasons(ranked)))
+        flagged = "weak" if weak_result_reasons(ranked) else "-"
         print(
             f"{sketch.identity:>4}  top {top:.3f}  true {true_best:.3f}  best other {other_best:.3f}  "
-            f"gap {top - float(similarity[i, order[1]]):.3f}  rank-1 {'right' if right else 'wrong'}"
+            f"gap {top - ranked[1]:.3f}  top-5th {top - ranked[4]:.3f}  rank-1 {'right' if right else 'wrong'}  "
+            f"{flagged}"
         )
     top = np.asarray([r[1] for r in rows])
     true = np.asarray([r[2] for r in rows])
     other = np.asarray([r[3] for r in rows])
     right = np.asarray([r[4] for r in rows])
+    flags = np.asarray(flags)
     print(f"queries {len(rows)}, photos {len(photos)}, rank-1 right {right.sum()}")
+    print(
+        f"flagged weak: {flags[~right].sum()} of {(~right).sum()} wrong rank 1s, "
+        f"{flags[right].sum()} of {right.sum()} right ones"
+    )
     print(f"true match score: min {true.min():.3f} p20 {np.percentile(true, 20):.3f} median {np.median(true):.3f}")
     print(f"best wrong person: median {np.median(other):.3f} max {other.max():.3f}")
     # separation of the top result from the best photo of another person: on right queries
