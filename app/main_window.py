@@ -532,6 +532,7 @@ class MainWindow(QMainWindow):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export case report", f"case-{case.number}.pdf", REPORT_FILTER)
         if path:
+            self.statusBar().showMessage(f"Writing the report of case {case.number}…")
             self.recorder.export_report(path)
 
     def review_row(self, row: int, mark: ReviewMark, note: str = "") -> bool:

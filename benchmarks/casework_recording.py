@@ -126,7 +126,7 @@ def main() -> None:
     )
     print(f"record a revision    median {statistics.median(revision):6.2f} ms ({len(revision)} re-ranks)")
     print(f"audit verify         {verify_s:6.2f} s for {entries} entries and every search record")
-    print(f"export a {args.case_searches}-search case   {export_s:6.2f} s ({size_mb:.1f} MB PDF, verify included)")
+    print(f"export a {args.case_searches}-search case   {export_s:6.2f} s ({size_mb:.1f} MB PDF, chain check included)")
     print(f"ratio: recording median/20 ms {median / 20:.2f}, export/30 s {export_s / 30:.2f} (targets < 1)")
 
 
