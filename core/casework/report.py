@@ -74,7 +74,7 @@ def _when(value: datetime | None) -> str:
 def _wrap(text: str, size: float, width_mm: float) -> list[str]:
     """Lines that fit ``width_mm`` at ``size`` points, by a generous average glyph width: fpdf2's
     own line breaking measures every glyph and is most of the time of a large report."""
-    chars = max(20, int(width_mm / (size * 0.3528 * 0.56)))
+    chars = max(20, int(width_mm / (size * 0.3528 * 0.62)))  # 0.62 em: about the widest digits
     lines = []
     for paragraph in text.splitlines() or [""]:
         lines += textwrap.wrap(paragraph, chars, break_long_words=True, break_on_hyphens=False) or [""]
@@ -106,7 +106,7 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
     details = [
         f"Searched: {_when(latest.started_at)} to {_when(latest.finished_at)} by {search.operator}"
         + (f" (this revision by {latest.operator})" if latest.operator != search.operator else ""),
-        f"Query: {'drawn sketch' if search.query_kind.value == 'strokes' else search.query_name}, "
+        f"Query: {'drawn sketch' if search.query_kind.value == 'strokes' else search.query_name}\n"
         f"sha256 {search.query_sha256}",
         f"Model: {latest.model_name}, embedding key {latest.embedding_key[:16]}",
         f"Gallery: {latest.gallery.photos} photo(s), last import {latest.gallery.last_import or 'none'}",
