@@ -85,7 +85,7 @@ class CaseRecorder(QObject):
             self._set_marks({})
         handle = self._handle
         case_id = self.case.id if self.case is not None and self.case.is_open else None
-        query = drawn_query(shown.pixels, shown.strokes_json)
+        query = drawn_query(shown.pixels, shown.strokes_json, shown.scan)
 
         def record(task):
             search_id, revision = workspace.record_search(

@@ -30,6 +30,7 @@ class ShownSearch:
     top_k: int
     started_at: datetime
     candidates: list = field(default_factory=list)
+    scan: tuple[str, bytes] | None = None  # the scanned sketch file under the strokes: path, bytes
 
 
 class LiveSearch(QObject):
@@ -48,8 +49,9 @@ class LiveSearch(QObject):
         self.where: dict[str, str] = {}
         self.min_confidence = 0.0
         self.embedding: np.ndarray | None = None  # of the current sketch, once embedded
-        self._embedded_query: tuple[np.ndarray, str] | None = None  # its pixels and strokes
-        self._requests: dict[int, tuple] = {}  # request -> (fresh, pixels, strokes, where, min conf, K, start)
+        self._embedded_query: tuple | None = None  # its pixels, strokes and scan
+        self._requests: dict[int, tuple] = {}  # request -> what produced it, for the casework record
+        self.scan: tuple[np.ndarray, str, bytes] | None = None  # imported scan: background array, path, bytes
         self.last_seconds = 0.0
         self._latest = 0
         self._shown = 0
@@ -105,7 +107,8 @@ class LiveSearch(QObject):
         pixels = self.document.to_array()  # rendering is painting; the embedding is not done here
         workspace, top_k, where, min_confidence = self.workspace, self.top_k, dict(self.where), self.min_confidence
         strokes = json.dumps({"strokes": [s.to_json() for s in self.document.strokes]})
-        self._requests = {request: (True, pixels, strokes, where, min_confidence, top_k, utcnow())}
+        scan = self.scan[1:] if self.scan and self.document.background is self.scan[0] else None
+        self._requests = {request: (True, pixels, strokes, where, min_confidence, top_k, utcnow(), scan)}
 
         def embed_and_rank(task):
             started = time.perf_counter()
@@ -137,8 +140,8 @@ class LiveSearch(QObject):
         workspace, embedding = self.workspace, self.embedding
         top_k, where, min_confidence = self.top_k, dict(self.where), self.min_confidence
         if self._embedded_query is not None:
-            pixels, strokes = self._embedded_query
-            self._requests = {request: (False, pixels, strokes, where, min_confidence, top_k, utcnow())}
+            pixels, strokes, scan = self._embedded_query
+            self._requests = {request: (False, pixels, strokes, where, min_confidence, top_k, utcnow(), scan)}
 
         def rank(task):
             started = time.perf_counter()
@@ -167,10 +170,12 @@ class LiveSearch(QObject):
         self.results.emit(request, candidates)
         asked = self._requests.pop(request, None)
         if asked is not None:
-            fresh, pixels, strokes, where, min_confidence, top_k, started = asked
+            fresh, pixels, strokes, where, min_confidence, top_k, started, scan = asked
             if fresh:
-                self._embedded_query = (pixels, strokes)
-            self.shown.emit(ShownSearch(fresh, pixels, strokes, where, min_confidence, top_k, started, candidates))
+                self._embedded_query = (pixels, strokes, scan)
+            self.shown.emit(
+                ShownSearch(fresh, pixels, strokes, where, min_confidence, top_k, started, candidates, scan)
+            )
 
     def _failed(self, request: int, message: str) -> None:
         if self._is_stale(request):

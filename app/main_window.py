@@ -603,9 +603,10 @@ class MainWindow(QMainWindow):
         """Greyscale, auto-contrast and crop the image in the background; it becomes the background."""
 
         def prepare(task):
-            from app.scan_import import load_scan
+            from app.scan_import import load_scan_with_bytes
 
-            return load_scan(path)
+            grey, data = load_scan_with_bytes(path)
+            return grey, str(path), data
 
         self.statusBar().showMessage(f"Importing {path}…")
         self.runner.submit(
@@ -616,8 +617,10 @@ class MainWindow(QMainWindow):
             name="scan",
         )
 
-    def _scan_ready(self, grey) -> None:
+    def _scan_ready(self, result) -> None:
+        grey, path, data = result
         self.document.set_background(grey)
+        self.live.scan = (self.document.background, path, data)  # recorded with searches over this scan
         self.statusBar().showMessage("Sketch imported: draw over it to refine it", 5000)
 
     # -- gallery -----------------------------------------------------------------------------

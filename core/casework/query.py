@@ -3,6 +3,7 @@ sketch, the exact bytes for a file."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -23,8 +24,13 @@ def png_bytes(image: Image.Image | np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def drawn_query(pixels: np.ndarray, strokes_json: str, name: str = "drawn sketch") -> SearchQuery:
-    return SearchQuery(QueryKind.STROKES, name, png_bytes(np.ascontiguousarray(pixels)), strokes_json=strokes_json)
+def drawn_query(pixels: np.ndarray, strokes_json: str, scan: tuple[str, bytes] | None = None) -> SearchQuery:
+    """A sketch drawn in the window, over an imported scan (its path and the file's bytes) or not."""
+    name = "drawn sketch"
+    if scan is not None:
+        name = f"scanned sketch {scan[0]} (file sha256 {hashlib.sha256(scan[1]).hexdigest()}), drawn over"
+    png = png_bytes(np.ascontiguousarray(pixels))
+    return SearchQuery(QueryKind.STROKES, name, png, strokes_json=strokes_json, file_bytes=scan[1] if scan else None)
 
 
 def file_query(path: str | Path) -> tuple[SearchQuery, np.ndarray]:

@@ -106,8 +106,7 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
     details = [
         f"Searched: {_when(latest.started_at)} to {_when(latest.finished_at)} by {search.operator}"
         + (f" (this revision by {latest.operator})" if latest.operator != search.operator else ""),
-        f"Query: {'drawn sketch' if search.query_kind.value == 'strokes' else search.query_name}\n"
-        f"sha256 {search.query_sha256}",
+        f"Query: {search.query_name}\nsha256 {search.query_sha256}",
         f"Model: {latest.model_name}, embedding key {latest.embedding_key[:16]}",
         f"Gallery: {latest.gallery.photos} photo(s), last import {latest.gallery.last_import or 'none'}",
         f"Filters: {filters}; predicted values counted from confidence {latest.min_confidence:.2f}; top {latest.top_k}",

@@ -184,6 +184,7 @@ class CaseworkStore:
                     if closed[0] is not None:
                         raise CaseworkError("the case is closed: open it again to record searches in it")
                 query_sha = audit.sha256_hex(query.file_bytes if query.kind == QueryKind.FILE else query.png)
+                query_name = query.name
                 search_id = c.execute(
                     text(
                         "INSERT INTO searches (case_id, query_kind, query_name, query_sha256, query_png, "
@@ -198,11 +199,11 @@ class CaseworkStore:
                 revision = 1
             else:
                 search = c.execute(
-                    text("SELECT case_id, query_sha256 FROM searches WHERE id = :i"), {"i": revision_of}
+                    text("SELECT case_id, query_sha256, query_name FROM searches WHERE id = :i"), {"i": revision_of}
                 ).first()
                 if search is None:
                     raise CaseworkError(f"no recorded search {revision_of}")
-                search_id, (case_id, query_sha) = revision_of, search
+                search_id, (case_id, query_sha, query_name) = revision_of, search
                 revision = (
                     1
                     + c.execute(
@@ -216,6 +217,7 @@ class CaseworkStore:
                 "search_id": search_id,
                 "revision": revision,
                 "query_sha256": query_sha,
+                "query_name": query_name,
                 "model": model_name,
                 "embedding_key": embedding_key,
                 "gallery_photos": gallery.photos,

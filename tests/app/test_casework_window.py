@@ -75,3 +75,41 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     assert workspace.casework.verify_audit().ok
     window.close()
     workspace.close()
+
+
+def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, tmp_path, inference_model, gallery_dir):
+    from app_helpers import draw_stroke
+    from PIL import ImageDraw
+
+    from core.workspace import Workspace
+
+    page = Image.new("L", (400, 600), 175)
+    ImageDraw.Draw(page).rectangle([150, 150, 250, 400], outline=90, width=6)
+    page.save(tmp_path / "scan.jpg")
+    workspace = Workspace(tmp_path / "data", model=inference_model)
+    workspace.import_paths([gallery_dir])
+    window = make_window(workspace)
+
+    window.import_scan(tmp_path / "scan.jpg")
+    qtbot.waitUntil(lambda: window.document.background is not None, timeout=10000)
+    draw_stroke(qtbot, window.canvas, [(100, 100), (120, 160)])  # drawn over it
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() is not None, timeout=30000)
+    search_id = window.recorder.current_search_id()
+    kind, data = workspace.casework.query_source(search_id)
+    recorded = workspace.casework.search(search_id)
+    assert recorded.case_id is None  # no case open: recorded under no case
+    assert "scan.jpg" in recorded.query_name and "drawn over" in recorded.query_name
+    with workspace.catalogue.read_connection() as c:
+        from sqlalchemy import text
+
+        stored = c.execute(text("SELECT query_file FROM searches WHERE id = :i"), {"i": search_id}).scalar_one()
+    assert stored == (tmp_path / "scan.jpg").read_bytes()  # the scan file as it was read
+    seen = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(seen, window.document.to_array())  # and the pixels searched, for replay
+
+    window.document.clear()  # a new drawing without the scan records no scan
+    draw_stroke(qtbot, window.canvas, [(100, 100), (140, 200)])
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, search_id), timeout=30000)
+    assert workspace.casework.search(window.recorder.current_search_id()).query_name == "drawn sketch"
+    window.close()
+    workspace.close()
