@@ -255,6 +255,7 @@ def test_kill_9_while_recording_leaves_no_half_record_and_a_valid_chain(tmp_path
         revisions = db.execute("SELECT count(*) FROM search_revisions").fetchone()[0]
         results = db.execute("SELECT count(*) FROM search_results").fetchone()[0]
         entries = db.execute("SELECT count(*) FROM audit_log WHERE kind = 'search'").fetchone()[0]
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert searches >= 5 and searches == revisions == entries and results == 40 * searches
     record(store, photo_ids=(1, 2))  # and recording goes on after it
     assert store.verify_audit().ok
