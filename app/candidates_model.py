@@ -10,12 +10,18 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QSize, Qt, 
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
 from app.workers import TaskRunner
+from core.casework.records import ReviewMark
 from core.types import AttributeSource, AttributeValue, Candidate
 
 PAGE = 24
 THUMB_SIZE = QSize(100, 200)
 CandidateRole = Qt.UserRole + 1
 PhotoIdRole = Qt.UserRole + 2
+MarkRole = Qt.UserRole + 3
+
+NOT_REVIEWED = "not reviewed"  # the filter value for candidates without a mark
+MARK_COLOURS = {ReviewMark.POSSIBLE: QColor(215, 240, 210), ReviewMark.EXCLUDED: QColor(235, 225, 225)}
+MARK_SYMBOLS = {ReviewMark.POSSIBLE: "✓ possible lead", ReviewMark.EXCLUDED: "✗ excluded"}
 
 
 # What an investigator scans a grid for first; other attributes fill the caption when these are unknown.
@@ -136,21 +142,49 @@ class ThumbnailCache(QObject):
 
 
 class CandidatesModel(QAbstractListModel):
-    """All ranked candidates are held; rows appear ``PAGE`` at a time as the view scrolls."""
+    """All ranked candidates are held; rows appear ``PAGE`` at a time as the view scrolls. Review
+    marks are shown on the candidates, and the rows can be limited to one mark (or to none)."""
 
     def __init__(self, thumbnails: ThumbnailCache, parent: QObject | None = None):
         super().__init__(parent)
         self.thumbnails = thumbnails
-        self.candidates: list[Candidate] = []
+        self.all_candidates: list[Candidate] = []
+        self.candidates: list[Candidate] = []  # those the mark filter keeps, in rank order
+        self.marks: dict[int, ReviewMark] = {}
+        self.mark_filter: ReviewMark | str | None = None  # None: all; NOT_REVIEWED: unmarked only
         self._shown = 0
         self._rows_by_photo: dict[int, int] = {}
         thumbnails.loaded.connect(self._thumbnail_loaded)
 
     # -- content -----------------------------------------------------------------------------
     def set_candidates(self, candidates: list[Candidate]) -> None:
+        self.all_candidates = list(candidates)
+        self._shown = 0  # a new ranking starts at its first page
+        self._refilter()
+
+    def set_marks(self, marks: dict[int, ReviewMark]) -> None:
+        self.marks = dict(marks)
+        self._refilter()
+
+    def set_mark_filter(self, mark: ReviewMark | str | None) -> None:
+        self.mark_filter = mark
+        self._refilter()
+
+    def mark(self, photo_id: int) -> ReviewMark | None:
+        return self.marks.get(photo_id)
+
+    def _keeps(self, candidate: Candidate) -> bool:
+        mark = self.marks.get(candidate.photo_id)
+        if self.mark_filter is None:
+            return True
+        if self.mark_filter == NOT_REVIEWED:
+            return mark is None
+        return mark == self.mark_filter
+
+    def _refilter(self) -> None:
         self.beginResetModel()
-        self.candidates = list(candidates)
-        self._shown = min(PAGE, len(self.candidates))
+        self.candidates = [c for c in self.all_candidates if self._keeps(c)]
+        self._shown = min(max(PAGE, self._shown), len(self.candidates))
         self._rows_by_photo = {c.photo_id: i for i, c in enumerate(self.candidates)}
         self.endResetModel()
 
@@ -169,6 +203,7 @@ class CandidatesModel(QAbstractListModel):
             return
         old = self.candidates[row]
         self.candidates[row] = Candidate(old.rank, old.photo_id, old.path, old.score, dict(attributes))
+        self.all_candidates = [self.candidates[row] if c.photo_id == photo_id else c for c in self.all_candidates]
         if row < self._shown:
             index = self.index(row)
             self.dataChanged.emit(index, index, [Qt.DisplayRole, Qt.ToolTipRole])
@@ -200,11 +235,18 @@ class CandidatesModel(QAbstractListModel):
         if not index.isValid() or index.row() >= self._shown:
             return None
         candidate = self.candidates[index.row()]
+        mark = self.marks.get(candidate.photo_id)
         if role == Qt.DisplayRole:
             text = f"#{candidate.rank}  {candidate.score:.3f}"
+            if mark is not None:
+                text += f"\n{MARK_SYMBOLS[mark]}"
             if candidate.attributes:
                 text += f"\n{caption(candidate.attributes)}"
             return text
+        if role == Qt.BackgroundRole:
+            return MARK_COLOURS.get(mark)
+        if role == MarkRole:
+            return mark
         if role == Qt.DecorationRole:
             return self.thumbnails.get(candidate.photo_id)
         if role == Qt.ToolTipRole:
@@ -217,7 +259,7 @@ class CandidatesModel(QAbstractListModel):
         if role == PhotoIdRole:
             return candidate.photo_id
         if role == Qt.AccessibleTextRole:
-            return f"Rank {candidate.rank}, score {candidate.score:.3f}"
+            return f"Rank {candidate.rank}, score {candidate.score:.3f}" + (f", {mark.label}" if mark else "")
         return None
 
     def _thumbnail_loaded(self, photo_id: int) -> None:

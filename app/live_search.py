@@ -4,18 +4,38 @@ has an id, and only the newest one's result is shown."""
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.workers import Cancelled, TaskRunner
+from core.casework.store import utcnow
 
 DEBOUNCE_MS = 300
 
 
+@dataclass(frozen=True)
+class ShownSearch:
+    """A ranking that was shown, with what produced it (for the casework record)."""
+
+    fresh: bool  # the sketch was embedded anew (False: the kept embedding re-ranked by filters or K)
+    pixels: np.ndarray  # the query image given to the model
+    strokes_json: str
+    where: dict[str, str]
+    min_confidence: float
+    top_k: int
+    started_at: datetime
+    candidates: list = field(default_factory=list)
+    scan: tuple[str, bytes] | None = None  # the scanned sketch file under the strokes: path, bytes
+
+
 class LiveSearch(QObject):
     results = Signal(int, list)  # request id, candidates
+    shown = Signal(object)  # ShownSearch, after each result shown
     busy = Signal(bool)
     failed = Signal(str)
     cleared = Signal()
@@ -29,6 +49,9 @@ class LiveSearch(QObject):
         self.where: dict[str, str] = {}
         self.min_confidence = 0.0
         self.embedding: np.ndarray | None = None  # of the current sketch, once embedded
+        self._embedded_query: tuple | None = None  # its pixels, strokes and scan
+        self._requests: dict[int, tuple] = {}  # request -> what produced it, for the casework record
+        self.scan: tuple[np.ndarray, str, bytes] | None = None  # imported scan: background array, path, bytes
         self.last_seconds = 0.0
         self._latest = 0
         self._shown = 0
@@ -83,6 +106,9 @@ class LiveSearch(QObject):
         request = self._next_id()
         pixels = self.document.to_array()  # rendering is painting; the embedding is not done here
         workspace, top_k, where, min_confidence = self.workspace, self.top_k, dict(self.where), self.min_confidence
+        strokes = json.dumps({"strokes": [s.to_json() for s in self.document.strokes]})
+        scan = self.scan[1:] if self.scan and self.document.background is self.scan[0] else None
+        self._requests = {request: (True, pixels, strokes, where, min_confidence, top_k, utcnow(), scan)}
 
         def embed_and_rank(task):
             started = time.perf_counter()
@@ -113,6 +139,9 @@ class LiveSearch(QObject):
         request = self._next_id()
         workspace, embedding = self.workspace, self.embedding
         top_k, where, min_confidence = self.top_k, dict(self.where), self.min_confidence
+        if self._embedded_query is not None:
+            pixels, strokes, scan = self._embedded_query
+            self._requests = {request: (False, pixels, strokes, where, min_confidence, top_k, utcnow(), scan)}
 
         def rank(task):
             started = time.perf_counter()
@@ -139,6 +168,14 @@ class LiveSearch(QObject):
         self.last_seconds = seconds
         self.busy.emit(False)
         self.results.emit(request, candidates)
+        asked = self._requests.pop(request, None)
+        if asked is not None:
+            fresh, pixels, strokes, where, min_confidence, top_k, started, scan = asked
+            if fresh:
+                self._embedded_query = (pixels, strokes, scan)
+            self.shown.emit(
+                ShownSearch(fresh, pixels, strokes, where, min_confidence, top_k, started, candidates, scan)
+            )
 
     def _failed(self, request: int, message: str) -> None:
         if self._is_stale(request):

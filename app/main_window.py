@@ -11,9 +11,11 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
+    QComboBox,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListView,
     QMainWindow,
@@ -27,8 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.about import show_about
-from app.candidates_model import THUMB_SIZE, CandidatesModel, ThumbnailCache
+from app.candidates_model import NOT_REVIEWED, THUMB_SIZE, CandidatesModel, ThumbnailCache
 from app.canvas import SketchCanvas
+from app.casework import CaseRecorder, NewCaseDialog
 from app.comparison import ComparisonDialog
 from app.filters import FilterPanel
 from app.gallery_panel import GalleryPanel
@@ -37,10 +40,19 @@ from app.live_search import LiveSearch
 from app.settings import MAX_TOP_K, Preferences, SettingsDialog
 from app.strokes import SketchDocument
 from app.workers import TaskRunner
+from core.casework.records import ReviewMark
+from core.casework.weak import weak_result_warning
 
 log = logging.getLogger(__name__)
 
 SKETCH_FILTER = "SketchSearch sketch (*.json *.png)"
+REPORT_FILTER = "PDF report (*.pdf)"
+MARK_FILTERS = (
+    ("All candidates", None),
+    ("Possible leads", ReviewMark.POSSIBLE),
+    ("Excluded", ReviewMark.EXCLUDED),
+    ("Not reviewed", NOT_REVIEWED),
+)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"
 
 
@@ -87,6 +99,7 @@ class MainWindow(QMainWindow):
         self.candidates = CandidatesModel(self.thumbnails, self)
         self.live = LiveSearch(self.runner, self.document, self)
         self.live.top_k = self.preferences.top_k
+        self.recorder = CaseRecorder(self.runner, self)
         self.filters = FilterPanel()
         self.gallery = GalleryPanel()
 
@@ -127,8 +140,18 @@ class MainWindow(QMainWindow):
         self.top_k.setValue(self.preferences.top_k)
         self.top_k.setAccessibleName("Top K")
         self.search_state = QLabel("Draw a sketch to search.")
+        self.mark_filter = QComboBox()
+        for text, _mark in MARK_FILTERS:
+            self.mark_filter.addItem(text)
+        self.mark_filter.setAccessibleName("Show candidates")
+        self.mark_filter.setToolTip("Show all candidates, or only those with one review mark")
+        self.weak_warning = QLabel()
+        self.weak_warning.setWordWrap(True)
+        self.weak_warning.setStyleSheet("color: #a04000;")
+        self.weak_warning.hide()
         header = QHBoxLayout()
         header.addWidget(QLabel("<b>Candidates</b>"))
+        header.addWidget(self.mark_filter)
         header.addStretch(1)
         header.addWidget(self.search_state)
         header.addSpacing(12)
@@ -138,6 +161,7 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(self.candidates_panel)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(header)
+        layout.addWidget(self.weak_warning)
         layout.addWidget(self.view, 1)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -190,6 +214,28 @@ class MainWindow(QMainWindow):
         self.compare_action = self._action("&Compare selected", self._compare_selected, "Return")
         self.compare_action.setShortcutContext(Qt.WidgetShortcut)
         self.view.addAction(self.compare_action)
+        self.possible_action = self._action(
+            "Mark as &possible lead", lambda: self.review_selected(ReviewMark.POSSIBLE), "P", "recorded with your name"
+        )
+        self.exclude_action = self._action(
+            "Mark as e&xcluded", lambda: self.review_selected(ReviewMark.EXCLUDED), "X", "looked at and ruled out"
+        )
+        self.clear_mark_action = self._action(
+            "C&lear mark", lambda: self.review_selected(ReviewMark.CLEAR), "U", "back to not reviewed"
+        )
+        self.note_mark_action = self._action("Mark with a &note…", self._review_with_note)
+        self.view.setContextMenuPolicy(Qt.ActionsContextMenu)
+        for action in (self.possible_action, self.exclude_action, self.clear_mark_action, self.note_mark_action):
+            action.setShortcutContext(Qt.WidgetShortcut)
+            self.view.addAction(action)
+        self.new_case_action = self._action("&New case…", self.choose_new_case, "Ctrl+Shift+N", "start a case")
+        self.open_case_action = self._action("&Open case…", self.choose_case_to_open, None, "work in a case")
+        self.close_case_action = self._action(
+            "&Close case", self.recorder.close_case, None, "searches go under no case"
+        )
+        self.export_report_action = self._action(
+            "&Export report…", self.choose_report_path, "Ctrl+Shift+E", "the case's searches and marks as PDF"
+        )
 
         menu = self.menuBar().addMenu("&File")
         for action in (self.open_sketch_action, self.import_sketch_action, self.save_sketch_action):
@@ -200,6 +246,14 @@ class MainWindow(QMainWindow):
         menu.addAction(self.settings_action)
         menu.addSeparator()
         menu.addAction(self.quit_action)
+        menu = self.menuBar().addMenu("&Case")
+        for action in (self.new_case_action, self.open_case_action, self.close_case_action):
+            menu.addAction(action)
+        menu.addSeparator()
+        menu.addAction(self.export_report_action)
+        menu.addSeparator()
+        for action in (self.possible_action, self.exclude_action, self.clear_mark_action, self.note_mark_action):
+            menu.addAction(action)
         menu = self.menuBar().addMenu("&Edit")
         for action in (self.undo_action, self.redo_action, self.clear_action):
             menu.addAction(action)
@@ -261,7 +315,9 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("Loading model…")
         self.device_label = QLabel("")
         self.gallery_label = QLabel("")
-        for label in (self.model_label, self.device_label, self.gallery_label):
+        self.case_label = QLabel("")
+        self._case_changed(None)
+        for label in (self.case_label, self.model_label, self.device_label, self.gallery_label):
             label.setContentsMargins(6, 0, 6, 0)
             self.statusBar().addPermanentWidget(label)
 
@@ -273,6 +329,18 @@ class MainWindow(QMainWindow):
         self.live.busy.connect(self._search_busy)
         self.live.failed.connect(self._search_failed)
         self.live.cleared.connect(self._search_cleared)
+        self.live.shown.connect(self.recorder.shown)
+        self.document.changed.connect(self.recorder.sketch_changed)
+        self.recorder.marksChanged.connect(self.candidates.set_marks)
+        self.recorder.caseChanged.connect(self._case_changed)
+        self.recorder.recorded.connect(self._search_recorded)
+        self.recorder.reportWritten.connect(
+            lambda path: self.statusBar().showMessage(f"Report written to {path}", 10000)
+        )
+        self.recorder.failed.connect(self._status_error)
+        self.mark_filter.currentIndexChanged.connect(
+            lambda i: self.candidates.set_mark_filter(MARK_FILTERS[i][1] if i >= 0 else None)
+        )
         self.filters.changed.connect(self._filters_changed)
         self.top_k.valueChanged.connect(self._top_k_changed)
         self.view.doubleClicked.connect(lambda index: self.open_comparison(index.row()))
@@ -306,6 +374,7 @@ class MainWindow(QMainWindow):
             if old is not None:  # nothing may be using it while it closes
                 runner.pools["search"].waitForDone()
                 runner.pools["io"].waitForDone()
+                runner.pools["record"].waitForDone()
                 if owned:
                     old.close()
             if reuse is not None:
@@ -329,7 +398,10 @@ class MainWindow(QMainWindow):
         self.workspace = workspace
         self.thumbnails.set_workspace(workspace)
         self.live.set_workspace(workspace)
+        self.recorder.set_workspace(workspace)
         enabled = workspace is not None
+        for action in (self.new_case_action, self.open_case_action):
+            action.setEnabled(enabled)
         self.gallery.set_enabled(enabled)
         self.import_folder_action.setEnabled(enabled)
 
@@ -399,6 +471,9 @@ class MainWindow(QMainWindow):
         self.candidates.set_candidates(candidates)
         filtered = " (filtered)" if self.live.where else ""
         self.search_state.setText(f"{len(candidates)} candidate(s){filtered} in {self.live.last_seconds:.2f} s")
+        warning = weak_result_warning([c.score for c in candidates])
+        self.weak_warning.setText(warning)
+        self.weak_warning.setVisible(bool(warning))
 
     def _search_busy(self, busy: bool) -> None:
         if busy:
@@ -410,7 +485,84 @@ class MainWindow(QMainWindow):
 
     def _search_cleared(self) -> None:
         self.candidates.clear()
+        self.weak_warning.hide()
         self.search_state.setText("Draw a sketch to search.")
+
+    # -- casework ----------------------------------------------------------------------------
+    def _case_changed(self, case) -> None:
+        if case is None:
+            self.case_label.setText("No case")
+            self.case_label.setToolTip("Searches are recorded under 'no case'. Case → New case… or Open case…")
+            self.setWindowTitle("SketchSearch — no case")
+        else:
+            self.case_label.setText(f"Case {case.number}")
+            self.case_label.setToolTip(
+                f"{case.title}\noperator {case.operator}\nopened {case.opened_at:%Y-%m-%d %H:%M}"
+            )
+            self.setWindowTitle(f"SketchSearch — case {case.number}" + (f": {case.title}" if case.title else ""))
+        self.close_case_action.setEnabled(case is not None)
+        self.export_report_action.setEnabled(case is not None)
+
+    def _search_recorded(self, search_id: int, revision: int) -> None:
+        where = f"case {self.recorder.case.number}" if self.recorder.case else "no case"
+        what = f"search {search_id}" + (f" (revision {revision})" if revision > 1 else "")
+        self.statusBar().showMessage(f"Recorded {what} under {where}", 5000)
+
+    def choose_new_case(self) -> None:
+        if self.workspace is None:
+            return
+        dialog = NewCaseDialog(self.workspace.operator, self)
+        if dialog.exec() == NewCaseDialog.Accepted:
+            self.recorder.new_case(
+                dialog.number.text().strip(),
+                dialog.title.text().strip(),
+                dialog.operator.text().strip(),
+                dialog.notes.toPlainText().strip(),
+            )
+
+    def choose_case_to_open(self) -> None:
+        def choose(cases) -> None:
+            if not cases:
+                self.show_error("There is no case yet: Case → New case… starts one.", "Open case")
+                return
+            labels = [f"{c.number} — {c.title}" + ("" if c.is_open else " (closed)") for c in cases]
+            label, ok = QInputDialog.getItem(self, "Open case", "Case", labels, len(labels) - 1, False)
+            if ok:
+                self.recorder.open_case(cases[labels.index(label)].number)
+
+        self.recorder.list_cases(choose)
+
+    def choose_report_path(self) -> None:
+        case = self.recorder.case
+        if case is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export case report", f"case-{case.number}.pdf", REPORT_FILTER)
+        if path:
+            self.statusBar().showMessage(f"Writing the report of case {case.number}…")
+            self.recorder.export_report(path)
+
+    def review_row(self, row: int, mark: ReviewMark, note: str = "") -> bool:
+        candidate = self.candidates.candidate(row)
+        if candidate is None:
+            return False
+        self.recorder.review(candidate.rank, candidate.photo_id, mark, note)
+        return True
+
+    def review_selected(self, mark: ReviewMark, note: str = "") -> bool:
+        index = self.view.currentIndex()
+        return index.isValid() and self.review_row(index.row(), mark, note)
+
+    def _review_with_note(self) -> None:
+        index = self.view.currentIndex()
+        if not index.isValid():
+            return
+        marks = [ReviewMark.POSSIBLE, ReviewMark.EXCLUDED]
+        label, ok = QInputDialog.getItem(self, "Review", "Mark", [m.label for m in marks], 0, False)
+        if not ok:
+            return
+        note, ok = QInputDialog.getText(self, "Review", "Note")
+        if ok:
+            self.review_row(index.row(), marks[[m.label for m in marks].index(label)], note)
 
     # -- sketch files ------------------------------------------------------------------------
     def _tool_changed(self, tool: str) -> None:
@@ -457,9 +609,10 @@ class MainWindow(QMainWindow):
         """Greyscale, auto-contrast and crop the image in the background; it becomes the background."""
 
         def prepare(task):
-            from app.scan_import import load_scan
+            from app.scan_import import load_scan_with_bytes
 
-            return load_scan(path)
+            grey, data = load_scan_with_bytes(path)
+            return grey, str(path), data
 
         self.statusBar().showMessage(f"Importing {path}…")
         self.runner.submit(
@@ -470,8 +623,10 @@ class MainWindow(QMainWindow):
             name="scan",
         )
 
-    def _scan_ready(self, grey) -> None:
+    def _scan_ready(self, result) -> None:
+        grey, path, data = result
         self.document.set_background(grey)
+        self.live.scan = (self.document.background, path, data)  # recorded with searches over this scan
         self.statusBar().showMessage("Sketch imported: draw over it to refine it", 5000)
 
     # -- gallery -----------------------------------------------------------------------------
@@ -610,6 +765,8 @@ class MainWindow(QMainWindow):
             dialog.close()
         if self._job_running():
             self.statusBar().showMessage(f"Stopping: {self._job_dialog.windowTitle()}…")
+        self.recorder.flush()  # the search shown last is recorded before the window goes
+        self.runner.pools["record"].waitForDone(30000)
         self.live.workspace = None
         self.runner.shutdown()
         if self._owns_workspace and self.workspace is not None:

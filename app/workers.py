@@ -93,9 +93,10 @@ class Task(QRunnable):
 
 class TaskRunner(QObject):
     """Named thread pools: ``search`` (one at a time, newest wins), ``io`` (thumbnails, photos,
-    small writes) and ``long`` (model loading, imports)."""
+        small writes), ``long`` (model loading, imports) and ``record`` (casework writes, one at a time
+    and in order)."""
 
-    POOLS = {"search": 1, "io": 2, "long": 1}
+    POOLS = {"search": 1, "io": 2, "long": 1, "record": 1}
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)

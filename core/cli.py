@@ -12,9 +12,10 @@ import sys
 import threading
 from pathlib import Path
 
+from core.casework.weak import weak_result_warning
 from core.errors import SketchSearchError
 
-COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune")
+COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune", "case", "review", "audit")
 EXIT_ERROR = 2
 
 
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="model-predicted attribute values count only at this confidence or above",
     )
+    p.add_argument("--case", metavar="NUMBER", help="record the search in this case (default: under no case)")
+    p.add_argument("--operator", help="who searches (default: the OS user)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("attributes", help="import or set photo attributes")
@@ -73,7 +76,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="gallery size, index size, failures, model")
     p.add_argument("--json", action="store_true")
     sub.add_parser("prune", help="forget photos whose files are gone")
+    _add_casework_commands(sub)
     return parser
+
+
+def _add_casework_commands(sub) -> None:
+    operator = argparse.ArgumentParser(add_help=False)
+    operator.add_argument("--operator", help="who acts (default: the OS user)")
+    p = sub.add_parser("case", help="cases: new, open, close, list, show, replay, report")
+    case = p.add_subparsers(dest="case_command", required=True, metavar="ACTION")
+    q = case.add_parser("new", parents=[operator], help="open a new case")
+    q.add_argument("number")
+    q.add_argument("--title", default="", help="a short title")
+    q.add_argument("--notes", default="", help="free notes")
+    q = case.add_parser("open", parents=[operator], help="open a closed case again")
+    q.add_argument("number")
+    q = case.add_parser("close", parents=[operator], help="close a case (its records are kept)")
+    q.add_argument("number")
+    q = case.add_parser("list", help="every case")
+    q.add_argument("--json", action="store_true")
+    q = case.add_parser("show", help="a case's searches, candidates and review marks")
+    q.add_argument("number")
+    q.add_argument("--json", action="store_true")
+    q = case.add_parser("replay", help="run a recorded search again and say what changed")
+    q.add_argument("search_id", type=int)
+    q.add_argument("--json", action="store_true")
+    q = case.add_parser("report", parents=[operator], help="write the case report")
+    q.add_argument("number")
+    q.add_argument("--pdf", type=Path, required=True, metavar="FILE")
+
+    p = sub.add_parser("review", parents=[operator], help="mark a candidate of a recorded search")
+    p.add_argument("search_id", type=int)
+    p.add_argument("rank", type=int)
+    p.add_argument("mark", choices=("possible", "excluded", "clear"))
+    p.add_argument("--note", default="", help="why")
+
+    p = sub.add_parser("audit", help="check or export the audit log")
+    audit = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit.add_parser("verify", help="exit 0 only when the log is intact; else name the first bad entry")
+    q = audit.add_parser("export", help="write the log as JSON lines")
+    q.add_argument("file", type=Path)
 
 
 class _ProgressBar:
@@ -121,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
             if not sketch.is_file():
                 raise SketchSearchError(f"{sketch}: sketch file not found")
     workspace = Workspace(args.data_dir, args.model, args.device)
+    if getattr(args, "operator", None):
+        workspace.operator = args.operator
     try:
         return COMMAND_HANDLERS[args.command](workspace, args)
     finally:
@@ -152,14 +196,25 @@ def _import(workspace, args) -> int:
 def _search(workspace, args) -> int:
     if args.top < 1:
         raise SketchSearchError("--top must be at least 1")
-    results = workspace.search(
-        args.sketches, top_k=args.top, where=dict(args.where), min_confidence=args.min_confidence
-    )
+    where = dict(args.where)
+    case_id = workspace.casework.case(args.case).id if args.case else None
+    recorded = [
+        workspace.search_file_recorded(sketch, args.top, where, args.min_confidence, case_id)
+        for sketch in args.sketches
+    ]
     if args.json:
-        _print_json([{"query": r.query, "candidates": [_candidate_json(c) for c in r.candidates]} for r in results])
+        _print_json(
+            [
+                {"query": r.query, "search_id": search_id, "candidates": [_candidate_json(c) for c in r.candidates]}
+                for r, search_id in recorded
+            ]
+        )
         return 0
-    for result in results:
-        print(result.query)
+    for result, search_id in recorded:
+        print(f"{result.query}  (recorded as search {search_id}" + (f" in case {args.case})" if args.case else ")"))
+        warning = weak_result_warning([c.score for c in result.candidates])
+        if warning:
+            print(f"  {warning}")
         for c in result.candidates:
             attributes = " ".join(f"{k}={a.value}" for k, a in sorted(c.attributes.items()))
             print(f"  {c.rank:3d}  {c.score:+.4f}  #{c.photo_id}  {c.path}  {attributes}")
@@ -213,6 +268,133 @@ def _prune(workspace, args) -> int:
     return 0
 
 
+def _case(workspace, args) -> int:
+    store, action = workspace.casework, args.case_command
+    if action == "new":
+        case = store.new_case(args.number, args.title, workspace.operator, args.notes)
+        print(f"case {case.number} opened by {case.operator}")
+    elif action in ("open", "close"):
+        case = store.set_case_state(args.number, closed=action == "close", operator=workspace.operator)
+        print(f"case {case.number} {'closed' if action == 'close' else 'open again'}")
+    elif action == "list":
+        cases = store.cases()
+        if args.json:
+            _print_json([_case_json(c) for c in cases])
+        for c in [] if args.json else cases:
+            state = "open" if c.is_open else f"closed {c.closed_at:%Y-%m-%d}"
+            print(f"{c.number}  {c.title}  ({c.operator}, {c.searches} search(es), {state})")
+    elif action == "show":
+        _show_case(workspace, args)
+    elif action == "replay":
+        report = workspace.replay(args.search_id)
+        if args.json:
+            _print_json(
+                {
+                    "search_id": report.search_id,
+                    "revision": report.revision,
+                    "identical": report.identical,
+                    "differences": report.differences,
+                }
+            )
+        else:
+            verdict = "identical ranking" if report.identical else "the ranking changed"
+            print(f"search {report.search_id} revision {report.revision}: {verdict}")
+            for line in report.differences:
+                print(f"  {line}")
+        return 0 if report.identical else 1
+    elif action == "report":
+        path = workspace.export_case_report(args.number, args.pdf)
+        print(f"report of case {args.number} written to {path}")
+    return 0
+
+
+def _case_json(case) -> dict:
+    return {
+        "number": case.number,
+        "title": case.title,
+        "operator": case.operator,
+        "notes": case.notes,
+        "opened_at": case.opened_at.isoformat(),
+        "closed_at": case.closed_at.isoformat() if case.closed_at else None,
+        "searches": case.searches,
+    }
+
+
+def _show_case(workspace, args) -> None:
+    store = workspace.casework
+    case = store.case(args.number)
+    searches = store.searches_of_case(case.id)
+    shown = []
+    for search in searches:
+        marks = store.current_marks(search.id)
+        latest = search.latest
+        shown.append(
+            {
+                "search_id": search.id,
+                "revision": latest.revision,
+                "query": search.query_name,
+                "query_sha256": search.query_sha256,
+                "operator": search.operator,
+                "started_at": latest.started_at.isoformat(),
+                "model": latest.model_name,
+                "filters": latest.filters,
+                "gallery_photos": latest.gallery.photos,
+                "weak_result": weak_result_warning([c.score for c in latest.candidates]),
+                "candidates": [
+                    {
+                        "rank": c.rank,
+                        "photo_id": c.photo_id,
+                        "photo_sha256": c.photo_sha256,
+                        "score": round(c.score, 6),
+                        "mark": marks[c.photo_id].mark.value if c.photo_id in marks else None,
+                        "note": marks[c.photo_id].note if c.photo_id in marks else "",
+                    }
+                    for c in latest.candidates
+                ],
+            }
+        )
+    if args.json:
+        _print_json({**_case_json(case), "searches": shown})
+        return
+    state = "open" if case.is_open else f"closed {case.closed_at:%Y-%m-%d %H:%M}"
+    print(f"case {case.number}: {case.title} ({case.operator}, {state})")
+    if case.notes:
+        print(f"  notes: {case.notes}")
+    for s in shown:
+        print(f"search {s['search_id']} rev {s['revision']}  {s['started_at']}  {s['operator']}  {s['query']}")
+        if s["weak_result"]:
+            print(f"  {s['weak_result']}")
+        for c in s["candidates"]:
+            mark = f"  {c['mark']}" + (f": {c['note']}" if c["note"] else "") if c["mark"] else ""
+            print(f"  {c['rank']:3d}  {c['score']:+.4f}  #{c['photo_id']}  {c['photo_sha256'][:12]}{mark}")
+
+
+def _review(workspace, args) -> int:
+    from core.casework.records import ReviewMark
+
+    review = workspace.casework.review(args.search_id, args.rank, ReviewMark(args.mark), workspace.operator, args.note)
+    print(f"search {review.search_id} rank {review.rank} (photo #{review.photo_id}): {review.mark.label}")
+    return 0
+
+
+def _audit(workspace, args) -> int:
+    if args.audit_command == "verify":
+        check = workspace.casework.verify_audit()
+        if check.ok:
+            print(f"ok: {check.entries} entries, head {check.head_sha256}")
+            return 0
+        print(f"audit log damaged at entry {check.first_bad}: {check.problem}")
+        return 1
+    try:
+        with open(args.file, "w", encoding="utf-8") as handle:
+            for entry in workspace.casework.audit_entries():
+                handle.write(json.dumps(entry.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise SketchSearchError(f"{args.file}: cannot write the export ({exc.strerror or exc})") from None
+    print(f"audit log written to {args.file}")
+    return 0
+
+
 COMMAND_HANDLERS = {
     "import": _import,
     "search": _search,
@@ -221,6 +403,9 @@ COMMAND_HANDLERS = {
     "rebuild-index": _rebuild_index,
     "stats": _stats,
     "prune": _prune,
+    "case": _case,
+    "review": _review,
+    "audit": _audit,
 }
 
 

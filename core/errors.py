@@ -32,3 +32,7 @@ class UnknownAttributeError(SketchSearchError):
 
 class UnknownPhotoError(SketchSearchError):
     """A photo id that the catalogue does not hold."""
+
+
+class CaseworkError(SketchSearchError):
+    """A case, recorded search or review that does not exist or cannot be changed that way."""

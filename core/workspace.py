@@ -3,15 +3,22 @@ line both drive SketchSearch through this facade."""
 
 from __future__ import annotations
 
+import getpass
 import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from core.attribute_sheet import read_attribute_sheet
+from core.casework import audit
+from core.casework.query import file_query, query_pixels
+from core.casework.records import QueryKind, SearchQuery
+from core.casework.replay import compare
+from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue
 from core.errors import ImageLoadError
 from core.gallery_import import ProgressCallback, import_paths
@@ -35,6 +42,22 @@ from core.types import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        return "unknown"
+
+
+def app_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sketchsearch")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class Workspace:
@@ -64,6 +87,9 @@ class Workspace:
         self._lock = threading.RLock()
         self._attribute_table: AttributeTable | None = None
         self.index = self._open_index()
+        self.casework = CaseworkStore(self.catalogue)
+        self.operator = os_user()  # who is recorded for searches, reviews and changes (editable)
+        self._record_model_in_use()
 
     def close(self) -> None:
         self.catalogue.close()
@@ -152,24 +178,42 @@ class Workspace:
         cancel: threading.Event | None = None,
         batch_size: int = 32,
     ) -> ImportSummary:
+        roots = [str(r) for r in roots]
         summary = import_paths(self, roots, progress=progress, cancel=cancel, batch_size=batch_size)
         self._attribute_table = None
+        self._record(
+            "import",
+            {
+                "roots": roots,
+                "import_id": self.catalogue.last_import_id(),
+                "added": summary.added,
+                "updated": summary.updated,
+                "unchanged": summary.unchanged,
+                "failed": len(summary.failed),
+                "cancelled": summary.cancelled,
+                "photos_after": self.catalogue.count_photos(),
+            },
+        )
         return summary
 
     def prune_missing(self) -> int:
         """Forget photos whose files were found gone by an earlier import; returns how many."""
         gone = [photo_id for photo_id, _ in self.catalogue.missing_photos()]
         if gone:
-            self.forget_photos(gone)
-            self.save_index()
+            self._forget_recorded("prune", gone, {})
         return len(gone)
 
     def remove_folder(self, folder: str) -> int:
         ids = self.catalogue.photo_ids_in_folder(folder)
         if ids:
-            self.forget_photos(ids)
-            self.save_index()
+            self._forget_recorded("remove folder", ids, {"folder": folder})
         return len(ids)
+
+    def _forget_recorded(self, kind: str, ids: Sequence[int], payload: dict) -> None:
+        photos = [[p.id, p.sha256, p.path] for p in self.catalogue.photos(ids)]
+        self.forget_photos(ids)
+        self.save_index()
+        self._record(kind, {**payload, "photos": photos})
 
     def count_unembedded(self) -> int:
         """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
@@ -216,6 +260,9 @@ class Workspace:
         self.save_index()
         self._attribute_table = None  # predicted attributes of the new model
         summary.seconds = time.monotonic() - started
+        if summary.updated or summary.failed:
+            payload = {"model": self.model.manifest.name, "embedding_key": self.model.embedding_key}
+            self._record("reindex", {**payload, "embedded": summary.updated, "failed": len(summary.failed)})
         return summary
 
     # -- attributes ----------------------------------------------------------------------------
@@ -238,6 +285,9 @@ class Workspace:
         self.schema.check(name, value)
         self.catalogue.set_attribute(photo_id, name, value, source, confidence)
         self._refresh_attribute_row(photo_id)
+        sha256 = self.catalogue.photo(photo_id).sha256
+        payload = {"photo_id": photo_id, "photo_sha256": sha256, "name": name, "value": value, "source": source.value}
+        self._record("attribute correction", payload)
 
     def _refresh_attribute_row(self, photo_id: int) -> None:
         """Update one photo's row of the cached table (a rebuild reads every attribute of the
@@ -265,6 +315,8 @@ class Workspace:
         rows, unmatched = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
         count = self.catalogue.set_attributes(rows, AttributeSource.IMPORTED)
         self._attribute_table = None
+        sheet = audit.sha256_hex(Path(csv_path).read_bytes())
+        self._record("attribute sheet", {"file": str(csv_path), "sha256": sheet, "values": count})
         return count, unmatched
 
     # -- search --------------------------------------------------------------------------------
@@ -287,6 +339,115 @@ class Workspace:
         queries = self.embed_sketches(sketches)
         ranked = self.search_embeddings(queries, top_k, where, min_confidence)
         return [SearchResult(sketch_label(s, i), c) for i, (s, c) in enumerate(zip(sketches, ranked))]
+
+    # -- casework ------------------------------------------------------------------------------
+    def _record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
+        return self.casework.record_event(kind, self.operator, payload, case_id)
+
+    def _record_model_in_use(self) -> None:
+        """A model change (a gallery first opened with a model, or with another one) is logged."""
+        last = self.casework.last_event("model")
+        key = self.model.embedding_key
+        if last is None or last.payload.get("embedding_key") != key:
+            m = self.model.manifest
+            payload = {"name": m.name, "embedding_key": key, "weights_sha256": self.model.sha256}
+            if last is not None:
+                payload["previous"] = last.payload.get("embedding_key")
+            self._record("model", payload)
+
+    def record_search(
+        self,
+        query: SearchQuery,
+        candidates: Sequence[Candidate],
+        *,
+        where: Mapping[str, str] | None,
+        min_confidence: float,
+        top_k: int,
+        started_at: datetime,
+        finished_at: datetime | None = None,
+        case_id: int | None = None,
+        revision_of: int | None = None,
+    ) -> tuple[int, int]:
+        """Store a search that was shown (or a re-rank of one, with ``revision_of``); returns
+        (search id, revision)."""
+        return self.casework.record_search(
+            query,
+            case_id=case_id,
+            operator=self.operator,
+            app_version=app_version(),
+            model_name=self.model.manifest.name,
+            embedding_key=self.model.embedding_key,
+            filters=dict(where or {}),
+            min_confidence=min_confidence,
+            top_k=top_k,
+            candidates=candidates,
+            started_at=started_at,
+            finished_at=finished_at or utcnow(),
+            revision_of=revision_of,
+        )
+
+    def search_file_recorded(
+        self,
+        path: Path,
+        top_k: int = 10,
+        where: Mapping[str, str] | None = None,
+        min_confidence: float = 0.0,
+        case_id: int | None = None,
+    ) -> tuple[SearchResult, int]:
+        """Search with a sketch file and record it (the bytes searched are the bytes recorded)."""
+        validate_filters(self.schema, where)
+        started = utcnow()
+        query, pixels = file_query(path)
+        ranked = self.search_embeddings(self.embed_sketches([pixels]), top_k, where, min_confidence)[0]
+        search_id, _ = self.record_search(
+            query, ranked, where=where, min_confidence=min_confidence, top_k=top_k, started_at=started, case_id=case_id
+        )
+        return SearchResult(str(path), ranked), search_id
+
+    def replay(self, search_id: int):
+        """Run a recorded search's newest ranking again and say what changed."""
+        search = self.casework.search(search_id)
+        then = search.latest
+        kind, data = self.casework.query_source(search_id)
+        label = search.query_name if kind == QueryKind.FILE else f"recorded search {search_id}"
+        embedding = self.embed_sketches([query_pixels(kind, data, label)])
+        ranked = self.search_embeddings(embedding, then.top_k, then.filters, then.min_confidence)[0]
+        records = {p.id: p for p in self.catalogue.photos([c.photo_id for c in ranked])}
+        now = [(c.photo_id, records[c.photo_id].sha256, c.score) for c in ranked if c.photo_id in records]
+        by_sha = self.catalogue.paths_by_sha()
+        present = {c.photo_sha256: by_sha[c.photo_sha256][0] for c in then.candidates if c.photo_sha256 in by_sha}
+        since = {records[pid].sha256 for pid, *_ in now if records[pid].imported_at > then.started_at}
+        return compare(
+            search,
+            now,
+            model_name=self.model.manifest.name,
+            embedding_key=self.model.embedding_key,
+            gallery_photos=self.catalogue.count_photos(),
+            last_import=self.catalogue.last_import_id(),
+            present=present,
+            imported_since=since,
+        )
+
+    def export_case_report(self, number: str, path: Path) -> Path:
+        """Write a case's PDF report; the export itself is recorded with the file's sha256."""
+        from core.casework.report import write_case_report  # fpdf2 loads only when a report is made
+
+        case = self.casework.case(number)
+        searches = self.casework.searches_of_case(case.id)
+        marks = {s.id: self.casework.current_marks(s.id) for s in searches}
+        written = write_case_report(
+            Path(path),
+            case,
+            searches,
+            marks,
+            self.casework.verify_chain(),  # the chain only: `audit verify` also checks every record
+            generated_by=self.operator,
+            app_version=app_version(),
+        )
+        digest = audit.sha256_hex(written.read_bytes())
+        payload = {"number": case.number, "file": str(written), "sha256": digest, "searches": len(searches)}
+        self._record("report exported", payload, case.id)
+        return written
 
     # -- health --------------------------------------------------------------------------------
     def stats(self) -> CatalogueStats:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalogue.migrations import upgrade
@@ -78,7 +79,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # noqa: ANN001
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock at once: a writer that reads before it writes (the audit
+        # chain's head) never sees a head another writer is about to replace
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Catalogue:
@@ -112,6 +116,20 @@ class Catalogue:
 
     def _begin(self) -> Session:
         return self._session.begin()
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Connection]:
+        """One all-or-nothing transaction that holds the write lock from its first statement."""
+        with self.engine.connect() as connection:
+            connection.execution_options(sqlite_immediate=True)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """One consistent snapshot for several reads."""
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
 
     # -- models ------------------------------------------------------------------------------
     def register_model(self, sha256: str, name: str, embedding_dim: int, manifest: dict) -> None:
@@ -467,6 +485,10 @@ class Catalogue:
                     failed=len(summary.failed),
                 )
             )
+
+    def last_import_id(self) -> int | None:
+        with self._begin() as session:
+            return session.scalar(select(func.max(ImportRun.id)))
 
     def last_import_failures(self) -> list[ImportFailure]:
         with self._begin() as session:

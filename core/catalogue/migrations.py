@@ -9,6 +9,8 @@ History:
   1  photos, attributes, models, embeddings, import log
   2  photos.mtime_ns (re-imports skip unchanged files without hashing them) and
      photos.missing_since (files gone from disk are kept, flagged, and can be pruned)
+  +1 casework: cases, searches with their revisions and results, reviews, the hash-chained audit
+     log and its head; triggers keep searches, results, reviews and the log append-only
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 
-from core.catalogue.orm import Base
+from core.catalogue.orm import Base, append_only_triggers
 from core.errors import CatalogueError
 
-LATEST_VERSION = 2
+LATEST_VERSION = 3
 
 
 def _v1_to_v2(connection: Connection) -> None:
@@ -29,7 +31,106 @@ def _v1_to_v2(connection: Connection) -> None:
     connection.exec_driver_sql("ALTER TABLE photos ADD COLUMN missing_since DATETIME")
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+# The casework tables as version 3 created them (frozen here, so that a later change of the ORM
+# classes cannot change what this step does).
+_CASEWORK_DDL = """
+CREATE TABLE cases (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    number VARCHAR NOT NULL,
+    title VARCHAR NOT NULL,
+    operator VARCHAR NOT NULL,
+    notes VARCHAR NOT NULL,
+    opened_at DATETIME NOT NULL,
+    closed_at DATETIME,
+    UNIQUE (number)
+);
+CREATE TABLE searches (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    case_id INTEGER,
+    query_kind VARCHAR NOT NULL,
+    query_name VARCHAR NOT NULL,
+    query_sha256 VARCHAR(64) NOT NULL,
+    query_png BLOB NOT NULL,
+    query_strokes VARCHAR,
+    query_file BLOB,
+    operator VARCHAR NOT NULL,
+    app_version VARCHAR NOT NULL,
+    created_at DATETIME NOT NULL,
+    FOREIGN KEY(case_id) REFERENCES cases (id)
+);
+CREATE INDEX ix_searches_case_id ON searches (case_id);
+CREATE TABLE search_revisions (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    search_id INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    model_name VARCHAR NOT NULL,
+    embedding_key VARCHAR(64) NOT NULL,
+    gallery_photos INTEGER NOT NULL,
+    gallery_last_import INTEGER,
+    filters_json VARCHAR NOT NULL,
+    top_k INTEGER NOT NULL,
+    started_at DATETIME NOT NULL,
+    finished_at DATETIME NOT NULL,
+    operator VARCHAR NOT NULL,
+    audit_seq INTEGER NOT NULL,
+    FOREIGN KEY(search_id) REFERENCES searches (id)
+);
+CREATE INDEX ix_search_revisions_search_id ON search_revisions (search_id);
+CREATE TABLE search_results (
+    revision_id INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    photo_id INTEGER NOT NULL,
+    photo_sha256 VARCHAR(64) NOT NULL,
+    score DOUBLE NOT NULL,
+    thumbnail BLOB NOT NULL,
+    PRIMARY KEY (revision_id, rank),
+    FOREIGN KEY(revision_id) REFERENCES search_revisions (id)
+);
+CREATE TABLE reviews (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    search_id INTEGER NOT NULL,
+    photo_id INTEGER NOT NULL,
+    photo_sha256 VARCHAR(64) NOT NULL,
+    rank INTEGER NOT NULL,
+    mark VARCHAR NOT NULL,
+    note VARCHAR NOT NULL,
+    operator VARCHAR NOT NULL,
+    at DATETIME NOT NULL,
+    audit_seq INTEGER NOT NULL,
+    CONSTRAINT review_mark CHECK (mark IN ('possible', 'excluded', 'clear')),
+    FOREIGN KEY(search_id) REFERENCES searches (id)
+);
+CREATE INDEX ix_reviews_search_photo ON reviews (search_id, photo_id);
+CREATE TABLE audit_log (
+    seq INTEGER NOT NULL,
+    at VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    operator VARCHAR NOT NULL,
+    case_id INTEGER,
+    payload_json VARCHAR NOT NULL,
+    content_sha256 VARCHAR(64) NOT NULL,
+    prev_sha256 VARCHAR(64) NOT NULL,
+    entry_sha256 VARCHAR(64) NOT NULL,
+    PRIMARY KEY (seq)
+);
+CREATE TABLE audit_head (
+    id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    entry_sha256 VARCHAR(64) NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT audit_head_single_row CHECK (id = 1)
+)
+"""
+
+
+def _add_casework(connection: Connection) -> None:
+    for statement in _CASEWORK_DDL.split(";"):
+        connection.exec_driver_sql(statement)
+    for statement in append_only_triggers():
+        connection.exec_driver_sql(statement)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _add_casework}
 
 
 def schema_version(connection: Connection) -> int:

@@ -1,0 +1,224 @@
+"""Casework in the window: the open case, a record of every shown search (one per burst of
+strokes; a re-rank by filters or K is a revision of the same search), review marks, and the
+report. Every write runs in the ``record`` pool, one at a time and in order, so that a review
+always follows the record of the search it marks."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLineEdit, QPlainTextEdit, QWidget
+
+from app.live_search import ShownSearch
+from app.workers import TaskRunner
+from core.casework.query import drawn_query
+from core.casework.records import CaseInfo, ReviewMark
+from core.casework.store import utcnow
+
+# A stroke burst: strokes drawn less than this apart make one recorded search (the live search
+# itself runs after each stroke).
+RECORD_DEBOUNCE_MS = 1500
+
+
+class _SearchHandle:
+    """The id of a recorded search, set by the worker that records it (the ``record`` pool runs
+    one task at a time, in order, so later tasks always see it)."""
+
+    def __init__(self):
+        self.search_id: int | None = None
+        self.revision = 0
+
+
+class CaseRecorder(QObject):
+    caseChanged = Signal(object)  # CaseInfo or None
+    recorded = Signal(int, int)  # search id, revision
+    marksChanged = Signal(object)  # dict: photo id -> ReviewMark, for the search shown
+    reportWritten = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, runner: TaskRunner, parent: QObject | None = None):
+        super().__init__(parent)
+        self.runner = runner
+        self.workspace = None
+        self.case: CaseInfo | None = None
+        self.marks: dict[int, ReviewMark] = {}
+        self._pending: ShownSearch | None = None
+        self._pending_fresh = False
+        self._handle: _SearchHandle | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(RECORD_DEBOUNCE_MS)
+        self._timer.timeout.connect(self.flush)
+
+    def set_workspace(self, workspace) -> None:
+        self.flush()
+        self.workspace = workspace
+        self._handle = None
+        self._set_case(None)
+        self._set_marks({})
+
+    # -- searches ----------------------------------------------------------------------------
+    def shown(self, search: ShownSearch) -> None:
+        """A ranking was shown: record it once the burst of strokes (or filter changes) settles."""
+        if search.fresh or self._handle is None:
+            self._pending_fresh = True
+        elif self._pending is None:
+            self._pending_fresh = False
+        self._pending = search  # a newer ranking of the same burst replaces the one waiting
+        self._timer.start()
+
+    def sketch_changed(self) -> None:
+        if self._timer.isActive():
+            self._timer.start()  # the burst goes on
+
+    def pending(self) -> bool:
+        return self._pending is not None or self._timer.isActive()
+
+    def flush(self) -> None:
+        """Record the waiting ranking now."""
+        self._timer.stop()
+        shown, fresh, workspace = self._pending, self._pending_fresh, self.workspace
+        self._pending = None
+        if shown is None or workspace is None:
+            return
+        if fresh:
+            self._handle = _SearchHandle()
+            self._set_marks({})
+        handle = self._handle
+        case_id = self.case.id if self.case is not None and self.case.is_open else None
+        query = drawn_query(shown.pixels, shown.strokes_json, shown.scan)
+
+        def record(task):
+            search_id, revision = workspace.record_search(
+                query,
+                shown.candidates,
+                where=shown.where,
+                min_confidence=shown.min_confidence,
+                top_k=shown.top_k,
+                started_at=shown.started_at,
+                finished_at=utcnow(),
+                case_id=case_id,
+                revision_of=None if fresh else handle.search_id,
+            )
+            handle.search_id, handle.revision = search_id, revision
+            return search_id, revision
+
+        self._submit(record, lambda result: self.recorded.emit(*result), "record search")
+
+    def current_search_id(self) -> int | None:
+        return self._handle.search_id if self._handle else None
+
+    # -- reviews -----------------------------------------------------------------------------
+    def review(self, rank: int, photo_id: int, mark: ReviewMark, note: str = "") -> None:
+        """Mark the candidate at ``rank`` of the ranking shown (recorded first if still waiting)."""
+        self.flush()
+        workspace, handle = self.workspace, self._handle
+        if workspace is None or handle is None:
+            self.failed.emit("Nothing to review: no search has been shown yet")
+            return
+
+        def review(task):
+            if handle.search_id is None:
+                raise ValueError("the search could not be recorded, so its candidates cannot be marked")
+            return workspace.casework.review(handle.search_id, rank, mark, workspace.operator, note, photo_id)
+
+        def done(result) -> None:
+            if handle is self._handle:
+                marks = dict(self.marks)
+                if mark == ReviewMark.CLEAR:
+                    marks.pop(photo_id, None)
+                else:
+                    marks[photo_id] = mark
+                self._set_marks(marks)
+
+        self._submit(review, done, "review")
+
+    def _set_marks(self, marks: dict[int, ReviewMark]) -> None:
+        self.marks = marks
+        self.marksChanged.emit(dict(marks))
+
+    # -- cases -------------------------------------------------------------------------------
+    def new_case(self, number: str, title: str, operator: str, notes: str = "") -> None:
+        workspace = self.workspace
+        if workspace is None:
+            return
+        self.flush()
+        if operator:
+            workspace.operator = operator
+        self._submit(
+            lambda task: workspace.casework.new_case(number, title, workspace.operator, notes),
+            self._set_case,
+            "new case",
+        )
+
+    def open_case(self, number: str) -> None:
+        """Work in a case (opened again if it was closed)."""
+        workspace = self.workspace
+        if workspace is None:
+            return
+        self.flush()
+
+        def open_it(task):
+            case = workspace.casework.case(number)
+            if not case.is_open:
+                case = workspace.casework.set_case_state(number, closed=False, operator=workspace.operator)
+            return case
+
+        self._submit(open_it, self._set_case, "open case")
+
+    def close_case(self) -> None:
+        workspace, case = self.workspace, self.case
+        if workspace is None or case is None:
+            return
+        self.flush()
+        self._submit(
+            lambda task: workspace.casework.set_case_state(case.number, closed=True, operator=workspace.operator),
+            lambda _closed: self._set_case(None),
+            "close case",
+        )
+
+    def list_cases(self, on_result) -> None:
+        workspace = self.workspace
+        if workspace is not None:
+            self._submit(lambda task: workspace.casework.cases(), on_result, "list cases")
+
+    def export_report(self, path: str) -> None:
+        workspace, case = self.workspace, self.case
+        if workspace is None or case is None:
+            self.failed.emit("Open a case to export its report")
+            return
+        self.flush()
+        self._submit(
+            lambda task: str(workspace.export_case_report(case.number, path)),
+            self.reportWritten.emit,
+            "export report",
+        )
+
+    def _set_case(self, case: CaseInfo | None) -> None:
+        self.case = case
+        self.caseChanged.emit(case)
+
+    def _submit(self, function, on_result, name: str) -> None:
+        self.runner.submit(function, pool="record", on_result=on_result, on_error=self.failed.emit, name=name)
+
+
+class NewCaseDialog(QDialog):
+    def __init__(self, operator: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("New case")
+        self.number = QLineEdit()
+        self.title = QLineEdit()
+        self.operator = QLineEdit(operator)
+        self.notes = QPlainTextEdit()
+        self.notes.setFixedHeight(80)
+        form = QFormLayout(self)
+        form.addRow("Case &number", self.number)
+        form.addRow("&Title", self.title)
+        form.addRow("&Operator", self.operator)
+        form.addRow("N&otes", self.notes)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        ok = buttons.button(QDialogButtonBox.Ok)
+        ok.setEnabled(False)
+        self.number.textChanged.connect(lambda text: ok.setEnabled(bool(text.strip())))

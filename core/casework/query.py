@@ -1,0 +1,47 @@
+"""Turn what was searched with into a ``SearchQuery`` to record: the exact pixels for a drawn
+sketch, the exact bytes for a file."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.casework.records import QueryKind, SearchQuery
+from core.imaging import decode_image, read_file_bytes
+
+REPORT_SIDE = 512  # a file's picture in reports; the file's own bytes are kept for replay
+
+
+def png_bytes(image: Image.Image | np.ndarray) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=3)  # lossless: replay sees the same pixels
+    return buffer.getvalue()
+
+
+def drawn_query(pixels: np.ndarray, strokes_json: str, scan: tuple[str, bytes] | None = None) -> SearchQuery:
+    """A sketch drawn in the window, over an imported scan (its path and the file's bytes) or not."""
+    name = "drawn sketch"
+    if scan is not None:
+        name = f"scanned sketch {scan[0]} (file sha256 {hashlib.sha256(scan[1]).hexdigest()}), drawn over"
+    png = png_bytes(np.ascontiguousarray(pixels))
+    return SearchQuery(QueryKind.STROKES, name, png, strokes_json=strokes_json, file_bytes=scan[1] if scan else None)
+
+
+def file_query(path: str | Path) -> tuple[SearchQuery, np.ndarray]:
+    """The query for a sketch file and the pixels decoded from exactly the bytes recorded."""
+    data = read_file_bytes(path)
+    image = decode_image(data, path)
+    picture = image.copy()
+    picture.thumbnail((REPORT_SIDE, REPORT_SIDE))
+    return SearchQuery(QueryKind.FILE, str(path), png_bytes(picture), file_bytes=data), np.asarray(image)
+
+
+def query_pixels(kind: QueryKind, data: bytes, label: str) -> np.ndarray:
+    """The pixels a recorded query gives the model (for replay)."""
+    return np.asarray(decode_image(data, label))

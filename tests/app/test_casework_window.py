@@ -1,0 +1,115 @@
+"""Casework in the window: a case opened, a drawn search recorded once per burst of strokes, two
+candidates reviewed and filtered by mark, a re-rank recorded as a revision, the report exported."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+
+import numpy as np
+from app_helpers import GALLERY_SIZE, draw_figure_strokes
+from PIL import Image
+from pypdf import PdfReader
+
+from core.casework.records import ReviewMark
+from core.casework.report import DISCLAIMER
+
+
+def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp_path, inference_model, gallery_dir):
+    from app.candidates_model import MarkRole
+    from core.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "data", model=inference_model)
+    assert workspace.import_paths([gallery_dir]).added == GALLERY_SIZE
+    window = make_window(workspace)
+    assert window.case_label.text() == "No case"
+
+    window.recorder.new_case("2026-0077", "Station assault", "ana", "witness sketch")
+    qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
+    assert window.case_label.text() == "Case 2026-0077" and "2026-0077" in window.windowTitle()
+    assert workspace.operator == "ana"
+
+    draw_figure_strokes(qtbot, window.canvas)  # one burst of two strokes
+    qtbot.waitUntil(lambda: window.candidates.total() == GALLERY_SIZE, timeout=60000)
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() is not None, timeout=20000)
+    search_id = window.recorder.current_search_id()
+    case = workspace.casework.case("2026-0077")
+    recorded = workspace.casework.searches_of_case(case.id)
+    assert [s.id for s in recorded] == [search_id]  # the burst is one record
+    assert [c.photo_id for c in recorded[0].latest.candidates] == [c.photo_id for c in window.candidates.candidates]
+    seen = np.asarray(Image.open(io.BytesIO(recorded[0].query_png)).convert("RGB"))
+    assert np.array_equal(seen, window.document.to_array())  # the pixels the model was given
+
+    first, second = window.candidates.candidate(0), window.candidates.candidate(1)
+    window.view.setCurrentIndex(window.candidates.index(0))
+    window.possible_action.trigger()
+    assert window.review_row(1, ReviewMark.EXCLUDED, "taller than described")
+    qtbot.waitUntil(lambda: len(window.candidates.marks) == 2, timeout=10000)
+    assert window.candidates.data(window.candidates.index(0), MarkRole) == ReviewMark.POSSIBLE
+    assert "excluded" in window.candidates.data(window.candidates.index(1))
+
+    window.mark_filter.setCurrentIndex(1)  # possible leads
+    assert [c.photo_id for c in window.candidates.candidates] == [first.photo_id]
+    window.mark_filter.setCurrentIndex(2)  # excluded
+    assert [c.photo_id for c in window.candidates.candidates] == [second.photo_id]
+    window.mark_filter.setCurrentIndex(3)  # not reviewed
+    assert window.candidates.total() == GALLERY_SIZE - 2
+    window.mark_filter.setCurrentIndex(0)
+
+    window.top_k.setValue(5)  # a re-rank: a revision of the same search, not a new one
+    qtbot.waitUntil(lambda: len(workspace.casework.search(search_id).revisions) == 2, timeout=20000)
+    assert len(workspace.casework.searches_of_case(case.id)) == 1
+    assert workspace.casework.search(search_id).latest.top_k == 5
+
+    report = tmp_path / "report.pdf"
+    with qtbot.waitSignal(window.recorder.reportWritten, timeout=60000):
+        window.recorder.export_report(str(report))
+    text = " ".join("\n".join(p.extract_text() for p in PdfReader(report).pages).split())
+    assert "2026-0077" in text and "Station assault" in text
+    assert "possible lead (ana" in text and "excluded (ana" in text and "taller than described" in text
+    assert " ".join(DISCLAIMER.split()) in text
+    if shutil.which("pdftoppm"):
+        subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", report, tmp_path / "page"], check=True)
+        assert Image.open(tmp_path / "page-1.png").size[0] > 100
+    assert workspace.casework.verify_audit().ok
+    window.close()
+    workspace.close()
+
+
+def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, tmp_path, inference_model, gallery_dir):
+    from app_helpers import draw_stroke
+    from PIL import ImageDraw
+
+    from core.workspace import Workspace
+
+    page = Image.new("L", (400, 600), 175)
+    ImageDraw.Draw(page).rectangle([150, 150, 250, 400], outline=90, width=6)
+    page.save(tmp_path / "scan.jpg")
+    workspace = Workspace(tmp_path / "data", model=inference_model)
+    workspace.import_paths([gallery_dir])
+    window = make_window(workspace)
+
+    window.import_scan(tmp_path / "scan.jpg")
+    qtbot.waitUntil(lambda: window.document.background is not None, timeout=10000)
+    draw_stroke(qtbot, window.canvas, [(100, 100), (120, 160)])  # drawn over it
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() is not None, timeout=30000)
+    search_id = window.recorder.current_search_id()
+    kind, data = workspace.casework.query_source(search_id)
+    recorded = workspace.casework.search(search_id)
+    assert recorded.case_id is None  # no case open: recorded under no case
+    assert "scan.jpg" in recorded.query_name and "drawn over" in recorded.query_name
+    with workspace.catalogue.read_connection() as c:
+        from sqlalchemy import text
+
+        stored = c.execute(text("SELECT query_file FROM searches WHERE id = :i"), {"i": search_id}).scalar_one()
+    assert stored == (tmp_path / "scan.jpg").read_bytes()  # the scan file as it was read
+    seen = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(seen, window.document.to_array())  # and the pixels searched, for replay
+
+    window.document.clear()  # a new drawing without the scan records no scan
+    draw_stroke(qtbot, window.canvas, [(100, 100), (140, 200)])
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, search_id), timeout=30000)
+    assert workspace.casework.search(window.recorder.current_search_id()).query_name == "drawn sketch"
+    window.close()
+    workspace.close()
