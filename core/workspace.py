@@ -14,7 +14,7 @@ import numpy as np
 from core.attribute_sheet import read_attribute_sheet
 from core.catalogue.catalogue import AttributeTable, Catalogue
 from core.errors import ImageLoadError
-from core.gallery_import import ProgressCallback, import_paths
+from core.gallery_import import ImportTarget, ProgressCallback, import_paths
 from core.imaging import load_rgb
 from core.index import IndexFileError, VectorIndex
 from core.model.attributes import AttributeSchema
@@ -150,9 +150,11 @@ class Workspace:
         cancel: threading.Event | None = None,
         batch_size: int = 32,
     ) -> ImportSummary:
-        summary = import_paths(self, roots, progress=progress, cancel=cancel, batch_size=batch_size)
-        self._attribute_table = None
-        return summary
+        target = ImportTarget(self.catalogue, self.model, self.index_add, self.forget_photos, self.save_index)
+        try:
+            return import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
+        finally:
+            self._attribute_table = None
 
     def prune_missing(self) -> int:
         """Forget photos whose files were found gone by an earlier import; returns how many."""

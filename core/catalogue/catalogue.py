@@ -453,14 +453,14 @@ class Catalogue:
             with self._begin() as session:
                 session.add_all(ImportFailureRow(import_id=import_id, path=f.path, reason=f.reason) for f in failures)
 
-    def finish_import(self, import_id: int, summary: ImportSummary) -> None:
+    def finish_import(self, import_id: int, summary: ImportSummary, *, failed: bool = False) -> None:
         with self._begin() as session:
             session.execute(
                 update(ImportRun)
                 .where(ImportRun.id == import_id)
                 .values(
                     finished_at=utcnow(),
-                    status="cancelled" if summary.cancelled else "done",
+                    status="failed" if failed else "cancelled" if summary.cancelled else "done",
                     added=summary.added,
                     updated=summary.updated,
                     unchanged=summary.unchanged,

@@ -1,0 +1,49 @@
+"""Reliability against hostile and careless input (issue 25): odd file names, odd data folders,
+stale or corrupted results, locks and permissions. Real catalogue, index and network throughout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+from tests.conftest import draw_person
+
+
+def test_a_non_utf8_file_name_is_catalogued_and_the_rest_still_imported(open_workspace, make_photos):
+    photos = make_photos(40)
+    folder = photos[0].parent
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")  # a Latin-1 byte: not UTF-8
+    shutil.copy(os.fsencode(photos[0]), odd)
+    draw_person(500).save(os.fsdecode(odd), format="JPEG")
+    workspace = open_workspace()
+    summary = workspace.import_paths([folder], batch_size=8)
+    assert (summary.added, summary.failed) == (41, [])
+    paths = set(workspace.catalogue.file_states())
+    assert os.fsdecode(odd) in paths and len(paths) == 41
+    assert workspace.verify().ok
+    again = workspace.import_paths([folder], batch_size=8)  # the name means the same file next time
+    assert (again.added, again.unchanged, again.failed) == (0, 41, [])
+
+
+def last_import_run(data_dir) -> tuple[str, int]:
+    with sqlite3.connect(data_dir / "catalogue.sqlite3") as db:
+        return db.execute("SELECT status, added FROM import_runs ORDER BY id DESC LIMIT 1").fetchone()
+
+
+def test_an_import_that_stops_early_logs_failed_and_only_what_was_committed(open_workspace, make_photos, tmp_path):
+    photos = make_photos(12)
+    workspace = open_workspace()
+
+    def stop_after_ten(progress):  # progress is reported at most every 0.1 s, and always at the end
+        if progress.done >= 10:
+            raise RuntimeError("the caller gave up")
+
+    with pytest.raises(RuntimeError):
+        workspace.import_paths([photos[0].parent], progress=stop_after_ten, batch_size=4)
+    status, added = last_import_run(tmp_path / "data")
+    assert status == "failed"
+    assert added == workspace.catalogue.count_photos()  # batches of 4 committed, the one in flight not
+    assert workspace.verify().ok
