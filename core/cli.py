@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         for sketch in args.sketches:  # fail fast, before the model loads
             if not sketch.is_file():
                 raise SketchSearchError(f"{sketch}: sketch file not found")
-    workspace = Workspace(args.data_dir, args.model, args.device)
+    # only import makes a new data folder: a mistyped --data-dir is an error, not an empty gallery
+    workspace = Workspace(args.data_dir, args.model, args.device, create=args.command == "import")
     try:
         return COMMAND_HANDLERS[args.command](workspace, args)
     finally:

@@ -49,12 +49,16 @@ class Workspace:
         device: str | None = None,
         *,
         model: InferenceModel | None = None,
+        create: bool = True,
     ):
-        """Open ``data_dir`` (created if needed) with the model in ``model_dir`` (default: the bundled
-        one), or with an already loaded ``model`` (switching galleries need not reload it)."""
+        """Open ``data_dir`` (created if needed, unless ``create`` is false) with the model in
+        ``model_dir`` (default: the bundled one), or with an already loaded ``model`` (switching
+        galleries need not reload it)."""
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        if not create:  # checked before the model loads: a mistyped folder fails at once
+            Catalogue.require_folder(self.data_dir)
         self.model = model or InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
-        self.catalogue = Catalogue(self.data_dir)
+        self.catalogue = Catalogue(self.data_dir, create=create)
         manifest = self.model.manifest
         self.catalogue.register_model(
             self.model.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json()

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import URL, Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalogue.migrations import upgrade
 from core.catalogue.orm import Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
 from core.errors import CatalogueError, UnknownPhotoError
+from core.private_files import create_private_file, make_private_folder
 from core.types import AttributeSource, AttributeValue, FolderSummary, ImportFailure, ImportSummary, PhotoRecord
 
 log = logging.getLogger(__name__)
@@ -84,16 +85,23 @@ def _configure_sqlite(engine: Engine) -> None:
 class Catalogue:
     FILE_NAME = "catalogue.sqlite3"
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *, create: bool = True):
+        """Open the catalogue in ``data_dir``; ``create``: make the folder if it does not exist
+        (otherwise a mistyped folder is an error, not a new empty gallery)."""
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / self.FILE_NAME
+        if not create:
+            self.require_folder(self.data_dir)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_folder(self.data_dir)
+            create_private_file(self.path)
         except OSError as exc:
             raise CatalogueError(f"{self.data_dir}: cannot create the data folder ({exc.strerror or exc})") from None
         if not os.access(self.data_dir, os.R_OK | os.W_OK | os.X_OK):
             raise CatalogueError(f"{self.data_dir}: the data folder is not readable and writable")
-        self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": 30, "check_same_thread": False})
+        # a URL object, not a formatted string: a folder named 'case%41' or 'case?x=1' means itself
+        url = URL.create("sqlite", database=str(self.path))
+        self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _configure_sqlite(self.engine)
         try:
             with self.engine.begin() as connection:
@@ -106,6 +114,11 @@ class Catalogue:
             raise CatalogueError(f"{self.path}: cannot open the catalogue ({exc.__class__.__name__}: {exc})") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._mark_interrupted_imports()
+
+    @staticmethod
+    def require_folder(data_dir: Path) -> None:
+        if not Path(data_dir).is_dir():
+            raise CatalogueError(f"{data_dir}: no such data folder (import photos to create one)")
 
     def close(self) -> None:
         self.engine.dispose()

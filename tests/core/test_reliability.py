@@ -47,3 +47,43 @@ def test_an_import_that_stops_early_logs_failed_and_only_what_was_committed(open
     assert status == "failed"
     assert added == workspace.catalogue.count_photos()  # batches of 4 committed, the one in flight not
     assert workspace.verify().ok
+
+
+@pytest.mark.parametrize("name", ["case%41", "case?x=1", "case#1"])
+def test_a_data_folder_name_with_url_characters_means_itself(tmp_path, inference_model, name):
+    from core.workspace import Workspace
+
+    (tmp_path / "caseA").mkdir()  # another case's folder, which 'case%41' must not open
+    data_dir = tmp_path / name
+    with Workspace(data_dir, model=inference_model) as workspace:
+        workspace.catalogue.register_model("x" * 64, "probe", 4, {})
+    assert (data_dir / "catalogue.sqlite3").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["caseA", name])
+    assert list((tmp_path / "caseA").iterdir()) == []
+
+
+def test_data_folder_and_files_are_private_whatever_the_umask(open_workspace, make_photos, tmp_path):
+    photos = make_photos(2)
+    old = os.umask(0o022)
+    try:
+        workspace = open_workspace(tmp_path / "new" / "data")
+        workspace.import_paths([photos[0].parent])
+    finally:
+        os.umask(old)
+    data_dir = tmp_path / "new" / "data"
+    modes = {p.relative_to(data_dir).as_posix(): p.stat().st_mode & 0o777 for p in [data_dir, *data_dir.rglob("*")]}
+    assert modes["."] == 0o700 and modes["index"] == 0o700
+    files = {name: mode for name, mode in modes.items() if (data_dir / name).is_file()}
+    assert "catalogue.sqlite3" in files and "catalogue.sqlite3-wal" in files
+    assert any(name.endswith(".faiss") for name in files)
+    assert set(files.values()) == {0o600}, files
+
+
+def test_an_existing_data_folder_others_can_read_gets_a_warning(open_workspace, tmp_path, caplog):
+    data_dir = tmp_path / "shared"
+    data_dir.mkdir()
+    data_dir.chmod(0o755)
+    open_workspace(data_dir)
+    assert any(
+        "can be read by other users" in r.getMessage() and str(data_dir) in r.getMessage() for r in caplog.records
+    )
