@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self._job_dialog: GalleryJobDialog | None = None
         self._comparisons: list[ComparisonDialog] = []
         self.last_error = ""
+        self._nothing_to_search: str | None = None  # why the gallery can find nothing (from its stats)
         self.runner = TaskRunner(self)
 
         self.document = SketchDocument(parent=self)
@@ -372,6 +373,8 @@ class MainWindow(QMainWindow):
 
     def _gallery_read(self, result) -> None:
         stats, folders = result
+        self._nothing_to_search = stats.nothing_to_search()
+        self._say_if_nothing_to_search()
         self.gallery.set_folders(folders)
         text = f"Gallery: {stats.photos} photo(s)"
         if stats.missing:
@@ -393,6 +396,12 @@ class MainWindow(QMainWindow):
         self.candidates.set_candidates(candidates)
         filtered = " (filtered)" if self.live.where else ""
         self.search_state.setText(f"{len(candidates)} candidate(s){filtered} in {self.live.last_seconds:.2f} s")
+        self._say_if_nothing_to_search()
+
+    def _say_if_nothing_to_search(self) -> None:
+        """An empty result of an empty (or unindexed) gallery says why, whichever arrives first."""
+        if self._nothing_to_search and self.candidates.total() == 0 and not self.document.is_empty():
+            self.search_state.setText(f"Nothing to search: {self._nothing_to_search}")
 
     def _search_busy(self, busy: bool) -> None:
         if busy:

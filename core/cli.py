@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -68,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("photo_id", type=int)
     q.add_argument("values", nargs="+", type=_name_value, metavar="NAME=VALUE")
 
-    sub.add_parser("verify", help="check that catalogue, embeddings and index agree (exit 0 only then)")
+    p = sub.add_parser("verify", help="check that catalogue, embeddings and index agree (exit 0 only then)")
+    p.add_argument("--files", action="store_true", help="also check that every photo's file is still the one imported")
     sub.add_parser("rebuild-index", help="embed photos that lack an embedding, then rebuild the index")
     p = sub.add_parser("stats", help="gallery size, index size, failures, model")
     p.add_argument("--json", action="store_true")
@@ -99,8 +102,25 @@ class _ProgressBar:
 
 
 def _print_json(data) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(json_text(data) + "\n")
+
+
+def json_text(data) -> str:
+    """JSON that any path survives: a file name byte that is not UTF-8 (carried by Python as a lone
+    surrogate, which UTF-8 output cannot hold) is written as its \\udcXX escape, which json.loads
+    reads back to the same path."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def shown(path: str) -> str:
+    """A path for a line of text output: bytes that are not UTF-8 as \\xNN, and control characters
+    (a newline in a file name) escaped, so that one result is always one line."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def _candidate_json(candidate) -> dict:
@@ -110,6 +130,7 @@ def _candidate_json(candidate) -> dict:
         "path": candidate.path,
         "score": round(candidate.score, 6),
         "attributes": {name: a.value for name, a in sorted(candidate.attributes.items())},
+        "file": candidate.file.value,  # ok | missing | changed since import
     }
 
 
@@ -146,25 +167,45 @@ def _import(workspace, args) -> int:
             f"failed {len(summary.failed)} in {summary.seconds:.1f} s"
         )
         for failure in summary.failed:
-            print(f"  failed: {failure.path}: {failure.reason}")
+            print(f"  failed: {shown(failure.path)}: {shown(failure.reason)}")
     return 0
 
 
 def _search(workspace, args) -> int:
+    from core.search import check_min_confidence, validate_filters
+
     if args.top < 1:
         raise SketchSearchError("--top must be at least 1")
-    results = workspace.search(
-        args.sketches, top_k=args.top, where=dict(args.where), min_confidence=args.min_confidence
-    )
+    where = _one_value_per_attribute(args.where)
+    check_min_confidence(args.min_confidence)
+    validate_filters(workspace.schema, where)  # bad input is an error before any warning
+    empty = workspace.stats().nothing_to_search()
+    if empty:  # exit 0 (the search ran), but never an unexplained empty result
+        print(f"warning: {workspace.data_dir}: {empty}", file=sys.stderr)
+    results = workspace.search(args.sketches, top_k=args.top, where=where, min_confidence=args.min_confidence)
     if args.json:
         _print_json([{"query": r.query, "candidates": [_candidate_json(c) for c in r.candidates]} for r in results])
         return 0
     for result in results:
-        print(result.query)
+        print(shown(result.query))
         for c in result.candidates:
             attributes = " ".join(f"{k}={a.value}" for k, a in sorted(c.attributes.items()))
-            print(f"  {c.rank:3d}  {c.score:+.4f}  #{c.photo_id}  {c.path}  {attributes}")
+            flag = f"  [{c.file.warning}]" if c.file.warning else ""
+            print(f"  {c.rank:3d}  {c.score:+.4f}  #{c.photo_id}  {shown(c.path)}  {attributes}{flag}")
     return 0
+
+
+def _one_value_per_attribute(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Filters are ANDed, so two values of one attribute would match nothing; keeping the last
+    silently would search for something else than asked."""
+    where: dict[str, str] = {}
+    for name, value in pairs:
+        if name in where and where[name] != value:
+            raise SketchSearchError(
+                f"--where {name} given twice ({name}={where[name]}, {name}={value}): give one value per attribute"
+            )
+        where[name] = value
+    return where
 
 
 def _attributes(workspace, args) -> int:
@@ -181,12 +222,12 @@ def _attributes(workspace, args) -> int:
 
 
 def _verify(workspace, args) -> int:
-    report = workspace.verify()
+    report = workspace.verify(files=args.files)
     if report.ok:
         print("ok: catalogue, embeddings and index agree")
         return 0
     for problem in report.problems:
-        print(f"problem: {problem}")
+        print(f"problem: {shown(problem)}")
     return 1
 
 
@@ -195,7 +236,7 @@ def _rebuild_index(workspace, args) -> int:
     index = workspace.rebuild_index()
     print(f"index rebuilt: {len(index)} photo(s), {summary.updated} newly embedded")
     for failure in summary.failed:
-        print(f"  not embedded: {failure.path}: {failure.reason}")
+        print(f"  not embedded: {shown(failure.path)}: {shown(failure.reason)}")
     return 0
 
 

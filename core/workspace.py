@@ -14,6 +14,7 @@ import numpy as np
 from core.attribute_sheet import read_attribute_sheet
 from core.catalogue.catalogue import AttributeTable, Catalogue
 from core.errors import ImageLoadError
+from core.file_check import check_file
 from core.gallery_import import ImportTarget, ProgressCallback, import_paths
 from core.imaging import load_rgb
 from core.index import IndexFileError, VectorIndex
@@ -26,6 +27,7 @@ from core.types import (
     AttributeSource,
     Candidate,
     CatalogueStats,
+    FileCheck,
     ImportFailure,
     ImportProgress,
     ImportSummary,
@@ -304,9 +306,12 @@ class Workspace:
             model=self.model_info(),
         )
 
-    def verify(self) -> VerifyReport:
-        """Do catalogue, stored embeddings and the index file agree?"""
+    def verify(self, files: bool = False) -> VerifyReport:
+        """Do catalogue, stored embeddings and the index file agree? ``files``: also check that every
+        catalogued photo's file is still the one imported (a stat each, a hash when touched)."""
         problems = []
+        if files:
+            problems += self._file_problems()
         photos = self.catalogue.count_photos()
         embedded = self.catalogue.embedded_ids(self.model.embedding_key)
         if len(embedded) != photos:
@@ -327,3 +332,13 @@ class Workspace:
                 if not np.allclose(stored, vectors, atol=1e-6):
                     problems.append("index vectors differ from the embeddings stored in the catalogue")
         return VerifyReport(ok=not problems, problems=problems)
+
+    def _file_problems(self) -> list[str]:
+        ids = self.photo_ids()
+        problems = []
+        for start in range(0, len(ids), 1000):
+            for record in self.catalogue.photos(ids[start : start + 1000]):
+                state = check_file(record)
+                if state is not FileCheck.OK:
+                    problems.append(f"photo {record.id}: {state.warning}: {record.path}")
+        return problems

@@ -405,6 +405,7 @@ class Catalogue:
                     imported_at=p.imported_at,
                     source_folder=p.source_folder,
                     missing=p.missing_since is not None,
+                    mtime_ns=p.mtime_ns,
                 )
                 for pid, p in rows.items()
             }
