@@ -235,7 +235,7 @@ def _rebuild_index(workspace, args) -> int:
     summary = workspace.embed_missing()
     index = workspace.rebuild_index()
     print(f"index rebuilt: {len(index)} photo(s), {summary.updated} newly embedded")
-    for failure in summary.failed:
+    for failure in summary.failed + workspace.repair_failures:
         print(f"  not embedded: {shown(failure.path)}: {shown(failure.reason)}")
     return 0
 

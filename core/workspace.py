@@ -39,6 +39,14 @@ from core.types import (
 log = logging.getLogger(__name__)
 
 
+def unit_rows(vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+    """Which rows are finite unit vectors, as every embedding the model stores is; a damaged row
+    (overwritten bytes) almost never is."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    return np.isfinite(norms) & (np.abs(norms - 1.0) <= tolerance)
+
+
 class Workspace:
     """Thread safety: one import (or other writer) may run while other threads search, embed
     sketches and read the catalogue; the index is guarded by a lock, SQLite (WAL) gives each
@@ -69,6 +77,7 @@ class Workspace:
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
         self._attribute_table: AttributeTable | None = None
+        self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
         self.index = self._open_index()
 
     def close(self) -> None:
@@ -119,14 +128,44 @@ class Workspace:
         return index
 
     def rebuild_index(self) -> VectorIndex:
-        """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically."""
+        """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically.
+        A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
+        embedded again from its file, or dropped (its photo then counts as not embedded) when the
+        file cannot be read."""
         ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
+        damaged = ids[~unit_rows(vectors)]
+        self.repair_failures = []
+        if len(damaged):
+            self.repair_failures = self.repair_embeddings(damaged)
+            ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
         index = VectorIndex(self.model.embedding_dim, self.model.embedding_key)
         index.add(ids, vectors)
         index.save(self.index_path)
         with self._lock:
             self.index = index
         return index
+
+    def repair_embeddings(self, photo_ids: Sequence[int]) -> list[ImportFailure]:
+        """Embed damaged embeddings again from their files; returns the photos that could not be
+        (their damaged embedding is deleted, so they count as not embedded until their file is back)."""
+        log.warning("%d stored embedding(s) are damaged (not finite unit vectors): embedding again", len(photo_ids))
+        failed, ids, images = [], [], []
+        for record in self.catalogue.photos(photo_ids):
+            try:
+                images.append(load_rgb(record.path))
+                ids.append(record.id)
+            except ImageLoadError as exc:
+                failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unreadable ({exc.reason})"))
+        if ids:
+            embedded = self.model.embed_images(images, Modality.PHOTO)
+            attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
+            self.catalogue.store_embeddings(self.model.embedding_key, ids, embedded.embeddings, attributes)
+        lost = sorted(set(map(int, photo_ids)) - set(ids))
+        self.catalogue.delete_embeddings(self.model.embedding_key, lost)
+        for failure in failed:
+            log.warning("%s: %s", failure.path, failure.reason)
+        self._attribute_table = None
+        return failed
 
     def save_index(self) -> None:
         with self._lock:
@@ -328,6 +367,12 @@ class Workspace:
                 problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
             else:
                 ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
+                damaged = ids[~unit_rows(vectors)]
+                if len(damaged):
+                    problems.append(
+                        f"{len(damaged)} stored embedding(s) are damaged (not finite unit vectors), photo id(s) "
+                        f"{', '.join(map(str, damaged[:10]))}: run rebuild-index to embed them again"
+                    )
                 stored = np.stack([on_disk.reconstruct(i) for i in ids]) if len(ids) else vectors
                 if not np.allclose(stored, vectors, atol=1e-6):
                     problems.append("index vectors differ from the embeddings stored in the catalogue")

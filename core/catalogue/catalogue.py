@@ -267,6 +267,14 @@ class Catalogue:
                         )
                     )
 
+    def delete_embeddings(self, model_sha256: str, photo_ids: Sequence[int]) -> None:
+        ids = [int(i) for i in photo_ids]
+        if ids:
+            with self._begin() as session:
+                session.execute(
+                    delete(Embedding).where(Embedding.model_sha256 == model_sha256, Embedding.photo_id.in_(ids))
+                )
+
     def embeddings(self, model_sha256: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """All stored vectors of one model: (ids int64 N, vectors float32 N x dim)."""
         with self._begin() as session:

@@ -102,3 +102,43 @@ def test_search_input_that_would_silently_mean_something_else_is_refused(
         assert (code, out) == (2, "") and err.startswith("error: ") and message in err and err.count("\n") == 1
     code, _, _ = cli(capsys, *data, "search", photos[0], "--where", "gender=male", "--where", "gender=male")
     assert code == 0  # the same filter twice means the same thing
+
+
+def damage_embedding(database, photo_id: int, seed: int = 0) -> None:
+    """Overwrite 400 bytes inside one stored embedding, as a bad sector or a stray write would."""
+    import sqlite3
+
+    import numpy as np
+
+    with sqlite3.connect(database) as db:
+        (vector,) = db.execute("SELECT vector FROM embeddings WHERE photo_id = ?", (photo_id,)).fetchone()
+        noise = np.random.default_rng(seed).integers(0, 256, 400, dtype=np.uint8).tobytes()
+        damaged = vector[:800] + noise + vector[1200:]
+        db.execute("UPDATE embeddings SET vector = ? WHERE photo_id = ?", (damaged, photo_id))
+
+
+def test_rebuild_index_embeds_a_damaged_embedding_again_instead_of_indexing_it(
+    tmp_path, capsys, make_photos, untrained_model_dir
+):
+    from core.workspace import Workspace
+
+    photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=3)
+    with Workspace(tmp_path / "data", untrained_model_dir) as workspace:
+        ids, original = workspace.catalogue.embeddings(workspace.model.embedding_key, workspace.model.embedding_dim)
+    damage_embedding(tmp_path / "data" / "catalogue.sqlite3", int(ids[1]))
+    code, out, _ = cli(capsys, *data, "verify")
+    assert code == 1 and "damaged" in out
+    code, out, _ = cli(capsys, *data, "rebuild-index")
+    assert code == 0 and "3 photo(s)" in out
+    assert cli(capsys, *data, "verify")[0] == 0
+    with Workspace(tmp_path / "data", untrained_model_dir) as workspace:
+        _, stored = workspace.catalogue.embeddings(workspace.model.embedding_key, workspace.model.embedding_dim)
+        assert abs(float(stored[1] @ original[1]) - 1) < 1e-4  # the same photo's embedding again
+        assert abs(float(workspace.index.reconstruct(int(ids[1])) @ original[1]) - 1) < 1e-4
+
+    damage_embedding(tmp_path / "data" / "catalogue.sqlite3", int(ids[2]), seed=1)
+    photos[2].unlink()  # nothing to embed it from: reported, and never indexed
+    code, out, _ = cli(capsys, *data, "rebuild-index")
+    assert code == 0 and "2 photo(s)" in out and f"not embedded: {photos[2]}" in out and "damaged" in out
+    code, out, _ = cli(capsys, *data, "verify")
+    assert code == 1 and "1 photo(s) have no embedding" in out
