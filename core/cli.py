@@ -6,6 +6,7 @@ a non-zero exit for bad input, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -135,6 +136,26 @@ def _candidate_json(candidate) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one command; errors of the disk or the catalogue file become one line (exit 2)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.catalogue.catalogue import Catalogue, database_error
+    from core.paths import default_data_dir
+
+    try:
+        return _run(args)
+    except SQLAlchemyError as exc:
+        raise database_error((args.data_dir or default_data_dir()) / Catalogue.FILE_NAME, exc) from None
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else args.data_dir or default_data_dir()
+        if exc.errno == errno.ENOSPC:
+            raise SketchSearchError(
+                f"{where}: no space left on the disk; free some space and run the command again"
+            ) from None
+        raise SketchSearchError(f"{where}: {exc.strerror or exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
     from core.workspace import Workspace
 
     if args.command == "search":
@@ -210,8 +231,10 @@ def _one_value_per_attribute(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 def _attributes(workspace, args) -> int:
     if args.attributes_command == "import":
-        count, unmatched = workspace.import_attribute_sheet(args.csv)
-        print(f"set {count} attribute value(s); {len(unmatched)} row(s) matched no photo")
+        sheet = workspace.import_attribute_sheet(args.csv)
+        print(f"set {len(sheet.rows)} attribute value(s); {len(sheet.unmatched)} row(s) matched no photo")
+        for name in sheet.ambiguous:
+            print(f"  not applied: '{shown(name)}' matches photos in several folders (use a 'path' column)")
         return 0
     for name, value in args.values:
         workspace.schema.check(name, value)  # all checked before any is written

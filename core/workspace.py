@@ -10,10 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
-from core.attribute_sheet import read_attribute_sheet
+from core.attribute_sheet import AttributeSheet, read_attribute_sheet
 from core.catalogue.catalogue import AttributeTable, Catalogue
-from core.errors import ImageLoadError
+from core.errors import ImageLoadError, SketchSearchError
 from core.file_check import check_file
 from core.gallery_import import ImportTarget, ProgressCallback, import_paths
 from core.imaging import load_rgb
@@ -74,6 +75,9 @@ class Workspace:
             self.model.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json()
         )
         self.index_path = self.data_dir / "index" / f"{self.model.embedding_key[:16]}.faiss"
+        # held while an import or re-index writes (across processes): a second one is refused, and a
+        # search opened meanwhile never rewrites the index file the running one will save
+        self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
         self._attribute_table: AttributeTable | None = None
@@ -116,7 +120,7 @@ class Workspace:
         except IndexFileError as exc:
             if self.index_path.exists() or len(expected):
                 log.warning("rebuilding the index from the catalogue: %s", exc)
-            return self.rebuild_index()
+            return self.rebuild_index(save=not self._writer_running_elsewhere())
         if not np.array_equal(np.sort(index.ids()), expected):
             log.warning(
                 "rebuilding the index from the catalogue: %s holds %d photos, the catalogue %d",
@@ -124,10 +128,32 @@ class Workspace:
                 len(index),
                 len(expected),
             )
-            return self.rebuild_index()
+            # while an import runs elsewhere its batches are committed before its index is saved:
+            # search from a fresh in-memory index and leave the file to the import
+            return self.rebuild_index(save=not self._writer_running_elsewhere())
         return index
 
-    def rebuild_index(self) -> VectorIndex:
+    def _writer_running_elsewhere(self) -> bool:
+        if self._writer_lock.is_locked:
+            return False  # this workspace is the writer
+        try:
+            self._writer_lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        self._writer_lock.release()
+        return False
+
+    def _exclusive_writer(self):
+        """The writer lock, refused at once (with a one-line reason) when another process holds it."""
+        try:
+            self._writer_lock.acquire(timeout=0)
+        except Timeout:
+            raise SketchSearchError(
+                f"{self.data_dir}: another import is running on this gallery; run this again when it has finished"
+            ) from None
+        return self._writer_lock
+
+    def rebuild_index(self, save: bool = True) -> VectorIndex:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically.
         A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
         embedded again from its file, or dropped (its photo then counts as not embedded) when the
@@ -140,7 +166,8 @@ class Workspace:
             ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
         index = VectorIndex(self.model.embedding_dim, self.model.embedding_key)
         index.add(ids, vectors)
-        index.save(self.index_path)
+        if save:
+            index.save(self.index_path)
         with self._lock:
             self.index = index
         return index
@@ -196,10 +223,11 @@ class Workspace:
         batch_size: int = 32,
     ) -> ImportSummary:
         target = ImportTarget(self.catalogue, self.model, self.index_add, self.forget_photos, self.save_index)
-        try:
-            return import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
-        finally:
-            self._attribute_table = None
+        with self._exclusive_writer():
+            try:
+                return import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
+            finally:
+                self._attribute_table = None
 
     def prune_missing(self) -> int:
         """Forget photos whose files were found gone by an earlier import; returns how many."""
@@ -226,6 +254,12 @@ class Workspace:
         """Embed catalogued photos that have no embedding for this model (after a model change):
         ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
         batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
+        with self._exclusive_writer():
+            return self._embed_missing(progress, cancel, batch_size)
+
+    def _embed_missing(
+        self, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
+    ) -> ImportSummary:
         started = time.monotonic()
         todo = self.catalogue.ids_without_embedding(self.model.embedding_key)
         summary = ImportSummary()
@@ -303,14 +337,14 @@ class Workspace:
                 table.values[row, j] = values.index(found.value) if known else -1
                 table.confidence[row, j] = found.confidence if known else 0.0
 
-    def import_attribute_sheet(self, csv_path: Path) -> tuple[int, list[str]]:
+    def import_attribute_sheet(self, csv_path: Path) -> AttributeSheet:
         """Read a CSV (column ``path`` or ``filename``, then one column per attribute) into imported
-        attributes. Returns (values set, rows not matched to a photo). Unknown columns or values
-        are refused before anything is written."""
-        rows, unmatched = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
-        count = self.catalogue.set_attributes(rows, AttributeSource.IMPORTED)
+        attributes; returns what was read, with the rows matched to no photo or to several. Unknown
+        columns or values are refused before anything is written."""
+        sheet = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
+        self.catalogue.set_attributes(sheet.rows, AttributeSource.IMPORTED)
         self._attribute_table = None
-        return count, unmatched
+        return sheet
 
     # -- search --------------------------------------------------------------------------------
     def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
@@ -348,6 +382,16 @@ class Workspace:
     def verify(self, files: bool = False) -> VerifyReport:
         """Do catalogue, stored embeddings and the index file agree? ``files``: also check that every
         catalogued photo's file is still the one imported (a stat each, a hash when touched)."""
+        damage = self.catalogue.quick_check()
+        if damage:  # nothing else read from a damaged file can be trusted
+            shown = "; ".join(damage[:3]) + (f" (and {len(damage) - 3} more)" if len(damage) > 3 else "")
+            return VerifyReport(
+                ok=False,
+                problems=[
+                    f"{self.catalogue.path}: the catalogue file is damaged (SQLite quick_check: {shown}); restore it "
+                    "from a backup, or import the photos again into a new data folder"
+                ],
+            )
         problems = []
         if files:
             problems += self._file_problems()

@@ -24,6 +24,9 @@ from core.types import AttributeSource, AttributeValue, FolderSummary, ImportFai
 log = logging.getLogger(__name__)
 
 
+MAX_SQLITE_INTEGER = 2**63 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -82,6 +85,26 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
+def database_error(path: Path, exc: Exception) -> CatalogueError:
+    """One line for a user from an SQLite error met while the catalogue was in use: what happened
+    to which file, and what to do. Committed batches are never lost by any of these."""
+    reason = str(getattr(exc, "orig", None) or exc)
+    lowered = reason.lower()
+    if "full" in lowered:
+        return CatalogueError(
+            f"{path}: the disk is full ({reason}); free some space and run the command again "
+            "(what was committed is kept, an import resumes)"
+        )
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return CatalogueError(
+            f"{path}: the catalogue file is damaged ({reason}); run 'sketchsearch verify', then restore the "
+            "file from a backup or import the photos again into a new data folder"
+        )
+    if "locked" in lowered or "busy" in lowered:
+        return CatalogueError(f"{path}: the catalogue is busy ({reason}); try again when the other program is done")
+    return CatalogueError(f"{path}: the catalogue cannot be used ({reason})")
+
+
 class Catalogue:
     FILE_NAME = "catalogue.sqlite3"
 
@@ -122,6 +145,15 @@ class Catalogue:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def quick_check(self) -> list[str]:
+        """SQLite's own structural check of the file (PRAGMA quick_check): [] when sound."""
+        try:
+            with self.engine.connect() as connection:
+                rows = [r[0] for r in connection.exec_driver_sql("PRAGMA quick_check")]
+        except Exception as exc:  # noqa: BLE001 - a damaged file can fail the check itself
+            return [str(getattr(exc, "orig", None) or exc)]
+        return [] if rows == ["ok"] else rows
 
     def _begin(self) -> Session:
         return self._session.begin()
@@ -318,6 +350,8 @@ class Catalogue:
     def set_attribute(
         self, photo_id: int, name: str, value: str, source: AttributeSource, confidence: float = 1.0
     ) -> None:
+        if not 0 < photo_id <= MAX_SQLITE_INTEGER:  # SQLite could not even look it up
+            raise UnknownPhotoError(f"no photo with id {photo_id}")
         with self._begin() as session:
             if session.get(Photo, photo_id) is None:
                 raise UnknownPhotoError(f"no photo with id {photo_id}")

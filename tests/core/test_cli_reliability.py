@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from core.cli import main
 from tests.conftest import draw_person
@@ -142,3 +143,82 @@ def test_rebuild_index_embeds_a_damaged_embedding_again_instead_of_indexing_it(
     assert code == 0 and "2 photo(s)" in out and f"not embedded: {photos[2]}" in out and "damaged" in out
     code, out, _ = cli(capsys, *data, "verify")
     assert code == 1 and "1 photo(s) have no embedding" in out
+
+
+def one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, (code, err)
+    assert "Traceback" not in err + out
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_bad_sheets_ids_and_manifests_are_one_line_errors(tmp_path, capsys, make_photos, untrained_model_dir):
+    photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=1)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(f"filename,gender\n{photos[0].name},male\nb\xe9b\xe9.jpg,female\n".encode("latin-1"))
+    one_line_error(*cli(capsys, *data, "attributes", "import", latin1), "latin1.csv, line 3", "not UTF-8")
+    huge = tmp_path / "huge.csv"
+    huge.write_text(f"filename,gender\n{photos[0].name},{'x' * 131_073}\n")
+    one_line_error(*cli(capsys, *data, "attributes", "import", huge), "huge.csv, line 2", "field larger")
+    one_line_error(
+        *cli(capsys, *data, "attributes", "set", "100000000000000000000000", "gender=male"),
+        "no photo with id 100000000000000000000000",
+    )
+    for name, manifest, message in [
+        ("list", lambda m: [m], "must be a JSON object"),
+        ("parts", lambda m: {**m, "parts": 0}, "'parts' must be a positive whole number"),
+        ("dim", lambda m: {**m, "embedding_dim": 0}, "'embedding_dim' must be a positive whole number"),
+    ]:
+        folder = tmp_path / name
+        shutil.copytree(untrained_model_dir, folder)
+        edited = manifest(json.loads((folder / "manifest.json").read_text()))
+        (folder / "manifest.json").write_text(json.dumps(edited))
+        code, out, err = cli(capsys, "--data-dir", tmp_path / "data", "--model", folder, "stats")
+        one_line_error(code, out, err, str(folder / "manifest.json"), message)
+
+
+def test_a_file_name_in_several_folders_is_reported_as_ambiguous(tmp_path, capsys, untrained_model_dir):
+    for seed, folder in enumerate(["case1", "case2"]):
+        (tmp_path / "gallery" / folder).mkdir(parents=True)
+        draw_person(seed).save(tmp_path / "gallery" / folder / "suspect.jpg", quality=90)
+    draw_person(9).save(tmp_path / "gallery" / "case1" / "witness.jpg", quality=90)
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
+    assert cli(capsys, *data, "import", tmp_path / "gallery")[0] == 0
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("filename,gender\nsuspect.jpg,male\nwitness.jpg,female\n")
+    code, out, _ = cli(capsys, *data, "attributes", "import", sheet)
+    assert code == 0 and "set 1 attribute value(s)" in out
+    assert "not applied: 'suspect.jpg' matches photos in several folders" in out
+    code, out, _ = cli(capsys, *data, "search", tmp_path / "gallery" / "case1" / "witness.jpg", "--json")
+    genders = {c["path"]: c["attributes"].get("gender") for c in json.loads(out)[0]["candidates"]}
+    assert genders == {
+        str(tmp_path / "gallery" / "case1" / "witness.jpg"): "female",
+        str(tmp_path / "gallery" / "case1" / "suspect.jpg"): None,
+        str(tmp_path / "gallery" / "case2" / "suspect.jpg"): None,
+    }
+
+
+def test_a_second_import_is_refused_while_one_runs(tmp_path, capsys, make_photos, untrained_model_dir):
+    from filelock import FileLock
+
+    photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=2)
+    with FileLock(tmp_path / "data" / "import.lock"):  # what a running import holds
+        one_line_error(*cli(capsys, *data, "import", photos[0].parent), "another import is running")
+        one_line_error(*cli(capsys, *data, "rebuild-index"), "another import is running")
+    assert cli(capsys, *data, "import", photos[0].parent)[0] == 0
+
+
+def test_a_search_never_rewrites_the_index_file_of_a_running_import(tmp_path, capsys, make_photos, untrained_model_dir):
+    from filelock import FileLock
+
+    photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=2)
+    (index_file,) = (tmp_path / "data" / "index").glob("*.faiss")
+    before = index_file.read_bytes()
+    more = make_photos(2, start=2)
+    assert cli(capsys, *data, "import", more[0].parent)[0] == 0
+    # as during an import: batches committed to the catalogue, the index file saved at the end
+    index_file.write_bytes(before)
+    with FileLock(tmp_path / "data" / "import.lock"):
+        code, out, _ = cli(capsys, *data, "search", photos[0], "--top", "10", "--json")
+        assert code == 0 and len(json.loads(out)[0]["candidates"]) == 4  # searched from the catalogue
+        assert index_file.read_bytes() == before  # the import's file, left to the import

@@ -3,6 +3,7 @@ stale or corrupted results, locks and permissions. Real catalogue, index and net
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -87,3 +88,54 @@ def test_an_existing_data_folder_others_can_read_gets_a_warning(open_workspace, 
     assert any(
         "can be read by other users" in r.getMessage() and str(data_dir) in r.getMessage() for r in caplog.records
     )
+
+
+def copy_model(source, target, edit) -> None:
+    """A copy of a model folder with its manifest edited by ``edit`` (a function of the JSON)."""
+    shutil.copytree(source, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    edit(manifest)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+
+
+def swap_gender(manifest) -> None:
+    for attribute in manifest["attributes"]["schema"]:
+        if attribute["name"] == "gender":
+            attribute["values"].reverse()
+
+
+def test_a_model_without_a_weights_hash_is_refused(model_dir, tmp_path):
+    from core.errors import CheckpointError
+    from core.model.checkpoint import load_checkpoint
+
+    copy_model(model_dir, tmp_path / "unhashed", lambda m: m.pop("weights_sha256"))
+    with pytest.raises(CheckpointError, match="no weights_sha256"):
+        load_checkpoint(tmp_path / "unhashed")
+
+
+def test_an_attribute_schema_edited_in_the_manifest_is_refused_by_weights_that_record_theirs(
+    untrained_model_dir, tmp_path
+):
+    from core.errors import CheckpointError
+    from core.model.checkpoint import load_checkpoint
+
+    load_checkpoint(untrained_model_dir)
+    copy_model(untrained_model_dir, tmp_path / "swapped", swap_gender)
+    with pytest.raises(CheckpointError, match="attribute schema"):
+        load_checkpoint(tmp_path / "swapped")
+
+
+def test_another_attribute_schema_predicts_the_gallery_again(model_dir, make_photos, tmp_path):
+    from core.model.inference import InferenceModel
+    from core.workspace import Workspace
+
+    photos = make_photos(3)
+    with Workspace(tmp_path / "data", model_dir, "cpu") as workspace:
+        workspace.import_paths([photos[0].parent])
+        before = workspace.model.embedding_key
+    # the shipped model's weights predate recorded schemas: the key must tell the schemas apart
+    copy_model(model_dir, tmp_path / "swapped", swap_gender)
+    swapped = InferenceModel(tmp_path / "swapped", "cpu")
+    assert swapped.embedding_key != before
+    with Workspace(tmp_path / "data", model=swapped) as workspace:
+        assert workspace.count_unembedded() == 3  # predictions are made again under the new value names
