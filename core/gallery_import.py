@@ -267,10 +267,11 @@ def import_paths(
             target.save_index()
             catalogue.record_failures(import_id, importer.summary.failed)
             catalogue.finish_import(import_id, importer.summary, failed=error is not None)
-        except Exception:
+        except Exception as exc:
             if error is None:
                 raise
-            log.warning("could not record the end of import %d", import_id, exc_info=True)
+            reason = getattr(exc, "orig", None) or exc  # the driver's one line, not SQLAlchemy's page
+            log.warning("import %d stopped; its end could not be recorded (%s)", import_id, reason)
     return importer.summary
 
 

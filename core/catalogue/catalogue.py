@@ -90,9 +90,9 @@ def database_error(path: Path, exc: Exception) -> CatalogueError:
     to which file, and what to do. Committed batches are never lost by any of these."""
     reason = str(getattr(exc, "orig", None) or exc)
     lowered = reason.lower()
-    if "full" in lowered:
+    if "full" in lowered or "disk i/o error" in lowered:  # a write refused: most often no space left
         return CatalogueError(
-            f"{path}: the disk is full ({reason}); free some space and run the command again "
+            f"{path}: the disk refused a write ({reason}); free some space and run the command again "
             "(what was committed is kept, an import resumes)"
         )
     if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 from core.cli import main
 from tests.conftest import draw_person
@@ -222,3 +228,62 @@ def test_a_search_never_rewrites_the_index_file_of_a_running_import(tmp_path, ca
         code, out, _ = cli(capsys, *data, "search", photos[0], "--top", "10", "--json")
         assert code == 0 and len(json.loads(out)[0]["candidates"]) == 4  # searched from the catalogue
         assert index_file.read_bytes() == before  # the import's file, left to the import
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*argv, file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    """The installed entry point in a child process; ``file_size_limit`` makes every file write past
+    that size fail, as on a full disk."""
+
+    def limit_writes():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "app.main", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "SKETCHSEARCH_DEVICE": "cpu"},
+        preexec_fn=limit_writes if file_size_limit else None,
+        timeout=300,
+    )
+
+
+def test_a_full_disk_is_one_line_and_the_import_resumes_once_space_is_freed(tmp_path, make_photos, untrained_model_dir):
+    photos = make_photos(40)
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
+    full = run_cli(*data, "import", photos[0].parent, file_size_limit=600_000)
+    assert full.returncode == 2, full.stderr
+    errors = [line for line in full.stderr.splitlines() if not line.startswith("WARNING")]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "free some space" in errors[0], full.stderr
+    assert "Traceback" not in full.stderr
+    stats = run_cli(*data, "stats", "--json")
+    assert stats.returncode == 0 and 0 < json.loads(stats.stdout)["photos"] < 40
+    resumed = run_cli(*data, "import", photos[0].parent, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_cli(*data, "verify").returncode == 0
+    assert json.loads(run_cli(*data, "stats", "--json").stdout)["photos"] == 40
+
+
+def test_a_catalogue_damaged_mid_file_is_reported_by_verify(tmp_path, capsys, make_photos, untrained_model_dir):
+    photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=40)
+    database = tmp_path / "data" / "catalogue.sqlite3"
+    with sqlite3.connect(database) as db:  # everything into the main file, then damage its middle
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    pages = database.stat().st_size // page_size
+    with open(database, "r+b") as handle:
+        for page in range(pages // 3, pages // 3 + 4):
+            handle.seek(page * page_size)
+            handle.write(b"\xa5" * page_size)
+    code, out, err = cli(capsys, *data, "verify")
+    assert code == 1 and "Traceback" not in out + err
+    (problem,) = out.splitlines()  # SQLite's own check found the damage, and what to do is said
+    assert "damaged" in problem and "quick_check" in problem and "restore it from a backup" in problem
+    for command in (["stats"], ["search", photos[0]], ["rebuild-index"]):
+        code, out, err = cli(capsys, *data, *command)
+        assert "Traceback" not in out + err
+        if code != 0:  # the command read a damaged page: one line that says what to do
+            one_line_error(code, out, err, str(database), "damaged", "run 'sketchsearch verify'")

@@ -3,12 +3,17 @@ stale or corrupted results, locks and permissions. Real catalogue, index and net
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import sqlite3
+import struct
+import tracemalloc
+import zlib
 
 import pytest
+from PIL import Image
 
 from tests.conftest import draw_person
 
@@ -139,3 +144,60 @@ def test_another_attribute_schema_predicts_the_gallery_again(model_dir, make_pho
     assert swapped.embedding_key != before
     with Workspace(tmp_path / "data", model=swapped) as workspace:
         assert workspace.count_unembedded() == 3  # predictions are made again under the new value names
+
+
+def test_a_link_to_a_device_is_not_a_regular_file(open_workspace, make_photos):
+    photos = make_photos(2)
+    device = photos[0].parent / "zero.jpg"
+    device.symlink_to("/dev/zero")  # reading it would never end
+    os.mkfifo(photos[0].parent / "pipe.jpg")  # opening it would block
+    workspace = open_workspace()
+    summary = workspace.import_paths([photos[0].parent])
+    assert summary.added == 2
+    assert {(os.path.basename(f.path), f.reason) for f in summary.failed} == {
+        ("zero.jpg", "not a regular file"),
+        ("pipe.jpg", "not a regular file"),
+    }
+    assert workspace.import_paths([device]).failed[0].reason == "not a regular file"
+
+
+def test_a_huge_file_is_refused_from_its_header_without_reading_it(open_workspace, make_photos, tmp_path):
+    photos = make_photos(1)
+    sparse = photos[0].parent / "huge.jpg"
+    with open(sparse, "wb") as handle:  # 200 MB of zeros that take no disk space
+        handle.truncate(200 * 1024 * 1024)
+    workspace = open_workspace()
+    tracemalloc.start()
+    try:
+        summary = workspace.import_paths([photos[0].parent])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary.added == 1
+    assert [(f.path, f.reason) for f in summary.failed] == [(str(sparse), "not an image (unrecognised format)")]
+    assert peak < 50 * 1024 * 1024  # the file was never read whole
+
+
+def test_the_documented_pixel_limit_is_the_one_enforced(tmp_path):
+    from core.errors import ImageLoadError
+    from core.imaging import MAX_PIXELS, decode_image, read_photo_file
+
+    def png_claiming(width: int, height: int) -> bytes:
+        """A valid one-pixel PNG whose header claims another size (no pixels are ever allocated)."""
+        buffer = io.BytesIO()
+        Image.new("L", (1, 1)).save(buffer, format="PNG")
+        data = bytearray(buffer.getvalue())
+        data[16:24] = struct.pack(">II", width, height)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+        return bytes(data)
+
+    under, over = tmp_path / "under.png", tmp_path / "over.png"
+    under.write_bytes(png_claiming(10_000, MAX_PIXELS // 10_000))  # the limit itself, above Pillow's own 89.5M
+    over.write_bytes(png_claiming(10_000, MAX_PIXELS // 10_000 + 1))
+    read_photo_file(under)  # the header is within the limit
+    with pytest.raises(ImageLoadError) as decoded:
+        decode_image(under.read_bytes(), under)
+    assert "decompression bomb" not in decoded.value.reason  # it fails later, for its missing pixels
+    for check in (lambda: read_photo_file(over), lambda: decode_image(over.read_bytes(), over)):
+        with pytest.raises(ImageLoadError, match="decompression bomb.*100,000,000"):
+            check()
