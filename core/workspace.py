@@ -17,7 +17,7 @@ from core.catalogue.catalogue import AttributeTable, Catalogue
 from core.errors import ImageLoadError, SketchSearchError
 from core.file_check import check_file
 from core.gallery_import import ImportTarget, ProgressCallback, import_paths
-from core.imaging import load_rgb
+from core.imaging import decode_image, load_rgb, read_photo_file
 from core.index import IndexFileError, VectorIndex
 from core.model.attributes import AttributeSchema
 from core.model.inference import InferenceModel
@@ -179,10 +179,13 @@ class Workspace:
         failed, ids, images = [], [], []
         for record in self.catalogue.photos(photo_ids):
             try:
-                images.append(load_rgb(record.path))
+                data, sha256 = read_photo_file(record.path)
+                if sha256 != record.sha256:  # never file another person's embedding under this photo
+                    raise ImageLoadError(record.path, "the file changed since import")
+                images.append(np.asarray(decode_image(data, record.path)))
                 ids.append(record.id)
             except ImageLoadError as exc:
-                failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unreadable ({exc.reason})"))
+                failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unusable ({exc.reason})"))
         if ids:
             embedded = self.model.embed_images(images, Modality.PHOTO)
             attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]

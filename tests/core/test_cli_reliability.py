@@ -145,11 +145,15 @@ def test_rebuild_index_embeds_a_damaged_embedding_again_instead_of_indexing_it(
     damage_embedding(tmp_path / "data" / "catalogue.sqlite3", int(ids[2]), seed=1)
     code, out, _ = cli(capsys, *data, "verify")
     assert code == 1 and f"1 stored embedding(s) are damaged (not finite unit vectors), photo id(s) {ids[2]}" in out
+    damage_embedding(tmp_path / "data" / "catalogue.sqlite3", int(ids[0]), seed=2)
     photos[2].unlink()  # nothing to embed it from: reported, and never indexed
+    draw_person(555).save(photos[0], quality=90)  # another person's photo: never embedded in its place
     code, out, _ = cli(capsys, *data, "rebuild-index")
-    assert code == 0 and "2 photo(s)" in out and f"not embedded: {photos[2]}" in out and "damaged" in out
+    assert code == 0 and "1 photo(s)" in out
+    assert f"not embedded: {photos[2]}: stored embedding damaged, file unusable (no such file)" in out
+    assert f"not embedded: {photos[0]}: stored embedding damaged, file unusable (the file changed since import)" in out
     code, out, _ = cli(capsys, *data, "verify")
-    assert code == 1 and "1 photo(s) have no embedding" in out
+    assert code == 1 and "2 photo(s) have no embedding" in out
 
 
 def one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
