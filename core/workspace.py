@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -143,15 +144,19 @@ class Workspace:
         self._writer_lock.release()
         return False
 
-    def _exclusive_writer(self):
-        """The writer lock, refused at once (with a one-line reason) when another process holds it."""
+    @contextmanager
+    def _exclusive_writer(self) -> Iterator[None]:
+        """Hold the writer lock, refused at once (with a one-line reason) when another holds it."""
         try:
             self._writer_lock.acquire(timeout=0)
         except Timeout:
             raise SketchSearchError(
                 f"{self.data_dir}: another import is running on this gallery; run this again when it has finished"
             ) from None
-        return self._writer_lock
+        try:
+            yield
+        finally:
+            self._writer_lock.release()
 
     def rebuild_index(self, save: bool = True) -> VectorIndex:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically.
