@@ -202,7 +202,7 @@ class CandidatesModel(QAbstractListModel):
         if row is None:
             return
         old = self.candidates[row]
-        self.candidates[row] = Candidate(old.rank, old.photo_id, old.path, old.score, dict(attributes))
+        self.candidates[row] = Candidate(old.rank, old.photo_id, old.path, old.score, dict(attributes), old.file)
         self.all_candidates = [self.candidates[row] if c.photo_id == photo_id else c for c in self.all_candidates]
         if row < self._shown:
             index = self.index(row)
@@ -240,6 +240,8 @@ class CandidatesModel(QAbstractListModel):
             text = f"#{candidate.rank}  {candidate.score:.3f}"
             if mark is not None:
                 text += f"\n{MARK_SYMBOLS[mark]}"
+            if candidate.file.warning:  # the ranked photo is the one imported, not what is on disk now
+                text += f"\n\u26a0 {candidate.file.warning}"
             if candidate.attributes:
                 text += f"\n{caption(candidate.attributes)}"
             return text
@@ -252,14 +254,19 @@ class CandidatesModel(QAbstractListModel):
         if role == Qt.ToolTipRole:
             return (
                 f"<b>#{candidate.rank}</b> score {candidate.score:.3f}<br>{escape(candidate.path)}<br>"
-                f"{attributes_html(candidate.attributes)}"
+                + (f"<b>{candidate.file.warning}</b><br>" if candidate.file.warning else "")
+                + f"{attributes_html(candidate.attributes)}"
             )
         if role == CandidateRole:
             return candidate
         if role == PhotoIdRole:
             return candidate.photo_id
         if role == Qt.AccessibleTextRole:
-            return f"Rank {candidate.rank}, score {candidate.score:.3f}" + (f", {mark.label}" if mark else "")
+            return (
+                f"Rank {candidate.rank}, score {candidate.score:.3f}"
+                + (f", {mark.label}" if mark else "")
+                + (f", {candidate.file.warning}" if candidate.file.warning else "")
+            )
         return None
 
     def _thumbnail_loaded(self, photo_id: int) -> None:

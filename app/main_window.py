@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self._job_dialog: GalleryJobDialog | None = None
         self._comparisons: list[ComparisonDialog] = []
         self.last_error = ""
+        self._nothing_to_search: str | None = None  # why the gallery can find nothing (from its stats)
         self.runner = TaskRunner(self)
 
         self.document = SketchDocument(parent=self)
@@ -450,6 +451,8 @@ class MainWindow(QMainWindow):
 
     def _gallery_read(self, result) -> None:
         stats, folders = result
+        self._nothing_to_search = stats.nothing_to_search()
+        self._say_if_nothing_to_search()
         self.gallery.set_folders(folders)
         text = f"Gallery: {stats.photos} photo(s)"
         if stats.missing:
@@ -474,6 +477,12 @@ class MainWindow(QMainWindow):
         warning = weak_result_warning([c.score for c in candidates])
         self.weak_warning.setText(warning)
         self.weak_warning.setVisible(bool(warning))
+        self._say_if_nothing_to_search()
+
+    def _say_if_nothing_to_search(self) -> None:
+        """An empty result of an empty (or unindexed) gallery says why, whichever arrives first."""
+        if self._nothing_to_search and self.candidates.total() == 0 and not self.document.is_empty():
+            self.search_state.setText(f"Nothing to search: {self._nothing_to_search}")
 
     def _search_busy(self, busy: bool) -> None:
         if busy:

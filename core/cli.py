@@ -6,8 +6,11 @@ a non-zero exit for bad input, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -71,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("photo_id", type=int)
     q.add_argument("values", nargs="+", type=_name_value, metavar="NAME=VALUE")
 
-    sub.add_parser("verify", help="check that catalogue, embeddings and index agree (exit 0 only then)")
+    p = sub.add_parser("verify", help="check that catalogue, embeddings and index agree (exit 0 only then)")
+    p.add_argument("--files", action="store_true", help="also check that every photo's file is still the one imported")
     sub.add_parser("rebuild-index", help="embed photos that lack an embedding, then rebuild the index")
     p = sub.add_parser("stats", help="gallery size, index size, failures, model")
     p.add_argument("--json", action="store_true")
@@ -141,8 +145,25 @@ class _ProgressBar:
 
 
 def _print_json(data) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(json_text(data) + "\n")
+
+
+def json_text(data) -> str:
+    """JSON that any path survives: a file name byte that is not UTF-8 (carried by Python as a lone
+    surrogate, which UTF-8 output cannot hold) is written as its \\udcXX escape, which json.loads
+    reads back to the same path."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def shown(path: str) -> str:
+    """A path for a line of text output: bytes that are not UTF-8 as \\xNN, and control characters
+    (a newline in a file name) escaped, so that one result is always one line."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def _candidate_json(candidate) -> dict:
@@ -152,17 +173,39 @@ def _candidate_json(candidate) -> dict:
         "path": candidate.path,
         "score": round(candidate.score, 6),
         "attributes": {name: a.value for name, a in sorted(candidate.attributes.items())},
+        "file": candidate.file.value,  # ok | missing | changed since import
     }
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one command; errors of the disk or the catalogue file become one line (exit 2)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.catalogue.catalogue import Catalogue, database_error
+    from core.paths import default_data_dir
+
+    try:
+        return _run(args)
+    except SQLAlchemyError as exc:
+        raise database_error((args.data_dir or default_data_dir()) / Catalogue.FILE_NAME, exc) from None
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else args.data_dir or default_data_dir()
+        if exc.errno == errno.ENOSPC:
+            raise SketchSearchError(
+                f"{where}: no space left on the disk; free some space and run the command again"
+            ) from None
+        raise SketchSearchError(f"{where}: {exc.strerror or exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
     from core.workspace import Workspace
 
     if args.command == "search":
         for sketch in args.sketches:  # fail fast, before the model loads
             if not sketch.is_file():
                 raise SketchSearchError(f"{sketch}: sketch file not found")
-    workspace = Workspace(args.data_dir, args.model, args.device)
+    # only import makes a new data folder: a mistyped --data-dir is an error, not an empty gallery
+    workspace = Workspace(args.data_dir, args.model, args.device, create=args.command == "import")
     if getattr(args, "operator", None):
         workspace.operator = args.operator
     try:
@@ -189,14 +232,21 @@ def _import(workspace, args) -> int:
             f"failed {len(summary.failed)} in {summary.seconds:.1f} s"
         )
         for failure in summary.failed:
-            print(f"  failed: {failure.path}: {failure.reason}")
+            print(f"  failed: {shown(failure.path)}: {shown(failure.reason)}")
     return 0
 
 
 def _search(workspace, args) -> int:
+    from core.search import check_min_confidence, validate_filters
+
     if args.top < 1:
         raise SketchSearchError("--top must be at least 1")
-    where = dict(args.where)
+    where = _one_value_per_attribute(args.where)
+    check_min_confidence(args.min_confidence)
+    validate_filters(workspace.schema, where)  # bad input is an error before any warning
+    empty = workspace.stats().nothing_to_search()
+    if empty:  # exit 0 (the search ran), but never an unexplained empty result
+        print(f"warning: {workspace.data_dir}: {empty}", file=sys.stderr)
     case_id = workspace.casework.case(args.case).id if args.case else None
     recorded = [
         workspace.search_file_recorded(sketch, args.top, where, args.min_confidence, case_id)
@@ -211,20 +261,37 @@ def _search(workspace, args) -> int:
         )
         return 0
     for result, search_id in recorded:
-        print(f"{result.query}  (recorded as search {search_id}" + (f" in case {args.case})" if args.case else ")"))
+        case = f" in case {args.case})" if args.case else ")"
+        print(f"{shown(result.query)}  (recorded as search {search_id}{case}")
         warning = weak_result_warning([c.score for c in result.candidates])
         if warning:
             print(f"  {warning}")
         for c in result.candidates:
             attributes = " ".join(f"{k}={a.value}" for k, a in sorted(c.attributes.items()))
-            print(f"  {c.rank:3d}  {c.score:+.4f}  #{c.photo_id}  {c.path}  {attributes}")
+            flag = f"  [{c.file.warning}]" if c.file.warning else ""
+            print(f"  {c.rank:3d}  {c.score:+.4f}  #{c.photo_id}  {shown(c.path)}  {attributes}{flag}")
     return 0
+
+
+def _one_value_per_attribute(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Filters are ANDed, so two values of one attribute would match nothing; keeping the last
+    silently would search for something else than asked."""
+    where: dict[str, str] = {}
+    for name, value in pairs:
+        if name in where and where[name] != value:
+            raise SketchSearchError(
+                f"--where {name} given twice ({name}={where[name]}, {name}={value}): give one value per attribute"
+            )
+        where[name] = value
+    return where
 
 
 def _attributes(workspace, args) -> int:
     if args.attributes_command == "import":
-        count, unmatched = workspace.import_attribute_sheet(args.csv)
-        print(f"set {count} attribute value(s); {len(unmatched)} row(s) matched no photo")
+        sheet = workspace.import_attribute_sheet(args.csv)
+        print(f"set {len(sheet.rows)} attribute value(s); {len(sheet.unmatched)} row(s) matched no photo")
+        for name in sheet.ambiguous:
+            print(f"  not applied: '{shown(name)}' matches photos in several folders (use a 'path' column)")
         return 0
     for name, value in args.values:
         workspace.schema.check(name, value)  # all checked before any is written
@@ -235,12 +302,12 @@ def _attributes(workspace, args) -> int:
 
 
 def _verify(workspace, args) -> int:
-    report = workspace.verify()
+    report = workspace.verify(files=args.files)
     if report.ok:
         print("ok: catalogue, embeddings and index agree")
         return 0
     for problem in report.problems:
-        print(f"problem: {problem}")
+        print(f"problem: {shown(problem)}")
     return 1
 
 
@@ -248,8 +315,8 @@ def _rebuild_index(workspace, args) -> int:
     summary = workspace.embed_missing()
     index = workspace.rebuild_index()
     print(f"index rebuilt: {len(index)} photo(s), {summary.updated} newly embedded")
-    for failure in summary.failed:
-        print(f"  not embedded: {failure.path}: {failure.reason}")
+    for failure in summary.failed + workspace.repair_failures:
+        print(f"  not embedded: {shown(failure.path)}: {shown(failure.reason)}")
     return 0
 
 

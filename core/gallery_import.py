@@ -8,7 +8,6 @@ import picks up where this one stopped. A bad file is recorded with its reason a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -16,24 +15,33 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.catalogue.catalogue import FileState, NewPhoto
+from core.catalogue.catalogue import Catalogue, FileState, NewPhoto
 from core.errors import ImageLoadError
-from core.imaging import decode_for_gallery, make_thumbnail, read_file_bytes
+from core.imaging import decode_for_gallery, make_thumbnail, read_photo_file
+from core.model.inference import InferenceModel
 from core.model.network import Modality
 from core.pipeline import prepared_in_order
 from core.scanning import iter_image_files
 from core.types import ImportFailure, ImportProgress, ImportSummary
 
-if TYPE_CHECKING:
-    from core.workspace import Workspace
-
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ImportProgress], None]
+
+
+@dataclass(frozen=True)
+class ImportTarget:
+    """What an import writes to: the catalogue (the source of truth), the model that embeds, and
+    the index kept beside them (reached through callbacks, so the importer needs no workspace)."""
+
+    catalogue: Catalogue
+    model: InferenceModel
+    add_to_index: Callable[[np.ndarray, np.ndarray], None]  # (photo ids, unit vectors)
+    forget_photos: Callable[[Sequence[int]], None]  # from the catalogue and the index
+    save_index: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -83,17 +91,18 @@ def find_files(roots: Sequence[str | Path], summary: ImportSummary) -> list[_Fou
 
 class _Importer:
     def __init__(
-        self, workspace: Workspace, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
+        self, target: ImportTarget, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
     ):
-        self.workspace = workspace
-        self.catalogue = workspace.catalogue
-        self.model = workspace.model
+        self.target = target
+        self.catalogue = target.catalogue
+        self.model = target.model
         self.progress = progress
         self.cancel = cancel
         self.batch_size = batch_size
         self.summary = ImportSummary()
         self.by_sha = self.catalogue.paths_by_sha()  # sha -> (photo id, path); kept current as we go
-        self.batch: list[tuple[_Found, _Decoded]] = []
+        # queued for the next commit, with the summary field each counts under once committed
+        self.batch: list[tuple[_Found, _Decoded, str]] = []
         self.done = 0
         self.total = 0
         self.started = time.monotonic()
@@ -102,8 +111,7 @@ class _Importer:
     # -- worker threads ---------------------------------------------------------------------------
     def prepare(self, found: _Found) -> _Decoded | _KnownContent | ImportFailure:
         try:
-            data = read_file_bytes(found.path)
-            sha = hashlib.sha256(data).hexdigest()
+            data, sha = read_photo_file(found.path)
             if sha in self.by_sha:
                 return _KnownContent(sha)  # no need to decode: the photo is catalogued already
             width, height, image = decode_for_gallery(data, found.path)
@@ -149,15 +157,19 @@ class _Importer:
         replaced = previous is not None and previous.sha256 != result.sha256
         if replaced:
             # the file at this path now holds other content: the old photo is gone from disk
-            self.workspace.forget_photos([previous.photo_id])
+            self.target.forget_photos([previous.photo_id])
             self.by_sha.pop(previous.sha256, None)
-        outcome = self._place(found, result)
+        outcome = self._place(found, result, "updated" if replaced else "added")
         if outcome is not None:
             outcome = "updated" if replaced else outcome
-            setattr(self.summary, outcome, getattr(self.summary, outcome) + 1)
+            self._count(outcome)
 
-    def _place(self, found: _Found, result: _Decoded | _KnownContent) -> str | None:
-        """Catalogue one prepared file; returns the summary field it counts under (None: failed)."""
+    def _count(self, field: str, n: int = 1) -> None:
+        setattr(self.summary, field, getattr(self.summary, field) + n)
+
+    def _place(self, found: _Found, result: _Decoded | _KnownContent, new_as: str) -> str | None:
+        """Catalogue one prepared file; returns the summary field it counts under, or None when it
+        failed or was queued (a queued photo counts under ``new_as`` once its batch is committed)."""
         known = self.by_sha.get(result.sha256)
         if known is None:
             if isinstance(result, _KnownContent):  # its twin was forgotten meanwhile: decode after all
@@ -166,10 +178,10 @@ class _Importer:
                     self.summary.failed.append(result)
                     return None
             self.by_sha[result.sha256] = (-1, found.path)  # claimed; the id comes at commit
-            self.batch.append((found, result))
+            self.batch.append((found, result, new_as))
             if len(self.batch) >= self.batch_size:
                 self.flush()
-            return "added"
+            return None
         photo_id, old_path = known
         if photo_id == -1:
             return "unchanged"  # a copy of a photo still in the batch
@@ -183,7 +195,7 @@ class _Importer:
     def flush(self) -> None:
         if not self.batch:
             return
-        inputs = np.stack([decoded.network_input for _, decoded in self.batch])
+        inputs = np.stack([decoded.network_input for _, decoded, _ in self.batch])
         embedded = self.model.embed_preprocessed(inputs, Modality.PHOTO)
         photos = [
             NewPhoto(
@@ -198,12 +210,13 @@ class _Importer:
                 embedding=embedded.embeddings[i],
                 attributes={n: (a.value, a.confidence) for n, a in embedded.attributes[i].items()},
             )
-            for i, (found, decoded) in enumerate(self.batch)
+            for i, (found, decoded, _) in enumerate(self.batch)
         ]
         ids = self.catalogue.add_photos(photos, self.model.embedding_key)
-        self.workspace.index_add(np.asarray(ids, np.int64), embedded.embeddings)
-        for photo_id, photo in zip(ids, photos):
+        self.target.add_to_index(np.asarray(ids, np.int64), embedded.embeddings)
+        for photo_id, photo, (_, _, field) in zip(ids, photos, self.batch):
             self.by_sha[photo.sha256] = (photo_id, photo.path)
+            self._count(field)  # counted once committed: the import log never claims more
         self.batch = []
 
     def _advance(self, current: str) -> None:
@@ -225,7 +238,7 @@ class _Importer:
 
 
 def import_paths(
-    workspace: Workspace,
+    target: ImportTarget,
     roots: Iterable[str | Path],
     *,
     progress: ProgressCallback | None = None,
@@ -233,25 +246,38 @@ def import_paths(
     batch_size: int = 32,
 ) -> ImportSummary:
     roots = [Path(r) for r in roots]
-    importer = _Importer(workspace, progress, cancel, batch_size)
-    import_id = workspace.catalogue.start_import([str(r) for r in roots])
+    importer = _Importer(target, progress, cancel, batch_size)
+    catalogue = target.catalogue
+    import_id = catalogue.start_import([str(r) for r in roots])
+    error: BaseException | None = None
     try:
         files = find_files(roots, importer.summary)
-        importer.run(files, workspace.catalogue.file_states())
+        importer.run(files, catalogue.file_states())
         if not importer.summary.cancelled:
-            _update_missing_flags(workspace, roots, {f.path for f in files})
+            _update_missing_flags(catalogue, roots, {f.path for f in files})
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         importer.summary.seconds = time.monotonic() - importer.started
-        workspace.save_index()
-        workspace.catalogue.record_failures(import_id, importer.summary.failed)
-        workspace.catalogue.finish_import(import_id, importer.summary)
+        # the log records what was committed, and says failed when the import stopped early;
+        # writing it may fail as the import did (a full disk): the import's own error is the one
+        # to report, and the next open marks the run interrupted
+        try:
+            target.save_index()
+            catalogue.record_failures(import_id, importer.summary.failed)
+            catalogue.finish_import(import_id, importer.summary, failed=error is not None)
+        except Exception as exc:
+            if error is None:
+                raise
+            reason = getattr(exc, "orig", None) or exc  # the driver's one line, not SQLAlchemy's page
+            log.warning("import %d stopped; its end could not be recorded (%s)", import_id, reason)
     return importer.summary
 
 
-def _update_missing_flags(workspace: Workspace, roots: Sequence[Path], seen: set[str]) -> None:
+def _update_missing_flags(catalogue: Catalogue, roots: Sequence[Path], seen: set[str]) -> None:
     """Flag catalogued photos under the imported folders whose files are gone (they can be pruned),
     and clear the flag of flagged photos that are back."""
-    catalogue = workspace.catalogue
     prefixes = [str(r.absolute()).rstrip(os.sep) + os.sep for r in roots if r.is_dir()]
     gone = [
         state.photo_id

@@ -4,7 +4,10 @@ Originals are only ever opened for reading."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -17,11 +20,26 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 # Refuse images above this many pixels (about 12k x 8k): such a file is either a decompression bomb
 # or nothing a person-search gallery needs, and decoding it could exhaust memory.
 MAX_PIXELS = 100_000_000
+# Refuse files above this size before reading them: a gallery photo is a few megabytes, and a
+# file this big is read whole into memory to be decoded.
+MAX_FILE_BYTES = 256 * 1024 * 1024
 THUMBNAIL_SIZE = 192
+
+
+def _regular_file_size(path: str | Path) -> int:
+    """The size of ``path`` (following links), refusing anything but a regular file: opening a
+    device or a pipe named ``x.jpg`` could read forever or block."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageLoadError(path, "not a regular file")
+    return info.st_size
 
 
 def read_file_bytes(path: str | Path) -> bytes:
     try:
+        size = _regular_file_size(path)
+        if size > MAX_FILE_BYTES:
+            raise ImageLoadError(path, f"file too large ({size:,} bytes; the limit is {MAX_FILE_BYTES:,})")
         with open(path, "rb") as handle:
             return handle.read()
     except PermissionError:
@@ -34,6 +52,65 @@ def read_file_bytes(path: str | Path) -> bytes:
         raise ImageLoadError(path, f"unreadable ({exc.strerror or exc})") from None
 
 
+def read_photo_file(path: str | Path, chunk: int = 1 << 20) -> tuple[bytes, str]:
+    """-> (the file's bytes, their sha256), after the cheap checks: a regular file, no larger than
+    MAX_FILE_BYTES, whose header is an image within MAX_PIXELS. A file that fails them is never
+    read whole (a 3 GB file of zeros named ``.jpg`` costs one header read); the hash is computed
+    block by block as the file is read."""
+    try:
+        size = _regular_file_size(path)
+        if size > MAX_FILE_BYTES:
+            raise ImageLoadError(path, f"file too large ({size:,} bytes; the limit is {MAX_FILE_BYTES:,})")
+        with open(path, "rb") as handle:
+            _check_header(handle, path)
+            handle.seek(0)
+            digest = hashlib.sha256()
+            blocks = []
+            while block := handle.read(chunk):
+                digest.update(block)
+                blocks.append(block)
+        return b"".join(blocks), digest.hexdigest()
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise ImageLoadError(path, "is a directory") from None
+    except FileNotFoundError:
+        raise ImageLoadError(path, "no such file") from None
+    except OSError as exc:
+        raise ImageLoadError(path, f"unreadable ({exc.strerror or exc})") from None
+
+
+def _check_header(handle, path: str | Path) -> None:  # noqa: ANN001 - a binary file object
+    """Identify the format and size from the header alone (Pillow reads a few kilobytes)."""
+    if handle.read(1) == b"":
+        raise ImageLoadError(path, "empty file")
+    handle.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is MAX_PIXELS, checked here
+        try:
+            with Image.open(handle) as image:
+                width, height = image.size
+        except UnidentifiedImageError:
+            raise ImageLoadError(path, "not an image (unrecognised format)") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(path, f"decompression bomb: {exc}") from None
+        except (SyntaxError, ValueError, OSError) as exc:
+            raise _corrupt(path, exc) from None
+    _check_pixels(width, height, path)
+
+
+def _corrupt(path: str | Path, exc: Exception) -> ImageLoadError:
+    message = str(exc)
+    if "truncated" in message.lower():
+        return ImageLoadError(path, "truncated image")
+    return ImageLoadError(path, f"corrupt image ({message})")
+
+
+def _check_pixels(width: int, height: int, path: str | Path) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageLoadError(path, f"decompression bomb: {width}x{height} pixels exceeds the {MAX_PIXELS:,} limit")
+
+
 def decode_image(data: bytes, path: str | Path = "<memory>", at_least: int | None = None) -> Image.Image:
     """Decode bytes into an upright RGB PIL image (EXIF orientation applied, CMYK, 16-bit, palette
     and alpha images converted; transparency becomes white, as on paper).
@@ -44,28 +121,23 @@ def decode_image(data: bytes, path: str | Path = "<memory>", at_least: int | Non
         raise ImageLoadError(path, "empty file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns from 89.5 megapixels; the documented limit is MAX_PIXELS, checked here
+            # (Pillow's own error, from 179 megapixels, is above it)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageLoadError(
-                    path, f"decompression bomb: {width}x{height} pixels exceeds the {MAX_PIXELS:,} limit"
-                )
+            _check_pixels(*image.size, path)
             if at_least:
                 image.draft("RGB", (at_least, at_least))
             image.load()
             image = ImageOps.exif_transpose(image)
     except ImageLoadError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageLoadError(path, f"decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise ImageLoadError(path, "not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        message = str(exc)
-        if "truncated" in message.lower():
-            raise ImageLoadError(path, "truncated image") from None
-        raise ImageLoadError(path, f"corrupt image ({message})") from None
+        raise _corrupt(path, exc) from None
     return to_rgb(image)
 
 

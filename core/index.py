@@ -15,6 +15,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from core.private_files import make_private_folder
+
 MAGIC = b"SKETCHSEARCH-INDEX-1\n"
 # Below this many queries FAISS scans the vectors once per query and parallelises over queries
 # only, so extra OpenMP threads just spin; one thread is as fast, and much faster on a busy machine.
@@ -81,7 +83,7 @@ class VectorIndex:
         """Write atomically: a temporary file in the same folder, flushed to disk, then renamed over
         the old one, so a crash leaves either the old index or the new one, never half of one."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(path.parent, warn=False)
         payload = faiss.serialize_index(self._index).tobytes()
         header = (
             json.dumps(
@@ -94,7 +96,7 @@ class VectorIndex:
             ).encode()
             + b"\n"
         )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(MAGIC + header)

@@ -23,11 +23,13 @@ def iter_image_files(root: str | Path, on_error: Callable[[Path, str], None] | N
     if not root.exists():
         report(root, "no such file or folder")
         return
-    if root.is_file():
-        if is_image_name(root.name):
-            yield root
-        else:
+    if not root.is_dir():
+        if not is_image_name(root.name):
             report(root, f"not a supported image type (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
+        elif root.is_file():
+            yield root
+        else:  # a device, a pipe or a socket (or a link to one): reading it could block or never end
+            report(root, "not a regular file")
         return
     seen: set[tuple[int, int]] = set()
     stack = [root]
@@ -54,8 +56,10 @@ def iter_image_files(root: str | Path, on_error: Callable[[Path, str], None] | N
                 elif is_image_name(entry.name):
                     if entry.is_file(follow_symlinks=True):
                         yield Path(entry.path)
-                    elif entry.is_symlink():
+                    elif entry.is_symlink() and not os.path.exists(entry.path):
                         report(Path(entry.path), "unreadable (broken symbolic link)")
+                    else:  # a device, a pipe or a socket (or a link to one)
+                        report(Path(entry.path), "not a regular file")
             except OSError:
                 continue
         stack.extend(reversed(subfolders))

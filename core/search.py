@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue.catalogue import AttributeTable
+from core.errors import SketchSearchError
+from core.file_check import check_file
 from core.imaging import load_rgb
 from core.model.attributes import AttributeSchema
 from core.model.network import Modality
-from core.types import Candidate
+from core.types import Candidate, FileCheck
 
 Sketch = str | Path | np.ndarray
 
@@ -43,6 +45,12 @@ def validate_filters(schema: AttributeSchema, where: Mapping[str, str] | None) -
     return filters
 
 
+def check_min_confidence(min_confidence: float) -> None:
+    """A confidence is in [0, 1]; NaN (which compares false with everything) is refused too."""
+    if not 0.0 <= min_confidence <= 1.0:
+        raise SketchSearchError(f"minimum confidence must be between 0 and 1, got {min_confidence}")
+
+
 def allowed_photo_ids(
     table: AttributeTable, schema: AttributeSchema, filters: Mapping[str, str], min_confidence: float = 0.0
 ) -> np.ndarray | None:
@@ -58,15 +66,22 @@ def allowed_photo_ids(
     return table.ids[keep]
 
 
-def rank(scores: np.ndarray, ids: np.ndarray, records: Mapping[int, tuple[str, dict]]) -> list[Candidate]:
+def rank(scores: np.ndarray, ids: np.ndarray, records: Mapping[int, tuple[str, dict, FileCheck]]) -> list[Candidate]:
     """One query's FAISS output -> candidates (ids of -1, i.e. fewer matches than K, are dropped)."""
     candidates = []
     for score, photo_id in zip(scores.tolist(), ids.tolist()):
         if photo_id < 0 or photo_id not in records:
             continue
-        path, attributes = records[photo_id]
+        path, attributes, file = records[photo_id]
         candidates.append(
-            Candidate(rank=len(candidates) + 1, photo_id=photo_id, path=path, score=float(score), attributes=attributes)
+            Candidate(
+                rank=len(candidates) + 1,
+                photo_id=photo_id,
+                path=path,
+                score=float(score),
+                attributes=attributes,
+                file=file,
+            )
         )
     return candidates
 
@@ -77,10 +92,12 @@ def search_embeddings(
     """Rank the gallery for already-embedded sketches (re-ranking after a filter change needs no
     new embedding)."""
     filters = validate_filters(workspace.schema, where)
+    check_min_confidence(min_confidence)
     allowed = allowed_photo_ids(workspace.attribute_table(), workspace.schema, filters, min_confidence)
     scores, ids = workspace.index_search(queries, top_k, allowed)
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
-    records = {r.id: (r.path, r.attributes) for r in workspace.catalogue.photos(wanted)}
+    # only the shown candidates' files are checked: a stat each, a hash only when one was touched
+    records = {r.id: (r.path, r.attributes, check_file(r)) for r in workspace.catalogue.photos(wanted)}
     return [rank(scores[q], ids[q], records) for q in range(len(queries))]
 
 

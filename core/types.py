@@ -17,6 +17,23 @@ class AttributeSource(str, Enum):
         return {AttributeSource.MODEL: 0, AttributeSource.IMPORTED: 1, AttributeSource.MANUAL: 2}[self]
 
 
+class FileCheck(str, Enum):
+    """A catalogued photo's file now, against what was imported."""
+
+    OK = "ok"  # same size and modification time, or the same content (sha256)
+    MISSING = "missing"  # gone, or no longer a readable file: the result is the photo as imported
+    CHANGED = "changed"  # other content at the path: the ranked embedding is of the old photo
+
+    @property
+    def warning(self) -> str:
+        """What a person reviewing the result must be told ('' when nothing)."""
+        return {
+            FileCheck.OK: "",
+            FileCheck.MISSING: "file missing since import",
+            FileCheck.CHANGED: "file changed since import",
+        }[self]
+
+
 @dataclass(frozen=True)
 class AttributeValue:
     value: str
@@ -36,6 +53,7 @@ class PhotoRecord:
     source_folder: str
     missing: bool = False
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    mtime_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,7 @@ class Candidate:
     path: str
     score: float  # cosine similarity of sketch and photo embeddings, in [-1, 1]
     attributes: dict[str, AttributeValue]
+    file: FileCheck = FileCheck.OK  # the photo's file when the result was made
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,17 @@ class CatalogueStats:
     failed: int  # files that failed in the most recent import of each path
     missing: int
     model: ModelInfo
+
+    def nothing_to_search(self) -> str | None:
+        """Why every search of this gallery comes back empty, or None when it can find something."""
+        if self.indexed:
+            return None
+        if not self.photos:
+            return "the gallery has no photos: import some first"
+        return (
+            f"none of the gallery's {self.photos} photo(s) is indexed for model {self.model.name}: "
+            "run rebuild-index (the window indexes them when it opens the gallery)"
+        )
 
     def to_json(self) -> dict:
         return {

@@ -7,22 +7,25 @@ import getpass
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
-from core.attribute_sheet import read_attribute_sheet
+from core.attribute_sheet import AttributeSheet, read_attribute_sheet
 from core.casework import audit
 from core.casework.query import file_query, query_pixels
 from core.casework.records import QueryKind, SearchQuery
 from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue
-from core.errors import ImageLoadError
-from core.gallery_import import ProgressCallback, import_paths
-from core.imaging import load_rgb
+from core.errors import ImageLoadError, SketchSearchError
+from core.file_check import check_file
+from core.gallery_import import ImportTarget, ProgressCallback, import_paths
+from core.imaging import decode_image, load_rgb, read_photo_file
 from core.index import IndexFileError, VectorIndex
 from core.model.attributes import AttributeSchema
 from core.model.inference import InferenceModel
@@ -33,6 +36,7 @@ from core.types import (
     AttributeSource,
     Candidate,
     CatalogueStats,
+    FileCheck,
     ImportFailure,
     ImportProgress,
     ImportSummary,
@@ -60,6 +64,14 @@ def app_version() -> str:
         return "unknown"
 
 
+def unit_rows(vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+    """Which rows are finite unit vectors, as every embedding the model stores is; a damaged row
+    (overwritten bytes) almost never is."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    return np.isfinite(norms) & (np.abs(norms - 1.0) <= tolerance)
+
+
 class Workspace:
     """Thread safety: one import (or other writer) may run while other threads search, embed
     sketches and read the catalogue; the index is guarded by a lock, SQLite (WAL) gives each
@@ -72,20 +84,28 @@ class Workspace:
         device: str | None = None,
         *,
         model: InferenceModel | None = None,
+        create: bool = True,
     ):
-        """Open ``data_dir`` (created if needed) with the model in ``model_dir`` (default: the bundled
-        one), or with an already loaded ``model`` (switching galleries need not reload it)."""
+        """Open ``data_dir`` (created if needed, unless ``create`` is false) with the model in
+        ``model_dir`` (default: the bundled one), or with an already loaded ``model`` (switching
+        galleries need not reload it)."""
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        if not create:  # checked before the model loads: a mistyped folder fails at once
+            Catalogue.require_folder(self.data_dir)
         self.model = model or InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
-        self.catalogue = Catalogue(self.data_dir)
+        self.catalogue = Catalogue(self.data_dir, create=create)
         manifest = self.model.manifest
         self.catalogue.register_model(
             self.model.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json()
         )
         self.index_path = self.data_dir / "index" / f"{self.model.embedding_key[:16]}.faiss"
+        # held while an import or re-index writes (across processes): a second one is refused, and a
+        # search opened meanwhile never rewrites the index file the running one will save
+        self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
         self._attribute_table: AttributeTable | None = None
+        self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
         self.index = self._open_index()
         self.casework = CaseworkStore(self.catalogue)
         self.operator = os_user()  # who is recorded for searches, reviews and changes (editable)
@@ -129,7 +149,7 @@ class Workspace:
         except IndexFileError as exc:
             if self.index_path.exists() or len(expected):
                 log.warning("rebuilding the index from the catalogue: %s", exc)
-            return self.rebuild_index()
+            return self.rebuild_index(save=not self._writer_running_elsewhere())
         if not np.array_equal(np.sort(index.ids()), expected):
             log.warning(
                 "rebuilding the index from the catalogue: %s holds %d photos, the catalogue %d",
@@ -137,18 +157,78 @@ class Workspace:
                 len(index),
                 len(expected),
             )
-            return self.rebuild_index()
+            # while an import runs elsewhere its batches are committed before its index is saved:
+            # search from a fresh in-memory index and leave the file to the import
+            return self.rebuild_index(save=not self._writer_running_elsewhere())
         return index
 
-    def rebuild_index(self) -> VectorIndex:
-        """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically."""
+    def _writer_running_elsewhere(self) -> bool:
+        if self._writer_lock.is_locked:
+            return False  # this workspace is the writer
+        try:
+            self._writer_lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        self._writer_lock.release()
+        return False
+
+    @contextmanager
+    def _exclusive_writer(self) -> Iterator[None]:
+        """Hold the writer lock, refused at once (with a one-line reason) when another holds it."""
+        try:
+            self._writer_lock.acquire(timeout=0)
+        except Timeout:
+            raise SketchSearchError(
+                f"{self.data_dir}: another import is running on this gallery; run this again when it has finished"
+            ) from None
+        try:
+            yield
+        finally:
+            self._writer_lock.release()
+
+    def rebuild_index(self, save: bool = True) -> VectorIndex:
+        """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically.
+        A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
+        embedded again from its file, or dropped (its photo then counts as not embedded) when the
+        file cannot be read."""
         ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
+        damaged = ids[~unit_rows(vectors)]
+        self.repair_failures = []
+        if len(damaged):
+            self.repair_failures = self.repair_embeddings(damaged)
+            ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
         index = VectorIndex(self.model.embedding_dim, self.model.embedding_key)
         index.add(ids, vectors)
-        index.save(self.index_path)
+        if save:
+            index.save(self.index_path)
         with self._lock:
             self.index = index
         return index
+
+    def repair_embeddings(self, photo_ids: Sequence[int]) -> list[ImportFailure]:
+        """Embed damaged embeddings again from their files; returns the photos that could not be
+        (their damaged embedding is deleted, so they count as not embedded until their file is back)."""
+        log.warning("%d stored embedding(s) are damaged (not finite unit vectors): embedding again", len(photo_ids))
+        failed, ids, images = [], [], []
+        for record in self.catalogue.photos(photo_ids):
+            try:
+                data, sha256 = read_photo_file(record.path)
+                if sha256 != record.sha256:  # never file another person's embedding under this photo
+                    raise ImageLoadError(record.path, "the file changed since import")
+                images.append(np.asarray(decode_image(data, record.path)))
+                ids.append(record.id)
+            except ImageLoadError as exc:
+                failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unusable ({exc.reason})"))
+        if ids:
+            embedded = self.model.embed_images(images, Modality.PHOTO)
+            attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
+            self.catalogue.store_embeddings(self.model.embedding_key, ids, embedded.embeddings, attributes)
+        lost = sorted(set(map(int, photo_ids)) - set(ids))
+        self.catalogue.delete_embeddings(self.model.embedding_key, lost)
+        for failure in failed:
+            log.warning("%s: %s", failure.path, failure.reason)
+        self._attribute_table = None
+        return failed
 
     def save_index(self) -> None:
         with self._lock:
@@ -179,8 +259,12 @@ class Workspace:
         batch_size: int = 32,
     ) -> ImportSummary:
         roots = [str(r) for r in roots]
-        summary = import_paths(self, roots, progress=progress, cancel=cancel, batch_size=batch_size)
-        self._attribute_table = None
+        target = ImportTarget(self.catalogue, self.model, self.index_add, self.forget_photos, self.save_index)
+        with self._exclusive_writer():
+            try:
+                summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
+            finally:
+                self._attribute_table = None
         self._record(
             "import",
             {
@@ -225,6 +309,12 @@ class Workspace:
         """Embed catalogued photos that have no embedding for this model (after a model change):
         ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
         batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
+        with self._exclusive_writer():
+            return self._embed_missing(progress, cancel, batch_size)
+
+    def _embed_missing(
+        self, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
+    ) -> ImportSummary:
         started = time.monotonic()
         todo = self.catalogue.ids_without_embedding(self.model.embedding_key)
         summary = ImportSummary()
@@ -308,16 +398,16 @@ class Workspace:
                 table.values[row, j] = values.index(found.value) if known else -1
                 table.confidence[row, j] = found.confidence if known else 0.0
 
-    def import_attribute_sheet(self, csv_path: Path) -> tuple[int, list[str]]:
+    def import_attribute_sheet(self, csv_path: Path) -> AttributeSheet:
         """Read a CSV (column ``path`` or ``filename``, then one column per attribute) into imported
-        attributes. Returns (values set, rows not matched to a photo). Unknown columns or values
-        are refused before anything is written."""
-        rows, unmatched = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
-        count = self.catalogue.set_attributes(rows, AttributeSource.IMPORTED)
+        attributes; returns what was read, with the rows matched to no photo or to several. Unknown
+        columns or values are refused before anything is written."""
+        sheet = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
+        count = self.catalogue.set_attributes(sheet.rows, AttributeSource.IMPORTED)
         self._attribute_table = None
-        sheet = audit.sha256_hex(Path(csv_path).read_bytes())
-        self._record("attribute sheet", {"file": str(csv_path), "sha256": sheet, "values": count})
-        return count, unmatched
+        digest = audit.sha256_hex(Path(csv_path).read_bytes())
+        self._record("attribute sheet", {"file": str(csv_path), "sha256": digest, "values": count})
+        return sheet
 
     # -- search --------------------------------------------------------------------------------
     def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
@@ -461,9 +551,22 @@ class Workspace:
             model=self.model_info(),
         )
 
-    def verify(self) -> VerifyReport:
-        """Do catalogue, stored embeddings and the index file agree?"""
+    def verify(self, files: bool = False) -> VerifyReport:
+        """Do catalogue, stored embeddings and the index file agree? ``files``: also check that every
+        catalogued photo's file is still the one imported (a stat each, a hash when touched)."""
+        damage = self.catalogue.quick_check()
+        if damage:  # nothing else read from a damaged file can be trusted
+            shown = "; ".join(damage[:3]) + (f" (and {len(damage) - 3} more)" if len(damage) > 3 else "")
+            return VerifyReport(
+                ok=False,
+                problems=[
+                    f"{self.catalogue.path}: the catalogue file is damaged (SQLite quick_check: {shown}); restore it "
+                    "from a backup, or import the photos again into a new data folder"
+                ],
+            )
         problems = []
+        if files:
+            problems += self._file_problems()
         photos = self.catalogue.count_photos()
         embedded = self.catalogue.embedded_ids(self.model.embedding_key)
         if len(embedded) != photos:
@@ -480,7 +583,23 @@ class Workspace:
                 problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
             else:
                 ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
+                damaged = ids[~unit_rows(vectors)]
+                if len(damaged):
+                    problems.append(
+                        f"{len(damaged)} stored embedding(s) are damaged (not finite unit vectors), photo id(s) "
+                        f"{', '.join(map(str, damaged[:10]))}: run rebuild-index to embed them again"
+                    )
                 stored = np.stack([on_disk.reconstruct(i) for i in ids]) if len(ids) else vectors
                 if not np.allclose(stored, vectors, atol=1e-6):
                     problems.append("index vectors differ from the embeddings stored in the catalogue")
         return VerifyReport(ok=not problems, problems=problems)
+
+    def _file_problems(self) -> list[str]:
+        ids = self.photo_ids()
+        problems = []
+        for start in range(0, len(ids), 1000):
+            for record in self.catalogue.photos(ids[start : start + 1000]):
+                state = check_file(record)
+                if state is not FileCheck.OK:
+                    problems.append(f"photo {record.id}: {state.warning}: {record.path}")
+        return problems

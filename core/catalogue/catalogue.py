@@ -13,15 +13,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import URL, Connection, Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalogue.migrations import upgrade
 from core.catalogue.orm import Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
 from core.errors import CatalogueError, UnknownPhotoError
+from core.private_files import create_private_file, make_private_folder
 from core.types import AttributeSource, AttributeValue, FolderSummary, ImportFailure, ImportSummary, PhotoRecord
 
 log = logging.getLogger(__name__)
+
+
+MAX_SQLITE_INTEGER = 2**63 - 1
 
 
 def utcnow() -> datetime:
@@ -85,19 +89,46 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def database_error(path: Path, exc: Exception) -> CatalogueError:
+    """One line for a user from an SQLite error met while the catalogue was in use: what happened
+    to which file, and what to do. Committed batches are never lost by any of these."""
+    reason = str(getattr(exc, "orig", None) or exc)
+    lowered = reason.lower()
+    if "full" in lowered or "disk i/o error" in lowered:  # a write refused: most often no space left
+        return CatalogueError(
+            f"{path}: the disk refused a write ({reason}); free some space and run the command again "
+            "(what was committed is kept, an import resumes)"
+        )
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return CatalogueError(
+            f"{path}: the catalogue file is damaged ({reason}); run 'sketchsearch verify', then restore the "
+            "file from a backup or import the photos again into a new data folder"
+        )
+    if "locked" in lowered or "busy" in lowered:
+        return CatalogueError(f"{path}: the catalogue is busy ({reason}); try again when the other program is done")
+    return CatalogueError(f"{path}: the catalogue cannot be used ({reason})")
+
+
 class Catalogue:
     FILE_NAME = "catalogue.sqlite3"
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *, create: bool = True):
+        """Open the catalogue in ``data_dir``; ``create``: make the folder if it does not exist
+        (otherwise a mistyped folder is an error, not a new empty gallery)."""
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / self.FILE_NAME
+        if not create:
+            self.require_folder(self.data_dir)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_folder(self.data_dir)
+            create_private_file(self.path)
         except OSError as exc:
             raise CatalogueError(f"{self.data_dir}: cannot create the data folder ({exc.strerror or exc})") from None
         if not os.access(self.data_dir, os.R_OK | os.W_OK | os.X_OK):
             raise CatalogueError(f"{self.data_dir}: the data folder is not readable and writable")
-        self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": 30, "check_same_thread": False})
+        # a URL object, not a formatted string: a folder named 'case%41' or 'case?x=1' means itself
+        url = URL.create("sqlite", database=str(self.path))
+        self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _configure_sqlite(self.engine)
         try:
             with self.engine.begin() as connection:
@@ -111,8 +142,22 @@ class Catalogue:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._mark_interrupted_imports()
 
+    @staticmethod
+    def require_folder(data_dir: Path) -> None:
+        if not Path(data_dir).is_dir():
+            raise CatalogueError(f"{data_dir}: no such data folder (import photos to create one)")
+
     def close(self) -> None:
         self.engine.dispose()
+
+    def quick_check(self) -> list[str]:
+        """SQLite's own structural check of the file (PRAGMA quick_check): [] when sound."""
+        try:
+            with self.engine.connect() as connection:
+                rows = [r[0] for r in connection.exec_driver_sql("PRAGMA quick_check")]
+        except Exception as exc:  # noqa: BLE001 - a damaged file can fail the check itself
+            return [str(getattr(exc, "orig", None) or exc)]
+        return [] if rows == ["ok"] else rows
 
     def _begin(self) -> Session:
         return self._session.begin()
@@ -272,6 +317,14 @@ class Catalogue:
                         )
                     )
 
+    def delete_embeddings(self, model_sha256: str, photo_ids: Sequence[int]) -> None:
+        ids = [int(i) for i in photo_ids]
+        if ids:
+            with self._begin() as session:
+                session.execute(
+                    delete(Embedding).where(Embedding.model_sha256 == model_sha256, Embedding.photo_id.in_(ids))
+                )
+
     def embeddings(self, model_sha256: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """All stored vectors of one model: (ids int64 N, vectors float32 N x dim)."""
         with self._begin() as session:
@@ -315,6 +368,8 @@ class Catalogue:
     def set_attribute(
         self, photo_id: int, name: str, value: str, source: AttributeSource, confidence: float = 1.0
     ) -> None:
+        if not 0 < photo_id <= MAX_SQLITE_INTEGER:  # SQLite could not even look it up
+            raise UnknownPhotoError(f"no photo with id {photo_id}")
         with self._begin() as session:
             if session.get(Photo, photo_id) is None:
                 raise UnknownPhotoError(f"no photo with id {photo_id}")
@@ -410,6 +465,7 @@ class Catalogue:
                     imported_at=p.imported_at,
                     source_folder=p.source_folder,
                     missing=p.missing_since is not None,
+                    mtime_ns=p.mtime_ns,
                 )
                 for pid, p in rows.items()
             }
@@ -471,14 +527,14 @@ class Catalogue:
             with self._begin() as session:
                 session.add_all(ImportFailureRow(import_id=import_id, path=f.path, reason=f.reason) for f in failures)
 
-    def finish_import(self, import_id: int, summary: ImportSummary) -> None:
+    def finish_import(self, import_id: int, summary: ImportSummary, *, failed: bool = False) -> None:
         with self._begin() as session:
             session.execute(
                 update(ImportRun)
                 .where(ImportRun.id == import_id)
                 .values(
                     finished_at=utcnow(),
-                    status="cancelled" if summary.cancelled else "done",
+                    status="failed" if failed else "cancelled" if summary.cancelled else "done",
                     added=summary.added,
                     updated=summary.updated,
                     unchanged=summary.unchanged,

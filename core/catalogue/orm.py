@@ -4,10 +4,35 @@ These classes describe the newest schema; ``migrations`` brings older files up t
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, String, event
+from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, String, TypeDecorator, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class FilePath(TypeDecorator):
+    """A file system path, whatever bytes its name holds.
+
+    On POSIX a name need not be UTF-8 (``caf\\xe9.jpg``, written by a Latin-1 system); Python
+    carries such bytes as lone surrogates, which SQLite's UTF-8 text cannot store. Those paths are
+    stored as their raw bytes (a BLOB) instead and read back to the same ``str``, so every path
+    means itself and the usual ones stay readable text."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # noqa: ANN001, ARG002
+        if value is None:
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(value)
+        return value
+
+    def process_result_value(self, value, dialect):  # noqa: ANN001, ARG002
+        return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 class Base(DeclarativeBase):
@@ -21,14 +46,14 @@ class Photo(Base):
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    path: Mapped[str] = mapped_column(unique=True)
+    path: Mapped[str] = mapped_column(FilePath, unique=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     size_bytes: Mapped[int]
     mtime_ns: Mapped[int]
     width: Mapped[int]
     height: Mapped[int]
     imported_at: Mapped[datetime]
-    source_folder: Mapped[str] = mapped_column(index=True)
+    source_folder: Mapped[str] = mapped_column(FilePath, index=True)
     thumbnail: Mapped[bytes] = mapped_column(LargeBinary)
     missing_since: Mapped[datetime | None]
 
@@ -74,7 +99,7 @@ class ImportRun(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     roots: Mapped[str]  # JSON list of the paths given
-    status: Mapped[str]  # running | done | cancelled | interrupted
+    status: Mapped[str]  # running | done | cancelled | failed | interrupted
     added: Mapped[int] = mapped_column(default=0)
     updated: Mapped[int] = mapped_column(default=0)
     unchanged: Mapped[int] = mapped_column(default=0)
@@ -86,8 +111,8 @@ class ImportFailureRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     import_id: Mapped[int] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str]
-    reason: Mapped[str]
+    path: Mapped[str] = mapped_column(FilePath)
+    reason: Mapped[str] = mapped_column(FilePath)  # may quote a path
 
 
 # -- casework (schema version 3) ---------------------------------------------------------------

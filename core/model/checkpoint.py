@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from core.errors import CheckpointError
@@ -48,10 +49,21 @@ class Manifest:
     def embedding_key(self) -> str:
         """Identifies the embeddings this model produces: its weights and every setting that
         changes an embedding. Galleries store vectors under this key, so a change of weights,
-        preprocessing or flip re-indexes them instead of mixing incompatible vectors."""
+        preprocessing or flip re-indexes them instead of mixing incompatible vectors.
+
+        The attribute schema (names and the order of their values) is part of it too: predictions
+        are stored beside the vectors as value names read through the schema, so a manifest whose
+        values were reordered (gender male/female swapped) predicts the gallery again rather than
+        filtering on names that meant the other value."""
         settings = {m.value: cfg.to_json() for m, cfg in self.preprocess.items()}
         blob = json.dumps(
-            {"weights": self.weights_sha256, "preprocess": settings, "flip": self.test_time_flip}, sort_keys=True
+            {
+                "weights": self.weights_sha256,
+                "preprocess": settings,
+                "flip": self.test_time_flip,
+                "attributes": self.attribute_schema.to_json(),
+            },
+            sort_keys=True,
         )  # sorted keys: the same settings always give the same key
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -76,10 +88,16 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict) -> Manifest:
+        if not isinstance(data, dict):
+            raise CheckpointError(f"the manifest must be a JSON object, not a {type(data).__name__}")
         if data.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"unsupported checkpoint format version {data.get('format_version')}")
         if data.get("dilated"):
             raise CheckpointError("a dilated backbone is not supported: this checkpoint needs an older SketchSearch")
+        for name in ("embedding_dim", "parts", "part_columns", "feature_stride"):
+            value = data.get(name, 1)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise CheckpointError(f"'{name}' must be a positive whole number, got {value!r}")
         return cls(
             name=data["name"],
             backbone=data["backbone"],
@@ -135,7 +153,10 @@ def save_checkpoint(network: SketchPhotoNet, manifest: Manifest, folder: Path, *
             tensor = tensor.half()
         state[key] = tensor
     weights = folder / WEIGHTS_FILE
-    save_file(state, str(weights), metadata={"format": "sketchsearch"})
+    # the weights file (whose sha256 the manifest records) carries the attribute schema its head
+    # was trained with, so an edited manifest cannot rename the head's outputs unnoticed
+    metadata = {"format": "sketchsearch", "attribute_schema": json.dumps(manifest.attribute_schema.to_json())}
+    save_file(state, str(weights), metadata=metadata)
     manifest = Manifest(**{**manifest.__dict__, "weights_sha256": file_sha256(weights)})
     _write_json_atomically(folder / MANIFEST_FILE, manifest.to_json())
     return manifest
@@ -156,8 +177,25 @@ def read_manifest(folder: Path) -> Manifest:
         raise CheckpointError(f"{folder}: not a model folder (no {MANIFEST_FILE})")
     try:
         return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: invalid manifest ({exc})") from exc
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: invalid manifest ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: invalid manifest ({exc.__class__.__name__}: {exc})") from None
+
+
+def _check_schema_against_weights(weights: Path, manifest: Manifest) -> None:
+    """Refuse a manifest whose attribute names or value order differ from the ones the weights were
+    saved with (checkpoints written before the weights carried their schema cannot be checked)."""
+    try:
+        with safe_open(str(weights), "pt") as handle:
+            recorded = (handle.metadata() or {}).get("attribute_schema")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a broken file
+        raise CheckpointError(f"{weights}: unreadable ({exc})") from None
+    if recorded is not None and json.loads(recorded) != manifest.attribute_schema.to_json():
+        raise CheckpointError(
+            f"{weights}: the manifest's attribute schema (names or value order) differs from the one "
+            "these weights were saved with; the manifest was edited"
+        )
 
 
 def _tied_keys(network: SketchPhotoNet) -> list[list[str]]:
@@ -175,9 +213,15 @@ def load_checkpoint(folder: Path) -> tuple[SketchPhotoNet, Manifest]:
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{folder}: no {WEIGHTS_FILE}")
+    if not manifest.weights_sha256:
+        raise CheckpointError(
+            f"{folder / MANIFEST_FILE}: no weights_sha256, so the weights cannot be checked and are not loaded "
+            "(export the model again with sketchsearch-train)"
+        )
     actual = file_sha256(weights)
-    if manifest.weights_sha256 and actual != manifest.weights_sha256:
+    if actual != manifest.weights_sha256:
         raise CheckpointError(f"{weights}: sha256 {actual[:12]}... does not match the manifest (corrupt copy?)")
+    _check_schema_against_weights(weights, manifest)
     network = build_network(manifest)
     try:
         state = load_file(str(weights))

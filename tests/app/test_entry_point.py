@@ -30,6 +30,7 @@ def test_first_positional_skips_global_options():
 
 
 def test_headless_commands_and_help_do_not_load_qt(tmp_path):
+    (tmp_path / "data").mkdir()  # only import creates a data folder
     code = (
         "import sys, json\n"
         "from app.main import main\n"

@@ -51,7 +51,7 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
     assert code == 0 and [r["query"] for r in results] == [str(photos[6]), str(photos[1])]
     first = results[0]["candidates"]
     assert [c["rank"] for c in first] == [1, 2, 3]
-    assert set(first[0]) == {"rank", "photo_id", "path", "score", "attributes"}
+    assert set(first[0]) == {"rank", "photo_id", "path", "score", "attributes", "file"}
     assert all(c["attributes"]["gender"] == "female" and c["path"] in {str(p) for p in photos[:4]} for c in first)
     from core.workspace import Workspace
 
@@ -87,6 +87,7 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
 )
 def test_errors_are_one_clear_line(tmp_path, make_photos, capsys, argv, message):
     (photo,) = make_photos(1)
+    (tmp_path / "data").mkdir()  # only import creates a data folder
     args = [a.format(tmp=tmp_path, photo=photo) for a in argv]
     code, out, err = cli(capsys, "--data-dir", tmp_path / "data", *args)
     assert code != 0

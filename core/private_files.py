@@ -1,0 +1,38 @@
+"""Files and folders of a gallery's data folder, readable by the user alone.
+
+The catalogue holds thumbnails, paths and attributes of the people in a gallery, so the data
+folder is created 0700 and every file in it 0600, whatever the umask."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PRIVATE_FOLDER_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private_folder(folder: Path, *, warn: bool = True) -> None:
+    """Create ``folder`` (and missing parents) readable by the user alone; an existing folder that
+    others may read is left as it is, with a warning."""
+    if folder.is_dir():
+        mode = folder.stat().st_mode & 0o777
+        if warn and mode & 0o077:
+            log.warning("%s: the data folder can be read by other users (mode %o); chmod 700 it", folder, mode)
+        return
+    folder.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
+    os.chmod(folder, PRIVATE_FOLDER_MODE)  # mkdir's mode is masked by the umask
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty file readable by the user alone, unless it exists. SQLite gives its -wal and
+    -shm files the database file's mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.fchmod(fd, PRIVATE_FILE_MODE)
+    os.close(fd)
