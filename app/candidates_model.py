@@ -106,7 +106,7 @@ class ThumbnailCache(QObject):
             workspace = self.workspace
 
             def decode(task, photo_id=photo_id):
-                image = QImage.fromData(workspace.catalogue.thumbnail(photo_id))
+                image = QImage.fromData(workspace.thumbnail(photo_id))
                 if image.isNull():
                     raise ValueError(f"thumbnail of photo {photo_id} cannot be decoded")
                 if image.width() > THUMB_SIZE.width() or image.height() > THUMB_SIZE.height():

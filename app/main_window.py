@@ -366,7 +366,7 @@ class MainWindow(QMainWindow):
         workspace = self.workspace
 
         def read(task):
-            return workspace.stats(), workspace.catalogue.folders()
+            return workspace.stats(), workspace.folders()
 
         self.runner.submit(read, pool="io", on_result=self._gallery_read, on_error=self._status_error, name="stats")
 

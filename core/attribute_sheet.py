@@ -4,19 +4,68 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from core.errors import SketchSearchError, UnknownAttributeError
 from core.model.attributes import AttributeSchema
 
+SheetKey = Literal["path", "filename", "id"]
+SHEET_KEYS: tuple[str, ...] = ("path", "filename", "id")
+# files of one person named ``<id>_<anything>``, as in most research galleries (``0012_c1.jpg``)
+DEFAULT_ID_PATTERN = r"^([^_]+)_"
+
+
+def compile_id_pattern(pattern: str) -> re.Pattern[str]:
+    """The person-id pattern: its first group (or, without a group, the whole match) is the id."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise SketchSearchError(f"--id-pattern '{pattern}': not a regular expression ({exc})") from None
+    if compiled.groups > 1:
+        raise SketchSearchError(f"--id-pattern '{pattern}': use at most one group (the person id)")
+    return compiled
+
+
+def ids_by_person(names: Mapping[str, list[int]], pattern: re.Pattern[str]) -> dict[str, list[int]]:
+    """File name -> photo ids, regrouped as person id -> photo ids; names the pattern misses are left out."""
+    people: dict[str, list[int]] = {}
+    for name, photo_ids in names.items():
+        found = pattern.search(name)
+        if found:
+            people.setdefault(found.group(1 if pattern.groups else 0), []).extend(photo_ids)
+    return people
+
+
+def _key_column(path: Path, columns: list[str], key: str | None) -> str:
+    if key is not None:
+        if key not in SHEET_KEYS:
+            raise SketchSearchError(f"{path}: unknown key '{key}' (use one of {', '.join(SHEET_KEYS)})")
+        if key not in columns:
+            raise SketchSearchError(f"{path}: the first row must name a '{key}' column (--key {key})")
+        return key
+    for candidate in ("path", "filename"):
+        if candidate in columns:
+            return candidate
+    hint = " (a sheet keyed by person names an 'id' column: use --key id)" if "id" in columns else ""
+    raise SketchSearchError(f"{path}: the first row must name a 'path' or 'filename' column{hint}")
+
 
 def read_attribute_sheet(
-    path: Path, schema: AttributeSchema, catalogue
+    path: Path, schema: AttributeSchema, catalogue, key: str | None = None, id_pattern: str | None = None
 ) -> tuple[list[tuple[int, str, str]], list[str]]:
     """-> ([(photo_id, name, value)], [keys of rows that match no photo]). Empty cells are skipped.
 
-    A row is keyed by ``path`` (absolute, or relative to the sheet's folder) or by ``filename``
-    (a bare file name, which may match several photos, e.g. both photos of one person)."""
+    A row is keyed by ``path`` (absolute, or relative to the sheet's folder), by ``filename`` (a bare
+    file name, which may match several photos, e.g. both photos of one person) or, with ``key="id"``,
+    by a person ``id`` that matches every photo whose file name gives that id through ``id_pattern``
+    (default ``^([^_]+)_``: the part before the first underscore). Without ``key``, ``path`` or
+    ``filename`` is taken, whichever the sheet has."""
+    pattern = compile_id_pattern(id_pattern or DEFAULT_ID_PATTERN) if key == "id" else None
+    if id_pattern and key != "id":
+        raise SketchSearchError("--id-pattern applies to sheets keyed by person: add --key id")
     try:
         handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
@@ -24,37 +73,40 @@ def read_attribute_sheet(
     with handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
-        key = "path" if "path" in columns else "filename" if "filename" in columns else None
-        if key is None:
-            raise SketchSearchError(f"{path}: the first row must name a 'path' or 'filename' column")
+        key = _key_column(path, columns, key)
         names = [c for c in columns if c != key]
         for name in names:
             try:
                 schema.spec(name)
             except UnknownAttributeError as exc:
                 raise UnknownAttributeError(f"{path}: column '{name}': {exc}") from None
-        by_path = catalogue.file_states()
-        by_name = catalogue.ids_by_name() if key == "filename" else {}
+        by_path = catalogue.file_states() if key == "path" else {}
+        by_name = catalogue.ids_by_name() if key != "path" else {}
+        if pattern is not None:
+            by_name = ids_by_person(by_name, pattern)
         rows: list[tuple[int, str, str]] = []
         unmatched: list[str] = []
-        for line, record in enumerate(reader, start=2):
-            cell = (record.get(key) or "").strip()
-            if key == "path":
-                full = cell if os.path.isabs(cell) else os.path.abspath(os.path.join(path.parent, cell))
-                state = by_path.get(full)
-                ids = [state.photo_id] if state else []
-            else:
-                ids = by_name.get(cell, [])
-            if not ids:
-                unmatched.append(cell)
-                continue
-            for name in names:
-                value = (record.get(name) or "").strip()
-                if not value:
+        try:
+            for line, record in enumerate(reader, start=2):
+                cell = (record.get(key) or "").strip()
+                if key == "path":
+                    full = cell if os.path.isabs(cell) else os.path.abspath(os.path.join(path.parent, cell))
+                    state = by_path.get(full)
+                    ids = [state.photo_id] if state else []
+                else:
+                    ids = by_name.get(cell, [])
+                if not ids:
+                    unmatched.append(cell)
                     continue
-                try:
-                    schema.check(name, value)
-                except UnknownAttributeError as exc:
-                    raise UnknownAttributeError(f"{path}, line {line}: {exc}") from None
-                rows.extend((photo_id, name, value) for photo_id in ids)
+                for name in names:
+                    value = (record.get(name) or "").strip()
+                    if not value:
+                        continue
+                    try:
+                        schema.check(name, value)
+                    except UnknownAttributeError as exc:
+                        raise UnknownAttributeError(f"{path}, line {line}: {exc}") from None
+                    rows.extend((photo_id, name, value) for photo_id in ids)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise SketchSearchError(f"{path}: not a readable CSV file ({exc})") from None
     return rows, unmatched

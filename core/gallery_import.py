@@ -23,7 +23,7 @@ import numpy as np
 from core.catalogue.catalogue import FileState, NewPhoto
 from core.errors import ImageLoadError
 from core.imaging import decode_for_gallery, make_thumbnail, read_file_bytes
-from core.model.network import Modality
+from core.model.modality import Modality
 from core.pipeline import prepared_in_order
 from core.scanning import iter_image_files
 from core.types import ImportFailure, ImportProgress, ImportSummary

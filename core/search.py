@@ -12,7 +12,7 @@ import numpy as np
 from core.catalogue.catalogue import AttributeTable
 from core.imaging import load_rgb
 from core.model.attributes import AttributeSchema
-from core.model.network import Modality
+from core.model.modality import Modality
 from core.types import Candidate
 
 Sketch = str | Path | np.ndarray

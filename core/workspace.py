@@ -1,38 +1,49 @@
 """A workspace: one data folder (catalogue + index) opened with one model. The GUI and the command
-line both drive SketchSearch through this facade."""
+line both drive SketchSearch through this facade.
+
+The network itself (torch) loads on first use: reading the catalogue, its statistics, attributes
+and the index needs only the model's manifest, so those commands start in a fraction of a second."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.attribute_sheet import read_attribute_sheet
+from core.attribute_sheet import SheetKey, read_attribute_sheet
 from core.catalogue.catalogue import AttributeTable, Catalogue
-from core.errors import ImageLoadError
+from core.errors import CheckpointError, ImageLoadError
 from core.gallery_import import ProgressCallback, import_paths
 from core.imaging import load_rgb
 from core.index import IndexFileError, VectorIndex
 from core.model.attributes import AttributeSchema
-from core.model.inference import InferenceModel
-from core.model.network import Modality
+from core.model.manifest import Manifest, verified_manifest
+from core.model.modality import Modality
+from core.operator import current_operator
 from core.paths import default_data_dir, default_model_dir
 from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
 from core.types import (
     AttributeSource,
     Candidate,
     CatalogueStats,
+    FolderSummary,
     ImportFailure,
     ImportProgress,
     ImportSummary,
     ModelInfo,
+    PhotoRecord,
     SearchResult,
     VerifyReport,
 )
+
+if TYPE_CHECKING:
+    from core.model.inference import InferenceModel
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +62,18 @@ class Workspace:
         model: InferenceModel | None = None,
     ):
         """Open ``data_dir`` (created if needed) with the model in ``model_dir`` (default: the bundled
-        one), or with an already loaded ``model`` (switching galleries need not reload it)."""
+        one), or with an already loaded ``model`` (switching galleries need not reload it). The
+        network loads on first use (see :attr:`model`); its manifest and weights' hash are read now."""
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
-        self.model = model or InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
+        self._model = model
+        self._model_dir = Path(model_dir) if model_dir else default_model_dir()
+        self._device = device
+        self._model_lock = threading.Lock()
+        self.manifest: Manifest = model.manifest if model is not None else verified_manifest(self._model_dir)
         self.catalogue = Catalogue(self.data_dir)
-        manifest = self.model.manifest
-        self.catalogue.register_model(
-            self.model.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json()
-        )
-        self.index_path = self.data_dir / "index" / f"{self.model.embedding_key[:16]}.faiss"
+        manifest = self.manifest
+        self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
+        self.index_path = self.data_dir / "index" / f"{self.embedding_key[:16]}.faiss"
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
         self._attribute_table: AttributeTable | None = None
@@ -74,19 +88,52 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # -- model ---------------------------------------------------------------------------------
+    @property
+    def model(self) -> InferenceModel:
+        """The network, loaded (torch imported, weights read) the first time it is needed."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    from core.model.inference import InferenceModel
+
+                    loaded = InferenceModel(self._model_dir, self._device)
+                    if loaded.embedding_key != self.embedding_key:  # the folder changed under us
+                        raise CheckpointError(f"{self._model_dir}: the model changed while the gallery was open")
+                    self._model = loaded
+        return self._model
+
+    def loaded_model(self) -> InferenceModel | None:
+        """The network if it is loaded already (to reuse it for another gallery), else None."""
+        return self._model
+
+    @property
+    def embedding_key(self) -> str:
+        return self.manifest.embedding_key
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.manifest.embedding_dim
+
     @property
     def schema(self) -> AttributeSchema:
-        return self.model.manifest.attribute_schema
+        return self.manifest.attribute_schema
 
     def model_info(self) -> ModelInfo:
-        m = self.model.manifest
+        """Without loading the network, ``device`` is the one asked for (``auto`` by default)."""
+        m = self.manifest
+        if self._model is not None:
+            device = str(self._model.device)
+        else:
+            device = (self._device or os.environ.get("SKETCHSEARCH_DEVICE") or "auto").lower()
         return ModelInfo(
             name=m.name,
-            sha256=self.model.sha256,
+            sha256=m.weights_sha256,
             backbone=m.backbone,
-            device=str(self.model.device),
+            device=device,
             attributes_trained=m.attribute_head_trained,
             provenance=m.provenance,
+            loaded=self._model is not None,
         )
 
     def photo_ids(self) -> np.ndarray:
@@ -95,9 +142,9 @@ class Workspace:
 
     # -- index ---------------------------------------------------------------------------------
     def _open_index(self) -> VectorIndex:
-        expected = self.catalogue.embedded_ids(self.model.embedding_key)
+        expected = self.catalogue.embedded_ids(self.embedding_key)
         try:
-            index = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.embedding_key)
+            index = VectorIndex.load(self.index_path, self.embedding_dim, self.embedding_key)
         except IndexFileError as exc:
             if self.index_path.exists() or len(expected):
                 log.warning("rebuilding the index from the catalogue: %s", exc)
@@ -114,8 +161,8 @@ class Workspace:
 
     def rebuild_index(self) -> VectorIndex:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically."""
-        ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
-        index = VectorIndex(self.model.embedding_dim, self.model.embedding_key)
+        ids, vectors = self.catalogue.embeddings(self.embedding_key, self.embedding_dim)
+        index = VectorIndex(self.embedding_dim, self.embedding_key)
         index.add(ids, vectors)
         index.save(self.index_path)
         with self._lock:
@@ -171,7 +218,7 @@ class Workspace:
 
     def count_unembedded(self) -> int:
         """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
-        return self.catalogue.count_without_embedding(self.model.embedding_key)
+        return self.catalogue.count_without_embedding(self.embedding_key)
 
     def embed_missing(
         self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None, batch_size: int = 32
@@ -180,7 +227,7 @@ class Workspace:
         ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
         batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
         started = time.monotonic()
-        todo = self.catalogue.ids_without_embedding(self.model.embedding_key)
+        todo = self.catalogue.ids_without_embedding(self.embedding_key)
         summary = ImportSummary()
         for start in range(0, len(todo), batch_size):
             if cancel and cancel.is_set():
@@ -196,7 +243,7 @@ class Workspace:
             if ids:
                 embedded = self.model.embed_images(images, Modality.PHOTO)
                 attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-                self.catalogue.store_embeddings(self.model.embedding_key, ids, embedded.embeddings, attributes)
+                self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
                 self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
                 summary.updated += len(ids)
             if progress:
@@ -232,10 +279,28 @@ class Workspace:
         value: str,
         source: AttributeSource = AttributeSource.MANUAL,
         confidence: float = 1.0,
+        operator: str | None = None,
     ) -> None:
-        self.schema.check(name, value)
-        self.catalogue.set_attribute(photo_id, name, value, source, confidence)
+        """A manual (or imported) value is recorded with ``operator`` (default: the OS user) and the time."""
+        self.set_attributes_by_hand(photo_id, {name: value}, source, confidence, operator)
+
+    def set_attributes_by_hand(
+        self,
+        photo_id: int,
+        values: Mapping[str, str],
+        source: AttributeSource = AttributeSource.MANUAL,
+        confidence: float = 1.0,
+        operator: str | None = None,
+    ) -> PhotoRecord:
+        """Store exactly ``values`` (the ones a person stated; nothing else of the photo changes), all
+        checked before any is written, in one transaction. Returns the photo as it is now."""
+        for name, value in values.items():
+            self.schema.check(name, value)
+        if source != AttributeSource.MODEL and operator is None:
+            operator = current_operator()
+        self.catalogue.set_values(photo_id, values, source, confidence, operator)
         self._refresh_attribute_row(photo_id)
+        return self.catalogue.photo(photo_id)
 
     def _refresh_attribute_row(self, photo_id: int) -> None:
         """Update one photo's row of the cached table (a rebuild reads every attribute of the
@@ -256,14 +321,28 @@ class Workspace:
                 table.values[row, j] = values.index(found.value) if known else -1
                 table.confidence[row, j] = found.confidence if known else 0.0
 
-    def import_attribute_sheet(self, csv_path: Path) -> tuple[int, list[str]]:
-        """Read a CSV (column ``path`` or ``filename``, then one column per attribute) into imported
-        attributes. Returns (values set, rows not matched to a photo). Unknown columns or values
-        are refused before anything is written."""
-        rows, unmatched = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
-        count = self.catalogue.set_attributes(rows, AttributeSource.IMPORTED)
+    def import_attribute_sheet(
+        self, csv_path: Path, key: SheetKey | None = None, id_pattern: str | None = None, operator: str | None = None
+    ) -> tuple[int, list[str]]:
+        """Read a CSV (rows keyed by ``path``, ``filename`` or person ``id``, then one column per
+        attribute) into imported attributes, recorded with ``operator`` (default: the OS user).
+        Returns (values set, rows not matched to a photo). Unknown columns or values are refused
+        before anything is written."""
+        rows, unmatched = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue, key, id_pattern)
+        count = self.catalogue.set_attributes(rows, AttributeSource.IMPORTED, operator or current_operator())
         self._attribute_table = None
         return count, unmatched
+
+    # -- photos (records for the window: dataclasses, never ORM objects) ----------------------------
+    def photo(self, photo_id: int) -> PhotoRecord:
+        return self.catalogue.photo(photo_id)
+
+    def thumbnail(self, photo_id: int) -> bytes:
+        """The JPEG thumbnail stored at import."""
+        return self.catalogue.thumbnail(photo_id)
+
+    def folders(self) -> list[FolderSummary]:
+        return self.catalogue.folders()
 
     # -- search --------------------------------------------------------------------------------
     def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
@@ -302,21 +381,21 @@ class Workspace:
         """Do catalogue, stored embeddings and the index file agree?"""
         problems = []
         photos = self.catalogue.count_photos()
-        embedded = self.catalogue.embedded_ids(self.model.embedding_key)
+        embedded = self.catalogue.embedded_ids(self.embedding_key)
         if len(embedded) != photos:
             problems.append(
-                f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.manifest.name} "
-                f"(key {self.model.embedding_key[:12]})"
+                f"{photos - len(embedded)} photo(s) have no embedding for model {self.manifest.name} "
+                f"(key {self.embedding_key[:12]})"
             )
         try:
-            on_disk = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.embedding_key)
+            on_disk = VectorIndex.load(self.index_path, self.embedding_dim, self.embedding_key)
         except IndexFileError as exc:
             problems.append(str(exc))
         else:
             if not np.array_equal(np.sort(on_disk.ids()), embedded):
                 problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
             else:
-                ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
+                ids, vectors = self.catalogue.embeddings(self.embedding_key, self.embedding_dim)
                 stored = np.stack([on_disk.reconstruct(i) for i in ids]) if len(ids) else vectors
                 if not np.allclose(stored, vectors, atol=1e-6):
                     problems.append("index vectors differ from the embeddings stored in the catalogue")
