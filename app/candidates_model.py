@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from html import escape
+from pathlib import PurePath
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
+from app.attribute_text import attributes_html, caption, format_attribute, value_label  # noqa: F401 - re-exported
 from app.workers import TaskRunner
-from core.types import AttributeSource, AttributeValue, Candidate
+from core.types import AttributeValue, Candidate
 
 PAGE = 24
 THUMB_SIZE = QSize(100, 200)
@@ -18,45 +20,16 @@ CandidateRole = Qt.UserRole + 1
 PhotoIdRole = Qt.UserRole + 2
 
 
-# What an investigator scans a grid for first; other attributes fill the caption when these are unknown.
-CAPTION_ATTRIBUTES = ("gender", "upper_color", "lower_color", "hat", "backpack", "bag")
-CAPTION_LENGTH = 3
-_GARMENT = {"upper": "top", "lower": "bottom"}
+def file_name(candidate: Candidate) -> str:
+    return PurePath(candidate.path).name
 
 
-def value_label(name: str, value: str) -> str:
-    """A value that reads without its attribute's name beside it: ``backpack`` / ``no backpack`` for
-    yes/no attributes, ``white top`` for ``upper_color=white``, the value itself otherwise."""
-    if value in ("yes", "no"):
-        label = name.replace("_", " ")
-        return label if value == "yes" else f"no {label}"
-    if name.endswith("_color"):
-        part = name.removesuffix("_color")
-        return f"{value} {_GARMENT.get(part, part)}"
-    return value
-
-
-def format_attribute(value: AttributeValue, rich: bool = False, name: str | None = None) -> str:
-    """Manual and imported values as they are (bold in rich text); model predictions as
-    ``~value 73%`` (italic in rich text). With ``name``, the value reads on its own (``no hat``)."""
-    shown = value_label(name, value.value) if name else value.value
-    if value.source == AttributeSource.MODEL:
-        text = f"~{shown} {value.confidence:.0%}"
-        return f"<i>{escape(text)}</i>" if rich else text
-    return f"<b>{escape(shown)}</b>" if rich else shown
-
-
-def caption(attributes: dict[str, AttributeValue]) -> str:
-    """The few attributes shown under a thumbnail, each readable on its own."""
-    names = [n for n in CAPTION_ATTRIBUTES if n in attributes]
-    names += [n for n in sorted(attributes) if n not in names]
-    return " ".join(format_attribute(attributes[n], name=n) for n in names[:CAPTION_LENGTH])
-
-
-def attributes_html(attributes: dict[str, AttributeValue]) -> str:
-    if not attributes:
-        return "<i>no attributes</i>"
-    return "<br>".join(f"{escape(name)}: {format_attribute(a, rich=True)}" for name, a in sorted(attributes.items()))
+def card_text(candidate: Candidate) -> str:
+    """Under a thumbnail: rank and score, then the file name and photo id, then a short caption."""
+    lines = [f"#{candidate.rank} · score {candidate.score:.3f}", f"{file_name(candidate)} · id {candidate.photo_id}"]
+    if candidate.attributes:
+        lines.append(caption(candidate.attributes))
+    return "\n".join(lines)
 
 
 class ThumbnailCache(QObject):
@@ -201,23 +174,22 @@ class CandidatesModel(QAbstractListModel):
             return None
         candidate = self.candidates[index.row()]
         if role == Qt.DisplayRole:
-            text = f"#{candidate.rank}  {candidate.score:.3f}"
-            if candidate.attributes:
-                text += f"\n{caption(candidate.attributes)}"
-            return text
+            return card_text(candidate)
         if role == Qt.DecorationRole:
             return self.thumbnails.get(candidate.photo_id)
         if role == Qt.ToolTipRole:
             return (
-                f"<b>#{candidate.rank}</b> score {candidate.score:.3f}<br>{escape(candidate.path)}<br>"
-                f"{attributes_html(candidate.attributes)}"
+                f"<b>#{candidate.rank}</b> · score {candidate.score:.3f} (sketch–photo similarity)<br>"
+                f"<b>{escape(file_name(candidate))}</b> · photo id {candidate.photo_id}<br>"
+                f"<small>{escape(candidate.path)}</small><br>{attributes_html(candidate.attributes, origin=True)}"
             )
         if role == CandidateRole:
             return candidate
         if role == PhotoIdRole:
             return candidate.photo_id
         if role == Qt.AccessibleTextRole:
-            return f"Rank {candidate.rank}, score {candidate.score:.3f}"
+            name = file_name(candidate)
+            return f"Rank {candidate.rank}, score {candidate.score:.3f}, {name}, photo id {candidate.photo_id}"
         return None
 
     def _thumbnail_loaded(self, photo_id: int) -> None:

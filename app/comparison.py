@@ -3,7 +3,6 @@ record and its attributes (a correction made here is saved as a manual value).""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html import escape
 
 from PySide6.QtCore import Qt, Signal
@@ -26,31 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.candidates_model import format_attribute
+from app.attribute_text import describe_origin, format_attribute, local_time
 from app.strokes import rgb_to_qimage
 from app.workers import TaskRunner
-from core.types import AttributeSource, AttributeValue
 
 NOT_SET = "— not set —"
-
-
-def describe_origin(value: AttributeValue) -> str:
-    """Where a value comes from, in words: ``set by hand by alice, 2026-11-30 07:02:11 CET``."""
-    if value.source == AttributeSource.MODEL:
-        return f"predicted by the model, {value.confidence:.0%} confident"
-    what = "set by hand" if value.source == AttributeSource.MANUAL else "imported"
-    who = f" by {value.set_by}" if value.set_by else ""
-    when = f", {local_time(value.set_at)}" if value.set_at else ""
-    if not who and not when:
-        return f"{what} (who and when were not recorded)"
-    return f"{what}{who}{when}"
-
-
-def local_time(moment: datetime) -> str:
-    """The catalogue keeps UTC (naive); show local time with its zone."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 class ZoomView(QGraphicsView):

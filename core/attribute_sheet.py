@@ -53,6 +53,17 @@ def _key_column(path: Path, columns: list[str], key: str | None) -> str:
     raise SketchSearchError(f"{path}: the first row must name a 'path' or 'filename' column{hint}")
 
 
+def sheet_key_column(path: Path) -> str | None:
+    """The key column a sheet has, as ``read_attribute_sheet`` would take it without ``key``
+    (``path``, ``filename``, else ``id``); None when unreadable or none (the import says why)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            columns = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return next((key for key in ("path", "filename", "id") if key in columns), None)
+
+
 def read_attribute_sheet(
     path: Path, schema: AttributeSchema, catalogue, key: str | None = None, id_pattern: str | None = None
 ) -> tuple[list[tuple[int, str, str]], list[str]]:
