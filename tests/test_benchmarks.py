@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ("benchmarks.import_throughput", ["--photos", "12", "--batch", "4", "--size", "160x120"]),
         ("benchmarks.query_latency", ["--photos", "300", "--queries", "3", "--top", "5"]),
+        ("benchmarks.cli_startup", ["--photos", "2", "--runs", "1"]),
     ],
 )
 def test_benchmark_runs_on_a_tiny_input(module, args):
