@@ -14,6 +14,7 @@ from pathlib import Path
 
 from core.attribute_sheet import DEFAULT_ID_PATTERN, SHEET_KEYS
 from core.errors import SketchSearchError
+from core.operator import current_operator
 from core.types import AttributeSource
 
 COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune")
@@ -196,8 +197,9 @@ def _attributes(workspace, args) -> int:
         count, unmatched = workspace.import_attribute_sheet(args.csv, args.key, args.id_pattern, args.operator)
         print(f"set {count} attribute value(s); {len(unmatched)} row(s) matched no photo")
         return 0
-    workspace.set_attributes_by_hand(args.photo_id, dict(args.values), operator=args.operator)  # all or none
-    print(f"photo {args.photo_id}: " + ", ".join(f"{n}={v}" for n, v in args.values))
+    operator = args.operator or current_operator()
+    workspace.set_attributes_by_hand(args.photo_id, dict(args.values), operator=operator)  # all or none
+    print(f"photo {args.photo_id}: " + ", ".join(f"{n}={v}" for n, v in args.values) + f" (set by {operator})")
     return 0
 
 
