@@ -12,6 +12,7 @@ from app_helpers import draw_figure_strokes, draw_stroke, wait_for_results
 from PySide6.QtCore import QRect, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
+from app.attribute_text import local_time
 from core.operator import current_operator
 from core.types import AttributeSource, AttributeValue, Candidate
 
@@ -68,7 +69,8 @@ def test_a_correction_stores_only_the_changed_values_with_who_and_when(qtbot, ma
         stated = after[name]
         assert (stated.value, stated.source, stated.set_by) == (value, AttributeSource.MANUAL, current_operator())
         assert stated.set_at is not None
-        assert f"set by hand by {current_operator()}" in dialog.attribute_labels[name].text()
+        shown = dialog.attribute_labels[name].text()
+        assert f"set by hand by {current_operator()}, {local_time(stated.set_at)}" in shown  # who and when
     for name in set(before) - set(changed):
         assert after[name] == before[name]  # still the model's guess, with its own confidence
         assert "predicted by the model" in dialog.attribute_labels[name].text()

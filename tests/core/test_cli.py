@@ -88,6 +88,22 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
     assert stats["model"]["loaded"] is False  # stats needs no network
 
 
+def test_json_says_a_prediction_is_a_prediction():
+    from datetime import datetime
+
+    from core.types import AttributeSource, AttributeValue
+
+    assert AttributeValue("no", 0.6234, AttributeSource.MODEL).to_json() == {
+        "value": "no",
+        "source": "predicted",
+        "confidence": 0.6234,
+        "set_by": None,
+        "set_at": None,
+    }
+    manual = AttributeValue("yes", 1.0, AttributeSource.MANUAL, "j.doe", datetime(2026, 11, 30, 6, 1, 2))
+    assert manual.to_json()["source"] == "manual" and manual.to_json()["set_at"] == "2026-11-30T06:01:02Z"
+
+
 def test_text_search_output_labels_rank_score_and_photo_id(tmp_path, make_photos, capsys, untrained_model_dir):
     photos = make_photos(2)
     data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
