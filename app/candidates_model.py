@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from html import escape
+from pathlib import PurePath
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
+from app.attribute_text import attributes_html, caption, format_attribute, value_label  # noqa: F401 - re-exported
 from app.workers import TaskRunner
 from core.casework.records import ReviewMark
-from core.types import AttributeSource, AttributeValue, Candidate
+from core.types import AttributeValue, Candidate
 
 PAGE = 24
 THUMB_SIZE = QSize(100, 200)
@@ -24,45 +26,20 @@ MARK_COLOURS = {ReviewMark.POSSIBLE: QColor(215, 240, 210), ReviewMark.EXCLUDED:
 MARK_SYMBOLS = {ReviewMark.POSSIBLE: "✓ possible lead", ReviewMark.EXCLUDED: "✗ excluded"}
 
 
-# What an investigator scans a grid for first; other attributes fill the caption when these are unknown.
-CAPTION_ATTRIBUTES = ("gender", "upper_color", "lower_color", "hat", "backpack", "bag")
-CAPTION_LENGTH = 3
-_GARMENT = {"upper": "top", "lower": "bottom"}
+def file_name(candidate: Candidate) -> str:
+    return PurePath(candidate.path).name
 
 
-def value_label(name: str, value: str) -> str:
-    """A value that reads without its attribute's name beside it: ``backpack`` / ``no backpack`` for
-    yes/no attributes, ``white top`` for ``upper_color=white``, the value itself otherwise."""
-    if value in ("yes", "no"):
-        label = name.replace("_", " ")
-        return label if value == "yes" else f"no {label}"
-    if name.endswith("_color"):
-        part = name.removesuffix("_color")
-        return f"{value} {_GARMENT.get(part, part)}"
-    return value
-
-
-def format_attribute(value: AttributeValue, rich: bool = False, name: str | None = None) -> str:
-    """Manual and imported values as they are (bold in rich text); model predictions as
-    ``~value 73%`` (italic in rich text). With ``name``, the value reads on its own (``no hat``)."""
-    shown = value_label(name, value.value) if name else value.value
-    if value.source == AttributeSource.MODEL:
-        text = f"~{shown} {value.confidence:.0%}"
-        return f"<i>{escape(text)}</i>" if rich else text
-    return f"<b>{escape(shown)}</b>" if rich else shown
-
-
-def caption(attributes: dict[str, AttributeValue]) -> str:
-    """The few attributes shown under a thumbnail, each readable on its own."""
-    names = [n for n in CAPTION_ATTRIBUTES if n in attributes]
-    names += [n for n in sorted(attributes) if n not in names]
-    return " ".join(format_attribute(attributes[n], name=n) for n in names[:CAPTION_LENGTH])
-
-
-def attributes_html(attributes: dict[str, AttributeValue]) -> str:
-    if not attributes:
-        return "<i>no attributes</i>"
-    return "<br>".join(f"{escape(name)}: {format_attribute(a, rich=True)}" for name, a in sorted(attributes.items()))
+def card_text(candidate: Candidate, mark: ReviewMark | None = None) -> str:
+    """Under a thumbnail: rank and score (and the review mark), then the file name and photo id, then
+    a short caption, or instead a warning that the file is no longer the one ranked."""
+    first = f"#{candidate.rank} · score {candidate.score:.3f}" + (f" · {MARK_SYMBOLS[mark]}" if mark else "")
+    lines = [first, f"{file_name(candidate)} · id {candidate.photo_id}"]
+    if candidate.file.warning:  # the ranked photo is the one imported, not what is on disk now
+        lines.append(f"\u26a0 {candidate.file.warning}")
+    elif candidate.attributes:
+        lines.append(caption(candidate.attributes))
+    return "\n".join(lines)
 
 
 class ThumbnailCache(QObject):
@@ -112,7 +89,7 @@ class ThumbnailCache(QObject):
             workspace = self.workspace
 
             def decode(task, photo_id=photo_id):
-                image = QImage.fromData(workspace.catalogue.thumbnail(photo_id))
+                image = QImage.fromData(workspace.thumbnail(photo_id))
                 if image.isNull():
                     raise ValueError(f"thumbnail of photo {photo_id} cannot be decoded")
                 if image.width() > THUMB_SIZE.width() or image.height() > THUMB_SIZE.height():
@@ -237,14 +214,7 @@ class CandidatesModel(QAbstractListModel):
         candidate = self.candidates[index.row()]
         mark = self.marks.get(candidate.photo_id)
         if role == Qt.DisplayRole:
-            text = f"#{candidate.rank}  {candidate.score:.3f}"
-            if mark is not None:
-                text += f"\n{MARK_SYMBOLS[mark]}"
-            if candidate.file.warning:  # the ranked photo is the one imported, not what is on disk now
-                text += f"\n\u26a0 {candidate.file.warning}"
-            if candidate.attributes:
-                text += f"\n{caption(candidate.attributes)}"
-            return text
+            return card_text(candidate, mark)
         if role == Qt.BackgroundRole:
             return MARK_COLOURS.get(mark)
         if role == MarkRole:
@@ -253,17 +223,20 @@ class CandidatesModel(QAbstractListModel):
             return self.thumbnails.get(candidate.photo_id)
         if role == Qt.ToolTipRole:
             return (
-                f"<b>#{candidate.rank}</b> score {candidate.score:.3f}<br>{escape(candidate.path)}<br>"
+                f"<b>#{candidate.rank}</b> · score {candidate.score:.3f} (sketch–photo similarity)<br>"
+                f"<b>{escape(file_name(candidate))}</b> · photo id {candidate.photo_id}<br>"
                 + (f"<b>{candidate.file.warning}</b><br>" if candidate.file.warning else "")
-                + f"{attributes_html(candidate.attributes)}"
+                + (f"<b>{MARK_SYMBOLS[mark]}</b><br>" if mark else "")
+                + f"<small>{escape(candidate.path)}</small><br>{attributes_html(candidate.attributes, origin=True)}"
             )
         if role == CandidateRole:
             return candidate
         if role == PhotoIdRole:
             return candidate.photo_id
         if role == Qt.AccessibleTextRole:
+            name = file_name(candidate)
             return (
-                f"Rank {candidate.rank}, score {candidate.score:.3f}"
+                f"Rank {candidate.rank}, score {candidate.score:.3f}, {name}, photo id {candidate.photo_id}"
                 + (f", {mark.label}" if mark else "")
                 + (f", {candidate.file.warning}" if candidate.file.warning else "")
             )

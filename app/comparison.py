@@ -3,7 +3,6 @@ record and its attributes (a correction made here is saved as a manual value).""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html import escape
 
 from PySide6.QtCore import Qt, Signal
@@ -26,19 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.candidates_model import format_attribute
+from app.attribute_text import describe_origin, format_attribute, local_time
 from app.strokes import rgb_to_qimage
 from app.workers import TaskRunner
-from core.types import AttributeSource
 
 NOT_SET = "— not set —"
-
-
-def local_time(moment: datetime) -> str:
-    """The catalogue keeps UTC (naive); show local time with its zone."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 class ZoomView(QGraphicsView):
@@ -242,11 +233,11 @@ class ComparisonDialog(QDialog):
         def load(task):
             from core.imaging import load_rgb
 
-            record = workspace.catalogue.photo(photo_id)
+            record = workspace.photo(photo_id)
             try:
                 image, problem = rgb_to_qimage(load_rgb(record.path)), ""
             except Exception as exc:  # noqa: BLE001 - show the thumbnail and say why
-                image = QImage.fromData(workspace.catalogue.thumbnail(photo_id))
+                image = QImage.fromData(workspace.thumbnail(photo_id))
                 problem = f"Showing the thumbnail: {exc}"
             return request, record, image, problem
 
@@ -283,18 +274,17 @@ class ComparisonDialog(QDialog):
             label = self.attribute_labels[name]
             if value is None:
                 label.setText("<i>unknown</i>")
+                label.setToolTip("")
             else:
-                source = {
-                    AttributeSource.MODEL: "predicted",
-                    AttributeSource.IMPORTED: "imported",
-                    AttributeSource.MANUAL: "set by hand",
-                }[value.source]
-                label.setText(f"{format_attribute(value, rich=True)} <small>({escape(source)})</small>")
+                origin = describe_origin(value)
+                label.setText(f"{format_attribute(value, rich=True)} <small>({escape(origin)})</small>")
+                label.setToolTip(origin)
         self.save_button.setEnabled(False)
 
     # -- corrections -------------------------------------------------------------------------
     def corrections(self) -> dict[str, str]:
-        """Attribute values chosen here that differ from the stored manual ones."""
+        """The values the user changed here, and only those: an untouched prediction stays a
+        prediction (a model's guess must never be saved as a person's statement)."""
         if self.record is None:
             return {}
         changed = {}
@@ -303,7 +293,7 @@ class ComparisonDialog(QDialog):
             current = self.record.attributes.get(name)
             if chosen is None:
                 continue
-            if current is None or current.value != chosen or current.source != AttributeSource.MANUAL:
+            if current is None or current.value != chosen:
                 changed[name] = chosen
         return changed
 
@@ -319,9 +309,7 @@ class ComparisonDialog(QDialog):
         self.status.setText("Saving…")
 
         def save(task):
-            for name, value in changes.items():
-                workspace.set_attribute(photo_id, name, value)
-            return workspace.catalogue.photo(photo_id)
+            return workspace.set_attributes_by_hand(photo_id, changes)  # who and when are recorded with them
 
         self.runner.submit(
             save, pool="io", on_result=self._saved, on_error=self._save_failed, name="save attributes", owner=self

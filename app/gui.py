@@ -85,7 +85,15 @@ def run_gui(args) -> int:
     window = MainWindow(LaunchOptions(args.data_dir, args.model, args.device))
     window.show()
     stop_on_signals(app, window)
-    return app.exec()
+    code = app.exec()
+    if window.runner.active():
+        # cancelled work is still running (an import batch, a model load): quit now rather than wait;
+        # the catalogue and index survive this as they survive a kill -9 (committed batches, atomic files)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def stop_on_signals(app, window) -> None:

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, Signal
+from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -20,9 +20,11 @@ from PySide6.QtWidgets import (
     QListView,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QScrollArea,
     QSpinBox,
     QSplitter,
+    QStackedWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -40,6 +42,7 @@ from app.live_search import LiveSearch
 from app.settings import MAX_TOP_K, Preferences, SettingsDialog
 from app.strokes import SketchDocument
 from app.workers import TaskRunner
+from core.attribute_sheet import DEFAULT_ID_PATTERN, sheet_key_column
 from core.casework.records import ReviewMark
 from core.casework.weak import weak_result_warning
 
@@ -90,6 +93,7 @@ class MainWindow(QMainWindow):
         self._model_key: tuple[str, str] | None = None
         self._job_dialog: GalleryJobDialog | None = None
         self._comparisons: list[ComparisonDialog] = []
+        self._settings_dialog: SettingsDialog | None = None
         self.last_error = ""
         self._nothing_to_search: str | None = None  # why the gallery can find nothing (from its stats)
         self.runner = TaskRunner(self)
@@ -128,7 +132,8 @@ class MainWindow(QMainWindow):
         self.view.setViewMode(QListView.IconMode)
         self.view.setModel(self.candidates)
         self.view.setIconSize(THUMB_SIZE)
-        self.view.setGridSize(QSize(THUMB_SIZE.width() + 32, THUMB_SIZE.height() + 40))
+        # room for the three lines under each thumbnail: rank and score, file name and id, caption
+        self.view.setGridSize(QSize(THUMB_SIZE.width() + 60, THUMB_SIZE.height() + 64))
         self.view.setResizeMode(QListView.Adjust)
         self.view.setMovement(QListView.Static)
         self.view.setUniformItemSizes(True)
@@ -158,12 +163,39 @@ class MainWindow(QMainWindow):
         header.addSpacing(12)
         header.addWidget(QLabel("Top K"))
         header.addWidget(self.top_k)
+        self.empty_gallery = self._build_empty_gallery_guide()
+        self.results_stack = QStackedWidget()
+        self.results_stack.addWidget(self.view)
+        self.results_stack.addWidget(self.empty_gallery)
         self.candidates_panel = QWidget()
         layout = QVBoxLayout(self.candidates_panel)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(header)
         layout.addWidget(self.weak_warning)
-        layout.addWidget(self.view, 1)
+        layout.addWidget(self.results_stack, 1)
+
+    def _build_empty_gallery_guide(self) -> QWidget:
+        """What a first-time user sees instead of a blank grid: what to do, and the button to do it."""
+        guide = QWidget()
+        text = QLabel(
+            "<h3>The gallery is empty</h3>"
+            "<p>Import a folder of photos first: SketchSearch then ranks them against your sketch.</p>"
+            "<p>Photos stay where they are; the gallery keeps a thumbnail and an index of each.</p>"
+        )
+        text.setWordWrap(True)
+        text.setAlignment(Qt.AlignCenter)
+        self.empty_import_button = QPushButton("Import a folder of photos…")
+        self.empty_import_button.setAccessibleName("Import a folder of photos")
+        self.empty_import_button.clicked.connect(self.choose_import_folder)
+        layout = QVBoxLayout(guide)
+        layout.addStretch(1)
+        layout.addWidget(text)
+        layout.addWidget(self.empty_import_button, 0, Qt.AlignHCenter)
+        layout.addStretch(2)
+        return guide
+
+    def gallery_is_empty(self) -> bool:
+        return self.results_stack.currentWidget() is self.empty_gallery
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -195,6 +227,11 @@ class MainWindow(QMainWindow):
         )
         self.import_folder_action = self._action(
             "Import &folder…", self.choose_import_folder, "Ctrl+I", "add the photos in a folder to the gallery"
+        )
+        self.import_attributes_action = self._action(
+            "Import &attributes…",
+            self.choose_attribute_sheet,
+            tip="read attribute values from a CSV sheet keyed by path, file name or person id",
         )
         self.settings_action = self._action("Se&ttings…", self.edit_settings)
         self.about_action = self._action("&About SketchSearch…", self.show_about)
@@ -243,6 +280,7 @@ class MainWindow(QMainWindow):
             menu.addAction(action)
         menu.addSeparator()
         menu.addAction(self.import_folder_action)
+        menu.addAction(self.import_attributes_action)
         menu.addSeparator()
         menu.addAction(self.settings_action)
         menu.addSeparator()
@@ -365,7 +403,7 @@ class MainWindow(QMainWindow):
         self._set_workspace(None)
         data_dir, model_dir, device = self._data_dir(), self.options.model_dir, self._device()
         key = (str(model_dir or ""), device or "auto")
-        reuse = old.model if old is not None and key == self._model_key else None
+        reuse = old.loaded_model() if old is not None and key == self._model_key else None
         self._model_key = key
         runner = self.runner
 
@@ -380,7 +418,9 @@ class MainWindow(QMainWindow):
                     old.close()
             if reuse is not None:
                 return Workspace(data_dir, model=reuse)
-            return Workspace(data_dir, model_dir, device)
+            workspace = Workspace(data_dir, model_dir, device)
+            workspace.model  # noqa: B018 - load the network now, so that the first sketch searches at once
+            return workspace
 
         self.model_label.setText("Loading model…")
         self.statusBar().showMessage("Opening the gallery and loading the model…")
@@ -405,6 +445,8 @@ class MainWindow(QMainWindow):
             action.setEnabled(enabled)
         self.gallery.set_enabled(enabled)
         self.import_folder_action.setEnabled(enabled)
+        self.import_attributes_action.setEnabled(enabled)
+        self.empty_import_button.setEnabled(enabled)
 
     def _workspace_ready(self, workspace, owned: bool) -> None:
         self._owns_workspace = owned
@@ -445,7 +487,7 @@ class MainWindow(QMainWindow):
         workspace = self.workspace
 
         def read(task):
-            return workspace.stats(), workspace.catalogue.folders()
+            return workspace.stats(), workspace.folders()
 
         self.runner.submit(read, pool="io", on_result=self._gallery_read, on_error=self._status_error, name="stats")
 
@@ -454,6 +496,7 @@ class MainWindow(QMainWindow):
         self._nothing_to_search = stats.nothing_to_search()
         self._say_if_nothing_to_search()
         self.gallery.set_folders(folders)
+        self.results_stack.setCurrentWidget(self.empty_gallery if stats.photos == 0 else self.view)
         text = f"Gallery: {stats.photos} photo(s)"
         if stats.missing:
             text += f", {stats.missing} missing"
@@ -577,8 +620,38 @@ class MainWindow(QMainWindow):
     def _tool_changed(self, tool: str) -> None:
         (self.pen_action if tool == "pen" else self.eraser_action).setChecked(True)
 
+    def sketch_folder(self) -> str:
+        """Where the sketch file dialogs open: the folder last used, else the user's documents."""
+        last = str(self.settings.value("sketch/folder", "") or "")
+        if last and Path(last).is_dir():
+            return last
+        documents = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
+        return documents if documents and Path(documents).is_dir() else str(Path.home())
+
+    def _remember_sketch_folder(self, path: str | Path) -> None:
+        self.settings.setValue("sketch/folder", str(Path(path).resolve().parent))
+
+    def confirm_discard(self, doing: str) -> bool:
+        """True when no unsaved drawing would be lost, or the user saved it or chose to discard it."""
+        if not self.document.has_unsaved_work():
+            return True
+        box = QMessageBox(
+            QMessageBox.Question,
+            "Unsaved sketch",
+            f"The sketch has changes that are not saved. Save them before {doing}?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
+            self,
+        )
+        box.setDefaultButton(QMessageBox.Save)
+        answer = box.exec()
+        if answer == QMessageBox.Save:
+            return self.choose_save_path()
+        return answer == QMessageBox.Discard
+
     def choose_sketch_to_open(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open sketch", "", SKETCH_FILTER)
+        if not self.confirm_discard("opening another sketch"):
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open sketch", self.sketch_folder(), SKETCH_FILTER)
         if path:
             self.open_sketch(path)
 
@@ -590,13 +663,15 @@ class MainWindow(QMainWindow):
 
             self.show_error(user_message(exc), "Cannot open the sketch")
             return False
+        self._remember_sketch_folder(path)
         self.statusBar().showMessage(f"Opened {path}", 5000)
         return True
 
-    def choose_save_path(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save sketch", "sketch.json", SKETCH_FILTER)
-        if path:
-            self.save_sketch(path)
+    def choose_save_path(self) -> bool:
+        """Ask where to save the sketch and save it; True once it is saved."""
+        suggested = str(Path(self.sketch_folder()) / "sketch.json")
+        path, _ = QFileDialog.getSaveFileName(self, "Save sketch", suggested, SKETCH_FILTER)
+        return bool(path) and self.save_sketch(path)
 
     def save_sketch(self, path: str | Path) -> bool:
         try:
@@ -606,12 +681,16 @@ class MainWindow(QMainWindow):
 
             self.show_error(user_message(exc), "Cannot save the sketch")
             return False
+        self._remember_sketch_folder(vectors)
         self.statusBar().showMessage(f"Saved {vectors.name} and {png.name} in {vectors.parent}", 5000)
         return True
 
     def choose_scan(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import scanned sketch", "", IMAGE_FILTER)
+        if not self.confirm_discard("importing a scan in its place"):
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import scanned sketch", self.sketch_folder(), IMAGE_FILTER)
         if path:
+            self._remember_sketch_folder(path)
             self.import_scan(path)
 
     def import_scan(self, path: str | Path) -> None:
@@ -673,6 +752,53 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(dialog.describe(summary), 10000)
         self.refresh_gallery()
         self.live.rerank()
+
+    def choose_attribute_sheet(self) -> None:
+        if self.workspace is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import attributes", self.sketch_folder(), "Attribute sheets (*.csv);;All files (*)"
+        )
+        if not path:
+            return
+        key, pattern = None, None
+        if sheet_key_column(Path(path)) == "id":  # one row per person: ask how file names give the id
+            pattern, ok = QInputDialog.getText(
+                self,
+                "Rows name people",
+                "The sheet has one row per person (column 'id'). How does a photo's file name give the "
+                "person id? A regular expression; its first group is the id:",
+                text=DEFAULT_ID_PATTERN,
+            )
+            if not ok:
+                return
+            key = "id"
+        self.import_attribute_sheet(path, key, pattern or None)
+
+    def import_attribute_sheet(self, path: str | Path, key: str | None = None, id_pattern: str | None = None) -> None:
+        """Read a CSV of attribute values in the background (the same checks and errors as the
+        command line's ``attributes import``); the grid shows the new values once it is done."""
+        workspace = self.workspace
+        if workspace is None:
+            self.show_error("The gallery is still opening; try again in a moment.", "Import attributes")
+            return
+
+        def read(task):
+            return workspace.import_attribute_sheet(Path(path), key, id_pattern)
+
+        def done(result) -> None:
+            count, unmatched = result
+            self._gallery_changed(
+                f"Set {count} attribute value(s) from {Path(path).name}; {len(unmatched)} row(s) matched no photo"
+            )
+
+        self.runner.submit(
+            read,
+            pool="long",
+            on_result=done,
+            on_error=lambda m: self.show_error(m, "Cannot import the attribute sheet"),
+            name="attribute sheet",
+        )
 
     def confirm_remove_folder(self, folder: str) -> None:
         answer = QMessageBox.question(
@@ -737,17 +863,31 @@ class MainWindow(QMainWindow):
     def edit_settings(self) -> None:
         from core.paths import default_data_dir
 
-        dialog = SettingsDialog(self.preferences, default_data_dir(), self)
-        if dialog.exec() != SettingsDialog.Accepted:
+        default = default_data_dir()
+        in_use = Path(self.workspace.data_dir if self.workspace is not None else (self._data_dir() or default))
+        if self.options.data_dir:
+            origin = "from --data-dir"
+        elif self.preferences.data_dir:
+            origin = "the saved setting"
+        else:
+            origin = "the default" if in_use == default else ""
+        dialog = SettingsDialog(self.preferences, default, self, in_use=in_use, in_use_origin=origin)
+        self._settings_dialog = dialog  # tests reach the open (modal) dialog here
+        accepted = dialog.exec() == SettingsDialog.Accepted
+        self._settings_dialog = None
+        if not accepted:
             return
         new = dialog.preferences()
-        reopen = (new.data_dir, new.device) != (self.preferences.data_dir, self.preferences.device)
+        data_changed = new.data_dir != self.preferences.data_dir
+        device_changed = new.device != self.preferences.device
         self.preferences = new
         self.preferences.save(self.settings)
         self.top_k.setValue(new.top_k)
-        if reopen:
+        if data_changed:
             self.options.data_dir = None  # the new choice wins over the command line's
+        if device_changed:
             self.options.device = None
+        if data_changed or device_changed:
             self.open_workspace()
 
     def show_error(self, message: str, title: str = "SketchSearch") -> None:
@@ -766,6 +906,9 @@ class MainWindow(QMainWindow):
 
     # -- closing -----------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self.confirm_discard("quitting"):
+            event.ignore()
+            return
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("top_k", self.preferences.top_k)
@@ -777,7 +920,9 @@ class MainWindow(QMainWindow):
         self.recorder.flush()  # the search shown last is recorded before the window goes
         self.runner.pools["record"].waitForDone(30000)
         self.live.workspace = None
-        self.runner.shutdown()
+        # Cancel, but do not wait: a running batch finishes or dies with the process, and either way
+        # SQLite (committed batches) and the index (atomic writes) stay whole, as after a kill -9.
+        self.runner.shutdown(msecs=0)
         if self._owns_workspace and self.workspace is not None:
             self.workspace.close()
         self.workspace = None

@@ -129,6 +129,7 @@ def run_self_test(args) -> int:
             return 1
         finally:
             if window is not None:
+                window.document.clear()  # the test figure is nobody's work: quit without asking to save it
                 window.close()
                 window.deleteLater()
                 app.processEvents()

@@ -52,11 +52,26 @@ class Preferences:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, preferences: Preferences, default_data_dir: Path, parent: QWidget | None = None):
+    def __init__(
+        self,
+        preferences: Preferences,
+        default_data_dir: Path,
+        parent: QWidget | None = None,
+        *,
+        in_use: Path | None = None,
+        in_use_origin: str = "",
+    ):
+        """``in_use``: the data folder open now (from --data-dir, the saved setting or the default),
+        shown as it is; leaving it unchanged keeps the saved setting as it was."""
         super().__init__(parent)
         self.setWindowTitle("Settings")
-        self.data_dir = QLineEdit(preferences.data_dir)
+        self._saved = preferences
+        self._in_use = str(in_use) if in_use is not None else preferences.data_dir
+        self.data_dir = QLineEdit(self._in_use)
         self.data_dir.setPlaceholderText(str(default_data_dir))
+        self.data_dir.setAccessibleName("Data folder")
+        self.in_use_note = QLabel(f"In use now ({in_use_origin})." if in_use_origin else "")
+        self.in_use_note.setToolTip(f"Default: {default_data_dir}")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         data_row = QHBoxLayout()
@@ -70,6 +85,7 @@ class SettingsDialog(QDialog):
         self.top_k.setValue(preferences.top_k)
         form = QFormLayout(self)
         form.addRow("Data folder", data_row)
+        form.addRow("", self.in_use_note)
         form.addRow("Device", self.device)
         form.addRow("Candidates (top K)", self.top_k)
         note = QLabel("A new data folder or device takes effect at once (the gallery is reopened).")
@@ -86,4 +102,7 @@ class SettingsDialog(QDialog):
             self.data_dir.setText(folder)
 
     def preferences(self) -> Preferences:
-        return Preferences(self.data_dir.text().strip(), self.device.currentText(), self.top_k.value())
+        chosen = self.data_dir.text().strip()
+        # the folder in use, left as it was, is no new choice (a --data-dir is not saved as one)
+        data_dir = self._saved.data_dir if chosen == self._in_use else chosen
+        return Preferences(data_dir, self.device.currentText(), self.top_k.value())

@@ -93,6 +93,10 @@ class SketchDocument(QObject):
     def is_empty(self) -> bool:
         return not self.strokes and self.background is None
 
+    def has_unsaved_work(self) -> bool:
+        """Something is drawn (or imported) that is not in a saved or opened sketch file."""
+        return not self.is_empty() and not self.undo_stack.isClean()
+
     def _touch(self) -> None:
         self._layer = None
         self.changed.emit()
@@ -178,6 +182,7 @@ class SketchDocument(QObject):
         vectors.write_text(json.dumps(data), encoding="utf-8")
         if not self.render().save(str(png)):
             raise OSError(f"{png}: cannot write the file")
+        self.undo_stack.setClean()
         return png, vectors
 
     def load(self, path: str | Path) -> None:
@@ -202,6 +207,7 @@ class SketchDocument(QObject):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SketchFileError(f"{vectors}: cannot open the sketch ({exc})") from None
         self.undo_stack.push(_ReplaceState(self, "Open sketch", strokes, background, size))
+        self.undo_stack.setClean()  # as it is on disk
 
 
 class _AddStroke(QUndoCommand):

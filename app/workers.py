@@ -168,11 +168,13 @@ class TaskRunner(QObject):
         return all(pool.waitForDone(msecs) for pool in self.pools.values())
 
     def shutdown(self, msecs: int = 30000) -> bool:
-        """Cancel everything, wait for running tasks, drop their pending results."""
+        """Cancel everything, wait up to ``msecs`` for running tasks (0: not at all), drop their
+        pending results. Returns whether none is running any more."""
         self._closed = True
         self.cancel_all()
         finished = self.wait(msecs)
-        self._tasks.clear()
+        if finished:  # a task still running keeps its reference until it is done
+            self._tasks.clear()
         for pool in self.pools.values():
             pool.setExpiryTimeout(0)
         return finished

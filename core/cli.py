@@ -15,8 +15,11 @@ import sys
 import threading
 from pathlib import Path
 
+from core.attribute_sheet import DEFAULT_ID_PATTERN, SHEET_KEYS
 from core.casework.weak import weak_result_warning
 from core.errors import SketchSearchError
+from core.operator import current_operator
+from core.types import AttributeSource
 
 COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune", "case", "review", "audit")
 EXIT_ERROR = 2
@@ -68,11 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attributes", help="import or set photo attributes")
     attr = p.add_subparsers(dest="attributes_command", required=True, metavar="ACTION")
-    q = attr.add_parser("import", help="read a CSV: column 'filename' or 'path', then one column per attribute")
+    q = attr.add_parser(
+        "import", help="read a CSV: a key column ('path', 'filename' or, with --key id, 'id'), then one per attribute"
+    )
     q.add_argument("csv", type=Path)
+    q.add_argument(
+        "--key",
+        choices=SHEET_KEYS,
+        help="what the rows name: a photo's path, its file name, or a person id (default: 'path' or "
+        "'filename', whichever column the sheet has)",
+    )
+    q.add_argument(
+        "--id-pattern",
+        metavar="REGEX",
+        help=f"with --key id: how a file name gives the person id (its first group; default '{DEFAULT_ID_PATTERN}')",
+    )
+    q.add_argument("--operator", help="who is stating these values (default: the logged-in user)")
     q = attr.add_parser("set", help="set attributes of one photo by hand (wins over predictions)")
     q.add_argument("photo_id", type=int)
     q.add_argument("values", nargs="+", type=_name_value, metavar="NAME=VALUE")
+    q.add_argument("--operator", help="who is stating these values (default: the logged-in user)")
 
     p = sub.add_parser("verify", help="check that catalogue, embeddings and index agree (exit 0 only then)")
     p.add_argument("--files", action="store_true", help="also check that every photo's file is still the one imported")
@@ -172,7 +190,8 @@ def _candidate_json(candidate) -> dict:
         "photo_id": candidate.photo_id,
         "path": candidate.path,
         "score": round(candidate.score, 6),
-        "attributes": {name: a.value for name, a in sorted(candidate.attributes.items())},
+        # per value: predicted (with the model's confidence), imported or manual (with who and when)
+        "attributes": {name: a.to_json() for name, a in sorted(candidate.attributes.items())},
         "file": candidate.file.value,  # ok | missing | changed since import
     }
 
@@ -236,6 +255,13 @@ def _import(workspace, args) -> int:
     return 0
 
 
+def _attribute_text(value) -> str:
+    """``~value(73%)`` marks a model's prediction; stated values (imported, manual) print as they are."""
+    if value.source == AttributeSource.MODEL:
+        return f"~{value.value}({value.confidence:.0%})"
+    return value.value
+
+
 def _search(workspace, args) -> int:
     from core.search import check_min_confidence, validate_filters
 
@@ -267,9 +293,11 @@ def _search(workspace, args) -> int:
         if warning:
             print(f"  {warning}")
         for c in result.candidates:
-            attributes = " ".join(f"{k}={a.value}" for k, a in sorted(c.attributes.items()))
+            attributes = " ".join(f"{k}={_attribute_text(a)}" for k, a in sorted(c.attributes.items()))
             flag = f"  [{c.file.warning}]" if c.file.warning else ""
-            print(f"  {c.rank:3d}  {c.score:+.4f}  #{c.photo_id}  {shown(c.path)}  {attributes}{flag}")
+            print(
+                f"  rank {c.rank:3d}  score {c.score:+.4f}  photo id {c.photo_id}  {shown(c.path)}  {attributes}{flag}"
+            )
     return 0
 
 
@@ -288,16 +316,14 @@ def _one_value_per_attribute(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 def _attributes(workspace, args) -> int:
     if args.attributes_command == "import":
-        sheet = workspace.import_attribute_sheet(args.csv)
+        sheet = workspace.import_attribute_sheet(args.csv, args.key, args.id_pattern, args.operator)
         print(f"set {len(sheet.rows)} attribute value(s); {len(sheet.unmatched)} row(s) matched no photo")
         for name in sheet.ambiguous:
             print(f"  not applied: '{shown(name)}' matches photos in several folders (use a 'path' column)")
         return 0
-    for name, value in args.values:
-        workspace.schema.check(name, value)  # all checked before any is written
-    for name, value in args.values:
-        workspace.set_attribute(args.photo_id, name, value)
-    print(f"photo {args.photo_id}: " + ", ".join(f"{n}={v}" for n, v in args.values))
+    operator = args.operator or current_operator()
+    workspace.set_attributes_by_hand(args.photo_id, dict(args.values), operator=operator)  # all or none
+    print(f"photo {args.photo_id}: " + ", ".join(f"{n}={v}" for n, v in args.values) + f" (set by {operator})")
     return 0
 
 
@@ -326,7 +352,8 @@ def _stats(workspace, args) -> int:
         _print_json(stats.to_json())
     else:
         print(f"photos {stats.photos}, indexed {stats.indexed}, failed {stats.failed}, missing {stats.missing}")
-        print(f"model {stats.model.name} ({stats.model.sha256[:12]}) on {stats.model.device}")
+        where = stats.model.device if stats.model.loaded else f"{stats.model.device} (not loaded: not needed here)"
+        print(f"model {stats.model.name} ({stats.model.sha256[:12]}), device {where}")
     return 0
 
 

@@ -15,17 +15,20 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.catalogue.catalogue import Catalogue, FileState, NewPhoto
 from core.errors import ImageLoadError
 from core.imaging import decode_for_gallery, make_thumbnail, read_photo_file
-from core.model.inference import InferenceModel
-from core.model.network import Modality
+from core.model.modality import Modality
 from core.pipeline import prepared_in_order
 from core.scanning import iter_image_files
 from core.types import ImportFailure, ImportProgress, ImportSummary
+
+if TYPE_CHECKING:  # the network (torch) loads only when an import embeds
+    from core.model.inference import InferenceModel
 
 log = logging.getLogger(__name__)
 

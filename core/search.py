@@ -14,7 +14,7 @@ from core.errors import SketchSearchError
 from core.file_check import check_file
 from core.imaging import load_rgb
 from core.model.attributes import AttributeSchema
-from core.model.network import Modality
+from core.model.modality import Modality
 from core.types import Candidate, FileCheck
 
 Sketch = str | Path | np.ndarray

@@ -13,6 +13,15 @@ class AttributeSource(str, Enum):
     MANUAL = "manual"  # set by hand; wins over everything else
 
     @property
+    def label(self) -> str:
+        """What a person reads: a model's value is a prediction, never a statement."""
+        return {
+            AttributeSource.MODEL: "predicted",
+            AttributeSource.IMPORTED: "imported",
+            AttributeSource.MANUAL: "manual",
+        }[self]
+
+    @property
     def priority(self) -> int:
         return {AttributeSource.MODEL: 0, AttributeSource.IMPORTED: 1, AttributeSource.MANUAL: 2}[self]
 
@@ -39,6 +48,20 @@ class AttributeValue:
     value: str
     confidence: float  # 1.0 for manual and imported values
     source: AttributeSource
+    # for manual and imported values: the operator who stated it and when (UTC, naive); None for
+    # predictions and for values recorded before the catalogue kept them
+    set_by: str | None = None
+    set_at: datetime | None = None
+
+    def to_json(self) -> dict:
+        """Where the value comes from, in words a reader of an export understands."""
+        return {
+            "value": self.value,
+            "source": self.source.label,
+            "confidence": round(float(self.confidence), 4),
+            "set_by": self.set_by,
+            "set_at": self.set_at.isoformat(timespec="seconds") + "Z" if self.set_at else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -125,6 +148,7 @@ class ModelInfo:
     provenance: dict
     licence: str = ""  # who may use the weights
     data_terms: str = ""  # the terms of the data they were trained on
+    loaded: bool = True  # False: the network was not needed (stats, verify ...); device is the one asked for
 
 
 @dataclass(frozen=True)
@@ -158,6 +182,7 @@ class CatalogueStats:
                 "backbone": self.model.backbone,
                 "device": self.model.device,
                 "attributes_trained": self.model.attributes_trained,
+                "loaded": self.model.loaded,
             },
         }
 

@@ -1,35 +1,40 @@
 """A workspace: one data folder (catalogue + index) opened with one model. The GUI and the command
-line both drive SketchSearch through this facade."""
+line both drive SketchSearch through this facade.
+
+The network itself (torch) loads on first use: reading the catalogue, its statistics, attributes
+and the index needs only the model's manifest, so those commands start in a fraction of a second."""
 
 from __future__ import annotations
 
-import getpass
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock, Timeout
 
-from core.attribute_sheet import AttributeSheet, read_attribute_sheet
+from core.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
 from core.casework import audit
 from core.casework.query import file_query, query_pixels
 from core.casework.records import QueryKind, SearchQuery
 from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue
-from core.errors import ImageLoadError, SketchSearchError
+from core.errors import CheckpointError, ImageLoadError, SketchSearchError
 from core.file_check import check_file
 from core.gallery_import import ImportTarget, ProgressCallback, import_paths
 from core.imaging import decode_image, load_rgb, read_photo_file
 from core.index import IndexFileError, VectorIndex
 from core.model.attributes import AttributeSchema
-from core.model.inference import InferenceModel
-from core.model.network import Modality
+from core.model.manifest import Manifest, verified_manifest
+from core.model.modality import Modality
+from core.operator import current_operator
 from core.paths import default_data_dir, default_model_dir
 from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
 from core.types import (
@@ -37,22 +42,20 @@ from core.types import (
     Candidate,
     CatalogueStats,
     FileCheck,
+    FolderSummary,
     ImportFailure,
     ImportProgress,
     ImportSummary,
     ModelInfo,
+    PhotoRecord,
     SearchResult,
     VerifyReport,
 )
 
+if TYPE_CHECKING:
+    from core.model.inference import InferenceModel
+
 log = logging.getLogger(__name__)
-
-
-def os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name in the environment or the password database
-        return "unknown"
 
 
 def app_version() -> str:
@@ -88,17 +91,20 @@ class Workspace:
     ):
         """Open ``data_dir`` (created if needed, unless ``create`` is false) with the model in
         ``model_dir`` (default: the bundled one), or with an already loaded ``model`` (switching
-        galleries need not reload it)."""
+        galleries need not reload it). The network loads on first use (see :attr:`model`); its
+        manifest and weights' hash are read now."""
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
-        if not create:  # checked before the model loads: a mistyped folder fails at once
+        if not create:  # checked before the model is read: a mistyped folder fails at once
             Catalogue.require_folder(self.data_dir)
-        self.model = model or InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
+        self._model = model
+        self._model_dir = Path(model_dir) if model_dir else default_model_dir()
+        self._device = device
+        self._model_lock = threading.Lock()
+        self.manifest: Manifest = model.manifest if model is not None else verified_manifest(self._model_dir)
         self.catalogue = Catalogue(self.data_dir, create=create)
-        manifest = self.model.manifest
-        self.catalogue.register_model(
-            self.model.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json()
-        )
-        self.index_path = self.data_dir / "index" / f"{self.model.embedding_key[:16]}.faiss"
+        manifest = self.manifest
+        self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
+        self.index_path = self.data_dir / "index" / f"{self.embedding_key[:16]}.faiss"
         # held while an import or re-index writes (across processes): a second one is refused, and a
         # search opened meanwhile never rewrites the index file the running one will save
         self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
@@ -108,7 +114,7 @@ class Workspace:
         self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
         self.index = self._open_index()
         self.casework = CaseworkStore(self.catalogue)
-        self.operator = os_user()  # who is recorded for searches, reviews and changes (editable)
+        self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
         self._record_model_in_use()
 
     def close(self) -> None:
@@ -120,21 +126,54 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # -- model ---------------------------------------------------------------------------------
+    @property
+    def model(self) -> InferenceModel:
+        """The network, loaded (torch imported, weights read) the first time it is needed."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    from core.model.inference import InferenceModel
+
+                    loaded = InferenceModel(self._model_dir, self._device)
+                    if loaded.embedding_key != self.embedding_key:  # the folder changed under us
+                        raise CheckpointError(f"{self._model_dir}: the model changed while the gallery was open")
+                    self._model = loaded
+        return self._model
+
+    def loaded_model(self) -> InferenceModel | None:
+        """The network if it is loaded already (to reuse it for another gallery), else None."""
+        return self._model
+
+    @property
+    def embedding_key(self) -> str:
+        return self.manifest.embedding_key
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.manifest.embedding_dim
+
     @property
     def schema(self) -> AttributeSchema:
-        return self.model.manifest.attribute_schema
+        return self.manifest.attribute_schema
 
     def model_info(self) -> ModelInfo:
-        m = self.model.manifest
+        """Without loading the network, ``device`` is the one asked for (``auto`` by default)."""
+        m = self.manifest
+        if self._model is not None:
+            device = str(self._model.device)
+        else:
+            device = (self._device or os.environ.get("SKETCHSEARCH_DEVICE") or "auto").lower()
         return ModelInfo(
             name=m.name,
-            sha256=self.model.sha256,
+            sha256=m.weights_sha256,
             backbone=m.backbone,
-            device=str(self.model.device),
+            device=device,
             attributes_trained=m.attribute_head_trained,
             provenance=m.provenance,
             licence=m.licence,
             data_terms=m.data_terms,
+            loaded=self._model is not None,
         )
 
     def photo_ids(self) -> np.ndarray:
@@ -143,9 +182,9 @@ class Workspace:
 
     # -- index ---------------------------------------------------------------------------------
     def _open_index(self) -> VectorIndex:
-        expected = self.catalogue.embedded_ids(self.model.embedding_key)
+        expected = self.catalogue.embedded_ids(self.embedding_key)
         try:
-            index = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.embedding_key)
+            index = VectorIndex.load(self.index_path, self.embedding_dim, self.embedding_key)
         except IndexFileError as exc:
             if self.index_path.exists() or len(expected):
                 log.warning("rebuilding the index from the catalogue: %s", exc)
@@ -191,13 +230,13 @@ class Workspace:
         A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
         embedded again from its file, or dropped (its photo then counts as not embedded) when the
         file cannot be read."""
-        ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
+        ids, vectors = self.catalogue.embeddings(self.embedding_key, self.embedding_dim)
         damaged = ids[~unit_rows(vectors)]
         self.repair_failures = []
         if len(damaged):
             self.repair_failures = self.repair_embeddings(damaged)
-            ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
-        index = VectorIndex(self.model.embedding_dim, self.model.embedding_key)
+            ids, vectors = self.catalogue.embeddings(self.embedding_key, self.embedding_dim)
+        index = VectorIndex(self.embedding_dim, self.embedding_key)
         index.add(ids, vectors)
         if save:
             index.save(self.index_path)
@@ -222,9 +261,9 @@ class Workspace:
         if ids:
             embedded = self.model.embed_images(images, Modality.PHOTO)
             attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-            self.catalogue.store_embeddings(self.model.embedding_key, ids, embedded.embeddings, attributes)
+            self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
         lost = sorted(set(map(int, photo_ids)) - set(ids))
-        self.catalogue.delete_embeddings(self.model.embedding_key, lost)
+        self.catalogue.delete_embeddings(self.embedding_key, lost)
         for failure in failed:
             log.warning("%s: %s", failure.path, failure.reason)
         self._attribute_table = None
@@ -301,7 +340,7 @@ class Workspace:
 
     def count_unembedded(self) -> int:
         """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
-        return self.catalogue.count_without_embedding(self.model.embedding_key)
+        return self.catalogue.count_without_embedding(self.embedding_key)
 
     def embed_missing(
         self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None, batch_size: int = 32
@@ -316,7 +355,7 @@ class Workspace:
         self, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
     ) -> ImportSummary:
         started = time.monotonic()
-        todo = self.catalogue.ids_without_embedding(self.model.embedding_key)
+        todo = self.catalogue.ids_without_embedding(self.embedding_key)
         summary = ImportSummary()
         for start in range(0, len(todo), batch_size):
             if cancel and cancel.is_set():
@@ -332,7 +371,7 @@ class Workspace:
             if ids:
                 embedded = self.model.embed_images(images, Modality.PHOTO)
                 attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-                self.catalogue.store_embeddings(self.model.embedding_key, ids, embedded.embeddings, attributes)
+                self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
                 self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
                 summary.updated += len(ids)
             if progress:
@@ -351,7 +390,7 @@ class Workspace:
         self._attribute_table = None  # predicted attributes of the new model
         summary.seconds = time.monotonic() - started
         if summary.updated or summary.failed:
-            payload = {"model": self.model.manifest.name, "embedding_key": self.model.embedding_key}
+            payload = {"model": self.manifest.name, "embedding_key": self.embedding_key}
             self._record("reindex", {**payload, "embedded": summary.updated, "failed": len(summary.failed)})
         return summary
 
@@ -371,13 +410,31 @@ class Workspace:
         value: str,
         source: AttributeSource = AttributeSource.MANUAL,
         confidence: float = 1.0,
+        operator: str | None = None,
     ) -> None:
-        self.schema.check(name, value)
-        self.catalogue.set_attribute(photo_id, name, value, source, confidence)
+        """A manual (or imported) value is recorded with ``operator`` (default: the OS user) and the time."""
+        self.set_attributes_by_hand(photo_id, {name: value}, source, confidence, operator)
+
+    def set_attributes_by_hand(
+        self,
+        photo_id: int,
+        values: Mapping[str, str],
+        source: AttributeSource = AttributeSource.MANUAL,
+        confidence: float = 1.0,
+        operator: str | None = None,
+    ) -> PhotoRecord:
+        """Store exactly ``values`` (the ones a person stated; nothing else of the photo changes), all
+        checked before any is written, in one transaction. Returns the photo as it is now."""
+        for name, value in values.items():
+            self.schema.check(name, value)
+        if source != AttributeSource.MODEL and operator is None:
+            operator = self.operator
+        self.catalogue.set_values(photo_id, values, source, confidence, operator)
         self._refresh_attribute_row(photo_id)
         sha256 = self.catalogue.photo(photo_id).sha256
-        payload = {"photo_id": photo_id, "photo_sha256": sha256, "name": name, "value": value, "source": source.value}
+        payload = {"photo_id": photo_id, "photo_sha256": sha256, "values": dict(values), "source": source.value}
         self._record("attribute correction", payload)
+        return self.catalogue.photo(photo_id)
 
     def _refresh_attribute_row(self, photo_id: int) -> None:
         """Update one photo's row of the cached table (a rebuild reads every attribute of the
@@ -398,16 +455,30 @@ class Workspace:
                 table.values[row, j] = values.index(found.value) if known else -1
                 table.confidence[row, j] = found.confidence if known else 0.0
 
-    def import_attribute_sheet(self, csv_path: Path) -> AttributeSheet:
-        """Read a CSV (column ``path`` or ``filename``, then one column per attribute) into imported
-        attributes; returns what was read, with the rows matched to no photo or to several. Unknown
-        columns or values are refused before anything is written."""
-        sheet = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue)
-        count = self.catalogue.set_attributes(sheet.rows, AttributeSource.IMPORTED)
+    def import_attribute_sheet(
+        self, csv_path: Path, key: SheetKey | None = None, id_pattern: str | None = None, operator: str | None = None
+    ) -> AttributeSheet:
+        """Read a CSV (rows keyed by ``path``, ``filename`` or person ``id``, then one column per
+        attribute) into imported attributes, recorded with ``operator`` (default: the workspace's).
+        Returns what was read, with the rows matched to no photo or to several. Unknown columns or
+        values are refused before anything is written."""
+        sheet = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue, key, id_pattern)
+        count = self.catalogue.set_attributes(sheet.rows, AttributeSource.IMPORTED, operator or self.operator)
         self._attribute_table = None
         digest = audit.sha256_hex(Path(csv_path).read_bytes())
         self._record("attribute sheet", {"file": str(csv_path), "sha256": digest, "values": count})
         return sheet
+
+    # -- photos (records for the window: dataclasses, never ORM objects) ----------------------------
+    def photo(self, photo_id: int) -> PhotoRecord:
+        return self.catalogue.photo(photo_id)
+
+    def thumbnail(self, photo_id: int) -> bytes:
+        """The JPEG thumbnail stored at import."""
+        return self.catalogue.thumbnail(photo_id)
+
+    def folders(self) -> list[FolderSummary]:
+        return self.catalogue.folders()
 
     # -- search --------------------------------------------------------------------------------
     def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
@@ -437,10 +508,10 @@ class Workspace:
     def _record_model_in_use(self) -> None:
         """A model change (a gallery first opened with a model, or with another one) is logged."""
         last = self.casework.last_event("model")
-        key = self.model.embedding_key
+        key = self.embedding_key
         if last is None or last.payload.get("embedding_key") != key:
-            m = self.model.manifest
-            payload = {"name": m.name, "embedding_key": key, "weights_sha256": self.model.sha256}
+            m = self.manifest  # read without loading the network
+            payload = {"name": m.name, "embedding_key": key, "weights_sha256": m.weights_sha256}
             if last is not None:
                 payload["previous"] = last.payload.get("embedding_key")
             self._record("model", payload)
@@ -465,8 +536,8 @@ class Workspace:
             case_id=case_id,
             operator=self.operator,
             app_version=app_version(),
-            model_name=self.model.manifest.name,
-            embedding_key=self.model.embedding_key,
+            model_name=self.manifest.name,
+            embedding_key=self.embedding_key,
             filters=dict(where or {}),
             min_confidence=min_confidence,
             top_k=top_k,
@@ -510,8 +581,8 @@ class Workspace:
         return compare(
             search,
             now,
-            model_name=self.model.manifest.name,
-            embedding_key=self.model.embedding_key,
+            model_name=self.manifest.name,
+            embedding_key=self.embedding_key,
             gallery_photos=self.catalogue.count_photos(),
             last_import=self.catalogue.last_import_id(),
             present=present,
@@ -568,21 +639,21 @@ class Workspace:
         if files:
             problems += self._file_problems()
         photos = self.catalogue.count_photos()
-        embedded = self.catalogue.embedded_ids(self.model.embedding_key)
+        embedded = self.catalogue.embedded_ids(self.embedding_key)
         if len(embedded) != photos:
             problems.append(
-                f"{photos - len(embedded)} photo(s) have no embedding for model {self.model.manifest.name} "
-                f"(key {self.model.embedding_key[:12]})"
+                f"{photos - len(embedded)} photo(s) have no embedding for model {self.manifest.name} "
+                f"(key {self.embedding_key[:12]})"
             )
         try:
-            on_disk = VectorIndex.load(self.index_path, self.model.embedding_dim, self.model.embedding_key)
+            on_disk = VectorIndex.load(self.index_path, self.embedding_dim, self.embedding_key)
         except IndexFileError as exc:
             problems.append(str(exc))
         else:
             if not np.array_equal(np.sort(on_disk.ids()), embedded):
                 problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
             else:
-                ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
+                ids, vectors = self.catalogue.embeddings(self.embedding_key, self.embedding_dim)
                 damaged = ids[~unit_rows(vectors)]
                 if len(damaged):
                     problems.append(

@@ -366,24 +366,64 @@ class Catalogue:
 
     # -- attributes ----------------------------------------------------------------------------
     def set_attribute(
-        self, photo_id: int, name: str, value: str, source: AttributeSource, confidence: float = 1.0
+        self,
+        photo_id: int,
+        name: str,
+        value: str,
+        source: AttributeSource,
+        confidence: float = 1.0,
+        set_by: str | None = None,
     ) -> None:
+        """``set_by`` (the operator) is recorded with the time for manual and imported values."""
+        self.set_values(photo_id, {name: value}, source, confidence, set_by)
+
+    def set_values(
+        self,
+        photo_id: int,
+        values: Mapping[str, str],
+        source: AttributeSource,
+        confidence: float = 1.0,
+        set_by: str | None = None,
+    ) -> None:
+        """Several values of one photo in one transaction (a correction saved together)."""
+        stated = source != AttributeSource.MODEL
+        now = utcnow() if stated else None
         if not 0 < photo_id <= MAX_SQLITE_INTEGER:  # SQLite could not even look it up
             raise UnknownPhotoError(f"no photo with id {photo_id}")
         with self._begin() as session:
             if session.get(Photo, photo_id) is None:
                 raise UnknownPhotoError(f"no photo with id {photo_id}")
-            session.merge(
-                PhotoAttribute(photo_id=photo_id, name=name, source=source.value, value=value, confidence=confidence)
-            )
+            for name, value in values.items():
+                session.merge(
+                    PhotoAttribute(
+                        photo_id=photo_id,
+                        name=name,
+                        source=source.value,
+                        value=value,
+                        confidence=confidence,
+                        set_by=set_by if stated else None,
+                        set_at=now,
+                    )
+                )
 
-    def set_attributes(self, rows: Iterable[tuple[int, str, str]], source: AttributeSource) -> int:
+    def set_attributes(
+        self, rows: Iterable[tuple[int, str, str]], source: AttributeSource, set_by: str | None = None
+    ) -> int:
         """Set many (photo_id, name, value) at once, in one transaction; returns the count."""
         count = 0
+        now = utcnow()
         with self._begin() as session:
             for photo_id, name, value in rows:
                 session.merge(
-                    PhotoAttribute(photo_id=photo_id, name=name, source=source.value, value=value, confidence=1.0)
+                    PhotoAttribute(
+                        photo_id=photo_id,
+                        name=name,
+                        source=source.value,
+                        value=value,
+                        confidence=1.0,
+                        set_by=set_by,
+                        set_at=now,
+                    )
                 )
                 count += 1
         return count
@@ -401,10 +441,12 @@ class Catalogue:
                     PhotoAttribute.value,
                     PhotoAttribute.confidence,
                     PhotoAttribute.source,
+                    PhotoAttribute.set_by,
+                    PhotoAttribute.set_at,
                 ).where(PhotoAttribute.photo_id.in_(list(result)))
             ).all()
-        for pid, name, value, confidence, source in rows:
-            candidate = AttributeValue(value, confidence, AttributeSource(source))
+        for pid, name, value, confidence, source, set_by, set_at in rows:
+            candidate = AttributeValue(value, confidence, AttributeSource(source), set_by, set_at)
             current = result[pid].get(name)
             if current is None or candidate.source.priority > current.source.priority:
                 result[pid][name] = candidate

@@ -9,8 +9,9 @@ History:
   1  photos, attributes, models, embeddings, import log
   2  photos.mtime_ns (re-imports skip unchanged files without hashing them) and
      photos.missing_since (files gone from disk are kept, flagged, and can be pruned)
-  +1 casework: cases, searches with their revisions and results, reviews, the hash-chained audit
+  3  casework: cases, searches with their revisions and results, reviews, the hash-chained audit
      log and its head; triggers keep searches, results, reviews and the log append-only
+  4  photo_attributes.set_by and set_at: who stated a manual or imported value, and when
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, text
 from core.catalogue.orm import Base, append_only_triggers
 from core.errors import CatalogueError
 
-LATEST_VERSION = 3
+LATEST_VERSION = 4
 
 
 def _v1_to_v2(connection: Connection) -> None:
@@ -130,7 +131,17 @@ def _add_casework(connection: Connection) -> None:
         connection.exec_driver_sql(statement)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _add_casework}
+def _add_attribute_provenance(connection: Connection) -> None:
+    # values stated before this version keep NULL: who and when were never recorded, and are not guessed
+    connection.exec_driver_sql("ALTER TABLE photo_attributes ADD COLUMN set_by VARCHAR")
+    connection.exec_driver_sql("ALTER TABLE photo_attributes ADD COLUMN set_at DATETIME")
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _v1_to_v2,
+    2: _add_casework,
+    3: _add_attribute_provenance,
+}
 
 
 def schema_version(connection: Connection) -> int:

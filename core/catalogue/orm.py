@@ -70,6 +70,10 @@ class PhotoAttribute(Base):
     source: Mapped[str] = mapped_column(primary_key=True)
     value: Mapped[str]
     confidence: Mapped[float]
+    # who stated a manual or imported value, and when (UTC); NULL for model predictions and for
+    # values recorded before version 3 kept them
+    set_by: Mapped[str | None]
+    set_at: Mapped[datetime | None]
 
 
 class Model(Base):

@@ -8,7 +8,6 @@ uses the embedding (L2-normalised at search time) and the attribute head.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import torch
@@ -16,11 +15,7 @@ from torch import nn
 
 from core.model.attributes import AttributeSchema
 from core.model.backbones import backbone_spec
-
-
-class Modality(str, Enum):
-    PHOTO = "photo"
-    SKETCH = "sketch"
+from core.model.modality import Modality  # noqa: F401 - re-exported: training imports it from here
 
 
 @dataclass

@@ -106,7 +106,8 @@ def make_window(qtbot, settings):
 
     def _make(workspace):
         window = MainWindow(LaunchOptions(), settings, workspace=workspace)
-        qtbot.addWidget(window)
+        # a test's drawing is not work to save: closing never stops to ask about it
+        qtbot.addWidget(window, before_close_func=lambda w: w.document.undo_stack.setClean())
         window.show()
         qtbot.waitExposed(window)
         windows.append(window)
@@ -114,6 +115,7 @@ def make_window(qtbot, settings):
 
     yield _make
     for window in windows:
+        window.document.undo_stack.setClean()
         window.close()
 
 

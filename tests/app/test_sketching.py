@@ -20,7 +20,7 @@ def test_strokes_drawn_with_the_mouse_fill_the_candidate_grid(qtbot, window):
     scores = [c.score for c in candidates]
     assert scores == sorted(scores, reverse=True)
     first = window.candidates.index(0)
-    assert window.candidates.data(first).startswith("#1  ")
+    assert window.candidates.data(first).startswith("#1 · score ")
     photo_id = candidates[0].photo_id
     qtbot.waitUntil(lambda: photo_id in window.thumbnails._pixmaps, timeout=10000)  # decoded off the GUI thread
     assert "candidate" in window.search_state.text()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.catalogue.catalogue import Catalogue, NewPhoto
+from core.catalogue.catalogue import Catalogue, NewPhoto, utcnow
 from core.catalogue.migrations import LATEST_VERSION
 from core.errors import CatalogueError, UnknownPhotoError
 from core.types import AttributeSource
@@ -85,8 +85,9 @@ def test_version_2_file_opens_with_nothing_lost(tmp_path):
         before = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in columns(old / Catalogue.FILE_NAME)}
     assert before["photos"] == 3 and before["embeddings"] == 3 and before["import_failures"] == 1
     catalogue = Catalogue(old)
-    assert catalogue.photo(1).attributes["gender"].value == "female"
-    assert catalogue.photo(1).attributes["gender"].source == AttributeSource.MANUAL
+    gender = catalogue.photo(1).attributes["gender"]
+    assert (gender.value, gender.source) == ("female", AttributeSource.MANUAL)
+    assert (gender.set_by, gender.set_at) == (None, None)  # never recorded then, and not made up now
     catalogue.close()
     with sqlite3.connect(old / Catalogue.FILE_NAME) as db:
         for table, count in before.items():
@@ -139,6 +140,29 @@ def test_manual_beats_imported_beats_model(tmp_path):
     assert table.values.tolist() == [[0, 1]] and table.confidence[0].tolist() == pytest.approx([1.0, 0.9])
     with pytest.raises(UnknownPhotoError):
         catalogue.set_attribute(999, "gender", "male", AttributeSource.MANUAL)
+    catalogue.close()
+
+
+def test_stated_values_record_who_and_when_and_touch_nothing_else(tmp_path):
+    catalogue = Catalogue(tmp_path)
+    catalogue.register_model("m" * 64, "m", 4, {})
+    (pid,) = catalogue.add_photos([new_photo(1, gender=("male", 0.7), bag=("no", 0.62), hat=("no", 0.9))], "m" * 64)
+    catalogue.set_values(pid, {"gender": "female", "hat": "yes"}, AttributeSource.MANUAL, set_by="j.doe")
+    catalogue.set_attributes([(pid, "hair", "long")], AttributeSource.IMPORTED, set_by="importer")
+    attributes = catalogue.photo(pid).attributes
+    for name, value in (("gender", "female"), ("hat", "yes")):
+        stated = attributes[name]
+        assert (stated.value, stated.source, stated.set_by) == (value, AttributeSource.MANUAL, "j.doe")
+        assert stated.set_at is not None and (utcnow() - stated.set_at).total_seconds() < 3600
+    assert (attributes["hair"].source, attributes["hair"].set_by) == (AttributeSource.IMPORTED, "importer")
+    bag = attributes["bag"]  # the unchecked guess stays a guess, with its confidence
+    assert (bag.value, bag.source, bag.confidence, bag.set_by, bag.set_at) == (
+        "no",
+        AttributeSource.MODEL,
+        pytest.approx(0.62),
+        None,
+        None,
+    )
     catalogue.close()
 
 

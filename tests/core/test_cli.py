@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
+from core.operator import current_operator
+from tests.conftest import draw_person
 from tests.core.test_imaging import bad_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +54,11 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
     first = results[0]["candidates"]
     assert [c["rank"] for c in first] == [1, 2, 3]
     assert set(first[0]) == {"rank", "photo_id", "path", "score", "attributes", "file"}
-    assert all(c["attributes"]["gender"] == "female" and c["path"] in {str(p) for p in photos[:4]} for c in first)
+    assert all(c["attributes"]["gender"]["value"] == "female" for c in first)
+    assert all(c["path"] in {str(p) for p in photos[:4]} for c in first)
+    imported = first[0]["attributes"]["gender"]  # says where the value comes from: a sheet, who, when
+    assert (imported["source"], imported["confidence"], imported["set_by"]) == ("imported", 1.0, current_operator())
+    assert imported["set_at"].endswith("Z")
     from core.workspace import Workspace
 
     with Workspace(tmp_path / "data", untrained_model_dir) as workspace:  # the CLI prints what the workspace finds
@@ -61,11 +67,17 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
         assert [c["photo_id"] for c in printed["candidates"]] == [c.photo_id for c in result.candidates]
 
     photo_id = results[1]["candidates"][0]["photo_id"]
-    code, _, _ = cli(capsys, *data, "attributes", "set", photo_id, "gender=male", "bag=yes")
+    code, _, _ = cli(capsys, *data, "attributes", "set", photo_id, "gender=male", "bag=yes", "--operator", "d.sgt.ray")
     assert code == 0
     code, out, _ = cli(capsys, *data, "search", photos[1], "--top", "3", "--where", "bag=yes", "--json")
     (only,) = json.loads(out)[0]["candidates"]  # the one photo with a bag
-    assert (only["photo_id"], only["attributes"]) == (photo_id, {"bag": "yes", "gender": "male", "hair": "long"})
+    values = {name: (a["value"], a["source"], a["set_by"]) for name, a in only["attributes"].items()}
+    assert only["photo_id"] == photo_id
+    assert values == {
+        "bag": ("yes", "manual", "d.sgt.ray"),
+        "gender": ("male", "manual", "d.sgt.ray"),
+        "hair": ("long", "imported", current_operator()),  # not touched by the correction
+    }
 
     code, out, _ = cli(capsys, *data, "verify")
     assert code == 0 and out.startswith("ok")
@@ -73,6 +85,66 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
     stats = json.loads(out)
     assert (stats["photos"], stats["indexed"], stats["failed"]) == (8, 8, 5)
     assert stats["model"]["name"] and len(stats["model"]["sha256"]) == 64
+    assert stats["model"]["loaded"] is False  # stats needs no network
+
+
+def test_json_says_a_prediction_is_a_prediction():
+    from datetime import datetime
+
+    from core.types import AttributeSource, AttributeValue
+
+    assert AttributeValue("no", 0.6234, AttributeSource.MODEL).to_json() == {
+        "value": "no",
+        "source": "predicted",
+        "confidence": 0.6234,
+        "set_by": None,
+        "set_at": None,
+    }
+    manual = AttributeValue("yes", 1.0, AttributeSource.MANUAL, "j.doe", datetime(2026, 11, 30, 6, 1, 2))
+    assert manual.to_json()["source"] == "manual" and manual.to_json()["set_at"] == "2026-11-30T06:01:02Z"
+
+
+def test_text_search_output_labels_rank_score_and_photo_id(tmp_path, make_photos, capsys, untrained_model_dir):
+    photos = make_photos(2)
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
+    assert cli(capsys, *data, "import", photos[0].parent)[0] == 0
+    code, out, _ = cli(capsys, *data, "search", photos[1], "--top", "2", "--json")
+    expected = json.loads(out)[0]["candidates"]
+    code, out, _ = cli(capsys, *data, "search", photos[1], "--top", "2")
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == str(photos[1])
+    for line, candidate in zip(lines[1:], expected, strict=True):
+        words = line.split()
+        assert words[:3] == ["rank", str(candidate["rank"]), "score"]
+        assert words[4:8] == ["photo", "id", str(candidate["photo_id"]), candidate["path"]]
+
+
+def test_sheet_keyed_by_person_id(tmp_path, make_photos, capsys, untrained_model_dir):
+    folder = tmp_path / "people"
+    folder.mkdir()
+    for person, view in (("0012", "a"), ("0012", "b"), ("0047", "a"), ("nobody", "a")):
+        draw_person(hash((person, view)) % 1000).save(folder / f"{person}_{view}.jpg")
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
+    assert cli(capsys, *data, "import", folder)[0] == 0
+    sheet = tmp_path / "people.csv"
+    sheet.write_text("id,gender\n0012,female\n0047,male\n0099,male\n")
+
+    code, _, err = cli(capsys, *data, "attributes", "import", sheet)  # no path/filename column: say what to do
+    assert code == 2 and "--key id" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, *data, "attributes", "import", sheet, "--key", "id", "--id-pattern", "([0-9]+")
+    assert code == 2 and "--id-pattern" in err and "not a regular expression" in err
+
+    code, out, _ = cli(capsys, *data, "attributes", "import", sheet, "--key", "id", "--id-pattern", r"^(\d+)_")
+    assert code == 0 and "set 3 attribute value(s); 1 row(s) matched no photo" in out
+    from core.workspace import Workspace
+
+    with Workspace(tmp_path / "data", untrained_model_dir) as workspace:
+        by_name = {Path(r.path).name: r for r in workspace.catalogue.photos(workspace.photo_ids().tolist())}
+    assert {n: r.attributes["gender"].value for n, r in by_name.items() if "gender" in r.attributes} == {
+        "0012_a.jpg": "female",
+        "0012_b.jpg": "female",
+        "0047_a.jpg": "male",
+    }
 
 
 @pytest.mark.parametrize(

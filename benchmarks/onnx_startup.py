@@ -1,0 +1,103 @@
+"""ONNX Runtime against torch for inference: a new process that loads the bundled model and embeds
+one sketch (cold start, what a CLI search or the window's first search pays), and the warm time
+per sketch after that.
+
+    python -m benchmarks.onnx_startup [--runs 5] [--warm 20]
+
+The model is exported (core.model.onnx_export) into a temporary copy of the bundled model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# each snippet: load the model, embed one sketch, then time ``warm`` more; prints the warm median
+TORCH = """
+import statistics, sys, time
+import numpy as np
+from core.model.inference import InferenceModel
+model = InferenceModel(sys.argv[1], device="cpu")
+sketch = np.full((600, 300, 3), 255, np.uint8); sketch[100:500, 140:160] = 0
+model.embed_images([sketch], "sketch")
+times = []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter(); model.embed_images([sketch], "sketch"); times.append(time.perf_counter() - start)
+print(statistics.median(times))
+"""
+ONNX = """
+import statistics, sys, time
+from pathlib import Path
+import numpy as np
+import onnxruntime
+from core.model.manifest import read_manifest
+from core.model.preprocess import preprocess
+manifest = read_manifest(Path(sys.argv[1]))
+session = onnxruntime.InferenceSession(str(Path(sys.argv[1]) / "sketch.onnx"), providers=["CPUExecutionProvider"])
+sketch = np.full((600, 300, 3), 255, np.uint8); sketch[100:500, 140:160] = 0
+def embed():
+    batch = preprocess(sketch, manifest.preprocess[list(manifest.preprocess)[1]])[None]
+    return session.run(None, {"image": batch})[0]
+embed()
+times = []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter(); embed(); times.append(time.perf_counter() - start)
+print(statistics.median(times))
+"""
+
+
+def cold_run(snippet: str, folder: Path, warm: int) -> tuple[float, float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", snippet, str(folder), str(warm)], env=env, capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-1000:])
+    return elapsed, float(done.stdout.strip().splitlines()[-1])
+
+
+def site_packages_size(package: str) -> float:
+    module = __import__(package)
+    folder = Path(module.__file__).parent
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warm", type=int, default=20, help="sketches embedded after the first, per run")
+    args = parser.parse_args()
+    from core.model.onnx_export import export_onnx
+    from core.paths import default_model_dir
+
+    with tempfile.TemporaryDirectory(prefix="sketchsearch-onnx-") as tmp:
+        folder = Path(tmp) / "model"
+        shutil.copytree(default_model_dir(), folder)
+        export_onnx(folder)
+        results = {}
+        for name, snippet in (("torch", TORCH), ("onnxruntime", ONNX)):
+            runs = [cold_run(snippet, folder, args.warm) for _ in range(args.runs)]
+            results[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+            print(
+                f"{name:12s} cold (new process, load, 1 sketch + {args.warm} warm) median {results[name][0]:6.2f} s; "
+                f"warm per sketch {results[name][1] * 1000:7.1f} ms"
+            )
+    torch_cold, torch_warm = results["torch"]
+    onnx_cold, onnx_warm = results["onnxruntime"]
+    print(f"ratio onnxruntime / torch: cold {onnx_cold / torch_cold:.2f}, warm {onnx_warm / torch_warm:.2f}")
+    sizes = {name: site_packages_size(name) for name in ("torch", "onnxruntime")}
+    print(f"installed size: torch {sizes['torch']:.0f} MB, onnxruntime {sizes['onnxruntime']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
