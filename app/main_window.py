@@ -786,11 +786,14 @@ class MainWindow(QMainWindow):
         def read(task):
             return workspace.import_attribute_sheet(Path(path), key, id_pattern)
 
-        def done(result) -> None:
-            count, unmatched = result
-            self._gallery_changed(
-                f"Set {count} attribute value(s) from {Path(path).name}; {len(unmatched)} row(s) matched no photo"
+        def done(sheet) -> None:
+            message = (
+                f"Set {len(sheet.rows)} attribute value(s) from {Path(path).name}; "
+                f"{len(sheet.unmatched)} row(s) matched no photo"
             )
+            if sheet.ambiguous:
+                message += f"; {len(sheet.ambiguous)} file name(s) match photos in several folders, not applied"
+            self._gallery_changed(message)
 
         self.runner.submit(
             read,
