@@ -112,7 +112,11 @@ def test_gallery_changes_are_in_the_exported_log(gallery, capsys, tmp_path):
     entries = [json.loads(line) for line in export.read_text().splitlines()]
     assert code == 0 and [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
     correction = [e for e in entries if e["kind"] == "attribute correction"]
-    assert correction and correction[0]["payload"]["value"] == "female" and correction[0]["payload"]["photo_id"] == 1
+    assert (
+        correction
+        and correction[0]["payload"]["values"] == {"gender": "female"}
+        and correction[0]["payload"]["photo_id"] == 1
+    )
     assert all(e["prev_sha256"] == p["entry_sha256"] for p, e in zip(entries, entries[1:]))
     imported = [e for e in entries if e["kind"] == "import"][0]["payload"]
     assert imported["added"] == 8

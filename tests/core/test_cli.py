@@ -112,7 +112,7 @@ def test_text_search_output_labels_rank_score_and_photo_id(tmp_path, make_photos
     expected = json.loads(out)[0]["candidates"]
     code, out, _ = cli(capsys, *data, "search", photos[1], "--top", "2")
     lines = out.splitlines()
-    assert code == 0 and lines[0] == str(photos[1])
+    assert code == 0 and lines[0].startswith(f"{photos[1]}  (recorded as search ")
     for line, candidate in zip(lines[1:], expected, strict=True):
         words = line.split()
         assert words[:3] == ["rank", str(candidate["rank"]), "score"]

@@ -43,7 +43,7 @@ def test_results_say_when_a_file_is_missing_or_changed_since_import(tmp_path, ca
     assert states == {str(photos[0]): "missing", str(photos[1]): "changed", str(photos[2]): "ok", str(photos[3]): "ok"}
 
     code, out, _ = cli(capsys, *data, "search", photos[3], "--top", "4")
-    lines = {line.split()[3]: line for line in out.splitlines()[1:]}
+    lines = {line.split()[7]: line for line in out.splitlines()[1:]}  # rank N score S photo id ID PATH
     assert lines[str(photos[0])].endswith("[file missing since import]")
     assert lines[str(photos[1])].endswith("[file changed since import]")
     assert "[" not in lines[str(photos[2])] and "[" not in lines[str(photos[3])]
@@ -201,7 +201,7 @@ def test_a_file_name_in_several_folders_is_reported_as_ambiguous(tmp_path, capsy
     assert code == 0 and "set 1 attribute value(s)" in out
     assert "not applied: 'suspect.jpg' matches photos in several folders" in out
     code, out, _ = cli(capsys, *data, "search", tmp_path / "gallery" / "case1" / "witness.jpg", "--json")
-    genders = {c["path"]: c["attributes"].get("gender") for c in json.loads(out)[0]["candidates"]}
+    genders = {c["path"]: c["attributes"].get("gender", {}).get("value") for c in json.loads(out)[0]["candidates"]}
     assert genders == {
         str(tmp_path / "gallery" / "case1" / "witness.jpg"): "female",
         str(tmp_path / "gallery" / "case1" / "suspect.jpg"): None,
