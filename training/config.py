@@ -9,7 +9,7 @@ from pathlib import Path
 from core.model.backbones import backbone_spec
 
 TARGETS = ("pku", "paired", "cufs")
-SOURCES = ("market1501", "cufs", "paired")
+SOURCES = ("market1501", "cufs", "paired", "reid")
 
 
 @dataclass
@@ -34,8 +34,9 @@ class FitConfig:
     limit_identities: int | None = None  # keep only this many training (and test) identities: quick runs
     target_attributes: bool = True  # use the target's attribute labels (else they count as unlabelled)
 
-    source: str | None = None  # market1501 | cufs | paired: labelled source-domain photos
+    source: str | None = None  # market1501 | cufs | paired | reid (<id>_<cam>_<k> photos): labelled source domain
     source_root: str | None = None
+    source_ids: str | None = None  # reid: keep ids FIRST-LAST (default for the shared CUHK03: 0000-0742)
     source_mat: str | None = None  # market_attribute.mat for market1501
     source_share: float = 0.25  # share of each batch's identities from the source
     source_epochs: int = 0  # source-only pre-training epochs before co-training

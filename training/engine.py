@@ -35,6 +35,7 @@ from training import data as datasets
 from training.config import FitConfig, LossWeights
 from training.data import ImageRecord, Split
 from training.dataset import Augmentation, TrainingImages
+from training.distractors import SOURCE_IDS_DEFAULT, check_no_distractors
 from training.evaluate import evaluate_records, headline
 from training.losses import (
     AttributeConsistencyLoss,
@@ -87,9 +88,22 @@ def load_source(config: FitConfig, schema: AttributeSchema) -> list[ImageRecord]
         records = datasets.market1501(root, Path(config.source_mat) if config.source_mat else None, "train", schema)
     elif config.source == "cufs":
         records = datasets.cufs(root, schema)
+    elif config.source == "reid":
+        records = datasets.reid_folder(root, reid_source_ids(config))
     else:
         records = datasets.paired_folder(root, schema)
     return datasets.limit_identities(records, config.source_limit_identities, config.seed)
+
+
+def reid_source_ids(config: FitConfig) -> tuple[int, int] | None:
+    """The ids a re-ID source keeps: ``--source-ids``, else the shared set's default (CUHK03:
+    0000-0742, the ids that are not large-gallery distractors), else all."""
+    if config.source_ids:
+        return datasets.parse_id_range(config.source_ids)
+    default = SOURCE_IDS_DEFAULT.get(Path(config.source_root).resolve().name)
+    if default:
+        log.info("source %s: ids %04d-%04d (the others are large-gallery distractors)", config.source_root, *default)
+    return default
 
 
 def prepare_data(config: FitConfig, schema: AttributeSchema = PERSON_ATTRIBUTES) -> FitData:
@@ -104,6 +118,7 @@ def prepare_data(config: FitConfig, schema: AttributeSchema = PERSON_ATTRIBUTES)
     if not config.target_attributes:
         train, validation = _strip_attributes(train), _strip_attributes(validation)
     source = load_source(config, schema)
+    check_no_distractors(source + train + validation)
     train_keys, test_keys = set(datasets.identities(train + validation)), set(datasets.identities(test))
     if train_keys & test_keys:
         raise datasets.DataError(f"test identities in the training data: {sorted(train_keys & test_keys)[:5]}")

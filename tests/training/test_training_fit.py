@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_test_helpers import write_image
 
 from core.imaging import load_rgb
 from core.model.attributes import PERSON_ATTRIBUTES
@@ -271,15 +272,29 @@ def test_evaluate_and_benchmark_cli(tmp_path, pku_root, capsys):
     )
     unflipped = json.loads(capsys.readouterr().out)
     assert unflipped["queries"] == 49 and unflipped["mAP"] != figures["mAP"]
-    assert (
-        main(
-            ["benchmark", "pku", "--root", str(pku_root), "--model", str(out / "model"), "--splits", "1", "2", "--json"]
-        )
-        == 0
-    )
+    # the large-gallery protocol: generated photos of other people join each split's gallery
+    distractors = tmp_path / "others"
+    for pid in range(4):
+        for cam in "ab":
+            write_image(distractors / f"{pid:04d}_{cam}_00.jpg", 10 * pid + ord(cam), size=(48, 128))
+    bench = ["benchmark", "pku", "--root", str(pku_root), "--model", str(out / "model"), "--splits", "1", "2"]
+    assert main([*bench, "--distractors", str(distractors), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["splits"]) == {"1", "2"} and result["splits"]["1"]["R1"] == figures["R1"]
     assert set(result["summary"]["R1"]) == {"mean", "std"}
+    for split in result["splits"].values():
+        large = split["large_gallery"]
+        assert large["gallery"] == 100 + 8
+        # more photos of other people can only push a true match down the list
+        assert all(large[k] <= split[k] for k in ("R1", "R5", "R10", "R20", "mAP"))
+    assert set(result["summary"]) == {
+        *"R1 R5 R10 R20 mAP".split(),
+        *"large R1|large R5|large R10|large R20|large mAP".split("|"),
+    }
+    # a distractor folder with a badly named photo: a one-line error naming it, exit code 2
+    write_image(distractors / "stray.jpg", 3)
+    assert main([*bench, "--distractors", str(distractors)]) == 2
+    assert "stray.jpg: not a re-ID photo name" in capsys.readouterr().err
     # per painting style, each split's queries pooled
     assert sum(f["queries"] for f in figures["by_style"].values()) == 49
     assert sum(f["queries"] for f in result["by_style"].values()) == 49 + 50
