@@ -434,3 +434,44 @@ def test_grid_at_stride_16_reaches_the_manifest_and_search(tmp_path, pku_root):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
+
+
+def test_co_training_with_a_reid_source_its_own_classifier_and_an_osnet_teacher(tmp_path, pku_root):
+    teacher = pku_root.parent / "osnet" / "osnet_x0_25_msmt17.safetensors"
+    if not teacher.is_file():
+        pytest.skip(f"OSNet weights not found at {teacher}")
+    source = tmp_path / "agency"
+    for pid in range(5):
+        for cam in "ab":
+            for k in range(2):
+                write_image(source / f"{pid:04d}_{cam}_{k:02d}.jpg", 100 * pid + 10 * ord(cam) + k)
+    out = tmp_path / "run"
+    argv = ["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", *TINY, "--p", "3"]
+    argv += ["--source", "reid", "--source-root", str(source), "--source-share", "0.34", "--source-classifier"]
+    argv += ["--source-epochs", "1", "--w-teacher", "1", "--teacher", str(teacher)]
+    assert main(argv) == 0
+    source_phase, co_train = csv.DictReader(open(out / "log.csv"))
+    # source-only pre-training: the source people through their own classifier, no target terms
+    assert float(source_phase["source_identity"]) > 0 and source_phase["identity"] == ""
+    assert source_phase["domain"] == "" and float(source_phase["teacher"]) > 0
+    # co-training: both classifiers, the domain term, MATHM and the teacher
+    for loss in ("identity", "source_identity", "domain", "mathm", "teacher"):
+        assert float(co_train[loss]) > 0, loss
+    state = torch.load(out / "state.pt", weights_only=True)
+    target_people = 6 - 2  # --limit-identities 6, 2 of them carved for validation
+    assert state["classifier"]["weight"].shape[0] == target_people
+    assert state["source_classifier"]["weight"].shape[0] == 5
+    assert not any(k.startswith("teacher") for k in state["network"])  # the teacher is not part of the model
+    provenance = read_manifest(out / "model").provenance
+    assert provenance["data"]["source"] == "reid" and provenance["data"]["source_images"] == 20
+    assert provenance["config"]["source_classifier"] and provenance["config"]["teacher"] == str(teacher)
+
+    # co-training alone, one classifier over everyone (the earlier recipe): no source_identity term
+    alone = tmp_path / "alone"
+    argv = ["fit", "--root", str(pku_root), "--out", str(alone), "--epochs", "1", *TINY, "--p", "3"]
+    assert main([*argv, "--source", "reid", "--source-root", str(source), "--source-share", "0.34"]) == 0
+    (row,) = csv.DictReader(open(alone / "log.csv"))
+    assert row["phase"] == "co-train" and float(row["identity"]) > 0 and row["source_identity"] == ""
+    assert torch.load(alone / "state.pt", weights_only=True)["classifier"]["weight"].shape[0] == target_people + 5
+    # the teacher loss without a teacher is a one-line error
+    assert main([*argv, "--out", str(tmp_path / "x"), "--w-teacher", "1"]) == 2
