@@ -22,6 +22,8 @@ from core.model.untrained import init_checkpoint
 from training.config import SOURCES, TARGETS, FitConfig, LossWeights
 
 if TYPE_CHECKING:
+    from core.model.inference import InferenceModel
+    from training.data import ImageRecord
     from training.distractors import DistractorCache
 
 _FIT_SKIP = {"losses", "out", "root", "dataset", "split"}
@@ -147,12 +149,20 @@ def evaluate_model(
     ``distractors``: also the large-gallery figures (the distractors embedded once per model)."""
     from core.model.inference import InferenceModel
     from training.engine import load_target
-    from training.evaluate import evaluate_records, headline, with_settings
+    from training.evaluate import with_settings
 
     inference = InferenceModel(model, device)
     inference.manifest = with_settings(inference.manifest, test_time_flip=test_time_flip, clean_sketches=clean_sketches)
     config = FitConfig(out="", root=str(root), dataset=dataset, split=split, seed=seed, test_identities=test_identities)
-    test = load_target(config, inference.manifest.attribute_schema).test
+    return evaluate_inference(inference, load_target(config, inference.manifest.attribute_schema).test, distractors)
+
+
+def evaluate_inference(
+    inference: InferenceModel, test: list[ImageRecord], distractors: DistractorCache | None = None
+) -> dict:
+    """Headline figures of a loaded model on ``test`` records, with the large gallery when given."""
+    from training.evaluate import evaluate_records, headline
+
     extra = distractors.embeddings(inference, inference.manifest.embedding_key) if distractors else None
     return headline(evaluate_records(inference, test, inference.manifest.attribute_schema, extra))
 
@@ -216,9 +226,13 @@ def run_benchmark(args: argparse.Namespace, command: str) -> dict:
                 check_source_apart(config, distractors)
             manifest = fit(config, command=f"{command} [split {split}]")
             figures = manifest.provenance["metrics"]["test"]
-            if distractors:
-                model = args.out / f"split-{split}" / "model"
-                figures = evaluate_model(model, "pku", args.root, split, device=device, distractors=distractors)
+            if distractors:  # the same test people as the run measured, now with the distractors too
+                from core.model.inference import InferenceModel
+                from training.engine import prepare_data
+
+                inference = InferenceModel(Path(config.out) / "model", device)
+                test = prepare_data(config, inference.manifest.attribute_schema).test
+                figures = evaluate_inference(inference, test, distractors)
         per_split[split] = figures
         if not args.json:
             _print_headline(figures, f"split {split}")

@@ -44,10 +44,8 @@ def distractor_records(folders: Sequence[Path]) -> list[ImageRecord]:
     """The distractor photos of ``folders`` (re-ID naming): a named shared set contributes only its
     distractor identities (CUHK03: 0743-0842), any other folder all its photos."""
     records: list[ImageRecord] = []
-    for folder in folders:
-        folder = Path(folder)
-        name = folder.resolve().name
-        records.extend(reid_folder(folder, DISTRACTOR_IDENTITIES.get(name)))
+    for folder in dict.fromkeys(Path(f).resolve() for f in folders):  # a folder named twice counts once
+        records.extend(reid_folder(folder, DISTRACTOR_IDENTITIES.get(folder.name)))
     return records
 
 

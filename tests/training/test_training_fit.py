@@ -475,3 +475,27 @@ def test_co_training_with_a_reid_source_its_own_classifier_and_an_osnet_teacher(
     assert torch.load(alone / "state.pt", weights_only=True)["classifier"]["weight"].shape[0] == target_people + 5
     # the teacher loss without a teacher is a one-line error
     assert main([*argv, "--out", str(tmp_path / "x"), "--w-teacher", "1"]) == 2
+
+
+def test_benchmark_trains_and_measures_both_galleries_and_keeps_its_source_apart(tmp_path, pku_root, capsys):
+    source, others = tmp_path / "agency", tmp_path / "others"
+    for pid in range(4):
+        for cam in "ab":
+            write_image(source / f"{pid:04d}_{cam}_00.jpg", 10 * pid + ord(cam))
+            write_image(others / f"{pid + 100:04d}_{cam}_00.jpg", 7 * pid + ord(cam))
+    argv = ["benchmark", "pku", "--root", str(pku_root), "--out", str(tmp_path / "bench"), "--splits", "1"]
+    argv += ["--epochs", "1", *TINY, "--p", "3", "--source", "reid", "--source-root", str(source)]
+    argv += ["--source-share", "0.34", "--source-classifier"]
+    # the same people as source and as distractors: refused before any training
+    assert main([*argv, "--distractors", str(source)]) == 2
+    assert "the training source and the distractors share 4 identities (agency/0000" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
+    # a folder named twice counts once
+    assert main([*argv, "--distractors", str(others), str(source.parent / "others"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    split = result["splits"]["1"]
+    assert split["gallery"] == 12 and split["large_gallery"]["gallery"] == 12 + 8  # 6 test people, 2 photos each
+    recorded = read_manifest(tmp_path / "bench" / "split-1" / "model").provenance["metrics"]["test"]
+    assert {k: split[k] for k in ("R1", "R10", "mAP")} == {k: recorded[k] for k in ("R1", "R10", "mAP")}
+    assert all(split["large_gallery"][k] <= split[k] for k in ("R1", "R5", "R10", "R20", "mAP"))
+    assert {"R1", "large R1", "large mAP"} <= set(result["summary"])
