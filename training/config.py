@@ -113,6 +113,8 @@ class FitConfig:
             raise ConfigError(f"source must be one of {SOURCES}")
         if self.source is not None and not self.source_root:
             raise ConfigError("a source data set needs source_root")
+        if self.source_ids and self.source != "reid":
+            raise ConfigError("source_ids selects identities of a re-ID folder source (--source reid)")
         if self.source_epochs and self.source is None:
             raise ConfigError("source_epochs needs a source data set")
         if self.losses.teacher and not self.teacher:

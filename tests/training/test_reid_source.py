@@ -10,7 +10,7 @@ from training_test_helpers import write_image
 
 from core.model.network import Modality
 from training.cli import main
-from training.config import FitConfig
+from training.config import ConfigError, FitConfig
 from training.data import DataError, identities, parse_id_range, reid_folder
 from training.distractors import DISTRACTOR_IDENTITIES, distractor_records, is_distractor
 from training.engine import prepare_data
@@ -100,6 +100,9 @@ def test_a_cuhk03_source_never_holds_a_distractor_identity(tmp_path, pku_root):
     # so is the CLI: a one-line error and exit code 2, no training
     args = ["fit", "--root", str(pku_root), "--out", str(tmp_path / "cli"), "--source", "reid"]
     assert main([*args, "--source-root", str(cuhk01), "--limit-identities", "6"]) == 2
+    # an id range only means something for a re-ID folder
+    with pytest.raises(ConfigError, match="--source reid"):
+        FitConfig(out="x", root=str(pku_root), source="cufs", source_root="y", source_ids="0-9").check()
 
 
 def test_the_shared_cuhk03_source_is_ids_0000_to_0742(tmp_path, pku_root):
@@ -122,3 +125,28 @@ def test_the_shared_distractors_are_the_named_4822_photos():
     assert (
         DISTRACTOR_IDENTITIES["cuhk01"] is None and len({r.identity for r in records if r.dataset == "cuhk01"}) == 971
     )
+
+
+def test_distractors_are_embedded_once_per_model(tmp_path):
+    from core.model.inference import InferenceModel
+    from core.model.untrained import init_checkpoint
+    from training.distractors import DistractorCache
+    from training.evaluate import with_settings
+
+    init_checkpoint(tmp_path / "model", "efficientnet_lite0", None, None, command="test")
+    model = InferenceModel(tmp_path / "model", "cpu")
+    calls = []
+
+    class Counting:  # the real model, counting how many images it is asked to embed
+        def embed_images(self, images, modality):
+            calls.append(len(images))
+            return model.embed_images(images, modality)
+
+    records = reid_folder(write_reid_folder(tmp_path / "others", ["0001", "0002"], per_cam=1))
+    cache = DistractorCache(records)
+    first = cache.embeddings(Counting(), model.manifest.embedding_key)
+    again = cache.embeddings(Counting(), model.manifest.embedding_key)
+    assert first.shape == (4, model.embedding_dim) and again is first and calls == [4]
+    # other settings give other vectors: a new key embeds them again
+    flipped = with_settings(model.manifest, test_time_flip=not model.manifest.test_time_flip)
+    assert cache.embeddings(Counting(), flipped.embedding_key) is not first and calls == [4, 4]
