@@ -476,6 +476,7 @@ class Trainer:
                 "validation_identities": sorted(i for _, i in datasets.identities(self.data.validation)),
                 "test_identities": len(datasets.identities(self.data.test)),
                 "source_images": len(self.data.source),
+                "source_identities": len(datasets.identities(self.data.source)),
             },
             "split": self.data.split_name,
             "seed": config.seed,

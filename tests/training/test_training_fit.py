@@ -464,6 +464,7 @@ def test_co_training_with_a_reid_source_its_own_classifier_and_an_osnet_teacher(
     assert not any(k.startswith("teacher") for k in state["network"])  # the teacher is not part of the model
     provenance = read_manifest(out / "model").provenance
     assert provenance["data"]["source"] == "reid" and provenance["data"]["source_images"] == 20
+    assert provenance["data"]["source_identities"] == 5
     assert provenance["config"]["source_classifier"] and provenance["config"]["teacher"] == str(teacher)
 
     # co-training alone, one classifier over everyone (the earlier recipe): no source_identity term
