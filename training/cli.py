@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # A training run owns its cores: spinning OpenMP waits make a CPU step twice as fast as the sleeping
 # waits ``core`` asks for on behalf of the GUI (measured: 8 steps in 10.6 s instead of 22.3 s on 2
@@ -19,6 +20,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 from core.errors import SketchSearchError
 from core.model.untrained import init_checkpoint
 from training.config import SOURCES, TARGETS, FitConfig, LossWeights
+
+if TYPE_CHECKING:
+    from core.model.inference import InferenceModel
+    from training.data import ImageRecord
+    from training.distractors import DistractorCache
 
 _FIT_SKIP = {"losses", "out", "root", "dataset", "split"}
 
@@ -58,6 +64,17 @@ def fit_config(args: argparse.Namespace, **fixed) -> FitConfig:
     return FitConfig(**config, losses=LossWeights(**weights))
 
 
+def add_distractor_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--distractors",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="re-ID photo folders (<id>_<cam>_<k>.jpg) added to the test gallery, never as queries: "
+        "figures are reported with and without them (the shared CUHK03 folder gives ids 0743-0842)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sketchsearch-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="identity split seed (non-PKU data sets)")
     evaluate.add_argument("--test-identities", type=float, default=0.25, help="held-out share (non-PKU)")
     evaluate.add_argument("--model", type=Path, required=True, help="checkpoint folder")
+    add_distractor_argument(evaluate)
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--threads", type=int)
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -108,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="folder for the per-split runs (split-N/)")
     bench.add_argument("--splits", type=int, nargs="+", default=list(range(1, 11)))
     bench.add_argument("--json", action="store_true")
+    add_distractor_argument(bench)
     add_fit_arguments(bench)
     return parser
 
@@ -123,18 +142,29 @@ def evaluate_model(
     device: str | None = None,
     test_time_flip: bool | None = None,
     clean_sketches: bool | None = None,
+    distractors: DistractorCache | None = None,
 ) -> dict:
     """Test figures of a checkpoint; ``test_time_flip``/``clean_sketches`` override its manifest
-    (None: as the manifest says), to measure what each setting is worth on the same weights."""
+    (None: as the manifest says), to measure what each setting is worth on the same weights.
+    ``distractors``: also the large-gallery figures (the distractors embedded once per model)."""
     from core.model.inference import InferenceModel
     from training.engine import load_target
-    from training.evaluate import evaluate_records, headline, with_settings
+    from training.evaluate import with_settings
 
     inference = InferenceModel(model, device)
     inference.manifest = with_settings(inference.manifest, test_time_flip=test_time_flip, clean_sketches=clean_sketches)
     config = FitConfig(out="", root=str(root), dataset=dataset, split=split, seed=seed, test_identities=test_identities)
-    test = load_target(config, inference.manifest.attribute_schema).test
-    return headline(evaluate_records(inference, test, inference.manifest.attribute_schema))
+    return evaluate_inference(inference, load_target(config, inference.manifest.attribute_schema).test, distractors)
+
+
+def evaluate_inference(
+    inference: InferenceModel, test: list[ImageRecord], distractors: DistractorCache | None = None
+) -> dict:
+    """Headline figures of a loaded model on ``test`` records, with the large gallery when given."""
+    from training.evaluate import evaluate_records, headline
+
+    extra = distractors.embeddings(inference, inference.manifest.embedding_key) if distractors else None
+    return headline(evaluate_records(inference, test, inference.manifest.attribute_schema, extra))
 
 
 def _print_headline(figures: dict, title: str) -> None:
@@ -147,6 +177,10 @@ def _print_headline(figures: dict, title: str) -> None:
         print(f"  attribute accuracy (test photos): {attrs}")
     if figures.get("by_style"):
         print("  sketch->photo by painting style: " + _style_line(figures["by_style"]))
+    if figures.get("large_gallery"):
+        large = figures["large_gallery"]
+        ranks = "  ".join(f"{k} {large[k]:.2f}" for k in ("R1", "R5", "R10", "R20", "mAP"))
+        print(f"  large gallery: sketch->photo {ranks}  ({large['gallery']} photos with the distractors)")
 
 
 def _style_line(by_style: dict) -> str:
@@ -155,20 +189,50 @@ def _style_line(by_style: dict) -> str:
     )
 
 
+def load_distractors(folders: list[Path] | None) -> DistractorCache | None:
+    from training.distractors import DistractorCache, distractor_records
+
+    return DistractorCache(distractor_records(folders)) if folders else None
+
+
+def check_source_apart(config: FitConfig, distractors: DistractorCache) -> None:
+    """The training source may share no identity with the distractors it will be measured against
+    (beyond the named shared sets that ``prepare_data`` always checks: an agency's own folders)."""
+    from core.model.attributes import PERSON_ATTRIBUTES
+    from training.data import DataError, identities
+    from training.engine import load_source
+
+    shared = set(identities(load_source(config, PERSON_ATTRIBUTES))) & set(identities(distractors.records))
+    if shared:
+        shown = ", ".join(f"{d}/{i}" for d, i in sorted(shared)[:5])
+        raise DataError(f"the training source and the distractors share {len(shared)} identities ({shown})")
+
+
 def run_benchmark(args: argparse.Namespace, command: str) -> dict:
     from training.engine import fit
     from training.evaluate import pool_by_style, summarise
 
+    distractors = load_distractors(args.distractors)
     per_split = {}
     for split in args.splits:
+        device = getattr(args, "device", None)
         if args.model:
-            figures = evaluate_model(args.model, "pku", args.root, split, device=getattr(args, "device", None))
+            figures = evaluate_model(args.model, "pku", args.root, split, device=device, distractors=distractors)
         else:
             if args.out is None:
                 raise SketchSearchError("benchmark needs --out (to train per split) or --model")
             config = fit_config(args, out=args.out / f"split-{split}", root=args.root, dataset="pku", split=split)
+            if distractors:
+                check_source_apart(config, distractors)
             manifest = fit(config, command=f"{command} [split {split}]")
             figures = manifest.provenance["metrics"]["test"]
+            if distractors:  # the same test people as the run measured, now with the distractors too
+                from core.model.inference import InferenceModel
+                from training.engine import prepare_data
+
+                inference = InferenceModel(Path(config.out) / "model", device)
+                test = prepare_data(config, inference.manifest.attribute_schema).test
+                figures = evaluate_inference(inference, test, distractors)
         per_split[split] = figures
         if not args.json:
             _print_headline(figures, f"split {split}")
@@ -212,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=args.device,
                 test_time_flip=args.test_time_flip,
                 clean_sketches=args.clean_sketches,
+                distractors=load_distractors(args.distractors),
             )
             if args.json:
                 print(json.dumps(figures, indent=2))

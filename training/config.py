@@ -6,10 +6,15 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from core.errors import SketchSearchError
 from core.model.backbones import backbone_spec
 
 TARGETS = ("pku", "paired", "cufs")
-SOURCES = ("market1501", "cufs", "paired")
+SOURCES = ("market1501", "cufs", "paired", "reid")
+
+
+class ConfigError(SketchSearchError, ValueError):
+    """Settings that cannot make a run (reported as a one-line error by the command line)."""
 
 # The terms each data set is used on, recorded in every model trained on it (its manifest and the
 # About box). The research sets carry no licence to redistribute; an agency's own folder is its own.
@@ -31,6 +36,8 @@ class LossWeights:
     entropy: float = 0.1  # attribute entropy on unlabelled images
     consistency: float = 0.2  # sketch vs photo attribute agreement
     domain: float = 0.1  # adversarial 3-way domain classifier (gradient reversal)
+    source_identity: float = 1.0  # the source identities' own classifier (with source_classifier)
+    teacher: float = 0.0  # keep the teacher's (OSNet's) pairwise cosine similarities among a batch's photos
 
 
 @dataclass
@@ -44,12 +51,17 @@ class FitConfig:
     limit_identities: int | None = None  # keep only this many training (and test) identities: quick runs
     target_attributes: bool = True  # use the target's attribute labels (else they count as unlabelled)
 
-    source: str | None = None  # market1501 | cufs | paired: labelled source-domain photos
+    source: str | None = None  # market1501 | cufs | paired | reid (<id>_<cam>_<k> photos): labelled source domain
     source_root: str | None = None
+    source_ids: str | None = None  # reid: keep ids FIRST-LAST (default for the shared CUHK03: 0000-0742)
     source_mat: str | None = None  # market_attribute.mat for market1501
     source_share: float = 0.25  # share of each batch's identities from the source
     source_epochs: int = 0  # source-only pre-training epochs before co-training
     source_limit_identities: int | None = None
+    # the source identities get their own classifier over the shared embedding (IHDA); off: one
+    # classifier over target and source identities together (the earlier recipes)
+    source_classifier: bool = False
+    teacher: str | None = None  # OSNet x0.25 weights (.safetensors) for the teacher loss (--w-teacher)
 
     backbone: str = "efficientnet_lite0"
     embedding_dim: int | None = None
@@ -113,17 +125,21 @@ class FitConfig:
 
     def check(self) -> None:
         if self.dataset not in TARGETS:
-            raise ValueError(f"dataset must be one of {TARGETS}")
+            raise ConfigError(f"dataset must be one of {TARGETS}")
         if self.source is not None and self.source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}")
+            raise ConfigError(f"source must be one of {SOURCES}")
         if self.source is not None and not self.source_root:
-            raise ValueError("a source data set needs source_root")
+            raise ConfigError("a source data set needs source_root")
+        if self.source_ids and self.source != "reid":
+            raise ConfigError("source_ids selects identities of a re-ID folder source (--source reid)")
         if self.source_epochs and self.source is None:
-            raise ValueError("source_epochs needs a source data set")
+            raise ConfigError("source_epochs needs a source data set")
+        if self.losses.teacher and not self.teacher:
+            raise ConfigError("the teacher loss (--w-teacher) needs --teacher PATH (OSNet x0.25 .safetensors)")
         if self.parts < 1 or self.part_columns < 1:
-            raise ValueError("parts and part_columns must be at least 1")
+            raise ConfigError("parts and part_columns must be at least 1")
         backbone_spec(self.backbone).feature_dim(self.feature_stride)  # the strides it offers
         if not 0 < self.crop_min <= 1:
-            raise ValueError("crop_min must be in (0, 1]")
+            raise ConfigError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:
-            raise ValueError("pad must be in [0, 1)")
+            raise ConfigError("pad must be in [0, 1)")

@@ -279,6 +279,51 @@ def market1501(
     return records
 
 
+# ------------------------------------------------------------------------------------ re-ID folder
+
+REID_NAME = re.compile(r"^(?P<id>[A-Za-z0-9]+)_(?P<cam>[A-Za-z0-9]+)_(?P<k>[A-Za-z0-9]+)$")
+REID_PATTERN = "<id>_<cam>_<k>.<ext> (letters and digits, e.g. 0001_a_03.jpg)"
+
+
+def parse_id_range(text: str) -> tuple[int, int]:
+    """``"0000-0742"`` -> (0, 742), inclusive; a single number is a range of one."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text or "")
+    if not match:
+        raise DataError(f"identity range '{text}': expected FIRST-LAST, e.g. 0000-0742")
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    if last < first:
+        raise DataError(f"identity range '{text}': the last id is below the first")
+    return first, last
+
+
+def in_id_range(identity: str, id_range: tuple[int, int] | None) -> bool:
+    if id_range is None:
+        return True
+    return identity.isdigit() and id_range[0] <= int(identity) <= id_range[1]
+
+
+def reid_folder(root: Path, ids: tuple[int, int] | None = None, dataset: str = "") -> list[ImageRecord]:
+    """A labelled person re-ID photo folder: every image named ``<id>_<cam>_<k>.<ext>`` (CUHK03,
+    CUHK01, or an agency's own labelled photos); identity and camera come from the name. ``ids``
+    keeps only numeric identities in that inclusive range. The data set name (what identities are
+    unique within) defaults to the folder's name. A file that does not follow the pattern stops
+    the load with its name: a mislabelled photo would silently teach the wrong person."""
+    root = _require_dir(Path(root), "re-ID photo")
+    dataset = dataset or root.resolve().name
+    records = []
+    for path in _image_files(root):
+        match = REID_NAME.match(path.stem)
+        if not match:
+            raise DataError(f"{path}: not a re-ID photo name: expected {REID_PATTERN}")
+        if not in_id_range(match["id"], ids):
+            continue
+        records.append(ImageRecord(path, match["id"], Modality.PHOTO, None, dataset, camera=match["cam"]))
+    if not records:
+        kept = f" with ids {ids[0]}-{ids[1]}" if ids else ""
+        raise DataError(f"{root}: no re-ID photos{kept} ({REID_PATTERN})")
+    return records
+
+
 # ------------------------------------------------------------------------------------------ CUFS
 
 

@@ -30,11 +30,13 @@ from core.model.attributes import PERSON_ATTRIBUTES, AttributeSchema
 from core.model.checkpoint import Manifest, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel, choose_device
 from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones
+from core.model.osnet import OSNet, load_osnet
 from core.model.preprocess import PreprocessConfig
 from training import data as datasets
 from training.config import FitConfig, LossWeights
 from training.data import ImageRecord, Split
-from training.dataset import Augmentation, TrainingImages
+from training.dataset import SOURCE_PHOTO, Augmentation, TrainingImages
+from training.distractors import SOURCE_IDS_DEFAULT, check_no_distractors
 from training.evaluate import evaluate_records, headline
 from training.losses import (
     AttributeConsistencyLoss,
@@ -45,6 +47,7 @@ from training.losses import (
     DomainClassifier,
     LabelSmoothingCrossEntropy,
     ModalityAwareTripletLoss,
+    SimilarityDistillationLoss,
     dann_strength,
 )
 from training.sampler import IdentityBatchSampler
@@ -87,9 +90,22 @@ def load_source(config: FitConfig, schema: AttributeSchema) -> list[ImageRecord]
         records = datasets.market1501(root, Path(config.source_mat) if config.source_mat else None, "train", schema)
     elif config.source == "cufs":
         records = datasets.cufs(root, schema)
+    elif config.source == "reid":
+        records = datasets.reid_folder(root, reid_source_ids(config))
     else:
         records = datasets.paired_folder(root, schema)
     return datasets.limit_identities(records, config.source_limit_identities, config.seed)
+
+
+def reid_source_ids(config: FitConfig) -> tuple[int, int] | None:
+    """The ids a re-ID source keeps: ``--source-ids``, else the shared set's default (CUHK03:
+    0000-0742, the ids that are not large-gallery distractors), else all."""
+    if config.source_ids:
+        return datasets.parse_id_range(config.source_ids)
+    default = SOURCE_IDS_DEFAULT.get(Path(config.source_root).resolve().name)
+    if default:
+        log.info("source %s: ids %04d-%04d (the others are large-gallery distractors)", config.source_root, *default)
+    return default
 
 
 def prepare_data(config: FitConfig, schema: AttributeSchema = PERSON_ATTRIBUTES) -> FitData:
@@ -104,6 +120,7 @@ def prepare_data(config: FitConfig, schema: AttributeSchema = PERSON_ATTRIBUTES)
     if not config.target_attributes:
         train, validation = _strip_attributes(train), _strip_attributes(validation)
     source = load_source(config, schema)
+    check_no_distractors(source + train + validation)
     train_keys, test_keys = set(datasets.identities(train + validation)), set(datasets.identities(test))
     if train_keys & test_keys:
         raise datasets.DataError(f"test identities in the training data: {sorted(train_keys & test_keys)[:5]}")
@@ -215,7 +232,8 @@ class TrainingData:
     fit: FitData
     configs: dict[Modality, PreprocessConfig]
     records: list[ImageRecord]  # target training records (and pseudo-sketches), then source records
-    label_of: dict[tuple[str, str], int]  # identity key -> class of the identity classifier
+    label_of: dict[tuple[str, str], int]  # identity key -> identity label (target labels first, then source)
+    target_classes: int  # labels below this are target identities
     dataset: TrainingImages
     co_sampler: IdentityBatchSampler
     source_sampler: IdentityBatchSampler | None  # source-only pre-training batches, when asked for
@@ -265,6 +283,7 @@ def build_data(config: FitConfig, schema: AttributeSchema) -> TrainingData:
         dataset=dataset,
         co_sampler=sampler(config.source_share if fit.source else 0.0, config.seed),
         source_sampler=sampler(1.0, config.seed + 1) if config.source_epochs else None,
+        target_classes=len(datasets.identities(train)),
         attributes_labelled=any(r.attributes for r in records),
     )
 
@@ -274,8 +293,10 @@ class Heads:
     """The network and the heads that exist only in training."""
 
     network: SketchPhotoNet
-    classifier: nn.Linear  # one class per training identity (target and source)
+    classifier: nn.Linear  # one class per target identity (and per source identity when not separate)
     domain_head: DomainClassifier  # behind the gradient-reversal layer
+    source_classifier: nn.Linear | None = None  # the source identities' own classes (IHDA)
+    teacher: OSNet | None = None  # frozen, for the teacher loss
 
 
 def build_heads(config: FitConfig, schema: AttributeSchema, data: TrainingData, device: torch.device) -> Heads:
@@ -284,9 +305,19 @@ def build_heads(config: FitConfig, schema: AttributeSchema, data: TrainingData, 
         init_attribute_biases(network, data.records)
     network = network.to(device)
     dim = network.embedding_dim
-    classifier = nn.Linear(dim, len(data.label_of), bias=False).to(device)
-    nn.init.normal_(classifier.weight, std=0.001)
-    return Heads(network, classifier, DomainClassifier(dim).to(device))
+
+    def identity_classifier(classes: int) -> nn.Linear:
+        classifier = nn.Linear(dim, classes, bias=False).to(device)
+        nn.init.normal_(classifier.weight, std=0.001)
+        return classifier
+
+    separate = config.source_classifier and bool(data.fit.source)
+    classifier = identity_classifier(data.target_classes if separate else len(data.label_of))
+    source_classifier = identity_classifier(len(data.label_of) - data.target_classes) if separate else None
+    teacher = None
+    if config.losses.teacher:
+        teacher = load_osnet(Path(config.teacher)).network.to(device).requires_grad_(False)
+    return Heads(network, classifier, DomainClassifier(dim).to(device), source_classifier, teacher)
 
 
 def build_losses(config: FitConfig, schema: AttributeSchema, heads: Heads) -> dict[str, nn.Module]:
@@ -299,6 +330,7 @@ def build_losses(config: FitConfig, schema: AttributeSchema, heads: Heads) -> di
         "entropy": AttributeEntropyLoss(names),
         "consistency": AttributeConsistencyLoss(names),
         "domain": DomainAdversarialLoss(heads.domain_head),
+        "teacher": SimilarityDistillationLoss(),
     }
 
 
@@ -306,6 +338,8 @@ def build_optimiser(config: FitConfig, heads: Heads) -> torch.optim.Optimizer:
     """Adam over everything; the attribute head learns ``attribute_lr_mult`` times faster."""
     head = {id(p) for p in heads.network.attributes.parameters()}
     params = [*heads.network.parameters(), *heads.classifier.parameters(), *heads.domain_head.parameters()]
+    if heads.source_classifier is not None:
+        params += list(heads.source_classifier.parameters())
     groups = [
         {"params": [p for p in params if p.requires_grad and id(p) not in head], "lr": config.lr},
         {"params": list(heads.network.attributes.parameters()), "lr": config.lr * config.attribute_lr_mult},
@@ -341,6 +375,8 @@ class Trainer:
         self.attributes_labelled = training_data.attributes_labelled
         heads = build_heads(config, schema, training_data, self.device)
         self.network, self.classifier, self.domain_head = heads.network, heads.classifier, heads.domain_head
+        self.source_classifier, self.teacher = heads.source_classifier, heads.teacher
+        self.target_classes = training_data.target_classes
         self.loss_fns = build_losses(config, schema, heads)
         self.optimizer = build_optimiser(config, heads)
         self.epochs_total = config.source_epochs + config.epochs
@@ -371,6 +407,7 @@ class Trainer:
             "network": self.network.state_dict(),
             "classifier": self.classifier.state_dict(),
             "domain_head": self.domain_head.state_dict(),
+            **({"source_classifier": self.source_classifier.state_dict()} if self.source_classifier else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -394,6 +431,8 @@ class Trainer:
         self.network.load_state_dict(state["network"])
         self.classifier.load_state_dict(state["classifier"])
         self.domain_head.load_state_dict(state["domain_head"])
+        if self.source_classifier is not None:
+            self.source_classifier.load_state_dict(state["source_classifier"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -440,6 +479,7 @@ class Trainer:
                 "validation_identities": sorted(i for _, i in datasets.identities(self.data.validation)),
                 "test_identities": len(datasets.identities(self.data.test)),
                 "source_images": len(self.data.source),
+                "source_identities": len(datasets.identities(self.data.source)),
             },
             "split": self.data.split_name,
             "seed": config.seed,
@@ -472,7 +512,9 @@ class Trainer:
         targets = batch["attributes"].to(self.device)
         feature, embedding = forward_mixed(self.network, images, modality)
         losses: dict[str, torch.Tensor] = {}
-        if weights.identity:
+        if self.source_classifier is not None:
+            losses.update(self._separate_identity_losses(embedding, labels, domains))
+        elif weights.identity:
             losses["identity"] = self.loss_fns["identity"](self.classifier(embedding), labels)
         if weights.triplet:
             losses["triplet"] = self.loss_fns["triplet"](feature, labels, modality)
@@ -489,6 +531,26 @@ class Trainer:
                 losses["consistency"] = self.loss_fns["consistency"](logits, labels, modality)
         if weights.domain and phase == "co-train" and domains.unique().numel() > 1:
             losses["domain"] = self.loss_fns["domain"](feature, domains)
+        if weights.teacher and self.teacher is not None:
+            photos = modality == 0
+            if photos.sum() > 1:
+                with torch.no_grad():
+                    taught = self.teacher(images[photos].float())
+                losses["teacher"] = self.loss_fns["teacher"](embedding[photos], taught)
+        return losses
+
+    def _separate_identity_losses(
+        self, embedding: torch.Tensor, labels: torch.Tensor, domains: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """IHDA's identity terms: target identities through the target's classifier, source
+        identities through their own (each softmax over its own people only)."""
+        weights, losses = self.config.losses, {}
+        source = domains == SOURCE_PHOTO
+        if weights.identity and (~source).any():
+            losses["identity"] = self.loss_fns["identity"](self.classifier(embedding[~source]), labels[~source])
+        if weights.source_identity and source.any():
+            logits = self.source_classifier(embedding[source])
+            losses["source_identity"] = self.loss_fns["identity"](logits, labels[source] - self.target_classes)
         return losses
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -496,6 +558,8 @@ class Trainer:
         self.network.train()
         self.classifier.train()
         self.domain_head.train()
+        if self.source_classifier is not None:
+            self.source_classifier.train()
         weights = dataclasses.asdict(self.config.losses)
         sums: dict[str, float] = {}
         steps = 0

@@ -5,6 +5,10 @@ are different modalities): exact search over L2-normalised embeddings (cosine si
 ranking FAISS inner-product search gives at run time); queries whose identity is not in the
 gallery are skipped. Figures are percentages. Where sketches carry a painting style (PKU-Sketch's
 five artists), sketch -> photo is also measured per style, against the whole gallery.
+
+The large-gallery protocol adds distractor photos (people who are in no query and in no training
+data) to the gallery, never to the queries: R1 of a 100-photo gallery says little about a gallery
+of thousands, which is what an investigator searches.
 """
 
 from __future__ import annotations
@@ -118,10 +122,16 @@ def embed_records(
     return EmbeddedBatch(emb, attributes)
 
 
-def evaluate_records(embedder: Embedder, records: Sequence[ImageRecord], schema: AttributeSchema) -> dict:
+def evaluate_records(
+    embedder: Embedder,
+    records: Sequence[ImageRecord],
+    schema: AttributeSchema,
+    distractors: np.ndarray | None = None,
+) -> dict:
     """Sketch -> photo and photo -> sketch retrieval over ``records`` (queries one modality,
     gallery the other), and attribute accuracy on the photos (and sketches) when the model
-    predicts attributes."""
+    predicts attributes. ``distractors`` (embeddings of photos of other people, one row each):
+    sketch -> photo is measured a second time with them added to the gallery."""
     sketches, photos = by_modality(records, Modality.SKETCH), by_modality(records, Modality.PHOTO)
     if not sketches or not photos:
         raise ValueError("evaluation needs both sketches and photos")
@@ -132,8 +142,12 @@ def evaluate_records(embedder: Embedder, records: Sequence[ImageRecord], schema:
     for style in sorted({r.style for r in sketches if r.style}):
         rows = [i for i, r in enumerate(sketches) if r.style == style]
         by_style[style] = cmc_map(s.embeddings[rows], [s_ids[i] for i in rows], p.embeddings, p_ids)
+    large = None
+    if distractors is not None and len(distractors):
+        large = large_gallery(s.embeddings, s_ids, p.embeddings, p_ids, distractors)
     return {
         "sketch_to_photo": cmc_map(s.embeddings, s_ids, p.embeddings, p_ids),
+        "sketch_to_photo_large": large,
         "sketch_to_photo_by_style": by_style,
         "photo_to_sketch": cmc_map(p.embeddings, p_ids, s.embeddings, s_ids),
         "attribute_accuracy": attribute_accuracy(p.attributes, photos, schema),
@@ -141,6 +155,24 @@ def evaluate_records(embedder: Embedder, records: Sequence[ImageRecord], schema:
         "sketches": len(sketches),
         "photos": len(photos),
     }
+
+
+DISTRACTOR_LABEL = "\0distractor"  # matches no query: a distractor is nobody the queries look for
+
+
+def large_gallery(
+    query: np.ndarray, query_ids: Sequence, gallery: np.ndarray, gallery_ids: Sequence, distractors: np.ndarray
+) -> dict[str, float]:
+    """CMC/mAP of ``query`` against ``gallery`` plus ``distractors`` (never queries themselves);
+    ``gallery`` counts the gallery it was measured on."""
+    result = cmc_map(
+        query,
+        query_ids,
+        np.concatenate([gallery, distractors]),
+        [*gallery_ids, *[DISTRACTOR_LABEL] * len(distractors)],
+    )
+    result["gallery"] = len(gallery) + len(distractors)
+    return result
 
 
 def headline(result: dict) -> dict:
@@ -154,6 +186,8 @@ def headline(result: dict) -> dict:
         out["attribute_accuracy_mean"] = round(float(np.mean(list(result["attribute_accuracy"].values()))), 2)
     out["queries"] = s2p["queries"]
     out["gallery"] = result["photos"]
+    if result.get("sketch_to_photo_large"):
+        out["large_gallery"] = _rounded(result["sketch_to_photo_large"], drop=("margin", "queries"))
     if result.get("sketch_to_photo_by_style"):
         out["by_style"] = {
             style: _rounded(figures, drop=("margin",)) for style, figures in result["sketch_to_photo_by_style"].items()
@@ -185,8 +219,9 @@ def pool_by_style(results: Sequence[dict], keys: Sequence[str] = ("R1", "R5", "R
 def summarise(
     results: Sequence[dict], keys: Sequence[str] = (*[f"R{r}" for r in RANKS], "mAP")
 ) -> dict[str, dict[str, float]]:
-    """Mean and (population) standard deviation over per-split headline dicts."""
-    return {
-        k: {"mean": float(np.mean([r[k] for r in results])), "std": float(np.std([r[k] for r in results]))}
-        for k in keys
-    }
+    """Mean and (population) standard deviation over per-split headline dicts; with distractors,
+    the large-gallery figures too (``large R1`` ...)."""
+    columns = {k: [r[k] for r in results] for k in keys}
+    if results and all("large_gallery" in r for r in results):
+        columns.update({f"large {k}": [r["large_gallery"][k] for r in results] for k in keys})
+    return {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in columns.items()}

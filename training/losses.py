@@ -253,3 +253,18 @@ class DomainAdversarialLoss(nn.Module):
 
     def forward(self, features: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.classifier(features), domains)
+
+
+class SimilarityDistillationLoss(nn.Module):
+    """Relational distillation from a frozen teacher: the student's cosine similarity between
+    every two images of the batch should equal the teacher's, mean over pairs i != j of
+    (cos_student(i, j) - cos_teacher(i, j))^2. Only the pairwise structure is kept, so the
+    student's embedding may differ from the teacher's in size and basis."""
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if len(student) < 2:
+            return _zero(student)
+        s = F.normalize(student.float(), dim=1)
+        t = F.normalize(teacher.detach().float(), dim=1)
+        off_diagonal = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+        return (s @ s.t() - t @ t.t())[off_diagonal].pow(2).mean()

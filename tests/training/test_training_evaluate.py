@@ -7,7 +7,7 @@ from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.inference import PredictedAttribute
 from core.model.network import Modality
 from training.data import ImageRecord
-from training.evaluate import attribute_accuracy, cmc_map, pool_by_style, summarise
+from training.evaluate import attribute_accuracy, cmc_map, large_gallery, pool_by_style, summarise
 
 
 def test_cmc_map_hand_computed():
@@ -62,3 +62,22 @@ def test_pool_by_style_weights_each_split_by_its_queries():
     assert list(pooled) == ["a", "b"]
     assert pooled["a"] == {"queries": 4, "R1": 25.0, "mAP": pytest.approx(20.0)}
     assert pooled["b"] == {"queries": 2, "R1": 50.0, "mAP": 40.0}
+
+
+def test_large_gallery_against_a_hand_count():
+    # 2 queries, 3 gallery photos, 2 distractors with controlled embeddings.
+    # q0 (id a) = (1, 0): gallery a .8, b .6, c 0 -> rank 1, AP 1
+    # q1 (id b) = (0, 1): gallery a .6, b .8, c -1 -> rank 1, AP 1
+    # distractor d0 = (.96, .28): above a's photo for q0 (.96 > .8), below b's for q1 (.28 < .8)
+    # distractor d1 = (-1, 0): below everything for both
+    # with them: q0 rank 2, AP 1/2; q1 rank 1, AP 1 -> R1 50, R2 100, mAP 75
+    query = np.array([[1.0, 0.0], [0.0, 1.0]])
+    gallery = np.array([[0.8, 0.6], [0.6, 0.8], [0.0, -1.0]])
+    distractors = np.array([[0.96, 0.28], [-1.0, 0.0]])
+    plain = cmc_map(query, ["a", "b"], gallery, ["a", "b", "c"], ranks=(1, 2))
+    assert plain["R1"] == 100.0 and plain["mAP"] == 100.0
+    large = large_gallery(query, ["a", "b"], gallery, ["a", "b", "c"], distractors)
+    assert large["R1"] == 50.0 and large["R5"] == 100.0 and large["mAP"] == pytest.approx(75.0)
+    assert large["queries"] == 2 and large["gallery"] == 5  # distractors join the gallery, never the queries
+    # a distractor never counts as a match, even for a query whose id looks like a distractor's
+    assert large_gallery(query[:1], ["a"], gallery[:0], [], distractors)["queries"] == 0

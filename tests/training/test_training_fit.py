@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_test_helpers import write_image
 
 from core.imaging import load_rgb
 from core.model.attributes import PERSON_ATTRIBUTES
@@ -273,15 +274,29 @@ def test_evaluate_and_benchmark_cli(tmp_path, pku_root, capsys):
     )
     unflipped = json.loads(capsys.readouterr().out)
     assert unflipped["queries"] == 49 and unflipped["mAP"] != figures["mAP"]
-    assert (
-        main(
-            ["benchmark", "pku", "--root", str(pku_root), "--model", str(out / "model"), "--splits", "1", "2", "--json"]
-        )
-        == 0
-    )
+    # the large-gallery protocol: generated photos of other people join each split's gallery
+    distractors = tmp_path / "others"
+    for pid in range(4):
+        for cam in "ab":
+            write_image(distractors / f"{pid:04d}_{cam}_00.jpg", 10 * pid + ord(cam), size=(48, 128))
+    bench = ["benchmark", "pku", "--root", str(pku_root), "--model", str(out / "model"), "--splits", "1", "2"]
+    assert main([*bench, "--distractors", str(distractors), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["splits"]) == {"1", "2"} and result["splits"]["1"]["R1"] == figures["R1"]
     assert set(result["summary"]["R1"]) == {"mean", "std"}
+    for split in result["splits"].values():
+        large = split["large_gallery"]
+        assert large["gallery"] == 100 + 8
+        # more photos of other people can only push a true match down the list
+        assert all(large[k] <= split[k] for k in ("R1", "R5", "R10", "R20", "mAP"))
+    assert set(result["summary"]) == {
+        *"R1 R5 R10 R20 mAP".split(),
+        *"large R1|large R5|large R10|large R20|large mAP".split("|"),
+    }
+    # a distractor folder with a badly named photo: a one-line error naming it, exit code 2
+    write_image(distractors / "stray.jpg", 3)
+    assert main([*bench, "--distractors", str(distractors)]) == 2
+    assert "stray.jpg: not a re-ID photo name" in capsys.readouterr().err
     # per painting style, each split's queries pooled
     assert sum(f["queries"] for f in figures["by_style"].values()) == 49
     assert sum(f["queries"] for f in result["by_style"].values()) == 49 + 50
@@ -419,3 +434,69 @@ def test_grid_at_stride_16_reaches_the_manifest_and_search(tmp_path, pku_root):
         args = build_parser().parse_args(["fit", "--root", str(pku_root), "--out", str(out), *bad])
         with pytest.raises(ValueError):
             fit_config(args).check()
+
+
+def test_co_training_with_a_reid_source_its_own_classifier_and_an_osnet_teacher(tmp_path, pku_root):
+    teacher = pku_root.parent / "osnet" / "osnet_x0_25_msmt17.safetensors"
+    if not teacher.is_file():
+        pytest.skip(f"OSNet weights not found at {teacher}")
+    source = tmp_path / "agency"
+    for pid in range(5):
+        for cam in "ab":
+            for k in range(2):
+                write_image(source / f"{pid:04d}_{cam}_{k:02d}.jpg", 100 * pid + 10 * ord(cam) + k)
+    out = tmp_path / "run"
+    argv = ["fit", "--root", str(pku_root), "--out", str(out), "--epochs", "1", *TINY, "--p", "3"]
+    argv += ["--source", "reid", "--source-root", str(source), "--source-share", "0.34", "--source-classifier"]
+    argv += ["--source-epochs", "1", "--w-teacher", "1", "--teacher", str(teacher)]
+    assert main(argv) == 0
+    source_phase, co_train = csv.DictReader(open(out / "log.csv"))
+    # source-only pre-training: the source people through their own classifier, no target terms
+    assert float(source_phase["source_identity"]) > 0 and source_phase["identity"] == ""
+    assert source_phase["domain"] == "" and float(source_phase["teacher"]) > 0
+    # co-training: both classifiers, the domain term, MATHM and the teacher
+    for loss in ("identity", "source_identity", "domain", "mathm", "teacher"):
+        assert float(co_train[loss]) > 0, loss
+    state = torch.load(out / "state.pt", weights_only=True)
+    target_people = 6 - 2  # --limit-identities 6, 2 of them carved for validation
+    assert state["classifier"]["weight"].shape[0] == target_people
+    assert state["source_classifier"]["weight"].shape[0] == 5
+    assert not any(k.startswith("teacher") for k in state["network"])  # the teacher is not part of the model
+    provenance = read_manifest(out / "model").provenance
+    assert provenance["data"]["source"] == "reid" and provenance["data"]["source_images"] == 20
+    assert provenance["data"]["source_identities"] == 5
+    assert provenance["config"]["source_classifier"] and provenance["config"]["teacher"] == str(teacher)
+
+    # co-training alone, one classifier over everyone (the earlier recipe): no source_identity term
+    alone = tmp_path / "alone"
+    argv = ["fit", "--root", str(pku_root), "--out", str(alone), "--epochs", "1", *TINY, "--p", "3"]
+    assert main([*argv, "--source", "reid", "--source-root", str(source), "--source-share", "0.34"]) == 0
+    (row,) = csv.DictReader(open(alone / "log.csv"))
+    assert row["phase"] == "co-train" and float(row["identity"]) > 0 and row["source_identity"] == ""
+    assert torch.load(alone / "state.pt", weights_only=True)["classifier"]["weight"].shape[0] == target_people + 5
+    # the teacher loss without a teacher is a one-line error
+    assert main([*argv, "--out", str(tmp_path / "x"), "--w-teacher", "1"]) == 2
+
+
+def test_benchmark_trains_and_measures_both_galleries_and_keeps_its_source_apart(tmp_path, pku_root, capsys):
+    source, others = tmp_path / "agency", tmp_path / "others"
+    for pid in range(4):
+        for cam in "ab":
+            write_image(source / f"{pid:04d}_{cam}_00.jpg", 10 * pid + ord(cam))
+            write_image(others / f"{pid + 100:04d}_{cam}_00.jpg", 7 * pid + ord(cam))
+    argv = ["benchmark", "pku", "--root", str(pku_root), "--out", str(tmp_path / "bench"), "--splits", "1"]
+    argv += ["--epochs", "1", *TINY, "--p", "3", "--source", "reid", "--source-root", str(source)]
+    argv += ["--source-share", "0.34", "--source-classifier"]
+    # the same people as source and as distractors: refused before any training
+    assert main([*argv, "--distractors", str(source)]) == 2
+    assert "the training source and the distractors share 4 identities (agency/0000" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
+    # a folder named twice counts once
+    assert main([*argv, "--distractors", str(others), str(source.parent / "others"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    split = result["splits"]["1"]
+    assert split["gallery"] == 12 and split["large_gallery"]["gallery"] == 12 + 8  # 6 test people, 2 photos each
+    recorded = read_manifest(tmp_path / "bench" / "split-1" / "model").provenance["metrics"]["test"]
+    assert {k: split[k] for k in ("R1", "R10", "mAP")} == {k: recorded[k] for k in ("R1", "R10", "mAP")}
+    assert all(split["large_gallery"][k] <= split[k] for k in ("R1", "R5", "R10", "R20", "mAP"))
+    assert {"R1", "large R1", "large mAP"} <= set(result["summary"])

@@ -17,6 +17,7 @@ from training.losses import (
     DomainClassifier,
     LabelSmoothingCrossEntropy,
     ModalityAwareTripletLoss,
+    SimilarityDistillationLoss,
     dann_strength,
 )
 
@@ -223,3 +224,28 @@ def test_dann_strength_ramp():
     assert dann_strength(0.0) == 0.0
     assert 0.99 < dann_strength(1.0) <= 1.0
     assert dann_strength(0.1) < dann_strength(0.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_similarity_distillation_matches_loop(seed):
+    g = torch.Generator().manual_seed(seed)
+    student = torch.randn(6, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)  # another size
+
+    def cosine(a, b):
+        return sum(float(x) * float(y) for x, y in zip(a, b)) / math.sqrt(
+            sum(float(x) ** 2 for x in a) * sum(float(y) ** 2 for y in b)
+        )
+
+    pairs = [(i, j) for i in range(6) for j in range(6) if i != j]
+    s, t = student.detach(), teacher.detach()
+    expected = sum((cosine(s[i], s[j]) - cosine(t[i], t[j])) ** 2 for i, j in pairs)
+    loss = SimilarityDistillationLoss()(student, teacher)
+    assert loss.detach().item() == pytest.approx(expected / len(pairs), rel=1e-5)
+    loss.backward()
+    assert student.grad.abs().sum() > 0 and teacher.grad is None  # the teacher only shows, it does not learn
+    # a student that already keeps the teacher's similarities (a rotated, rescaled copy) pays nothing
+    rotation = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=torch.float64))[0]
+    copy = 3.0 * t @ rotation
+    assert float(SimilarityDistillationLoss()(copy, t)) == pytest.approx(0.0, abs=1e-12)
+    assert float(SimilarityDistillationLoss()(s[:1], t[:1])) == 0.0
