@@ -16,7 +16,8 @@ from core.catalogue.catalogue import AttributeTable, Catalogue
 from core.errors import ImageLoadError
 from core.gallery_import import ProgressCallback, import_paths
 from core.imaging import load_rgb
-from core.index import IndexFileError, VectorIndex
+from core.index import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
+from core.index_rebuild import BackgroundRebuild
 from core.model.attributes import AttributeSchema
 from core.model.inference import InferenceModel
 from core.model.network import Modality
@@ -37,6 +38,27 @@ from core.types import (
 log = logging.getLogger(__name__)
 
 
+def index_vector_problems(
+    index: VectorIndex, catalogue: Catalogue, model_sha256: str, chunk: int = 50_000
+) -> list[str]:
+    """Does every vector in ``index`` match the embedding stored in SQLite? Read in chunks, so a
+    gallery of millions is checked without holding all its embeddings at once. A flat index holds
+    the vectors exactly; an IVF index holds quantised codes, which decode to within a small error."""
+    exact = index.kind == FLAT
+    for ids, vectors in catalogue.iter_embeddings(model_sha256, index.dim, chunk):
+        stored = np.stack([index.reconstruct(i) for i in ids])
+        if exact:
+            if not np.allclose(stored, vectors, atol=1e-6):
+                return ["index vectors differ from the embeddings stored in the catalogue"]
+        else:
+            # quantisation moves a unit vector by far less than this; another photo's vector, much more
+            cosine = np.einsum("ij,ij->i", stored, vectors) / np.maximum(np.linalg.norm(stored, axis=1), 1e-12)
+            wrong = int((cosine < 0.98).sum())
+            if wrong:
+                return [f"{wrong} index vector(s) differ from the embeddings stored in the catalogue"]
+    return []
+
+
 class Workspace:
     """Thread safety: one import (or other writer) may run while other threads search, embed
     sketches and read the catalogue; the index is guarded by a lock, SQLite (WAL) gives each
@@ -49,6 +71,7 @@ class Workspace:
         device: str | None = None,
         *,
         model: InferenceModel | None = None,
+        index_policy: IndexPolicy = DEFAULT_POLICY,
     ):
         """Open ``data_dir`` (created if needed) with the model in ``model_dir`` (default: the bundled
         one), or with an already loaded ``model`` (switching galleries need not reload it)."""
@@ -63,9 +86,12 @@ class Workspace:
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
         self._attribute_table: AttributeTable | None = None
+        self.index_policy = index_policy
+        self._background = BackgroundRebuild(self)
         self.index = self._open_index()
 
     def close(self) -> None:
+        self._background.wait()
         self.catalogue.close()
 
     def __enter__(self) -> Workspace:
@@ -117,8 +143,7 @@ class Workspace:
     def rebuild_index(self) -> VectorIndex:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically."""
         ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
-        index = VectorIndex(self.model.embedding_dim, self.model.embedding_key)
-        index.add(ids, vectors)
+        index = VectorIndex.build(self.model.embedding_dim, self.model.embedding_key, ids, vectors, self.index_policy)
         index.save(self.index_path)
         with self._lock:
             self.index = index
@@ -127,6 +152,13 @@ class Workspace:
     def save_index(self) -> None:
         with self._lock:
             self.index.save(self.index_path)
+            outgrown = self.index_policy.outgrown(self.index)
+        if outgrown:
+            self._background.start()
+
+    def wait_for_index_rebuild(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild of the index, if one runs; False if still running."""
+        return self._background.wait(timeout)
 
     def index_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         with self._lock:
@@ -318,8 +350,5 @@ class Workspace:
             if not np.array_equal(np.sort(on_disk.ids()), embedded):
                 problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
             else:
-                ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
-                stored = np.stack([on_disk.reconstruct(i) for i in ids]) if len(ids) else vectors
-                if not np.allclose(stored, vectors, atol=1e-6):
-                    problems.append("index vectors differ from the embeddings stored in the catalogue")
+                problems.extend(index_vector_problems(on_disk, self.catalogue, self.model.embedding_key))
         return VerifyReport(ok=not problems, problems=problems)

@@ -255,13 +255,51 @@ class Catalogue:
                     )
 
     def embeddings(self, model_sha256: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """All stored vectors of one model: (ids int64 N, vectors float32 N x dim)."""
+        """All stored vectors of one model: (ids int64 N, vectors float32 N x dim), read in chunks into
+        one array (a gallery of a million holds 3.6 GB of vectors: never twice at once)."""
+        total = len(self.embedded_ids(model_sha256))
+        ids = np.zeros(total, dtype=np.int64)
+        vectors = np.zeros((total, dim), dtype=np.float32)
+        filled = 0
+        for chunk_ids, chunk_vectors in self.iter_embeddings(model_sha256, dim):
+            end = min(filled + len(chunk_ids), total)  # rows committed meanwhile wait for the next read
+            ids[filled:end], vectors[filled:end] = chunk_ids[: end - filled], chunk_vectors[: end - filled]
+            filled = end
+        return ids[:filled], vectors[:filled]
+
+    def iter_embeddings(self, model_sha256: str, dim: int, chunk: int = 50_000):
+        """Stored vectors of one model in ascending id order, ``chunk`` rows at a time, each chunk its
+        own short read (keyset paging on the primary key, never OFFSET)."""
+        after = -1
+        while True:
+            with self._begin() as session:
+                rows = session.execute(
+                    select(Embedding.photo_id, Embedding.vector)
+                    .where(Embedding.model_sha256 == model_sha256, Embedding.photo_id > after)
+                    .order_by(Embedding.photo_id)
+                    .limit(chunk)
+                ).all()
+            if not rows:
+                return
+            yield self._as_arrays(rows, dim)
+            after = rows[-1][0]
+
+    def embeddings_of(self, model_sha256: str, dim: int, photo_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors of the given photos (those that have one), ascending by id."""
+        found = []
+        ids = [int(i) for i in photo_ids]
         with self._begin() as session:
-            rows = session.execute(
-                select(Embedding.photo_id, Embedding.vector)
-                .where(Embedding.model_sha256 == model_sha256)
-                .order_by(Embedding.photo_id)
-            ).all()
+            for start in range(0, len(ids), 10_000):  # SQLite caps the parameters of one statement
+                found += session.execute(
+                    select(Embedding.photo_id, Embedding.vector).where(
+                        Embedding.model_sha256 == model_sha256, Embedding.photo_id.in_(ids[start : start + 10_000])
+                    )
+                ).all()
+        found.sort(key=lambda row: row[0])
+        return self._as_arrays(found, dim)
+
+    @staticmethod
+    def _as_arrays(rows, dim: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
