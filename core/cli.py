@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core.errors import SketchSearchError
 
-COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune")
+COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune", "import-embeddings")
 EXIT_ERROR = 2
 
 
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="gallery size, index size, failures, model")
     p.add_argument("--json", action="store_true")
     sub.add_parser("prune", help="forget photos whose files are gone")
+    p = sub.add_parser(
+        "import-embeddings", help="ingest Parquet shards from 'sketchsearch-cluster embed' (no re-embedding)"
+    )
+    p.add_argument("shards", type=Path, metavar="SHARDS", help="the shard folder (or one .parquet file)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
 
 
@@ -213,6 +218,24 @@ def _prune(workspace, args) -> int:
     return 0
 
 
+def _import_embeddings(workspace, args) -> int:
+    bar = _ProgressBar("ingesting")
+    try:
+        summary = workspace.import_embeddings(args.shards, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(summary.to_json())
+    else:
+        print(
+            f"added {summary.added}, unchanged {summary.unchanged}, failed {len(summary.failed)} "
+            f"in {summary.seconds:.1f} s (embeddings from {args.shards})"
+        )
+        for failure in summary.failed:
+            print(f"  failed: {failure.path}: {failure.reason}")
+    return 0
+
+
 COMMAND_HANDLERS = {
     "import": _import,
     "search": _search,
@@ -221,6 +244,7 @@ COMMAND_HANDLERS = {
     "rebuild-index": _rebuild_index,
     "stats": _stats,
     "prune": _prune,
+    "import-embeddings": _import_embeddings,
 }
 
 

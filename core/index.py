@@ -23,6 +23,8 @@ import faiss
 import numpy as np
 
 MAGIC = b"SKETCHSEARCH-INDEX-1\n"
+# a filtered IVF search scans clusters expected to hold this many times K allowed photos
+FILTER_COVERAGE = 8
 FLAT = "flat"
 IVF = "ivf"
 # Below this many queries FAISS scans the vectors once per query and parallelises over queries
@@ -173,15 +175,21 @@ class VectorIndex:
             if self.kind == FLAT:
                 params = faiss.SearchParameters(sel=selector) if selector is not None else None
                 return self._index.search(queries, k, params=params)
-            return self._search_ivf(queries, k, selector)
+            return self._search_ivf(queries, k, selector, None if allowed_ids is None else len(allowed_ids))
         finally:
             faiss.omp_set_num_threads(threads)
 
-    def _search_ivf(self, queries: np.ndarray, k: int, selector) -> tuple[np.ndarray, np.ndarray]:
+    def _search_ivf(self, queries: np.ndarray, k: int, selector, allowed: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Scan ``nprobe`` clusters; where a query got fewer than k photos (a selective filter, or
         thin clusters), scan twice as many, up to all of them: then the search is exhaustive over
         the allowed photos, so k come back whenever k exist."""
-        nprobe = min(self.nprobe, self.nlist)
+        nprobe = self.nprobe
+        if allowed is not None:
+            # scan enough clusters to meet about FILTER_COVERAGE x k allowed photos: stopping at the
+            # first k found would keep whichever k came first, not the nearest
+            share = FILTER_COVERAGE * k / max(allowed, 1)
+            nprobe = max(nprobe, int(np.ceil(self.nlist * share)))
+        nprobe = min(nprobe, self.nlist)
         scores, ids = self._index.search(queries, k, params=_ivf_params(nprobe, selector))
         short = np.flatnonzero((ids < 0).any(axis=1))
         while len(short) and nprobe < self.nlist:

@@ -188,6 +188,19 @@ class Workspace:
         self._attribute_table = None
         return summary
 
+    def import_embeddings(
+        self,
+        shards: Path,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImportSummary:
+        """Ingest Parquet shards written by ``sketchsearch-cluster embed`` (no re-embedding)."""
+        from core.embedding_ingest import ingest_shards
+
+        summary = ingest_shards(self, Path(shards), progress=progress, cancel=cancel)
+        self._attribute_table = None
+        return summary
+
     def prune_missing(self) -> int:
         """Forget photos whose files were found gone by an earlier import; returns how many."""
         gone = [photo_id for photo_id, _ in self.catalogue.missing_photos()]
