@@ -9,6 +9,8 @@ History:
   1  photos, attributes, models, embeddings, import log
   2  photos.mtime_ns (re-imports skip unchanged files without hashing them) and
      photos.missing_since (files gone from disk are kept, flagged, and can be pruned)
+  3  indices for galleries of millions: photos(source_folder, missing_since),
+     photos(missing_since), embeddings(model_sha256, photo_id); no data changes
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy import Connection, text
 from core.catalogue.orm import Base
 from core.errors import CatalogueError
 
-LATEST_VERSION = 2
+LATEST_VERSION = 3
 
 
 def _v1_to_v2(connection: Connection) -> None:
@@ -29,7 +31,17 @@ def _v1_to_v2(connection: Connection) -> None:
     connection.exec_driver_sql("ALTER TABLE photos ADD COLUMN missing_since DATETIME")
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+def _add_scale_indices(connection: Connection) -> None:
+    # the same indices the ORM declares for a new file; IF NOT EXISTS keeps the step safe to renumber
+    for statement in (
+        "CREATE INDEX IF NOT EXISTS ix_photos_folder_missing ON photos (source_folder, missing_since)",
+        "CREATE INDEX IF NOT EXISTS ix_photos_missing_since ON photos (missing_since)",
+        "CREATE INDEX IF NOT EXISTS ix_embeddings_model_photo ON embeddings (model_sha256, photo_id)",
+    ):
+        connection.exec_driver_sql(statement)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _add_scale_indices}
 
 
 def schema_version(connection: Connection) -> int:
