@@ -28,7 +28,9 @@ def run(*command: str | Path, **kwargs) -> None:
     subprocess.run([str(c) for c in command], check=True, **kwargs)
 
 
-def ensure_installed(extras: str = "dev,build") -> None:
+# cluster: the test suite runs the Ray embedding job on a local Ray (about half a minute); the
+# desktop bundle leaves Ray out all the same (build.spec excludes it)
+def ensure_installed(extras: str = "dev,build,cluster") -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - bootstrap runs under whatever python3 a machine has
         sys.exit(f"SketchSearch needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PYTHON.exists():

@@ -11,6 +11,7 @@ import numpy as np
 
 from core.catalogue.catalogue import AttributeTable
 from core.imaging import load_rgb
+from core.index import FLAT
 from core.model.attributes import AttributeSchema
 from core.model.network import Modality
 from core.types import Candidate
@@ -71,6 +72,24 @@ def rank(scores: np.ndarray, ids: np.ndarray, records: Mapping[int, tuple[str, d
     return candidates
 
 
+def rescore_exactly(workspace, queries: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The approximate index picks the candidates from quantised codes; the score shown for each is
+    the exact cosine similarity with its embedding stored in the catalogue (a few rows read by
+    primary key), and the candidates are ordered by it."""
+    queries = np.asarray(queries, np.float32).reshape(len(ids), -1)
+    found, vectors = workspace.catalogue.embeddings_of(
+        workspace.model.embedding_key, workspace.model.embedding_dim, np.unique(ids[ids >= 0]).tolist()
+    )
+    rows = np.searchsorted(found, ids.clip(min=0))
+    known = (ids >= 0) & (rows < len(found)) & (found[rows.clip(max=max(len(found) - 1, 0))] == ids)
+    scores = np.full(ids.shape, -np.inf, np.float32)
+    for q in range(len(ids)):
+        scores[q, known[q]] = vectors[rows[q, known[q]]] @ queries[q]
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ids = np.where(known, ids, -1)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
 def search_embeddings(
     workspace, queries: np.ndarray, top_k: int, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
 ) -> list[list[Candidate]]:
@@ -79,6 +98,8 @@ def search_embeddings(
     filters = validate_filters(workspace.schema, where)
     allowed = allowed_photo_ids(workspace.attribute_table(), workspace.schema, filters, min_confidence)
     scores, ids = workspace.index_search(queries, top_k, allowed)
+    if workspace.index.kind != FLAT:
+        scores, ids = rescore_exactly(workspace, queries, ids)
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
     records = {r.id: (r.path, r.attributes) for r in workspace.catalogue.photos(wanted)}
     return [rank(scores[q], ids[q], records) for q in range(len(queries))]
