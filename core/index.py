@@ -45,7 +45,7 @@ class IndexPolicy:
     IVF index is retrained once the gallery holds this many times the photos it was trained on, so
     its clusters keep following the gallery. ``quantiser``: the FAISS code of each vector."""
 
-    approximate_from: int = 250_000
+    approximate_from: int = 200_000
     regrow_factor: float = 2.0
     quantiser: str = "SQ6"
     # clusters scanned per query, as a share of all clusters; raised per query when a filter leaves
@@ -92,21 +92,32 @@ class VectorIndex:
         seed: int = 0,
     ) -> VectorIndex:
         """The index ``policy`` asks for, holding ``vectors`` (trained on them when approximate)."""
-        index = cls(dim, model_sha256)
-        if policy.kind_for(len(ids)) == IVF:
+        if policy.kind_for(len(ids)) == FLAT:
+            index = cls(dim, model_sha256)
+        else:
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-            nlist = policy.nlist_for(len(ids))
-            ivf = faiss.index_factory(dim, f"IVF{nlist},{policy.quantiser}", faiss.METRIC_INNER_PRODUCT)
             sample = vectors
             if len(vectors) > policy.max_training_points:
                 rows = np.random.default_rng(seed).choice(len(vectors), policy.max_training_points, replace=False)
                 sample = vectors[np.sort(rows)]
-            ivf.train(sample)
-            index._index = ivf
-            index.kind = IVF
-            index.trained_on = len(ids)
-            index.nprobe = max(1, round(nlist * policy.probe_share))
+            index = cls.trained_ivf(dim, model_sha256, sample, len(ids), policy)
         index.add(ids, vectors)
+        return index
+
+    @classmethod
+    def trained_ivf(
+        cls, dim: int, model_sha256: str, sample: np.ndarray, count: int, policy: IndexPolicy = DEFAULT_POLICY
+    ) -> VectorIndex:
+        """An empty IVF index for a gallery of ``count`` photos, its clusters trained on ``sample``
+        (vectors are then added in chunks: a gallery of millions is never all in memory at once)."""
+        nlist = policy.nlist_for(count)
+        ivf = faiss.index_factory(dim, f"IVF{nlist},{policy.quantiser}", faiss.METRIC_INNER_PRODUCT)
+        ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+        index = cls(dim, model_sha256)
+        index._index = ivf
+        index.kind = IVF
+        index.trained_on = count
+        index.nprobe = max(1, round(nlist * policy.probe_share))
         return index
 
     @property

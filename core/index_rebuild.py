@@ -11,12 +11,36 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.index import VectorIndex
+from core.catalogue.catalogue import Catalogue
+from core.index import FLAT, IndexPolicy, VectorIndex
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+
+def build_from_catalogue(
+    catalogue: Catalogue, model_sha256: str, dim: int, policy: IndexPolicy, seed: int = 0
+) -> tuple[VectorIndex, np.ndarray]:
+    """The index ``policy`` asks for, from the embeddings stored in SQLite, and the ids it holds.
+    An IVF index is trained on a random sample and filled chunk by chunk, so a gallery of millions
+    never has all its float vectors in memory at once (10M x 896 floats would be 36 GB)."""
+    ids = catalogue.embedded_ids(model_sha256)
+    if policy.kind_for(len(ids)) == FLAT:
+        ids, vectors = catalogue.embeddings(model_sha256, dim)
+        return VectorIndex.build(dim, model_sha256, ids, vectors, policy), ids
+    sample_ids = ids
+    if len(ids) > policy.max_training_points:
+        sample_ids = np.sort(np.random.default_rng(seed).choice(ids, policy.max_training_points, replace=False))
+    _, sample = catalogue.embeddings_of(model_sha256, dim, sample_ids.tolist())
+    index = VectorIndex.trained_ivf(dim, model_sha256, sample, len(ids), policy)
+    del sample
+    held = []
+    for chunk_ids, chunk_vectors in catalogue.iter_embeddings(model_sha256, dim):
+        index.add(chunk_ids, chunk_vectors)
+        held.append(chunk_ids)
+    return index, np.concatenate(held) if held else np.zeros(0, np.int64)
 
 
 class BackgroundRebuild:
@@ -44,9 +68,7 @@ class BackgroundRebuild:
         workspace = self.workspace
         key, dim = workspace.model.embedding_key, workspace.model.embedding_dim
         try:
-            ids, vectors = workspace.catalogue.embeddings(key, dim)
-            fresh = VectorIndex.build(dim, key, ids, vectors, workspace.index_policy)
-            del vectors
+            fresh, ids = build_from_catalogue(workspace.catalogue, key, dim, workspace.index_policy)
             with workspace._lock:
                 # Mirror the live index, not the catalogue: writers commit to SQLite first and add to
                 # the index after, so the live index is what they have finished with.

@@ -17,7 +17,7 @@ from core.errors import ImageLoadError
 from core.gallery_import import ProgressCallback, import_paths
 from core.imaging import load_rgb
 from core.index import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
-from core.index_rebuild import BackgroundRebuild
+from core.index_rebuild import BackgroundRebuild, build_from_catalogue
 from core.model.attributes import AttributeSchema
 from core.model.inference import InferenceModel
 from core.model.network import Modality
@@ -142,8 +142,9 @@ class Workspace:
 
     def rebuild_index(self) -> VectorIndex:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically."""
-        ids, vectors = self.catalogue.embeddings(self.model.embedding_key, self.model.embedding_dim)
-        index = VectorIndex.build(self.model.embedding_dim, self.model.embedding_key, ids, vectors, self.index_policy)
+        index, _ = build_from_catalogue(
+            self.catalogue, self.model.embedding_key, self.model.embedding_dim, self.index_policy
+        )
         index.save(self.index_path)
         with self._lock:
             self.index = index
