@@ -46,7 +46,7 @@ def index_vector_problems(
     the vectors exactly; an IVF index holds quantised codes, which decode to within a small error."""
     exact = index.kind == FLAT
     for ids, vectors in catalogue.iter_embeddings(model_sha256, index.dim, chunk):
-        stored = np.stack([index.reconstruct(i) for i in ids])
+        stored = index.reconstruct_many(ids)
         if exact:
             if not np.allclose(stored, vectors, atol=1e-6):
                 return ["index vectors differ from the embeddings stored in the catalogue"]
