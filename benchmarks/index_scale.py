@@ -111,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--quantisers", nargs="*", default=["SQ8", "SQ6", "SQ4"])
-    parser.add_argument("--probe-shares", nargs="*", type=float, default=[1 / 64, 1 / 32, 1 / 16])
+    parser.add_argument("--probe-shares", nargs="*", type=float, default=[])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--flat-queries", type=int, default=50, help="latency samples of the flat scan")
     parser.add_argument("--noise", type=float, default=1.0, help="noise scale, times the real spread")
@@ -176,6 +176,7 @@ def main() -> None:
             f"\nIVF{index.nlist},{quantiser}  build {build:6.1f} s  memory +{memory:7.0f} MB  disk {disk:7.0f} MB"
             f"  (trained on {min(args.size, policy.max_training_points)})"
         )
+        default_nprobe = index.nprobe
         for share in args.probe_shares:
             index.nprobe = max(1, round(index.nlist * share))
             found = index.search(queries, K)[1]
@@ -184,7 +185,13 @@ def main() -> None:
                 f"  nprobe {index.nprobe:4d} (1/{round(1 / share)})  recall@{K} {recall_at(found, truth):.3f}  "
                 + report(f"{len(timings)} single queries", timings)
             )
-        index.nprobe = max(1, round(index.nlist * policy.probe_share))
+        index.nprobe = default_nprobe
+        found = index.search(queries, K)[1]
+        timings = latencies(index, queries)
+        print(
+            f"  nprobe {index.nprobe:4d} (the default policy)  recall@{K} {recall_at(found, truth):.3f}  "
+            + report(f"{len(timings)} single queries", timings)
+        )
         found = index.search(queries, K, allowed)[1]
         full = float(np.mean((found >= 0).sum(axis=1) == K))
         timings = latencies(index, queries, allowed)

@@ -24,7 +24,7 @@ import numpy as np
 
 MAGIC = b"SKETCHSEARCH-INDEX-1\n"
 # a filtered IVF search scans clusters expected to hold this many times K allowed photos
-FILTER_COVERAGE = 8
+FILTER_COVERAGE = 32
 FLAT = "flat"
 IVF = "ivf"
 # Below this many queries FAISS scans the vectors once per query and parallelises over queries
@@ -48,9 +48,11 @@ class IndexPolicy:
     approximate_from: int = 200_000
     regrow_factor: float = 2.0
     quantiser: str = "SQ6"
-    # clusters scanned per query, as a share of all clusters; raised per query when a filter leaves
-    # fewer than K matches in the scanned clusters
+    # clusters scanned per query: this share of all clusters, at least min_probe (measured: recall@100
+    # about 0.95 at 100k photos and 0.965 at 1M with 64 of sqrt(N) clusters; the share keeps recall
+    # as the clusters multiply). Raised per query when a filter leaves fewer than K matches.
     probe_share: float = 1 / 32
+    min_probe: int = 64
     # k-means on more points than this buys no recall and costs minutes on 2 cores
     max_training_points: int = 100_000
 
@@ -117,7 +119,7 @@ class VectorIndex:
         index._index = ivf
         index.kind = IVF
         index.trained_on = count
-        index.nprobe = max(1, round(nlist * policy.probe_share))
+        index.nprobe = min(nlist, max(policy.min_probe, round(nlist * policy.probe_share)))
         return index
 
     @property

@@ -47,7 +47,7 @@ def test_policy_is_flat_below_the_threshold_and_ivf_above(gallery):
 
 def test_ivf_search_finds_nearly_all_of_the_exact_top_k(gallery):
     ids, vectors = gallery
-    index = VectorIndex.build(DIM, "key", ids, vectors, IndexPolicy(approximate_from=1, probe_share=1 / 4))
+    index = VectorIndex.build(DIM, "key", ids, vectors, IndexPolicy(approximate_from=1, probe_share=1 / 4, min_probe=1))
     queries = clustered_vectors(20, seed=1)
     scores, found = index.search(queries, 20)
     overlap = [len(np.intersect1d(found[q], exact_top(vectors, ids, queries[q], 20))) / 20 for q in range(20)]
@@ -60,7 +60,9 @@ def test_filtered_ivf_search_returns_k_whenever_k_allowed_photos_exist(gallery, 
     """A filter keeping 1% or less of the gallery: the few scanned clusters hold almost none of its
     photos, so the probe must widen; the answer is the exact top K among the allowed photos."""
     ids, vectors = gallery
-    index = VectorIndex.build(DIM, "key", ids, vectors, IndexPolicy(approximate_from=1, probe_share=1 / 64))
+    index = VectorIndex.build(
+        DIM, "key", ids, vectors, IndexPolicy(approximate_from=1, probe_share=1 / 64, min_probe=1)
+    )
     assert index.nprobe < index.nlist
     allowed = np.random.default_rng(allowed_count).choice(ids, allowed_count, replace=False)
     queries = clustered_vectors(5, seed=2)
