@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalogue.migrations import upgrade
@@ -147,45 +147,62 @@ class Catalogue:
 
     # -- writing photos ------------------------------------------------------------------------
     def add_photos(self, photos: Sequence[NewPhoto], model_sha256: str) -> list[int]:
-        """Insert photos with their embeddings and predicted attributes in one transaction."""
+        """Insert photos with their embeddings and predicted attributes in one transaction. Bulk
+        INSERTs (one executemany per table, the new ids read back by their unique sha256): ORM objects
+        per row cost about 3 ms a photo, which made ingesting a million embeddings take half an hour."""
+        if not photos:
+            return []
         now = utcnow()
         with self._begin() as session:
-            rows = [
-                Photo(
-                    path=p.path,
-                    sha256=p.sha256,
-                    size_bytes=p.size_bytes,
-                    mtime_ns=p.mtime_ns,
-                    width=p.width,
-                    height=p.height,
-                    imported_at=now,
-                    source_folder=p.source_folder,
-                    thumbnail=p.thumbnail,
-                    missing_since=None,
-                )
-                for p in photos
+            session.execute(
+                insert(Photo.__table__),
+                [
+                    {
+                        "path": p.path,
+                        "sha256": p.sha256,
+                        "size_bytes": p.size_bytes,
+                        "mtime_ns": p.mtime_ns,
+                        "width": p.width,
+                        "height": p.height,
+                        "imported_at": now,
+                        "source_folder": p.source_folder,
+                        "thumbnail": p.thumbnail,
+                        "missing_since": None,
+                    }
+                    for p in photos
+                ],
+            )
+            by_sha = dict(
+                session.execute(
+                    select(Photo.sha256, Photo.id).where(Photo.sha256.in_([p.sha256 for p in photos]))
+                ).all()
+            )
+            ids = [by_sha[p.sha256] for p in photos]
+            session.execute(
+                insert(Embedding.__table__),
+                [
+                    {
+                        "photo_id": photo_id,
+                        "model_sha256": model_sha256,
+                        "vector": np.asarray(p.embedding, np.float32).tobytes(),
+                    }
+                    for photo_id, p in zip(ids, photos)
+                ],
+            )
+            attributes = [
+                {
+                    "photo_id": photo_id,
+                    "name": name,
+                    "source": AttributeSource.MODEL.value,
+                    "value": value,
+                    "confidence": float(confidence),
+                }
+                for photo_id, p in zip(ids, photos)
+                for name, (value, confidence) in p.attributes.items()
             ]
-            session.add_all(rows)
-            session.flush()
-            for row, photo in zip(rows, photos):
-                session.add(
-                    Embedding(
-                        photo_id=row.id,
-                        model_sha256=model_sha256,
-                        vector=np.asarray(photo.embedding, np.float32).tobytes(),
-                    )
-                )
-                for name, (value, confidence) in photo.attributes.items():
-                    session.add(
-                        PhotoAttribute(
-                            photo_id=row.id,
-                            name=name,
-                            source=AttributeSource.MODEL.value,
-                            value=value,
-                            confidence=float(confidence),
-                        )
-                    )
-            return [row.id for row in rows]
+            if attributes:
+                session.execute(insert(PhotoAttribute.__table__), attributes)
+            return list(ids)
 
     def relocate_photo(self, photo_id: int, path: str, size_bytes: int, mtime_ns: int, source_folder: str) -> None:
         """A known photo (same content) found at a new path, or with a new modification time."""
