@@ -20,8 +20,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class RebuildCancelled(Exception):
+    """The workspace closed while a background rebuild ran; the old index file stays."""
+
+
 def build_from_catalogue(
-    catalogue: Catalogue, model_sha256: str, dim: int, policy: IndexPolicy, seed: int = 0
+    catalogue: Catalogue,
+    model_sha256: str,
+    dim: int,
+    policy: IndexPolicy,
+    seed: int = 0,
+    cancel: threading.Event | None = None,
 ) -> tuple[VectorIndex, np.ndarray]:
     """The index ``policy`` asks for, from the embeddings stored in SQLite, and the ids it holds.
     An IVF index is trained on a random sample and filled chunk by chunk, so a gallery of millions
@@ -38,6 +47,8 @@ def build_from_catalogue(
     del sample
     held = []
     for chunk_ids, chunk_vectors in catalogue.iter_embeddings(model_sha256, dim):
+        if cancel is not None and cancel.is_set():
+            raise RebuildCancelled()
         index.add(chunk_ids, chunk_vectors)
         held.append(chunk_ids)
     return index, np.concatenate(held) if held else np.zeros(0, np.int64)
@@ -48,6 +59,7 @@ class BackgroundRebuild:
         self.workspace = workspace
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
+        self._cancel = threading.Event()
 
     def start(self) -> bool:
         """Start a rebuild unless one runs already; True if this call started one."""
@@ -57,6 +69,11 @@ class BackgroundRebuild:
             self._thread = threading.Thread(target=self._run, name="index-rebuild", daemon=True)
             self._thread.start()
             return True
+
+    def stop(self) -> None:
+        """Abandon a running rebuild (between chunks; a k-means training in progress finishes first)."""
+        self._cancel.set()
+        self.wait()
 
     def wait(self, timeout: float | None = None) -> bool:
         thread = self._thread
@@ -68,7 +85,9 @@ class BackgroundRebuild:
         workspace = self.workspace
         key, dim = workspace.model.embedding_key, workspace.model.embedding_dim
         try:
-            fresh, ids = build_from_catalogue(workspace.catalogue, key, dim, workspace.index_policy)
+            fresh, ids = build_from_catalogue(
+                workspace.catalogue, key, dim, workspace.index_policy, cancel=self._cancel
+            )
             with workspace._lock:
                 # Mirror the live index, not the catalogue: writers commit to SQLite first and add to
                 # the index after, so the live index is what they have finished with.
@@ -80,5 +99,7 @@ class BackgroundRebuild:
                 fresh.save(workspace.index_path)
                 workspace.index = fresh
             log.info("index rebuilt in the background: %s, %d photos", fresh.kind, len(fresh))
+        except RebuildCancelled:
+            log.info("background index rebuild abandoned: the workspace closed")
         except Exception:  # noqa: BLE001 - the old index stays in use and on disk; the next save retries
             log.exception("background index rebuild failed; the current index stays in use")

@@ -91,7 +91,7 @@ class Workspace:
         self.index = self._open_index()
 
     def close(self) -> None:
-        self._background.wait()
+        self._background.stop()
         self.catalogue.close()
 
     def __enter__(self) -> Workspace:
