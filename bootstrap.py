@@ -32,7 +32,9 @@ def run(*command: str | Path, **kwargs) -> None:
     subprocess.run([str(c) for c in command], check=True, **kwargs)
 
 
-def ensure_installed(extras: str = "dev,build,onnx") -> None:
+# cluster: the test suite runs the Ray embedding job on a local Ray (about half a minute); the
+# desktop bundle leaves Ray out all the same (build.spec excludes it). onnx: the export's parity test
+def ensure_installed(extras: str = "dev,build,cluster,onnx") -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - bootstrap runs under whatever python3 a machine has
         sys.exit(f"SketchSearch needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PYTHON.exists():

@@ -21,7 +21,10 @@ from core.errors import SketchSearchError
 from core.operator import current_operator
 from core.types import AttributeSource
 
-COMMANDS = ("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune", "case", "review", "audit")
+COMMANDS = (
+    *("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune"),
+    *("case", "review", "audit", "import-embeddings"),
+)
 EXIT_ERROR = 2
 
 
@@ -99,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     sub.add_parser("prune", help="forget photos whose files are gone")
     _add_casework_commands(sub)
+    p = sub.add_parser(
+        "import-embeddings", help="ingest Parquet shards from 'sketchsearch-cluster embed' (no re-embedding)"
+    )
+    p.add_argument("shards", type=Path, metavar="SHARDS", help="the shard folder (or one .parquet file)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
 
 
@@ -489,6 +497,24 @@ def _audit(workspace, args) -> int:
     return 0
 
 
+def _import_embeddings(workspace, args) -> int:
+    bar = _ProgressBar("ingesting")
+    try:
+        summary = workspace.import_embeddings(args.shards, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(summary.to_json())
+    else:
+        print(
+            f"added {summary.added}, unchanged {summary.unchanged}, failed {len(summary.failed)} "
+            f"in {summary.seconds:.1f} s (embeddings from {args.shards})"
+        )
+        for failure in summary.failed:
+            print(f"  failed: {shown(failure.path)}: {shown(failure.reason)}")
+    return 0
+
+
 COMMAND_HANDLERS = {
     "import": _import,
     "search": _search,
@@ -500,6 +526,7 @@ COMMAND_HANDLERS = {
     "case": _case,
     "review": _review,
     "audit": _audit,
+    "import-embeddings": _import_embeddings,
 }
 
 

@@ -13,6 +13,7 @@ from core.catalogue.catalogue import AttributeTable
 from core.errors import SketchSearchError
 from core.file_check import check_file
 from core.imaging import load_rgb
+from core.index import FLAT
 from core.model.attributes import AttributeSchema
 from core.model.modality import Modality
 from core.types import Candidate, FileCheck
@@ -86,6 +87,24 @@ def rank(scores: np.ndarray, ids: np.ndarray, records: Mapping[int, tuple[str, d
     return candidates
 
 
+def rescore_exactly(workspace, queries: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The approximate index picks the candidates from quantised codes; the score shown for each is
+    the exact cosine similarity with its embedding stored in the catalogue (a few rows read by
+    primary key), and the candidates are ordered by it."""
+    queries = np.asarray(queries, np.float32).reshape(len(ids), -1)
+    found, vectors = workspace.catalogue.embeddings_of(
+        workspace.model.embedding_key, workspace.model.embedding_dim, np.unique(ids[ids >= 0]).tolist()
+    )
+    rows = np.searchsorted(found, ids.clip(min=0))
+    known = (ids >= 0) & (rows < len(found)) & (found[rows.clip(max=max(len(found) - 1, 0))] == ids)
+    scores = np.full(ids.shape, -np.inf, np.float32)
+    for q in range(len(ids)):
+        scores[q, known[q]] = vectors[rows[q, known[q]]] @ queries[q]
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ids = np.where(known, ids, -1)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
 def search_embeddings(
     workspace, queries: np.ndarray, top_k: int, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
 ) -> list[list[Candidate]]:
@@ -95,6 +114,8 @@ def search_embeddings(
     check_min_confidence(min_confidence)
     allowed = allowed_photo_ids(workspace.attribute_table(), workspace.schema, filters, min_confidence)
     scores, ids = workspace.index_search(queries, top_k, allowed)
+    if workspace.index.kind != FLAT:
+        scores, ids = rescore_exactly(workspace, queries, ids)
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
     # only the shown candidates' files are checked: a stat each, a hash only when one was touched
     records = {r.id: (r.path, r.attributes, check_file(r)) for r in workspace.catalogue.photos(wanted)}

@@ -30,7 +30,8 @@ from core.errors import CheckpointError, ImageLoadError, SketchSearchError
 from core.file_check import check_file
 from core.gallery_import import ImportTarget, ProgressCallback, import_paths
 from core.imaging import decode_image, load_rgb, read_photo_file
-from core.index import IndexFileError, VectorIndex
+from core.index import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
+from core.index_rebuild import BackgroundRebuild, build_from_catalogue
 from core.model.attributes import AttributeSchema
 from core.model.manifest import Manifest, verified_manifest
 from core.model.modality import Modality
@@ -75,6 +76,27 @@ def unit_rows(vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
     return np.isfinite(norms) & (np.abs(norms - 1.0) <= tolerance)
 
 
+def index_vector_problems(
+    index: VectorIndex, catalogue: Catalogue, model_sha256: str, chunk: int = 50_000
+) -> list[str]:
+    """Does every vector in ``index`` match the embedding stored in SQLite? Read in chunks, so a
+    gallery of millions is checked without holding all its embeddings at once. A flat index holds
+    the vectors exactly; an IVF index holds quantised codes, which decode to within a small error."""
+    exact = index.kind == FLAT
+    for ids, vectors in catalogue.iter_embeddings(model_sha256, index.dim, chunk):
+        stored = index.reconstruct_many(ids)
+        if exact:
+            if not np.allclose(stored, vectors, atol=1e-6):
+                return ["index vectors differ from the embeddings stored in the catalogue"]
+        else:
+            # quantisation moves a unit vector by far less than this; another photo's vector, much more
+            cosine = np.einsum("ij,ij->i", stored, vectors) / np.maximum(np.linalg.norm(stored, axis=1), 1e-12)
+            wrong = int((cosine < 0.98).sum())
+            if wrong:
+                return [f"{wrong} index vector(s) differ from the embeddings stored in the catalogue"]
+    return []
+
+
 class Workspace:
     """Thread safety: one import (or other writer) may run while other threads search, embed
     sketches and read the catalogue; the index is guarded by a lock, SQLite (WAL) gives each
@@ -88,6 +110,7 @@ class Workspace:
         *,
         model: InferenceModel | None = None,
         create: bool = True,
+        index_policy: IndexPolicy = DEFAULT_POLICY,
     ):
         """Open ``data_dir`` (created if needed, unless ``create`` is false) with the model in
         ``model_dir`` (default: the bundled one), or with an already loaded ``model`` (switching
@@ -112,12 +135,15 @@ class Workspace:
         self._lock = threading.RLock()
         self._attribute_table: AttributeTable | None = None
         self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
+        self.index_policy = index_policy
+        self._background = BackgroundRebuild(self)
         self.index = self._open_index()
         self.casework = CaseworkStore(self.catalogue)
         self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
         self._record_model_in_use()
 
     def close(self) -> None:
+        self._background.stop()
         self.catalogue.close()
 
     def __enter__(self) -> Workspace:
@@ -229,20 +255,23 @@ class Workspace:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically.
         A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
         embedded again from its file, or dropped (its photo then counts as not embedded) when the
-        file cannot be read."""
-        ids, vectors = self.catalogue.embeddings(self.embedding_key, self.embedding_dim)
-        damaged = ids[~unit_rows(vectors)]
-        self.repair_failures = []
-        if len(damaged):
-            self.repair_failures = self.repair_embeddings(damaged)
-            ids, vectors = self.catalogue.embeddings(self.embedding_key, self.embedding_dim)
-        index = VectorIndex(self.embedding_dim, self.embedding_key)
-        index.add(ids, vectors)
+        file cannot be read. The stored vectors are read in chunks, never all at once."""
+        damaged = self._damaged_embeddings()
+        self.repair_failures = self.repair_embeddings(damaged) if len(damaged) else []
+        index, _ = build_from_catalogue(self.catalogue, self.embedding_key, self.embedding_dim, self.index_policy)
         if save:
             index.save(self.index_path)
         with self._lock:
             self.index = index
         return index
+
+    def _damaged_embeddings(self) -> np.ndarray:
+        """Ids of stored embeddings of this model that are not finite unit vectors."""
+        found = [
+            ids[~unit_rows(vectors)]
+            for ids, vectors in self.catalogue.iter_embeddings(self.embedding_key, self.embedding_dim)
+        ]
+        return np.concatenate(found) if found else np.empty(0, np.int64)
 
     def repair_embeddings(self, photo_ids: Sequence[int]) -> list[ImportFailure]:
         """Embed damaged embeddings again from their files; returns the photos that could not be
@@ -272,6 +301,13 @@ class Workspace:
     def save_index(self) -> None:
         with self._lock:
             self.index.save(self.index_path)
+            outgrown = self.index_policy.outgrown(self.index)
+        if outgrown:
+            self._background.start()
+
+    def wait_for_index_rebuild(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild of the index, if one runs; False if still running."""
+        return self._background.wait(timeout)
 
     def index_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         with self._lock:
@@ -314,6 +350,32 @@ class Workspace:
                 "unchanged": summary.unchanged,
                 "failed": len(summary.failed),
                 "cancelled": summary.cancelled,
+                "photos_after": self.catalogue.count_photos(),
+            },
+        )
+        return summary
+
+    def import_embeddings(
+        self,
+        shards: Path,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImportSummary:
+        """Ingest Parquet shards written by ``sketchsearch-cluster embed`` (no re-embedding)."""
+        from core.embedding_ingest import ingest_shards
+
+        with self._exclusive_writer():
+            try:
+                summary = ingest_shards(self, Path(shards), progress=progress, cancel=cancel)
+            finally:
+                self._attribute_table = None
+        self._record(
+            "import embeddings",
+            {
+                "shards": str(shards),
+                "added": summary.added,
+                "unchanged": summary.unchanged,
+                "failed": len(summary.failed),
                 "photos_after": self.catalogue.count_photos(),
             },
         )
@@ -653,16 +715,13 @@ class Workspace:
             if not np.array_equal(np.sort(on_disk.ids()), embedded):
                 problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
             else:
-                ids, vectors = self.catalogue.embeddings(self.embedding_key, self.embedding_dim)
-                damaged = ids[~unit_rows(vectors)]
+                damaged = self._damaged_embeddings()
                 if len(damaged):
                     problems.append(
                         f"{len(damaged)} stored embedding(s) are damaged (not finite unit vectors), photo id(s) "
                         f"{', '.join(map(str, damaged[:10]))}: run rebuild-index to embed them again"
                     )
-                stored = np.stack([on_disk.reconstruct(i) for i in ids]) if len(ids) else vectors
-                if not np.allclose(stored, vectors, atol=1e-6):
-                    problems.append("index vectors differ from the embeddings stored in the catalogue")
+                problems.extend(index_vector_problems(on_disk, self.catalogue, self.embedding_key))
         return VerifyReport(ok=not problems, problems=problems)
 
     def _file_problems(self) -> list[str]:

@@ -31,6 +31,23 @@ def test_benchmark_runs_on_a_tiny_input(module, args):
     assert "ratio" in done.stdout, done.stdout
 
 
+def test_scale_benchmarks_run_on_a_tiny_input(tmp_path):
+    """The index and catalogue scale benchmarks complete and print their rows (figures unchecked)."""
+    runs = {
+        "benchmarks.index_scale": [
+            *("--size", "3000", "--queries", "5", "--flat-queries", "2", "--quantisers", "SQ6"),
+            *("--base-photos", "40", "--cache", str(tmp_path / "base.npz")),
+        ],
+        "benchmarks.catalogue_scale": ["--photos", "2000", "--thumbnail-bytes", "100"],
+    }
+    for module, args in runs.items():
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert ("recall@100" if module.endswith("index_scale") else "attribute table") in done.stdout, done.stdout
+
+
 def test_fusion_diagnosis_measures_a_run_as_its_manifest_says(pku_root, model_dir, tmp_path):
     """The shipped model as a one-split run, given twice: alone it scores its recorded test
     figures, fused with itself exactly the same, and the other rows are measured on that split."""

@@ -16,6 +16,7 @@ SOURCES = ("market1501", "cufs", "paired", "reid")
 class ConfigError(SketchSearchError, ValueError):
     """Settings that cannot make a run (reported as a one-line error by the command line)."""
 
+
 # The terms each data set is used on, recorded in every model trained on it (its manifest and the
 # About box). The research sets carry no licence to redistribute; an agency's own folder is its own.
 DATA_TERMS = {

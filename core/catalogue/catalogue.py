@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import URL, Connection, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import URL, Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalogue.migrations import upgrade
@@ -210,45 +210,62 @@ class Catalogue:
 
     # -- writing photos ------------------------------------------------------------------------
     def add_photos(self, photos: Sequence[NewPhoto], model_sha256: str) -> list[int]:
-        """Insert photos with their embeddings and predicted attributes in one transaction."""
+        """Insert photos with their embeddings and predicted attributes in one transaction. Bulk
+        INSERTs (one executemany per table, the new ids read back by their unique sha256): ORM objects
+        per row cost about 3 ms a photo, which made ingesting a million embeddings take half an hour."""
+        if not photos:
+            return []
         now = utcnow()
         with self._begin() as session:
-            rows = [
-                Photo(
-                    path=p.path,
-                    sha256=p.sha256,
-                    size_bytes=p.size_bytes,
-                    mtime_ns=p.mtime_ns,
-                    width=p.width,
-                    height=p.height,
-                    imported_at=now,
-                    source_folder=p.source_folder,
-                    thumbnail=p.thumbnail,
-                    missing_since=None,
-                )
-                for p in photos
+            session.execute(
+                insert(Photo.__table__),
+                [
+                    {
+                        "path": p.path,
+                        "sha256": p.sha256,
+                        "size_bytes": p.size_bytes,
+                        "mtime_ns": p.mtime_ns,
+                        "width": p.width,
+                        "height": p.height,
+                        "imported_at": now,
+                        "source_folder": p.source_folder,
+                        "thumbnail": p.thumbnail,
+                        "missing_since": None,
+                    }
+                    for p in photos
+                ],
+            )
+            by_sha = dict(
+                session.execute(
+                    select(Photo.sha256, Photo.id).where(Photo.sha256.in_([p.sha256 for p in photos]))
+                ).all()
+            )
+            ids = [by_sha[p.sha256] for p in photos]
+            session.execute(
+                insert(Embedding.__table__),
+                [
+                    {
+                        "photo_id": photo_id,
+                        "model_sha256": model_sha256,
+                        "vector": np.asarray(p.embedding, np.float32).tobytes(),
+                    }
+                    for photo_id, p in zip(ids, photos)
+                ],
+            )
+            attributes = [
+                {
+                    "photo_id": photo_id,
+                    "name": name,
+                    "source": AttributeSource.MODEL.value,
+                    "value": value,
+                    "confidence": float(confidence),
+                }
+                for photo_id, p in zip(ids, photos)
+                for name, (value, confidence) in p.attributes.items()
             ]
-            session.add_all(rows)
-            session.flush()
-            for row, photo in zip(rows, photos):
-                session.add(
-                    Embedding(
-                        photo_id=row.id,
-                        model_sha256=model_sha256,
-                        vector=np.asarray(photo.embedding, np.float32).tobytes(),
-                    )
-                )
-                for name, (value, confidence) in photo.attributes.items():
-                    session.add(
-                        PhotoAttribute(
-                            photo_id=row.id,
-                            name=name,
-                            source=AttributeSource.MODEL.value,
-                            value=value,
-                            confidence=float(confidence),
-                        )
-                    )
-            return [row.id for row in rows]
+            if attributes:
+                session.execute(insert(PhotoAttribute.__table__), attributes)
+            return list(ids)
 
     def relocate_photo(self, photo_id: int, path: str, size_bytes: int, mtime_ns: int, source_folder: str) -> None:
         """A known photo (same content) found at a new path, or with a new modification time."""
@@ -326,23 +343,66 @@ class Catalogue:
                 )
 
     def embeddings(self, model_sha256: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """All stored vectors of one model: (ids int64 N, vectors float32 N x dim)."""
+        """All stored vectors of one model: (ids int64 N, vectors float32 N x dim), read in chunks into
+        one array (a gallery of a million holds 3.6 GB of vectors: never twice at once)."""
+        total = len(self.embedded_ids(model_sha256))
+        ids = np.zeros(total, dtype=np.int64)
+        vectors = np.zeros((total, dim), dtype=np.float32)
+        filled = 0
+        for chunk_ids, chunk_vectors in self.iter_embeddings(model_sha256, dim):
+            end = min(filled + len(chunk_ids), total)  # rows committed meanwhile wait for the next read
+            ids[filled:end], vectors[filled:end] = chunk_ids[: end - filled], chunk_vectors[: end - filled]
+            filled = end
+        return ids[:filled], vectors[:filled]
+
+    def iter_embeddings(self, model_sha256: str, dim: int, chunk: int = 50_000):
+        """Stored vectors of one model in ascending id order, ``chunk`` rows at a time, each chunk its
+        own short read (keyset paging on the primary key, never OFFSET)."""
+        after = -1
+        while True:
+            with self._begin() as session:
+                rows = session.execute(
+                    select(Embedding.photo_id, Embedding.vector)
+                    .where(Embedding.model_sha256 == model_sha256, Embedding.photo_id > after)
+                    .order_by(Embedding.photo_id)
+                    .limit(chunk)
+                ).all()
+            if not rows:
+                return
+            yield self._as_arrays(rows, dim)
+            after = rows[-1][0]
+
+    def embeddings_of(self, model_sha256: str, dim: int, photo_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors of the given photos (those that have one), ascending by id."""
+        found = []
+        ids = [int(i) for i in photo_ids]
         with self._begin() as session:
-            rows = session.execute(
-                select(Embedding.photo_id, Embedding.vector)
-                .where(Embedding.model_sha256 == model_sha256)
-                .order_by(Embedding.photo_id)
-            ).all()
+            for start in range(0, len(ids), 10_000):  # SQLite caps the parameters of one statement
+                found += session.execute(
+                    select(Embedding.photo_id, Embedding.vector).where(
+                        Embedding.model_sha256 == model_sha256, Embedding.photo_id.in_(ids[start : start + 10_000])
+                    )
+                ).all()
+        found.sort(key=lambda row: row[0])
+        return self._as_arrays(found, dim)
+
+    @staticmethod
+    def _as_arrays(rows, dim: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
 
     def embedded_ids(self, model_sha256: str) -> np.ndarray:
-        with self._begin() as session:
-            ids = session.scalars(
-                select(Embedding.photo_id).where(Embedding.model_sha256 == model_sha256).order_by(Embedding.photo_id)
-            ).all()
-        return np.asarray(ids, dtype=np.int64)
+        """Ids of the photos with an embedding of this model, ascending (from the covering index
+        on (model, photo); through the DB-API cursor: ORM rows cost seconds per million)."""
+        with self.engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()
+            rows = cursor.execute(
+                "SELECT photo_id FROM embeddings WHERE model_sha256 = ? ORDER BY photo_id", (model_sha256,)
+            )
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64)
+            cursor.close()
+        return ids
 
     @staticmethod
     def _unembedded(model_sha256: str):
@@ -456,7 +516,10 @@ class Catalogue:
         """Effective values of every photo for the attributes in ``schema_values`` (name -> values).
 
         Names, values and precedence are resolved inside SQLite, so a gallery of 100k photos with a dozen
-        attributes each loads in about a second."""
+        attributes each loads in about a second. At a million photos two things matter: the ids come
+        from a covering index (a scan of the photos table would read every thumbnail's page), and
+        the name/value codes sit in a temporary table with a primary key, so each attribute row is
+        looked up in it while the rows are read in primary-key order (no sort for the GROUP BY)."""
         names = tuple(schema_values)
         codes = [
             (name, value, j, code) for j, name in enumerate(names) for code, value in enumerate(schema_values[name])
@@ -466,18 +529,27 @@ class Catalogue:
             # the DB-API cursor gives plain tuples, which numpy converts in C (rows wrapped by
             # SQLAlchemy cost seconds per million)
             cursor = connection.connection.driver_connection.cursor()
-            ids = np.asarray([r[0] for r in cursor.execute("SELECT id FROM photos ORDER BY id")], dtype=np.int64)
+            ids = np.sort(
+                np.fromiter(
+                    (r[0] for r in cursor.execute("SELECT id FROM photos INDEXED BY ix_photos_missing_since")),
+                    dtype=np.int64,
+                )
+            )
             rows = []
             if codes:
-                mapping = " UNION ALL ".join("SELECT ?, ?, ?, ?" for _ in codes)
+                cursor.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS attribute_codes "
+                    "(name TEXT, value TEXT, col INTEGER, code INTEGER, PRIMARY KEY (name, value)) WITHOUT ROWID"
+                )
+                cursor.execute("DELETE FROM temp.attribute_codes")
+                cursor.executemany("INSERT INTO temp.attribute_codes VALUES (?, ?, ?, ?)", codes)
                 rows = cursor.execute(
-                    f"WITH codes(name, value, col, code) AS ({mapping}) "
                     # with a lone MAX(), SQLite takes the other columns from the row holding the
-                    # maximum: one row per photo and attribute, from its highest-ranked source
+                    # maximum: one row per photo and attribute, from its highest-ranked source.
+                    # CROSS JOIN keeps photo_attributes the outer loop, in its primary key's order.
                     f"SELECT a.photo_id, c.col, c.code, a.confidence, MAX(CASE a.source {priority} END) "
-                    "FROM photo_attributes AS a JOIN codes AS c ON a.name = c.name AND a.value = c.value "
-                    "GROUP BY a.photo_id, a.name",  # the primary key's order: no sort needed
-                    tuple(v for row in codes for v in row),
+                    "FROM photo_attributes AS a CROSS JOIN temp.attribute_codes AS c "
+                    "ON a.name = c.name AND a.value = c.value GROUP BY a.photo_id, a.name"
                 ).fetchall()
             cursor.close()
         values = np.full((len(ids), len(names)), -1, dtype=np.int16)

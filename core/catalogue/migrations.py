@@ -12,6 +12,8 @@ History:
   3  casework: cases, searches with their revisions and results, reviews, the hash-chained audit
      log and its head; triggers keep searches, results, reviews and the log append-only
   4  photo_attributes.set_by and set_at: who stated a manual or imported value, and when
+  5  indices for galleries of millions: photos(source_folder, missing_since),
+     photos(missing_since), embeddings(model_sha256, photo_id); no data changes
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy import Connection, text
 from core.catalogue.orm import Base, append_only_triggers
 from core.errors import CatalogueError
 
-LATEST_VERSION = 4
+LATEST_VERSION = 5
 
 
 def _v1_to_v2(connection: Connection) -> None:
@@ -137,10 +139,21 @@ def _add_attribute_provenance(connection: Connection) -> None:
     connection.exec_driver_sql("ALTER TABLE photo_attributes ADD COLUMN set_at DATETIME")
 
 
+def _add_scale_indices(connection: Connection) -> None:
+    # the same indices the ORM declares for a new file; IF NOT EXISTS keeps the step safe to renumber
+    for statement in (
+        "CREATE INDEX IF NOT EXISTS ix_photos_folder_missing ON photos (source_folder, missing_since)",
+        "CREATE INDEX IF NOT EXISTS ix_photos_missing_since ON photos (missing_since)",
+        "CREATE INDEX IF NOT EXISTS ix_embeddings_model_photo ON embeddings (model_sha256, photo_id)",
+    ):
+        connection.exec_driver_sql(statement)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _v1_to_v2,
     2: _add_casework,
     3: _add_attribute_provenance,
+    4: _add_scale_indices,
 }
 
 

@@ -175,3 +175,42 @@ def test_deleting_a_photo_removes_its_embeddings_and_attributes(tmp_path):
         assert connection.exec_driver_sql("SELECT count(*) FROM embeddings").scalar() == 0
         assert connection.exec_driver_sql("SELECT count(*) FROM photo_attributes").scalar() == 0
     catalogue.close()
+
+
+def indices(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+
+def test_version_2_file_gets_the_scale_indices_with_every_row_kept(tmp_path):
+    old = frozen_catalogue(2, tmp_path)
+    file = old / Catalogue.FILE_NAME
+    tables = list(columns(file))
+    with sqlite3.connect(file) as db:
+        before = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+    Catalogue(old).close()
+    with sqlite3.connect(file) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables} == before
+        # the per-folder summary, the missing count and one model's ids are answered from indices
+        # alone, never by reading each photo's row (and thumbnail) or each embedding's vector
+        plans = {
+            query: " ".join(r[-1] for r in db.execute(f"EXPLAIN QUERY PLAN {query}"))
+            for query in (
+                "SELECT source_folder, count(id), count(missing_since) FROM photos GROUP BY source_folder",
+                "SELECT count(id) FROM photos WHERE missing_since IS NOT NULL",
+                "SELECT photo_id FROM embeddings WHERE model_sha256 = 'x' ORDER BY photo_id",
+            )
+        }
+    assert all("COVERING INDEX" in plan for plan in plans.values()), plans
+    fresh = tmp_path / "fresh"
+    Catalogue(fresh).close()
+    assert (
+        indices(file)
+        == indices(fresh / Catalogue.FILE_NAME)
+        >= {
+            "ix_photos_folder_missing",
+            "ix_photos_missing_since",
+            "ix_embeddings_model_photo",
+        }
+    )

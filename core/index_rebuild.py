@@ -1,0 +1,105 @@
+"""Rebuilding the index off the calling thread when the gallery has outgrown it (flat -> IVF, or an
+IVF index whose clusters were trained on a much smaller gallery). Searches go on with the old index
+meanwhile; the new one is brought level with the photos added or forgotten during training, saved
+atomically and swapped in under the workspace's lock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.catalogue.catalogue import Catalogue
+from core.index import FLAT, IndexPolicy, VectorIndex
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class RebuildCancelled(Exception):
+    """The workspace closed while a background rebuild ran; the old index file stays."""
+
+
+def build_from_catalogue(
+    catalogue: Catalogue,
+    model_sha256: str,
+    dim: int,
+    policy: IndexPolicy,
+    seed: int = 0,
+    cancel: threading.Event | None = None,
+) -> tuple[VectorIndex, np.ndarray]:
+    """The index ``policy`` asks for, from the embeddings stored in SQLite, and the ids it holds.
+    An IVF index is trained on a random sample and filled chunk by chunk, so a gallery of millions
+    never has all its float vectors in memory at once (10M x 896 floats would be 36 GB)."""
+    ids = catalogue.embedded_ids(model_sha256)
+    if policy.kind_for(len(ids)) == FLAT:
+        ids, vectors = catalogue.embeddings(model_sha256, dim)
+        return VectorIndex.build(dim, model_sha256, ids, vectors, policy), ids
+    sample_ids = ids
+    if len(ids) > policy.max_training_points:
+        sample_ids = np.sort(np.random.default_rng(seed).choice(ids, policy.max_training_points, replace=False))
+    _, sample = catalogue.embeddings_of(model_sha256, dim, sample_ids.tolist())
+    index = VectorIndex.trained_ivf(dim, model_sha256, sample, len(ids), policy)
+    del sample
+    held = []
+    for chunk_ids, chunk_vectors in catalogue.iter_embeddings(model_sha256, dim):
+        if cancel is not None and cancel.is_set():
+            raise RebuildCancelled()
+        index.add(chunk_ids, chunk_vectors)
+        held.append(chunk_ids)
+    return index, np.concatenate(held) if held else np.zeros(0, np.int64)
+
+
+class BackgroundRebuild:
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        self._cancel = threading.Event()
+
+    def start(self) -> bool:
+        """Start a rebuild unless one runs already; True if this call started one."""
+        with self._guard:
+            if self._thread is not None and self._thread.is_alive():
+                return False
+            self._thread = threading.Thread(target=self._run, name="index-rebuild", daemon=True)
+            self._thread.start()
+            return True
+
+    def stop(self) -> None:
+        """Abandon a running rebuild (between chunks; a k-means training in progress finishes first)."""
+        self._cancel.set()
+        self.wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def _run(self) -> None:
+        workspace = self.workspace
+        key, dim = workspace.embedding_key, workspace.embedding_dim
+        try:
+            fresh, ids = build_from_catalogue(
+                workspace.catalogue, key, dim, workspace.index_policy, cancel=self._cancel
+            )
+            with workspace._lock:
+                # Mirror the live index, not the catalogue: writers commit to SQLite first and add to
+                # the index after, so the live index is what they have finished with.
+                live = np.sort(workspace.index.ids())
+                fresh.remove(np.setdiff1d(ids, live, assume_unique=True))
+                added = np.setdiff1d(live, ids, assume_unique=True)
+                if len(added):
+                    fresh.add(*workspace.catalogue.embeddings_of(key, dim, added))
+                fresh.save(workspace.index_path)
+                workspace.index = fresh
+            log.info("index rebuilt in the background: %s, %d photos", fresh.kind, len(fresh))
+        except RebuildCancelled:
+            log.info("background index rebuild abandoned: the workspace closed")
+        except Exception:  # noqa: BLE001 - the old index stays in use and on disk; the next save retries
+            log.exception("background index rebuild failed; the current index stays in use")
