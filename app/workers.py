@@ -95,7 +95,7 @@ class TaskRunner(QObject):
     """Named thread pools: ``search`` (one at a time, newest wins), ``io`` (thumbnails, photos,
     small writes) and ``long`` (model loading, imports)."""
 
-    POOLS = {"search": 1, "io": 2, "long": 1}
+    POOLS = {"search": 1, "io": 2, "long": 1, "train": 1}  # train: a model adaptation, for minutes
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import Dataset
 
 from core.catalogue.catalogue import Catalogue
@@ -101,7 +102,7 @@ class AdaptProgress:
 class AdaptResult:
     out: Path
     manifest: Manifest
-    resumed_from_epoch: int  # 0 when the run started afresh
+    resumed_at: tuple[int, int] | None  # (epoch, step) the run resumed at, 1-based epoch; None: afresh
     seconds: float
     guard: list[dict]
 
@@ -254,6 +255,12 @@ def write_model_atomically(network: SketchPhotoNet, manifest: Manifest, out: Pat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return written
+
+
+def _io_reason(exc: Exception) -> str:
+    """The operating system's words from a wrapped I/O error ("No space left on device")."""
+    text = str(exc)
+    return text.split("I/O error: ")[-1].split(" (os error")[0] if "I/O error: " in text else text
 
 
 def remove_partial_models(out: Path) -> None:
@@ -447,7 +454,7 @@ class Adaptation:
         report = progress or (lambda p: None)
         remove_partial_models(self.out)
         resumed = self.load_state()
-        resumed_from = self.epoch if resumed else 0
+        resumed_at = (self.epoch + 1, self.step) if resumed else None
         if resumed:
             log.info("resumed from %s at epoch %d, step %d", self.work, self.epoch + 1, self.step)
         else:
@@ -517,13 +524,14 @@ class Adaptation:
         report(AdaptProgress(s.epochs, s.epochs, self.steps, self.steps, message="Writing the model…"))
         try:
             written = write_model_atomically(self.teacher.network.eval(), manifest, self.out)
-        except OSError as exc:
+        except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _io_reason(exc)
             raise SketchSearchError(
-                f"{self.out}: cannot write the model ({exc.strerror or exc}); nothing was written, "
+                f"{self.out}: cannot write the model ({reason}); nothing was written, "
                 "run the same command again once there is room"
             ) from None
         shutil.rmtree(self.work, ignore_errors=True)
-        return AdaptResult(self.out, written, resumed_from, time.monotonic() - started, self.guard_log)
+        return AdaptResult(self.out, written, resumed_at, time.monotonic() - started, self.guard_log)
 
 
 def adapt(

@@ -160,7 +160,9 @@ def run_adapt(args: argparse.Namespace, command: str) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     last = result.guard[-1]
-    resumed = f", resumed from epoch {result.resumed_from_epoch}" if result.resumed_from_epoch else ""
+    resumed = ""
+    if result.resumed_at:
+        resumed = f", resumed at epoch {result.resumed_at[0]} step {result.resumed_at[1]}"
     print(
         f"wrote {result.out} (weights sha256 {result.manifest.weights_sha256[:12]}) "
         f"in {result.seconds:.0f} s{resumed}; "
