@@ -98,11 +98,29 @@ def test_cancelled_run_resumes_where_it_stopped(tmp_path, gallery, model_dir):
     with pytest.raises(AdaptationCancelled, match="epoch 1, step 1; run it again to resume"):
         adapt(model_dir, gallery, out, settings=settings, progress=stop_after_first_step, cancel=cancel)
     assert not out.exists()
+    partial = tmp_path / ".adapted.killed-while-writing.partial"  # what a kill during the write leaves
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
     steps = []
     result = adapt(model_dir, gallery, out, settings=settings, progress=lambda p: steps.append((p.epoch, p.step)))
     assert result.resumed_at == (1, 1)
     assert (1, 1) not in steps and (1, 2) in steps and (2, 2) in steps  # the first step is not run again
     load_checkpoint(out)
+    assert not partial.exists()
+
+
+def test_the_agencys_own_sketches_join_the_training(tmp_path, gallery, model_dir):
+    sketches = tmp_path / "sketches"
+    sketches.mkdir()
+    for i in range(3):
+        image = Image.new("RGB", (96, 192), "white")
+        draw = ImageDraw.Draw(image)
+        draw.ellipse([34, 6 + i, 62, 38], outline="black", width=2)
+        draw.line([48, 38, 48 - 10 * i, 120, 40, 182], fill="black", width=3)
+        image.save(sketches / f"sketch_{i}.png")
+    out = tmp_path / "adapted"
+    adapt(model_dir, gallery, out, sketches=sketches, settings=QUICK)
+    assert load_checkpoint(out)[1].provenance["sketches"] == 3
 
 
 def test_another_gallery_or_setting_does_not_resume_a_foreign_state(tmp_path, gallery, model_dir):
@@ -191,6 +209,10 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, gallery, model_dir, capsys,
         ),
         "no gallery": (["--model", str(model_dir), "--data-dir", str(tmp_path / "nowhere")], "no gallery here"),
         "not a model": (["--model", str(not_a_model), "--data-dir", str(gallery)], "not a model folder"),
+        "no sketches": (
+            ["--model", str(model_dir), "--data-dir", str(gallery), "--sketches", str(tmp_path / "none")],
+            "not a folder of sketches",
+        ),
     }
     for name, (args, message) in cases.items():
         code = train_main(["adapt", *args, "--out", str(tmp_path / f"out-{name.replace(' ', '-')}")])
