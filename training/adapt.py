@@ -324,7 +324,7 @@ class Adaptation:
             "base_weights_sha256": self.base.weights_sha256,
             "gallery_photos_sha256": self.gallery.photos_sha256,
             "sketches": hashlib.sha256("\n".join(self.sketches).encode()).hexdigest(),
-            "settings": self.settings.to_json(),
+            "settings": {k: v for k, v in self.settings.to_json().items() if k != "threads"},  # speed only
             "out": str(self.out),
         }
 
