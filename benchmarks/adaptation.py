@@ -63,6 +63,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-name", default="adapted", help="the adapted model's folder in --work")
+    parser.add_argument(
+        "--sketch-statistics",
+        choices=("frozen", "adapted"),
+        default="frozen",
+        help="the sketch encoder's batch-norm statistics during adaptation",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -86,9 +93,15 @@ def main() -> None:
         schema = workspace.schema
     print(f"gallery: {len(adapted_on)} photos imported in {time.monotonic() - started:.0f} s ({summary.added} new)")
 
-    out = args.work / "adapted"
+    out = args.work / args.out_name
     if not out.is_dir():
-        settings = AdaptSettings(epochs=args.epochs, batch=args.batch, seed=args.seed, threads=args.threads)
+        settings = AdaptSettings(
+            epochs=args.epochs,
+            batch=args.batch,
+            seed=args.seed,
+            threads=args.threads,
+            freeze_sketch_statistics=args.sketch_statistics == "frozen",
+        )
         result = adapt(args.model, data, out, settings=settings, device="cpu", command="benchmarks.adaptation")
         per_photo_epoch = result.seconds / (len(adapted_on) * args.epochs)
         print(

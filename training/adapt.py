@@ -71,6 +71,7 @@ class AdaptSettings:
     distillation_weight: float = 1.0
     alignment_weight: float = 1.0
     reverse_weight: float = 0.2  # photo -> sketch alignment relative to sketch -> photo (asymmetry)
+    freeze_sketch_statistics: bool = True  # see Adaptation._train_mode
     probe: int = 100  # photos the collapse guard measures on
     seed: int = 0
     threads: int | None = None
@@ -393,6 +394,16 @@ class Adaptation:
         )
 
     # -- training --------------------------------------------------------------------------------
+    def _train_mode(self) -> None:
+        """Train mode, but with the sketch encoder's batch-norm statistics kept as they are unless
+        asked: pseudo-sketches are not the investigators' drawings, and statistics gathered on them
+        alone would shift every real query."""
+        self.network.train()
+        if self.settings.freeze_sketch_statistics:
+            for module in self.network.sketch.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     def _user_sketch_batch(self, epoch: int, step: int) -> dict[str, torch.Tensor] | None:
         if not self.sketches:
             return None
@@ -476,7 +487,7 @@ class Adaptation:
             batches = epoch_batches(len(self.photos), s.batch, s.seed, epoch)
             sums: dict[str, float] = {}
             epoch_started = time.monotonic()
-            self.network.train()
+            self._train_mode()
             for step in range(self.step, len(batches)):
                 if cancel is not None and cancel.is_set():
                     self.save_state()
@@ -491,7 +502,7 @@ class Adaptation:
                     self.save_state()
                 report(AdaptProgress(epoch + 1, s.epochs, self.step, len(batches), losses))
             figures = self.guard_figures(self.teacher.network)
-            self.network.train()
+            self._train_mode()
             steps = max(1, len(batches))
             row = {
                 "epoch": epoch + 1,

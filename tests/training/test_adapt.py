@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from core.catalogue.catalogue import Catalogue
@@ -71,7 +72,14 @@ def test_adapt_writes_a_model_whose_manifest_names_base_gallery_settings_and_tim
     out = tmp_path / "adapted"
     result = adapt(model_dir, gallery, out, settings=QUICK, command="test")
     network, manifest = load_checkpoint(out)
-    _, base = load_checkpoint(model_dir)
+    base_network, base = load_checkpoint(model_dir)
+    # the sketch encoder's batch-norm statistics stay the base model's (pseudo-sketches are not the
+    # queries); the photo encoder's follow the gallery
+    adapted_state, base_state = network.state_dict(), base_network.state_dict()
+    sketch_stats = [k for k in base_state if k.startswith("sketch.") and k.endswith("running_mean")]
+    photo_stats = [k for k in base_state if k.startswith("photo.") and k.endswith("running_mean")]
+    assert sketch_stats and all(torch.equal(adapted_state[k], base_state[k]) for k in sketch_stats)
+    assert any(not torch.equal(adapted_state[k], base_state[k]) for k in photo_stats)
     provenance = manifest.provenance
     assert provenance["base_model"] == {"name": base.name, "weights_sha256": base.weights_sha256}
     assert provenance["gallery"]["photos"] == MIN_PHOTOS
