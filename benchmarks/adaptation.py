@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--alignment-weight", type=float, default=AdaptSettings.alignment_weight)
     parser.add_argument("--out-name", default="adapted", help="the adapted model's folder in --work")
     parser.add_argument(
         "--sketch-statistics",
@@ -101,6 +102,7 @@ def main() -> None:
             seed=args.seed,
             threads=args.threads,
             freeze_sketch_statistics=args.sketch_statistics == "frozen",
+            alignment_weight=args.alignment_weight,
         )
         result = adapt(args.model, data, out, settings=settings, device="cpu", command="benchmarks.adaptation")
         per_photo_epoch = result.seconds / (len(adapted_on) * args.epochs)
