@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--photo-statistics", choices=("frozen", "adapted"), default="adapted")
     parser.add_argument("--alignment-weight", type=float, default=AdaptSettings.alignment_weight)
     parser.add_argument("--out-name", default="adapted", help="the adapted model's folder in --work")
     parser.add_argument(
@@ -103,6 +104,7 @@ def main() -> None:
             threads=args.threads,
             freeze_sketch_statistics=args.sketch_statistics == "frozen",
             alignment_weight=args.alignment_weight,
+            freeze_photo_statistics=args.photo_statistics == "frozen",
         )
         result = adapt(args.model, data, out, settings=settings, device="cpu", command="benchmarks.adaptation")
         per_photo_epoch = result.seconds / (len(adapted_on) * args.epochs)

@@ -63,7 +63,9 @@ class AdaptationCollapsed(SketchSearchError):
 
 @dataclass(frozen=True)
 class AdaptSettings:
-    epochs: int = 3
+    # one epoch of a 5,000-photo gallery: 26-40 min on one (shared) CPU thread, see
+    # benchmarks/results/adaptation.md
+    epochs: int = 1
     batch: int = 16  # gallery photos per step (each with its pseudo-sketch, two views of each)
     lr: float = 3.5e-5  # Adam; a trained model is only nudged
     weight_decay: float = 5e-4
@@ -72,6 +74,7 @@ class AdaptSettings:
     alignment_weight: float = 1.0
     reverse_weight: float = 0.2  # photo -> sketch alignment relative to sketch -> photo (asymmetry)
     freeze_sketch_statistics: bool = True  # see Adaptation._train_mode
+    freeze_photo_statistics: bool = False  # True: the photo encoder's batch-norm statistics stay the base's too
     probe: int = 100  # photos the collapse guard measures on
     seed: int = 0
     threads: int | None = None
@@ -399,8 +402,10 @@ class Adaptation:
         asked: pseudo-sketches are not the investigators' drawings, and statistics gathered on them
         alone would shift every real query."""
         self.network.train()
-        if self.settings.freeze_sketch_statistics:
-            for module in self.network.sketch.modules():
+        frozen = [self.network.sketch] if self.settings.freeze_sketch_statistics else []
+        frozen += [self.network.photo] if self.settings.freeze_photo_statistics else []
+        for encoder in frozen:
+            for module in encoder.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
