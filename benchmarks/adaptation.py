@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--photo-statistics", choices=("frozen", "adapted"), default="adapted")
+    parser.add_argument("--photo-statistics", choices=("frozen", "adapted"), default="frozen")
     parser.add_argument("--alignment-weight", type=float, default=AdaptSettings.alignment_weight)
     parser.add_argument("--out-name", default="adapted", help="the adapted model's folder in --work")
     parser.add_argument(
