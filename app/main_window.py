@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self._owns_workspace = False
         self._model_key: tuple[str, str] | None = None
         self._job_dialog: GalleryJobDialog | None = None
+        self._adapt_dialog = None  # Model → Adapt to this gallery…, while it is open
         self._comparisons: list[ComparisonDialog] = []
         self._settings_dialog: SettingsDialog | None = None
         self.last_error = ""
@@ -303,7 +304,7 @@ class MainWindow(QMainWindow):
         for action in (self.zoom_in_action, self.zoom_out_action, self.fit_action):
             self.view_menu.addAction(action)
         self.view_menu.addSeparator()
-        self.menuBar().addMenu("&Help").addAction(self.about_action)
+        self._build_model_menu()
 
         toolbar = QToolBar("Sketch")
         toolbar.setObjectName("sketch-toolbar")
@@ -324,6 +325,18 @@ class MainWindow(QMainWindow):
         for action in (self.import_sketch_action, self.save_sketch_action, self.import_folder_action):
             toolbar.addAction(action)
         self.addToolBar(toolbar)
+
+    def _build_model_menu(self) -> None:
+        self.adapt_action = self._action(
+            "&Adapt to this gallery…",
+            lambda: self.adapt_to_gallery(),
+            tip="train a copy of the model on this gallery, no labels",
+        )
+        self.use_model_action = self._action("&Use…", self.choose_model, tip="switch to another installed model")
+        menu = self.menuBar().addMenu("&Model")
+        menu.addAction(self.adapt_action)
+        menu.addAction(self.use_model_action)
+        self.menuBar().addMenu("&Help").addAction(self.about_action)  # last, as on every desktop
 
     def _build_layout(self) -> None:
         splitter = QSplitter(Qt.Horizontal)
@@ -394,6 +407,13 @@ class MainWindow(QMainWindow):
             return Path(self.options.data_dir)
         return Path(self.preferences.data_dir) if self.preferences.data_dir else None
 
+    def _model_dir(self) -> Path | None:
+        """The command line's model, else the one last chosen with Model → Use… (if still there)."""
+        if self.options.model_dir:
+            return Path(self.options.model_dir)
+        saved = str(self.settings.value("model_dir", "") or "")
+        return Path(saved) if saved and Path(saved).is_dir() else None
+
     def _device(self) -> str | None:
         return self.options.device or (None if self.preferences.device == "auto" else self.preferences.device)
 
@@ -401,7 +421,7 @@ class MainWindow(QMainWindow):
         """(Re)open the workspace in the background: the window stays usable, searches wait."""
         old, owned = self.workspace, self._owns_workspace
         self._set_workspace(None)
-        data_dir, model_dir, device = self._data_dir(), self.options.model_dir, self._device()
+        data_dir, model_dir, device = self._data_dir(), self._model_dir(), self._device()
         key = (str(model_dir or ""), device or "auto")
         reuse = old.loaded_model() if old is not None and key == self._model_key else None
         self._model_key = key
@@ -447,6 +467,8 @@ class MainWindow(QMainWindow):
         self.import_folder_action.setEnabled(enabled)
         self.import_attributes_action.setEnabled(enabled)
         self.empty_import_button.setEnabled(enabled)
+        self.adapt_action.setEnabled(enabled)
+        self.use_model_action.setEnabled(enabled)
 
     def _workspace_ready(self, workspace, owned: bool) -> None:
         self._owns_workspace = owned
@@ -838,6 +860,46 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 8000)
         self.refresh_gallery()
         self.live.rerank()
+
+    # -- models ------------------------------------------------------------------------------
+    def adapt_to_gallery(self, settings=None):
+        """Model → Adapt to this gallery…: one adaptation at a time, in its own dialog."""
+        from app.adapt_dialog import AdaptDialog
+
+        workspace = self.workspace
+        if workspace is None or workspace.model.folder is None:
+            return None
+        if self._adapt_dialog is not None and self._adapt_dialog.running():
+            self._adapt_dialog.raise_()
+            return self._adapt_dialog
+        dialog = AdaptDialog(
+            self.runner, workspace.model.folder, workspace.data_dir, workspace.model.sha256, settings, self
+        )
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.useModel.connect(self.use_model)
+        dialog.destroyed.connect(lambda: self._adapt_dialog is dialog and setattr(self, "_adapt_dialog", None))
+        self._adapt_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def choose_model(self) -> None:
+        from app.adapt_dialog import ModelChooser
+
+        if self.workspace is None:
+            return
+        dialog = ModelChooser(self.workspace.data_dir, self.workspace.model.sha256, self)
+        if dialog.exec() == ModelChooser.Accepted and dialog.chosen() is not None:
+            self.use_model(dialog.chosen().path)
+
+    def use_model(self, folder) -> None:
+        """Reopen the gallery with the model in ``folder`` (remembered for the next start); photos
+        without an embedding for it are indexed in the background as for any model change."""
+        self.options.model_dir = Path(folder)
+        if self.workspace is not None:  # the same gallery, whatever opened it
+            self.options.data_dir = self.workspace.data_dir
+        self.settings.setValue("model_dir", str(folder))
+        self.settings.sync()
+        self.open_workspace()
 
     # -- comparison --------------------------------------------------------------------------
     def _compare_selected(self) -> None:

@@ -96,7 +96,8 @@ class TaskRunner(QObject):
         small writes), ``long`` (model loading, imports) and ``record`` (casework writes, one at a time
     and in order)."""
 
-    POOLS = {"search": 1, "io": 2, "long": 1, "record": 1}
+    # record: casework records, off the search thread; train: a model adaptation, for minutes
+    POOLS = {"search": 1, "io": 2, "long": 1, "record": 1, "train": 1}
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)

@@ -93,7 +93,7 @@ def rescore_exactly(workspace, queries: np.ndarray, ids: np.ndarray) -> tuple[np
     primary key), and the candidates are ordered by it."""
     queries = np.asarray(queries, np.float32).reshape(len(ids), -1)
     found, vectors = workspace.catalogue.embeddings_of(
-        workspace.model.embedding_key, workspace.model.embedding_dim, np.unique(ids[ids >= 0]).tolist()
+        workspace.embedding_key, workspace.embedding_dim, np.unique(ids[ids >= 0]).tolist()
     )
     rows = np.searchsorted(found, ids.clip(min=0))
     known = (ids >= 0) & (rows < len(found)) & (found[rows.clip(max=max(len(found) - 1, 0))] == ids)

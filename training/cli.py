@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,7 +130,64 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     add_distractor_argument(bench)
     add_fit_arguments(bench)
+    add_adapt_parser(sub)
     return parser
+
+
+def add_adapt_parser(sub) -> None:
+    from training.adapt import AdaptSettings
+
+    defaults = AdaptSettings()
+    adapt = sub.add_parser(
+        "adapt",
+        help="adapt a model to a gallery without labels (AMA); a rerun of the same command resumes",
+    )
+    adapt.add_argument("--model", type=Path, required=True, help="the model folder to start from")
+    adapt.add_argument("--data-dir", type=Path, required=True, help="the gallery's data folder (its catalogue)")
+    adapt.add_argument("--out", type=Path, required=True, help="the new model folder (must not exist)")
+    adapt.add_argument("--sketches", type=Path, help="a folder of the agency's own sketches (optional, unlabelled)")
+    adapt.add_argument("--epochs", type=int, default=defaults.epochs)
+    adapt.add_argument("--batch", type=int, default=defaults.batch, help="gallery photos per step")
+    adapt.add_argument("--lr", type=float, default=defaults.lr)
+    adapt.add_argument("--seed", type=int, default=defaults.seed)
+    adapt.add_argument("--threads", type=int, help="torch CPU threads")
+    adapt.add_argument("--work", type=Path, help="training state folder (default: .OUT.adapt beside OUT)")
+    adapt.add_argument("--device", default="auto")
+
+
+def run_adapt(args: argparse.Namespace, command: str) -> None:
+    from training.adapt import AdaptSettings, adapt
+
+    if args.epochs < 1 or args.batch < 2:
+        raise SketchSearchError("--epochs must be at least 1 and --batch at least 2")
+    settings = AdaptSettings(epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed, threads=args.threads)
+    cancel = threading.Event()  # Ctrl+C or a TERM signal: the state is saved and a rerun resumes
+    previous = {sig: signal.signal(sig, lambda *_: cancel.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = adapt(
+            args.model,
+            args.data_dir,
+            args.out,
+            sketches=args.sketches,
+            settings=settings,
+            work_dir=args.work,
+            device=args.device,
+            command=command,
+            cancel=cancel,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    last = result.guard[-1]
+    resumed = ""
+    if result.resumed_at:
+        resumed = f", resumed at epoch {result.resumed_at[0]} step {result.resumed_at[1]}"
+    print(
+        f"wrote {result.out} (weights sha256 {result.manifest.weights_sha256[:12]}) "
+        f"in {result.seconds:.0f} s{resumed}; "
+        f"spread {last['spread']:.4f}, neighbour agreement {100 * last['agreement']:.0f}% "
+        f"(base {result.guard[0]['spread']:.4f}, {100 * result.guard[0]['agreement']:.0f}%)"
+    )
 
 
 def evaluate_model(
@@ -283,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 part = f"split {args.split}" if args.dataset == "pku" else f"seed {args.seed} test identities"
                 _print_headline(figures, f"{args.model} on {args.dataset} {part}")
+        elif args.command == "adapt":
+            run_adapt(args, command)
         elif args.command == "benchmark":
             if args.threads:
                 import torch
@@ -299,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     except SketchSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the adaptation saves its state as it goes: a rerun resumes
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
 
 

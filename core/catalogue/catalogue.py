@@ -200,6 +200,14 @@ class Catalogue:
         with self._begin() as session:
             return {sha: (pid, path) for sha, pid, path in session.execute(select(Photo.sha256, Photo.id, Photo.path))}
 
+    def present_photos(self) -> list[tuple[int, str, str]]:
+        """(id, path, sha256) of the photos found at the last import, by id."""
+        with self._begin() as session:
+            rows = session.execute(
+                select(Photo.id, Photo.path, Photo.sha256).where(Photo.missing_since.is_(None)).order_by(Photo.id)
+            )
+            return [(pid, path, sha) for pid, path, sha in rows]
+
     def count_photos(self) -> int:
         with self._begin() as session:
             return session.scalar(select(func.count(Photo.id))) or 0

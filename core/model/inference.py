@@ -51,6 +51,7 @@ class InferenceModel:
     def __init__(self, folder: Path, device: str | None = None, batch_size: int = 32):
         network, manifest = load_checkpoint(Path(folder))
         self._attach(network, manifest, choose_device(device), batch_size)
+        self.folder: Path | None = Path(folder)  # where it was loaded from (a model adapted from it starts here)
 
     @classmethod
     def from_network(
@@ -60,6 +61,7 @@ class InferenceModel:
         run and decoded exactly as a loaded checkpoint is. The network is put in eval mode; a
         training loop puts it back in train mode itself."""
         model = cls.__new__(cls)
+        model.folder = None
         device = torch.device(device) if device is not None else next(network.parameters()).device
         model._attach(network, manifest, device, batch_size)
         return model

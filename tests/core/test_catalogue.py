@@ -124,6 +124,18 @@ def test_ids_are_never_reused(tmp_path):
     catalogue.close()
 
 
+def test_present_photos_leave_out_those_found_missing(tmp_path):
+    catalogue = Catalogue(tmp_path)
+    catalogue.register_model("m" * 64, "m", 4, {})
+    ids = catalogue.add_photos([new_photo(1), new_photo(2), new_photo(3)], "m" * 64)
+    catalogue.mark_missing([ids[1]])
+    assert catalogue.present_photos() == [
+        (ids[0], "/photos/1.jpg", f"{1:064x}"),
+        (ids[2], "/photos/3.jpg", f"{3:064x}"),
+    ]
+    catalogue.close()
+
+
 def test_manual_beats_imported_beats_model(tmp_path):
     catalogue = Catalogue(tmp_path)
     catalogue.register_model("m" * 64, "m", 4, {})
