@@ -231,8 +231,10 @@ def _run(args: argparse.Namespace) -> int:
         for sketch in args.sketches:  # fail fast, before the model loads
             if not sketch.is_file():
                 raise SketchSearchError(f"{sketch}: sketch file not found")
-    # only import makes a new data folder: a mistyped --data-dir is an error, not an empty gallery
-    workspace = Workspace(args.data_dir, args.model, args.device, create=args.command == "import")
+    # only an import makes a new data folder: a mistyped --data-dir is an error, not an empty gallery
+    workspace = Workspace(
+        args.data_dir, args.model, args.device, create=args.command in ("import", "import-embeddings")
+    )
     if getattr(args, "operator", None):
         workspace.operator = args.operator
     try:

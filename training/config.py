@@ -24,8 +24,10 @@ DATA_TERMS = {
     "cufs": "CUHK Face Sketch database (CUFS): research use only",
     "market1501": "Market-1501 (Zheng et al., ICCV 2015) and its attribute labels: research use only",
     "paired": "a paired sketch/photo folder: the terms of its owner",
+    "reid": "labelled re-identification photos (CUHK03: research use only; an agency's own: its terms)",
 }
-RESEARCH_DATA = {"pku", "cufs", "market1501"}
+# reid counts as research data: the shared CUHK03 folder is, and the safer reading is kept
+RESEARCH_DATA = {"pku", "cufs", "market1501", "reid"}
 
 
 @dataclass

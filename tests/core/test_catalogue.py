@@ -202,8 +202,10 @@ def test_version_2_file_gets_the_scale_indices_with_every_row_kept(tmp_path):
         before = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
     Catalogue(old).close()
     with sqlite3.connect(file) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
-        assert {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables} == before
+        assert db.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+        after = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+        # other steps may add columns at the end of a row; every value that was there is kept
+        assert {t: [r[: len(b)] for r, b in zip(after[t], before[t], strict=True)] for t in tables} == before
         # the per-folder summary, the missing count and one model's ids are answered from indices
         # alone, never by reading each photo's row (and thumbnail) or each embedding's vector
         plans = {
