@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from html import escape
-from importlib import metadata
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from core.types import ModelInfo
-
-
-def program_version() -> str:
-    try:
-        return metadata.version("sketchsearch")
-    except metadata.PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
+from core.workspace import app_version
 
 
 def about_html(info: ModelInfo | None) -> str:
     """The About box's text. Everything about the model comes from its manifest."""
     parts = [
-        f"<h3>SketchSearch {escape(program_version())}</h3>",
+        f"<h3>SketchSearch {escape(app_version())}</h3>",
         "<p>Ranks gallery photos by their likeness to a sketch. The candidates are investigative leads "
         "for a person to review, never an identification.</p>",
     ]

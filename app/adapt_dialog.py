@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.job_dialog import CancellableJobDialog
 from app.workers import Cancelled, Task, TaskRunner
 from core.model.registry import InstalledModel, installed_models, models_dir
 
@@ -28,7 +29,7 @@ def adapted_folder(data_dir: Path, base_sha256: str, photos_sha256: str) -> Path
     return models_dir(data_dir) / f"adapted-{photos_sha256[:8]}-from-{base_sha256[:8]}"
 
 
-class AdaptDialog(QDialog):
+class AdaptDialog(CancellableJobDialog):
     """Adapts ``model_dir`` to the gallery in ``data_dir`` in the ``train`` pool; searches keep
     running on the current model meanwhile. ``useModel`` carries the new model's folder when the
     user chooses to switch to it."""
@@ -135,26 +136,8 @@ class AdaptDialog(QDialog):
                 f"drawings finding their own photo first {100 * progress.guard['agreement']:.0f}%"
             )
 
-    def cancel(self) -> None:
-        if self.running() and self.task is not None:
-            self.task.cancel.set()  # stops after the step in flight and saves the state
-            self.status.setText(self.status.text() + " — cancelling…")
-            self.buttons.setEnabled(False)
-        else:
-            self.reject()
-
-    def closeEvent(self, event) -> None:  # noqa: N802
-        if self.running():
-            self.cancel()
-            event.ignore()
-        else:
-            super().closeEvent(event)
-
-    def reject(self) -> None:
-        if self.running():
-            self.cancel()
-        else:
-            super().reject()
+    def status_label(self) -> QLabel:
+        return self.status
 
     def _finished(self, result) -> None:
         self.out, existed = result

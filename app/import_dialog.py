@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QDialog,
     QDialogButtonBox,
     QHeaderView,
     QLabel,
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.job_dialog import CancellableJobDialog
 from app.workers import Task, TaskRunner
 from core.types import ImportSummary
 
@@ -39,7 +39,7 @@ def indexing_text(summary: ImportSummary) -> str:
     return f"{head} in {summary.seconds:.1f} s: {summary.updated} photo(s) indexed, {len(summary.failed)} failed."
 
 
-class GalleryJobDialog(QDialog):
+class GalleryJobDialog(CancellableJobDialog):
     """Runs ``work(task) -> ImportSummary`` in the ``long`` pool; ``finished_import`` carries the
     summary (None if the job could not run)."""
 
@@ -113,26 +113,8 @@ class GalleryJobDialog(QDialog):
         if progress.current:
             self.current.setText(self.fontMetrics().elidedText(progress.current, Qt.ElideMiddle, 520))
 
-    def cancel(self) -> None:
-        if self.running() and self.task is not None:
-            self.task.cancel.set()  # the import stops after the batch in flight
-            self.counts.setText(self.counts.text() + " — cancelling…")
-            self.buttons.setEnabled(False)
-        else:
-            self.reject()
-
-    def closeEvent(self, event) -> None:  # noqa: N802
-        if self.running():
-            self.cancel()
-            event.ignore()  # closes when the import has stopped
-        else:
-            super().closeEvent(event)
-
-    def reject(self) -> None:
-        if self.running():
-            self.cancel()
-        else:
-            super().reject()
+    def status_label(self) -> QLabel:
+        return self.counts
 
     def _finished(self, summary: ImportSummary) -> None:
         self.summary = summary

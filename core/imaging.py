@@ -9,6 +9,7 @@ import io
 import os
 import stat
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,15 @@ def _regular_file_size(path: str | Path) -> int:
     return info.st_size
 
 
-def read_file_bytes(path: str | Path) -> bytes:
+@contextmanager
+def _reading(path: str | Path):
+    """Check that ``path`` is a regular file within the size limit, then let the caller read it;
+    whatever goes wrong becomes an ImageLoadError naming the file and the reason."""
     try:
         size = _regular_file_size(path)
         if size > MAX_FILE_BYTES:
             raise ImageLoadError(path, f"file too large ({size:,} bytes; the limit is {MAX_FILE_BYTES:,})")
-        with open(path, "rb") as handle:
-            return handle.read()
+        yield
     except PermissionError:
         raise ImageLoadError(path, "permission denied") from None
     except IsADirectoryError:
@@ -50,6 +53,11 @@ def read_file_bytes(path: str | Path) -> bytes:
         raise ImageLoadError(path, "no such file") from None
     except OSError as exc:
         raise ImageLoadError(path, f"unreadable ({exc.strerror or exc})") from None
+
+
+def read_file_bytes(path: str | Path) -> bytes:
+    with _reading(path), open(path, "rb") as handle:
+        return handle.read()
 
 
 def read_photo_file(path: str | Path, chunk: int = 1 << 20) -> tuple[bytes, str]:
@@ -57,27 +65,15 @@ def read_photo_file(path: str | Path, chunk: int = 1 << 20) -> tuple[bytes, str]
     MAX_FILE_BYTES, whose header is an image within MAX_PIXELS. A file that fails them is never
     read whole (a 3 GB file of zeros named ``.jpg`` costs one header read); the hash is computed
     block by block as the file is read."""
-    try:
-        size = _regular_file_size(path)
-        if size > MAX_FILE_BYTES:
-            raise ImageLoadError(path, f"file too large ({size:,} bytes; the limit is {MAX_FILE_BYTES:,})")
-        with open(path, "rb") as handle:
-            _check_header(handle, path)
-            handle.seek(0)
-            digest = hashlib.sha256()
-            blocks = []
-            while block := handle.read(chunk):
-                digest.update(block)
-                blocks.append(block)
-        return b"".join(blocks), digest.hexdigest()
-    except PermissionError:
-        raise ImageLoadError(path, "permission denied") from None
-    except IsADirectoryError:
-        raise ImageLoadError(path, "is a directory") from None
-    except FileNotFoundError:
-        raise ImageLoadError(path, "no such file") from None
-    except OSError as exc:
-        raise ImageLoadError(path, f"unreadable ({exc.strerror or exc})") from None
+    with _reading(path), open(path, "rb") as handle:
+        _check_header(handle, path)
+        handle.seek(0)
+        digest = hashlib.sha256()
+        blocks = []
+        while block := handle.read(chunk):
+            digest.update(block)
+            blocks.append(block)
+    return b"".join(blocks), digest.hexdigest()
 
 
 def _check_header(handle, path: str | Path) -> None:  # noqa: ANN001 - a binary file object
