@@ -3,7 +3,8 @@
 
     python3 bootstrap.py app [ARGS...]    install if needed, then start SketchSearch
     python3 bootstrap.py test [ARGS...]   install if needed, then run the whole test suite
-    python3 bootstrap.py build            install if needed, then build dist/sketchsearch/ (PyInstaller)
+    python3 bootstrap.py build [--gpu]    install if needed, then build dist/sketchsearch/ (PyInstaller;
+                                          --gpu: dist/sketchsearch-gpu/, with torch and CUDA)
     python3 bootstrap.py lint             install if needed, then check style and layering (ruff, import-linter)
 
 Needs only python3 (3.11+). The install is repeated only when pyproject.toml changes. On Linux,
@@ -33,8 +34,8 @@ def run(*command: str | Path, **kwargs) -> None:
 
 
 # cluster: the test suite runs the Ray embedding job on a local Ray (about half a minute); the
-# desktop bundle leaves Ray out all the same (build.spec excludes it). onnx: the export's parity test
-def ensure_installed(extras: str = "dev,build,cluster,onnx") -> None:
+# desktop bundle leaves Ray out all the same (build.spec excludes it)
+def ensure_installed(extras: str = "dev,build,cluster") -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - bootstrap runs under whatever python3 a machine has
         sys.exit(f"SketchSearch needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PYTHON.exists():
@@ -129,8 +130,12 @@ def main(argv: list[str]) -> int:
             return 1
         return subprocess.call([str(BIN / "sketchsearch"), *rest])
     if command == "build":
+        variant = "gpu" if "--gpu" in rest else "cpu"
+        rest = [arg for arg in rest if arg != "--gpu"]
         return subprocess.call(
-            [str(BIN / "pyinstaller"), "--noconfirm", "--log-level", "WARN", "build.spec", *rest], cwd=ROOT
+            [str(BIN / "pyinstaller"), "--noconfirm", "--log-level", "WARN", "build.spec", *rest],
+            cwd=ROOT,
+            env={**os.environ, "SKETCHSEARCH_VARIANT": variant},
         )
     if command == "lint":
         checks = [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["lint-imports"]]

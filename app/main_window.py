@@ -45,6 +45,7 @@ from app.workers import TaskRunner
 from core.attribute_sheet import DEFAULT_ID_PATTERN, sheet_key_column
 from core.casework.records import ReviewMark
 from core.casework.weak import weak_result_warning
+from core.model.loading import installed
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ def describe_model(info) -> str:
     provenance = info.provenance or {}
     kind = provenance.get("kind") or ("trained" if provenance.get("data") else "")
     return f"{info.name}" + (f" ({kind})" if kind else "")
+
+
+# adaptation trains with torch; the CPU package runs the model on ONNX Runtime and carries no torch
+TRAINING_INSTALLED = installed("torch")
 
 
 def describe_device(device: str) -> str:
@@ -330,7 +335,10 @@ class MainWindow(QMainWindow):
         self.adapt_action = self._action(
             "&Adapt to this gallery…",
             lambda: self.adapt_to_gallery(),
-            tip="train a copy of the model on this gallery, no labels",
+            tip="train a copy of the model on this gallery, no labels"
+            if TRAINING_INSTALLED
+            else "adaptation trains the network with torch, which this package leaves out: "
+            "use the GPU package (sketchsearch-gpu) or the source install",
         )
         self.use_model_action = self._action("&Use…", self.choose_model, tip="switch to another installed model")
         menu = self.menuBar().addMenu("&Model")
@@ -467,7 +475,7 @@ class MainWindow(QMainWindow):
         self.import_folder_action.setEnabled(enabled)
         self.import_attributes_action.setEnabled(enabled)
         self.empty_import_button.setEnabled(enabled)
-        self.adapt_action.setEnabled(enabled)
+        self.adapt_action.setEnabled(enabled and TRAINING_INSTALLED)
         self.use_model_action.setEnabled(enabled)
 
     def _workspace_ready(self, workspace, owned: bool) -> None:

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from benchmarks.query_latency import populate
 from core.casework.query import drawn_query
 from core.casework.store import utcnow
-from core.model.inference import InferenceModel
+from core.model.loading import load_model
 from core.paths import default_model_dir
 from core.workspace import Workspace
 
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=50)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    model = InferenceModel(default_model_dir(), device="cpu")
+    model = load_model(default_model_dir(), "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace(Path(tmp) / "data", model=model)
         start = time.perf_counter()

@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks.import_throughput import make_gallery
 from core.cluster import embed_to_shards
-from core.model.inference import InferenceModel
+from core.model.loading import load_model
 from core.paths import default_model_dir
 from core.workspace import Workspace
 
@@ -53,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_gallery(tmp / "gallery", args.photos, size)
-        model = InferenceModel(default_model_dir(), device="cpu")
+        model = load_model(default_model_dir(), "cpu")
         workspace = Workspace(tmp / "imported", model=model)
         start = time.perf_counter()
         summary = workspace.import_paths([tmp / "gallery"])

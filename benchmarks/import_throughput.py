@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from core.imaging import load_rgb
-from core.model.inference import InferenceModel
+from core.model.loading import load_model
 from core.model.network import Modality
 from core.paths import default_model_dir
 from core.workspace import Workspace
@@ -47,7 +47,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         photos = make_gallery(Path(tmp) / "gallery", args.photos, size)
-        model = InferenceModel(default_model_dir(), device=args.device, batch_size=args.batch)
+        model = load_model(default_model_dir(), args.device)  # the runtime the app and the command line use
+        model.batch_size = args.batch
         inputs = np.stack([model.preprocess(load_rgb(p), Modality.PHOTO) for p in photos])
         model.embed_preprocessed(inputs[: args.batch], Modality.PHOTO)  # warm-up
 
@@ -62,7 +63,7 @@ def main() -> None:
         pipeline = summary.added / (time.perf_counter() - start)
         workspace.close()
 
-    print(f"device            {model.device}")
+    print(f"device            {model.device} on {model.runtime}")
     print(f"photos            {args.photos} x {size[0]}x{size[1]} JPEG, batch {args.batch}")
     print(f"bare forward      {bare:8.1f} images/s")
     print(f"import pipeline   {pipeline:8.1f} images/s")

@@ -38,11 +38,11 @@ def real_embeddings(cache: Path, photos: int) -> tuple[np.ndarray, np.ndarray, s
         saved = np.load(cache)
         return saved["photos"], saved["sketches"], str(saved["source"])
     from core.imaging import load_rgb
-    from core.model.inference import InferenceModel
+    from core.model.loading import load_model
     from core.model.network import Modality
     from core.paths import default_model_dir
 
-    model = InferenceModel(default_model_dir(), device="cpu")
+    model = load_model(default_model_dir(), "cpu")
     photo_paths = sorted((DATA / "pku-sketch" / "photo").glob("*.jpg"))
     photo_paths += sorted((DATA / "cuhk-reid" / "cuhk03").glob("*.jpg"))[: max(0, photos - len(photo_paths))]
     sketch_paths = sorted((DATA / "pku-sketch" / "sketch").glob("*.jpg"))

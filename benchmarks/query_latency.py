@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue.catalogue import NewPhoto
-from core.model.inference import InferenceModel
+from core.model.loading import load_model
 from core.paths import default_model_dir
 from core.workspace import Workspace
 
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=50)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    model = InferenceModel(default_model_dir(), device="cpu")
+    model = load_model(default_model_dir(), "cpu")  # the runtime the app and the command line use
 
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace(Path(tmp) / "data", model=model)

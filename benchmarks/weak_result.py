@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.casework.weak import weak_result_reasons
-from core.model.inference import InferenceModel
+from core.model.loading import load_model
 from core.model.network import Modality
 from core.paths import default_model_dir
 from training.data import pku_sketch, read_rgb
@@ -41,7 +41,7 @@ def main() -> None:
     records = [r for r in split.train if r.identity in people]
     sketches = [r for r in records if r.modality is Modality.SKETCH]
     photos = [r for r in records if r.modality is Modality.PHOTO]
-    model = InferenceModel(model_dir, "cpu")
+    model = load_model(model_dir, "cpu")
     q = model.embed_images([read_rgb(r.path) for r in sketches], Modality.SKETCH).embeddings
     g = model.embed_images([read_rgb(r.path) for r in photos], Modality.PHOTO).embeddings
     similarity = q @ g.T

@@ -362,7 +362,11 @@ def _stats(workspace, args) -> int:
         _print_json(stats.to_json())
     else:
         print(f"photos {stats.photos}, indexed {stats.indexed}, failed {stats.failed}, missing {stats.missing}")
-        where = stats.model.device if stats.model.loaded else f"{stats.model.device} (not loaded: not needed here)"
+        where = (
+            f"{stats.model.device} on {stats.model.runtime}"
+            if stats.model.loaded
+            else f"{stats.model.device} (not loaded: not needed here)"
+        )
         print(f"model {stats.model.name} ({stats.model.sha256[:12]}), device {where}")
     return 0
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import ImageLoadError, SketchSearchError
 from core.imaging import decode_for_gallery, make_thumbnail, read_file_bytes
-from core.model.network import Modality
+from core.model.modality import Modality
 from core.scanning import iter_image_files
 from core.shards import COLUMNS
 
@@ -60,14 +60,10 @@ class EmbedWorker:
     """One Ray actor: the model loaded once, then batches of file rows -> shard rows."""
 
     def __init__(self, model_dir: str | None, device: str | None, threads: int):
-        import torch
-
-        from core.model.inference import InferenceModel
+        from core.model.loading import load_model
         from core.paths import default_model_dir
 
-        if threads:
-            torch.set_num_threads(threads)
-        self.model = InferenceModel(Path(model_dir) if model_dir else default_model_dir(), device)
+        self.model = load_model(Path(model_dir) if model_dir else default_model_dir(), device, threads=threads or None)
 
     def __call__(self, batch: dict[str, np.ndarray]):
         rows = [

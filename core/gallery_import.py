@@ -27,8 +27,8 @@ from core.pipeline import prepared_in_order
 from core.scanning import iter_image_files
 from core.types import ImportFailure, ImportProgress, ImportSummary
 
-if TYPE_CHECKING:  # the network (torch) loads only when an import embeds
-    from core.model.inference import InferenceModel
+if TYPE_CHECKING:  # the network loads only when an import embeds
+    from core.model.embedded import EmbeddingModel
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ImportTarget:
     the index kept beside them (reached through callbacks, so the importer needs no workspace)."""
 
     catalogue: Catalogue
-    model: InferenceModel
+    model: EmbeddingModel
     add_to_index: Callable[[np.ndarray, np.ndarray], None]  # (photo ids, unit vectors)
     forget_photos: Callable[[Sequence[int]], None]  # from the catalogue and the index
     save_index: Callable[[], None]

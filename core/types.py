@@ -149,6 +149,7 @@ class ModelInfo:
     licence: str = ""  # who may use the weights
     data_terms: str = ""  # the terms of the data they were trained on
     loaded: bool = True  # False: the network was not needed (stats, verify ...); device is the one asked for
+    runtime: str = ""  # "onnxruntime" or "torch" once loaded
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class CatalogueStats:
                 "sha256": self.model.sha256,
                 "backbone": self.model.backbone,
                 "device": self.model.device,
+                "runtime": self.model.runtime,
                 "attributes_trained": self.model.attributes_trained,
                 "loaded": self.model.loaded,
             },

@@ -54,7 +54,7 @@ from core.types import (
 )
 
 if TYPE_CHECKING:
-    from core.model.inference import InferenceModel
+    from core.model.embedded import EmbeddingModel
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Workspace:
         model_dir: Path | None = None,
         device: str | None = None,
         *,
-        model: InferenceModel | None = None,
+        model: EmbeddingModel | None = None,
         create: bool = True,
         index_policy: IndexPolicy = DEFAULT_POLICY,
     ):
@@ -154,20 +154,21 @@ class Workspace:
 
     # -- model ---------------------------------------------------------------------------------
     @property
-    def model(self) -> InferenceModel:
-        """The network, loaded (torch imported, weights read) the first time it is needed."""
+    def model(self) -> EmbeddingModel:
+        """The network, loaded (on ONNX Runtime or torch, see core.model.loading) the first time it
+        is needed."""
         if self._model is None:
             with self._model_lock:
                 if self._model is None:
-                    from core.model.inference import InferenceModel
+                    from core.model.loading import load_model
 
-                    loaded = InferenceModel(self._model_dir, self._device)
+                    loaded = load_model(self._model_dir, self._device)
                     if loaded.embedding_key != self.embedding_key:  # the folder changed under us
                         raise CheckpointError(f"{self._model_dir}: the model changed while the gallery was open")
                     self._model = loaded
         return self._model
 
-    def loaded_model(self) -> InferenceModel | None:
+    def loaded_model(self) -> EmbeddingModel | None:
         """The network if it is loaded already (to reuse it for another gallery), else None."""
         return self._model
 
@@ -188,13 +189,16 @@ class Workspace:
         m = self.manifest
         if self._model is not None:
             device = str(self._model.device)
+            runtime = self._model.runtime
         else:
             device = (self._device or os.environ.get("SKETCHSEARCH_DEVICE") or "auto").lower()
+            runtime = "not loaded"
         return ModelInfo(
             name=m.name,
             sha256=m.weights_sha256,
             backbone=m.backbone,
             device=device,
+            runtime=runtime,
             attributes_trained=m.attribute_head_trained,
             provenance=m.provenance,
             licence=m.licence,

@@ -35,9 +35,10 @@ from torch.utils.data import Dataset
 from core.catalogue.catalogue import Catalogue
 from core.errors import ImageLoadError, SketchSearchError
 from core.imaging import load_rgb
-from core.model.checkpoint import Manifest, load_checkpoint, save_checkpoint
+from core.model.checkpoint import Manifest, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel, choose_device
 from core.model.network import Modality, SketchPhotoNet
+from core.model.onnx_export import export_onnx
 from core.model.preprocess import PreprocessConfig, normalise, prepare
 from core.scanning import iter_image_files
 from training.ama import EmaTeacher, MutualAlignmentLoss, SelfDistillationLoss
@@ -251,7 +252,9 @@ def write_model_atomically(network: SketchPhotoNet, manifest: Manifest, out: Pat
     out = Path(out).absolute()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        written = save_checkpoint(network, manifest, tmp)
+        save_checkpoint(network, manifest, tmp)
+        export_onnx(tmp)  # the adapted model runs on ONNX Runtime in the app, as the bundled one does
+        written = read_manifest(tmp)
         for item in tmp.iterdir():
             _fsync(item)
         _fsync(tmp)

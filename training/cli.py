@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 from core.errors import SketchSearchError
+from core.model.manifest import read_manifest
 from core.model.untrained import init_checkpoint
 from training.config import SOURCES, TARGETS, FitConfig, LossWeights
 
@@ -85,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--backbone", default="efficientnet_lite0")
     init.add_argument("--weights", type=Path, help="backbone weights file (required for resnet50)")
     init.add_argument("--embedding-dim", type=int)
+
+    export = sub.add_parser(
+        "export-onnx",
+        help="write a model's ONNX export beside its weights (what the app runs; fit and adapt do it themselves)",
+    )
+    export.add_argument("model", type=Path, help="the model folder")
 
     fit = sub.add_parser("fit", help="train a sketch/photo model and export it with its test metrics")
     fit.add_argument("--dataset", choices=TARGETS, default="pku")
@@ -314,6 +321,15 @@ def main(argv: list[str] | None = None) -> int:
                 command=command,
             )
             print(f"wrote {args.out} (weights sha256 {manifest.weights_sha256[:12]})")
+        elif args.command == "export-onnx":
+            from core.model.onnx_export import export_onnx
+
+            written = export_onnx(args.model)
+            manifest = read_manifest(args.model)
+            print(
+                f"wrote {', '.join(str(p) for p in written.values())}; "
+                f"embedding key now {manifest.embedding_key[:12]} (galleries re-index once for it)"
+            )
         elif args.command == "fit":
             from training.engine import fit
 

@@ -30,6 +30,7 @@ from core.model.attributes import PERSON_ATTRIBUTES, AttributeSchema
 from core.model.checkpoint import Manifest, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel, choose_device
 from core.model.network import Modality, SketchPhotoNet, load_pretrained_backbones
+from core.model.onnx_export import export_onnx
 from core.model.osnet import OSNet, load_osnet
 from core.model.preprocess import PreprocessConfig
 from training import data as datasets
@@ -680,7 +681,9 @@ class Trainer:
             metrics={"test": test, "validation": validation, "selected_epoch": epoch, "epochs": self.epochs_total}
         )
         manifest = self._manifest(name, provenance)
-        return save_checkpoint(self.network, manifest, self.out / "model", half=self.config.half)
+        save_checkpoint(self.network, manifest, self.out / "model", half=self.config.half)
+        export_onnx(self.out / "model")  # what the app and the command line run (on ONNX Runtime)
+        return read_manifest(self.out / "model")
 
 
 def fit(config: FitConfig, command: str | None = None) -> Manifest:

@@ -56,7 +56,10 @@ def save_checkpoint(network: SketchPhotoNet, manifest: Manifest, folder: Path, *
     # was trained with, so an edited manifest cannot rename the head's outputs unnoticed
     metadata = {"format": "sketchsearch", "attribute_schema": json.dumps(manifest.attribute_schema.to_json())}
     save_file(state, str(weights), metadata=metadata)
-    manifest = Manifest(**{**manifest.__dict__, "weights_sha256": file_sha256(weights)})
+    # new weights: an ONNX export of other weights no longer describes them (export_onnx adds it back)
+    manifest = Manifest(**{**manifest.__dict__, "weights_sha256": file_sha256(weights), "onnx": {}})
+    for modality in manifest.preprocess:  # a stale export left in the folder is never run
+        (folder / f"{modality.value}.onnx").unlink(missing_ok=True)
     write_json_atomically(folder / MANIFEST_FILE, manifest.to_json())
     return manifest
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from core.model.checkpoint import Manifest, load_checkpoint
+from core.model.embedded import EmbeddedBatch, PredictedAttribute  # noqa: F401 - PredictedAttribute re-exported
 from core.model.network import Modality, SketchPhotoNet
 from core.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PredictedAttribute:
-    value: str
-    confidence: float
-
-
-@dataclass(frozen=True)
-class EmbeddedBatch:
-    embeddings: np.ndarray  # N x D float32, unit rows
-    attributes: list[dict[str, PredictedAttribute]]  # one dict per image; empty if the head is untrained
 
 
 def choose_device(requested: str | None = None) -> torch.device:
@@ -46,7 +34,10 @@ def choose_device(requested: str | None = None) -> torch.device:
 
 
 class InferenceModel:
-    """A loaded checkpoint ready to embed photos and sketches."""
+    """A loaded checkpoint ready to embed photos and sketches, on torch (training's validation, CUDA,
+    and models without an ONNX export; see core.model.loading)."""
+
+    runtime = "torch"
 
     def __init__(self, folder: Path, device: str | None = None, batch_size: int = 32):
         network, manifest = load_checkpoint(Path(folder))

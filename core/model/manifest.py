@@ -23,6 +23,24 @@ FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
+class OnnxFile:
+    """An encoder exported to ONNX beside the weights (see core.model.onnx_export)."""
+
+    file: str  # a name inside the model folder
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: dict) -> OnnxFile:
+        name = str(data["file"])
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise CheckpointError(f"an ONNX file must be named inside the model folder, got {name!r}")
+        return cls(file=name, sha256=str(data["sha256"]))
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     backbone: str
@@ -42,6 +60,9 @@ class Manifest:
     # who may use the weights, and the terms of the data they were trained on (shown in the About box)
     licence: str = ""
     data_terms: str = ""
+    # each encoder exported to ONNX (what the app and the command line run on ONNX Runtime);
+    # empty when the model was not exported (it then runs on torch)
+    onnx: dict[Modality, OnnxFile] = field(default_factory=dict)
 
     @property
     def embedding_key(self) -> str:
@@ -52,17 +73,21 @@ class Manifest:
         The attribute schema (names and the order of their values) is part of it too: predictions
         are stored beside the vectors as value names read through the schema, so a manifest whose
         values were reordered (gender male/female swapped) predicts the gallery again rather than
-        filtering on names that meant the other value."""
+        filtering on names that meant the other value.
+
+        The ONNX files are part of it when the model has them: the two runtimes agree to 1e-4
+        (tests/core/test_onnx.py), and a re-export is a new key, so a gallery never mixes vectors
+        from a graph it was not checked against."""
         settings = {m.value: cfg.to_json() for m, cfg in self.preprocess.items()}
-        blob = json.dumps(
-            {
-                "weights": self.weights_sha256,
-                "preprocess": settings,
-                "flip": self.test_time_flip,
-                "attributes": self.attribute_schema.to_json(),
-            },
-            sort_keys=True,
-        )  # sorted keys: the same settings always give the same key
+        described = {
+            "weights": self.weights_sha256,
+            "preprocess": settings,
+            "flip": self.test_time_flip,
+            "attributes": self.attribute_schema.to_json(),
+        }
+        if self.onnx:  # absent for a model without an export: its key stays what it was
+            described["onnx"] = {m.value: f.sha256 for m, f in self.onnx.items()}
+        blob = json.dumps(described, sort_keys=True)  # sorted keys: the same settings always give the same key
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def to_json(self) -> dict:
@@ -82,6 +107,7 @@ class Manifest:
             "licence": self.licence,
             "data_terms": self.data_terms,
             "weights_sha256": self.weights_sha256,
+            **({"onnx": {m.value: f.to_json() for m, f in self.onnx.items()}} if self.onnx else {}),
         }
 
     @classmethod
@@ -113,6 +139,7 @@ class Manifest:
             licence=str(data.get("licence", "")),
             data_terms=str(data.get("data_terms", "")),
             weights_sha256=data.get("weights_sha256", ""),
+            onnx={Modality(k): OnnxFile.from_json(v) for k, v in data.get("onnx", {}).items()},
         )
 
 
@@ -179,3 +206,17 @@ def verified_manifest(folder: Path) -> Manifest:
         raise CheckpointError(f"{weights}: sha256 {actual[:12]}... does not match the manifest (corrupt copy?)")
     check_schema_against_weights(weights, manifest)
     return manifest
+
+
+def verified_onnx_file(folder: Path, manifest: Manifest, modality: Modality) -> Path:
+    """The path of ``modality``'s ONNX file, after checking it is the one the manifest names."""
+    named = manifest.onnx.get(Modality(modality))
+    if named is None:
+        raise CheckpointError(f"{folder}: the manifest names no ONNX file for {Modality(modality).value}s")
+    path = Path(folder) / named.file
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (the manifest names it; export the model again)")
+    actual = file_sha256(path)
+    if actual != named.sha256:
+        raise CheckpointError(f"{path}: sha256 {actual[:12]}... does not match the manifest (corrupt copy?)")
+    return path

@@ -72,3 +72,21 @@ def test_search_loads_the_network_when_it_needs_it(gallery):
     code, loaded, output = run_cli(*options, "search", folder / "p1_1.jpg", "--top", "1")
     assert code == 0 and "rank   1" in output
     assert "torch" in loaded and "PySide6" not in loaded
+
+
+def test_search_with_the_bundled_model_runs_on_onnx_runtime_without_torch(tmp_path, model_dir):
+    """The bundled model names its ONNX export: a search (and the import before it) embeds on ONNX
+    Runtime and never imports torch, which is why the desktop package can leave it out."""
+    from tests.conftest import draw_person
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        draw_person(i).save(folder / f"p{i}.jpg")
+    options = ["--data-dir", tmp_path / "data", "--model", model_dir]
+    code, loaded, output = run_cli(*options, "import", folder)
+    assert code == 0 and loaded == [], output
+    code, loaded, output = run_cli(*options, "search", folder / "p1.jpg", "--top", "1", "--json")
+    assert code == 0 and loaded == [], output
+    results, _ = json.JSONDecoder().raw_decode(output)  # the search's JSON, then the probe's line
+    assert results[0]["candidates"][0]["path"] == str(folder / "p1.jpg")
