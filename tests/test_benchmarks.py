@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
             "benchmarks.casework_recording",
             ["--photos", "300", "--records", "3", "--case-searches", "4", "--top", "5"],
         ),
-        ("benchmarks.cli_startup", ["--photos", "2", "--runs", "1"]),
+        ("benchmarks.cli_startup", ["--photos", "2", "--runs", "1", "--synthetic", "50"]),
+        ("benchmarks.window_first_result", ["--photos", "2", "--runs", "1"]),
     ],
 )
 def test_benchmark_runs_on_a_tiny_input(module, args):
