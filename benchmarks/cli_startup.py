@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"stats --json": 1.0, "search (1 sketch)": 2.0}
 
 
-def sketchsearch(source: Path, *argv: str | Path) -> float:
+def sketchsearch(source: Path, *argv: str | Path, runtime: str = "auto") -> float:
     """Run ``sketchsearch ARGV`` from ``source`` in a fresh interpreter; seconds from start to exit."""
-    env = {**os.environ, "PYTHONPATH": str(source), "SKETCHSEARCH_DEVICE": "cpu"}
+    env = {**os.environ, "PYTHONPATH": str(source), "SKETCHSEARCH_DEVICE": "cpu", "SKETCHSEARCH_RUNTIME": runtime}
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "app.main", *map(str, argv)], cwd=source, env=env, capture_output=True, text=True
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--photos", type=int, default=20, help="photos imported into the gallery the commands open")
     parser.add_argument("--synthetic", type=int, default=0, help="synthetic photos added to the gallery")
+    parser.add_argument("--compare-torch", action="store_true", help="also time the search with inference on torch")
     args = parser.parse_args()
     source = args.source.resolve()
     sys.path.insert(0, str(ROOT))
@@ -75,13 +76,20 @@ def main() -> None:
         total = args.photos + args.synthetic
         print(f"gallery           {total} photos ({args.synthetic} synthetic); {args.runs} runs, a new process each")
         print(f"load average      {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        medians = {}
+        if args.compare_torch:
+            commands["search on torch"] = commands["search (1 sketch)"]
         for name, argv in commands.items():
-            times = [sketchsearch(source, *data, *argv) for _ in range(args.runs)]
+            runtime = "torch" if name == "search on torch" else "auto"
+            times = [sketchsearch(source, *data, *argv, runtime=runtime) for _ in range(args.runs)]
             median = statistics.median(times)
             line = f"{name:18s}median {median:6.2f} s  (runs: {', '.join(f'{t:.2f}' for t in times)})"
             if name in TARGETS:
                 line += f"  target {TARGETS[name]:.1f} s, ratio {median / TARGETS[name]:.2f}"
+            medians[name] = median
             print(line)
+        if args.compare_torch:
+            print(f"search: ONNX Runtime / torch ratio {medians['search (1 sketch)'] / medians['search on torch']:.2f}")
 
 
 if __name__ == "__main__":

@@ -254,33 +254,48 @@ class VectorIndex:
     def load(cls, path: Path, dim: int, model_sha256: str) -> VectorIndex:
         path = Path(path)
         try:
-            data = path.read_bytes()
+            handle = open(path, "rb")  # noqa: SIM115 - closed below, after FAISS has read through it
         except FileNotFoundError:
             raise IndexFileError(f"{path}: no index file") from None
         except OSError as exc:
             raise IndexFileError(f"{path}: unreadable ({exc.strerror or exc})") from None
-        if not data.startswith(MAGIC):
-            raise IndexFileError(f"{path}: not a SketchSearch index")
-        header_end = data.find(b"\n", len(MAGIC))
-        try:
-            header = json.loads(data[len(MAGIC) : header_end])
-        except ValueError:
-            raise IndexFileError(f"{path}: corrupt header") from None
-        payload = memoryview(data)[header_end + 1 :]
-        if header.get("model_sha256") != model_sha256 or header.get("dim") != dim:
-            raise IndexFileError(f"{path}: made for another model")
-        if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+        with handle:
+            if handle.read(len(MAGIC)) != MAGIC:
+                raise IndexFileError(f"{path}: not a SketchSearch index")
+            try:
+                header = json.loads(handle.readline())
+            except ValueError:
+                raise IndexFileError(f"{path}: corrupt header") from None
+            if header.get("model_sha256") != model_sha256 or header.get("dim") != dim:
+                raise IndexFileError(f"{path}: made for another model")
+            index = cls(dim, model_sha256)
+            index.kind = header.get("kind", FLAT)  # files written before IVF existed are flat
+            index.trained_on = int(header.get("trained_on", 0))
+            index.nprobe = int(header.get("nprobe", 1))
+            # FAISS reads the payload straight from the file into the index while it is hashed on
+            # the way: half the time and memory of reading it into bytes and deserialising a copy
+            digest = hashlib.sha256()
+
+            def read(size: int) -> bytes:
+                block = handle.read(size)
+                digest.update(block)
+                return block
+
+            try:
+                index._index = faiss.read_index(faiss.PyCallbackIOReader(read, 1 << 22))
+                readable = True
+            except RuntimeError:  # damaged contents: the checksum (of the whole payload) says so first
+                readable = False
+            except OSError as exc:
+                raise IndexFileError(f"{path}: unreadable ({exc.strerror or exc})") from None
+            while read(1 << 22):  # the rest of the file, if FAISS stopped early, is part of the checksum
+                pass
+        if digest.hexdigest() != header.get("payload_sha256"):
             raise IndexFileError(f"{path}: checksum mismatch (corrupt or truncated)")
-        index = cls(dim, model_sha256)
-        index.kind = header.get("kind", FLAT)  # files written before IVF existed are flat
-        index.trained_on = int(header.get("trained_on", 0))
-        index.nprobe = int(header.get("nprobe", 1))
-        try:
-            index._index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
-        except RuntimeError:
-            raise IndexFileError(f"{path}: unreadable index payload") from None
+        if not readable:
+            raise IndexFileError(f"{path}: unreadable index payload")
         expected_type = faiss.IndexIDMap2 if index.kind == FLAT else faiss.IndexIVF
-        if not isinstance(index._index, expected_type) or index._index.ntotal != header["count"]:
+        if not isinstance(index._index, expected_type) or index._index.ntotal != header.get("count"):
             raise IndexFileError(f"{path}: unexpected index contents")
         return index
 
