@@ -79,6 +79,9 @@ def describe_model(info) -> str:
 TRAINING_INSTALLED = installed("torch")
 
 
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
+
+
 def describe_device(device: str) -> str:
     return "GPU" + (f" ({device})" if device != "cuda" else "") if device.startswith("cuda") else "CPU"
 
@@ -486,7 +489,8 @@ class MainWindow(QMainWindow):
         self.model_label.setToolTip(
             "\n".join(f"{k}: {v}" for k, v in (info.provenance or {}).items()) + f"\nsha256: {info.sha256}"
         )
-        self.device_label.setText(describe_device(info.device))
+        runtime = RUNTIME_NAMES.get(info.runtime)
+        self.device_label.setText(describe_device(info.device) + (f" · {runtime}" if runtime else ""))
         self.statusBar().showMessage(f"Gallery {workspace.data_dir}", 5000)
         self.live.where, self.live.min_confidence = self.filters.where(), self.filters.min_confidence()
         self._set_workspace(workspace)

@@ -44,7 +44,8 @@ def load_model(
     runtime = (runtime or os.environ.get("SKETCHSEARCH_RUNTIME") or "auto").lower()
     if runtime not in RUNTIMES:
         raise CheckpointError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
-    if runtime == "auto":
+    chosen = runtime == "auto"
+    if chosen:
         runtime = _choose_runtime(folder, device)
     if runtime == "onnxruntime":
         from core.model.onnx_inference import OnnxInferenceModel, cuda_provider_available
@@ -54,6 +55,8 @@ def load_model(
             device = "cpu"
         return OnnxInferenceModel(folder, "cuda" if device == "cuda" else "cpu", threads=threads)
     if not installed("torch"):
+        if not chosen:
+            raise CheckpointError("the torch runtime was asked for, but torch is not installed here")
         raise CheckpointError(
             f"{folder}: this model has no ONNX export and torch is not installed here; export it on a "
             f"machine with the training install: sketchsearch-train export-onnx {folder}"

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run_frozen(*args, cwd: Path) -> subprocess.CompletedProcess:
+def run_frozen(*args, cwd: Path, runtime: str = "auto") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["QT_QPA_PLATFORM"] = "offscreen"
+    env["SKETCHSEARCH_RUNTIME"] = runtime
     return subprocess.run([str(FROZEN), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -52,3 +53,23 @@ def test_frozen_errors_are_one_line(tmp_path):
     assert (
         missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: sketch file not found"
     )
+
+
+def test_cpu_package_carries_no_torch_and_runs_on_onnx_runtime(tmp_path, make_photos, untrained_model_dir):
+    """The CPU package leaves torch, the CUDA libraries and training out: its model runs on ONNX
+    Runtime, and asking for torch is refused in one line that says why."""
+    internal = FROZEN.parent / "_internal"
+    assert (internal / "onnxruntime").is_dir()
+    for left_out in ("torch", "torchvision", "nvidia", "training"):
+        assert not (internal / left_out).exists(), f"{left_out} is in the CPU package"
+    photos = make_photos(2)
+    data = tmp_path / "data"
+    assert run_frozen("--data-dir", data, "import", photos[0].parent, cwd=tmp_path).returncode == 0
+    forced = run_frozen("--data-dir", data, "search", photos[0], cwd=tmp_path, runtime="torch")
+    assert forced.returncode == 2 and "torch is not installed here" in forced.stderr, forced.stderr
+    # a model without an ONNX export cannot run here: the error names the command that exports it
+    unexported = run_frozen(
+        "--data-dir", tmp_path / "other", "--model", untrained_model_dir, "import", photos[0].parent, cwd=tmp_path
+    )
+    assert unexported.returncode == 2, unexported.stderr
+    assert f"sketchsearch-train export-onnx {untrained_model_dir}" in unexported.stderr
