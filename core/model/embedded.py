@@ -12,6 +12,7 @@ import numpy as np
 
 from core.model.manifest import Manifest
 from core.model.modality import Modality
+from core.model.preprocess import preprocess
 
 
 @dataclass(frozen=True)
@@ -30,29 +31,43 @@ class Device(Protocol):
     type: str  # "cpu" or "cuda"
 
 
-class EmbeddingModel(Protocol):
+class EmbeddingModel:
     """A loaded model: torch's :class:`~core.model.inference.InferenceModel` or ONNX Runtime's
-    :class:`~core.model.onnx_inference.OnnxInferenceModel`."""
+    :class:`~core.model.onnx_inference.OnnxInferenceModel`. What they share lives here; each runs
+    :meth:`embed_preprocessed` on its own runtime."""
 
     manifest: Manifest
     device: Device
     runtime: str  # "torch" or "onnxruntime", shown beside the device
-    folder: Path | None
+    folder: Path | None  # where it was loaded from (a model adapted from it starts here)
+    batch_size: int
 
     @property
-    def sha256(self) -> str: ...
+    def sha256(self) -> str:
+        """The weights file's sha256 (what a person compares with a manifest)."""
+        return self.manifest.weights_sha256
 
     @property
-    def embedding_key(self) -> str: ...
+    def embedding_key(self) -> str:
+        """What stored embeddings are filed under (see :attr:`Manifest.embedding_key`)."""
+        return self.manifest.embedding_key
 
     @property
-    def embedding_dim(self) -> int: ...
+    def embedding_dim(self) -> int:
+        return self.manifest.embedding_dim
 
     @property
-    def predicts_attributes(self) -> bool: ...
+    def predicts_attributes(self) -> bool:
+        return self.manifest.attribute_head_trained
 
-    def preprocess(self, image: np.ndarray, modality: Modality | str) -> np.ndarray: ...
+    def preprocess(self, image: np.ndarray, modality: Modality | str) -> np.ndarray:
+        return preprocess(image, self.manifest.preprocess[Modality(modality)])
 
-    def embed_images(self, images: Sequence[np.ndarray], modality: Modality | str) -> EmbeddedBatch: ...
+    def embed_images(self, images: Sequence[np.ndarray], modality: Modality | str) -> EmbeddedBatch:
+        """Decoded RGB uint8 images of any size -> embeddings (preprocessing included)."""
+        inputs = [self.preprocess(image, modality) for image in images]
+        return self.embed_preprocessed(np.stack(inputs) if inputs else np.empty((0, 3, 1, 1), np.float32), modality)
 
-    def embed_preprocessed(self, batch: np.ndarray, modality: Modality | str) -> EmbeddedBatch: ...
+    def embed_preprocessed(self, batch: np.ndarray, modality: Modality | str) -> EmbeddedBatch:
+        """Preprocessed N x 3 x H x W float32 -> embeddings, in chunks of ``batch_size``."""
+        raise NotImplementedError

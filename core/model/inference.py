@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from core.model.checkpoint import Manifest, load_checkpoint
-from core.model.embedded import EmbeddedBatch, PredictedAttribute  # noqa: F401 - PredictedAttribute re-exported
+from core.model.embedded import EmbeddedBatch, EmbeddingModel, PredictedAttribute  # noqa: F401 - re-exported
 from core.model.network import Modality, SketchPhotoNet
-from core.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ def choose_device(requested: str | None = None) -> torch.device:
     return torch.device(requested)
 
 
-class InferenceModel:
+class InferenceModel(EmbeddingModel):
     """A loaded checkpoint ready to embed photos and sketches, on torch (training's validation, CUDA,
     and models without an ONNX export; see core.model.loading)."""
 
@@ -62,32 +60,6 @@ class InferenceModel:
         self.device = device
         self.batch_size = batch_size
         self.network = network.to(self.device).eval()
-
-    @property
-    def sha256(self) -> str:
-        """The weights file's sha256 (what a person compares with a manifest)."""
-        return self.manifest.weights_sha256
-
-    @property
-    def embedding_key(self) -> str:
-        """What stored embeddings are filed under (see :attr:`Manifest.embedding_key`)."""
-        return self.manifest.embedding_key
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.manifest.embedding_dim
-
-    @property
-    def predicts_attributes(self) -> bool:
-        return self.manifest.attribute_head_trained
-
-    def preprocess(self, image: np.ndarray, modality: Modality | str) -> np.ndarray:
-        return preprocess(image, self.manifest.preprocess[Modality(modality)])
-
-    def embed_images(self, images: Sequence[np.ndarray], modality: Modality | str) -> EmbeddedBatch:
-        """Decoded RGB uint8 images of any size -> embeddings (preprocessing included)."""
-        inputs = [self.preprocess(image, modality) for image in images]
-        return self.embed_preprocessed(np.stack(inputs) if inputs else np.empty((0, 3, 1, 1), np.float32), modality)
 
     @torch.inference_mode()
     def embed_preprocessed(self, batch: np.ndarray, modality: Modality | str) -> EmbeddedBatch:

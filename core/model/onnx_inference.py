@@ -9,18 +9,16 @@ averaged in when the manifest asks for it) and each attribute's logits, as
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import CheckpointError
-from core.model.embedded import EmbeddedBatch, PredictedAttribute
+from core.model.embedded import EmbeddedBatch, EmbeddingModel, PredictedAttribute
 from core.model.manifest import Manifest, verified_manifest, verified_onnx_file
 from core.model.modality import Modality
 from core.model.onnx_names import EMBEDDING_OUTPUT, IMAGE_INPUT, attribute_output
-from core.model.preprocess import preprocess
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -40,7 +38,7 @@ def cuda_provider_available() -> bool:
     return CUDA_PROVIDER in onnxruntime.get_available_providers()
 
 
-class OnnxInferenceModel:
+class OnnxInferenceModel(EmbeddingModel):
     """A model folder whose manifest names its ONNX files, loaded into two ONNX Runtime sessions."""
 
     runtime = "onnxruntime"
@@ -71,30 +69,6 @@ class OnnxInferenceModel:
             except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
                 raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
         self._attribute_names = [a.name for a in self.manifest.attribute_schema.attributes]
-
-    @property
-    def sha256(self) -> str:
-        return self.manifest.weights_sha256
-
-    @property
-    def embedding_key(self) -> str:
-        return self.manifest.embedding_key
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.manifest.embedding_dim
-
-    @property
-    def predicts_attributes(self) -> bool:
-        return self.manifest.attribute_head_trained
-
-    def preprocess(self, image: np.ndarray, modality: Modality | str) -> np.ndarray:
-        return preprocess(image, self.manifest.preprocess[Modality(modality)])
-
-    def embed_images(self, images: Sequence[np.ndarray], modality: Modality | str) -> EmbeddedBatch:
-        """Decoded RGB uint8 images of any size -> embeddings (preprocessing included)."""
-        inputs = [self.preprocess(image, modality) for image in images]
-        return self.embed_preprocessed(np.stack(inputs) if inputs else np.empty((0, 3, 1, 1), np.float32), modality)
 
     def embed_preprocessed(self, batch: np.ndarray, modality: Modality | str) -> EmbeddedBatch:
         """Preprocessed N x 3 x H x W float32 -> embeddings, in chunks of ``batch_size``."""
