@@ -13,6 +13,7 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from app.attribute_text import attributes_html, caption, format_attribute, value_label  # noqa: F401 - re-exported
 from app.workers import TaskRunner
 from core.casework.records import ReviewMark
+from core.errors import ImageLoadError
 from core.types import AttributeValue, Candidate
 
 PAGE = 24
@@ -91,7 +92,8 @@ class ThumbnailCache(QObject):
             def decode(task, photo_id=photo_id):
                 image = QImage.fromData(workspace.thumbnail(photo_id))
                 if image.isNull():
-                    raise ValueError(f"thumbnail of photo {photo_id} cannot be decoded")
+                    # an expected data problem (a damaged stored thumbnail): the card keeps its placeholder
+                    raise ImageLoadError(f"thumbnail of photo {photo_id}", "cannot be decoded")
                 if image.width() > THUMB_SIZE.width() or image.height() > THUMB_SIZE.height():
                     image = image.scaled(THUMB_SIZE, Qt.KeepAspectRatio, Qt.SmoothTransformation)
                 return photo_id, image

@@ -178,3 +178,22 @@ def test_status_bar_names_model_device_and_gallery(qtbot, window):
     # the device and the runtime the loaded model runs on (this fixture's model has no ONNX export)
     assert window.workspace.model.runtime == "torch" and window.device_label.text() == "CPU · PyTorch"
     qtbot.waitUntil(lambda: window.gallery_label.text().startswith("Gallery: "), timeout=10000)
+
+
+def test_a_damaged_thumbnail_keeps_its_placeholder_without_an_unexpected_error(
+    qtbot, make_window, own_gallery_workspace, caplog
+):
+    """A stored thumbnail that cannot be decoded (a damaged catalogue row) is an expected data
+    problem: its card keeps the placeholder, and nothing is logged as an unexpected error."""
+    import sqlite3
+
+    workspace = own_gallery_workspace
+    photo_id = int(workspace.photo_ids()[0])
+    with sqlite3.connect(workspace.catalogue.path) as db:
+        db.execute("UPDATE photos SET thumbnail = ? WHERE id = ?", (b"not an image", photo_id))
+    window = make_window(workspace)
+    with caplog.at_level("ERROR"):
+        assert window.thumbnails.get(photo_id) is window.thumbnails.placeholder
+        qtbot.waitUntil(lambda: photo_id in window.thumbnails._failed, timeout=10000)
+    assert window.thumbnails.get(photo_id) is window.thumbnails.placeholder
+    assert "unexpected error" not in caplog.text
