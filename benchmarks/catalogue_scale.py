@@ -28,11 +28,15 @@ KEY = "ab" * 32
 DIM = 896
 
 
-def fill(catalogue: Catalogue, count: int, thumbnail_bytes: int, schema, chunk: int = 20_000) -> None:
-    catalogue.register_model(KEY, "synthetic", DIM, {})
+def fill(
+    catalogue: Catalogue, count: int, thumbnail_bytes: int, schema, chunk: int = 20_000, key: str = KEY, dim: int = DIM
+) -> None:
+    """``count`` photos under the model ``key`` (registered here); unit vectors, as a model stores them."""
+    catalogue.register_model(key, "synthetic", dim, {})
     rng = np.random.default_rng(0)
     blobs = [rng.bytes(thumbnail_bytes) for _ in range(16)]
-    vectors = rng.standard_normal((chunk, DIM), dtype=np.float32)
+    vectors = rng.standard_normal((chunk, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     now = datetime(2026, 1, 1).isoformat(sep=" ")
     db = sqlite3.connect(catalogue.path)
     db.execute("PRAGMA journal_mode = WAL")
@@ -58,7 +62,7 @@ def fill(catalogue: Catalogue, count: int, thumbnail_bytes: int, schema, chunk: 
             )
             db.executemany(
                 "INSERT INTO embeddings (photo_id, model_sha256, vector) VALUES (?, ?, ?)",
-                ((i, KEY, vectors[i % chunk].tobytes()) for i in ids),
+                ((i, key, vectors[i % chunk].tobytes()) for i in ids),
             )
             db.executemany(
                 "INSERT INTO photo_attributes (photo_id, name, source, value, confidence) VALUES (?, ?, 'model', ?, ?)",
