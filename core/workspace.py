@@ -58,6 +58,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# up to this many photos written since the attribute table was read, their rows are read again by id
+# whatever the gallery's size (well under a second)
+REREAD_BY_ID_UP_TO = 10_000
+
 
 def app_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -124,7 +128,16 @@ class Workspace:
         self._device = device
         self._model_lock = threading.Lock()
         self.manifest: Manifest = model.manifest if model is not None else verified_manifest(self._model_dir)
+        # the attribute table, built on the first filter and then kept up to date for the photos each
+        # write touched (the catalogue says which), never read whole again: a million photos take
+        # seconds to read, a thousand imported ones milliseconds
+        self._attribute_table: AttributeTable | None = None
+        self._table_lock = threading.Lock()  # one build or update at a time
+        self._touched_lock = threading.Lock()  # guards the next three
+        self._touched: list[np.ndarray] = []  # photos written since the table was read
+        self._table_reading = False
         self.catalogue = Catalogue(self.data_dir, create=create)
+        self.catalogue.on_photos_changed(self._photos_changed)
         manifest = self.manifest
         self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
         self.index_path = self.data_dir / "index" / f"{self.embedding_key[:16]}.faiss"
@@ -133,7 +146,6 @@ class Workspace:
         self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
-        self._attribute_table: AttributeTable | None = None
         self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
         self.index_policy = index_policy
         self._background = BackgroundRebuild(self)
@@ -312,7 +324,6 @@ class Workspace:
     def index_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         with self._lock:
             self.index.add(ids, vectors)
-            self._attribute_table = None
 
     def index_search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
         with self._lock:
@@ -323,7 +334,6 @@ class Workspace:
         self.catalogue.delete_photos(photo_ids)
         with self._lock:
             self.index.remove(np.asarray(photo_ids, np.int64))
-            self._attribute_table = None
 
     # -- gallery -------------------------------------------------------------------------------
     def import_paths(
@@ -336,10 +346,7 @@ class Workspace:
         roots = [str(r) for r in roots]
         target = ImportTarget(self.catalogue, self.model, self.index_add, self.forget_photos, self.save_index)
         with self._exclusive_writer():
-            try:
-                summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
-            finally:
-                self._attribute_table = None
+            summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
         self._record(
             "import",
             {
@@ -365,10 +372,7 @@ class Workspace:
         from core.embedding_ingest import ingest_shards
 
         with self._exclusive_writer():
-            try:
-                summary = ingest_shards(self, Path(shards), progress=progress, cancel=cancel)
-            finally:
-                self._attribute_table = None
+            summary = ingest_shards(self, Path(shards), progress=progress, cancel=cancel)
         self._record(
             "import embeddings",
             {
@@ -449,7 +453,6 @@ class Workspace:
                     )
                 )
         self.save_index()
-        self._attribute_table = None  # predicted attributes of the new model
         summary.seconds = time.monotonic() - started
         if summary.updated or summary.failed:
             payload = {"model": self.manifest.name, "embedding_key": self.embedding_key}
@@ -458,12 +461,38 @@ class Workspace:
 
     # -- attributes ----------------------------------------------------------------------------
     def attribute_table(self) -> AttributeTable:
-        with self._lock:
-            if self._attribute_table is None:
-                self._attribute_table = self.catalogue.attribute_table(
-                    {a.name: a.values for a in self.schema.attributes}
-                )
-            return self._attribute_table
+        """Effective attribute values of every photo (see ``Catalogue.attribute_table``): read whole
+        the first time, then brought up to date for just the photos written since."""
+        with self._table_lock:
+            with self._touched_lock:
+                table = self._attribute_table
+                touched = np.unique(np.concatenate(self._touched)) if self._touched else np.zeros(0, np.int64)
+                self._touched = []
+                self._table_reading = True
+            try:
+                schema_values = {a.name: a.values for a in self.schema.attributes}
+                # a photo read by id costs about twice as much as in one pass over all of them
+                # (measured): past half the table (and REREAD_BY_ID_UP_TO photos), one pass is cheaper
+                if table is None or len(touched) > max(len(table.ids) // 2, REREAD_BY_ID_UP_TO):
+                    table = self.catalogue.attribute_table(schema_values)
+                elif len(touched):
+                    table = table.merged(self.catalogue.attribute_table(schema_values, touched), touched)
+            except BaseException:
+                with self._touched_lock:
+                    self._touched.insert(0, touched)  # read again next time
+                    self._table_reading = False
+                raise
+            with self._touched_lock:
+                self._attribute_table = table
+                self._table_reading = False
+            return table
+
+    def _photos_changed(self, photo_ids: list[int]) -> None:
+        """The catalogue committed a write to these photos (added, removed, or their attribute values)."""
+        with self._touched_lock:
+            # before the first read nothing needs remembering: that read sees every committed write
+            if self._attribute_table is not None or self._table_reading:
+                self._touched.append(np.asarray(photo_ids, dtype=np.int64))
 
     def set_attribute(
         self,
@@ -492,30 +521,10 @@ class Workspace:
         if source != AttributeSource.MODEL and operator is None:
             operator = self.operator
         self.catalogue.set_values(photo_id, values, source, confidence, operator)
-        self._refresh_attribute_row(photo_id)
         sha256 = self.catalogue.photo(photo_id).sha256
         payload = {"photo_id": photo_id, "photo_sha256": sha256, "values": dict(values), "source": source.value}
         self._record("attribute correction", payload)
         return self.catalogue.photo(photo_id)
-
-    def _refresh_attribute_row(self, photo_id: int) -> None:
-        """Update one photo's row of the cached table (a rebuild reads every attribute of the
-        gallery: seconds for 100k photos, too slow after each correction in the GUI)."""
-        effective = self.catalogue.attributes_of([photo_id])[photo_id]
-        with self._lock:
-            table = self._attribute_table
-            if table is None:
-                return
-            row = np.searchsorted(table.ids, photo_id)
-            if row >= len(table.ids) or table.ids[row] != photo_id:
-                self._attribute_table = None
-                return
-            for j, name in enumerate(table.names):
-                found = effective.get(name)
-                values = self.schema.spec(name).values
-                known = found is not None and found.value in values
-                table.values[row, j] = values.index(found.value) if known else -1
-                table.confidence[row, j] = found.confidence if known else 0.0
 
     def import_attribute_sheet(
         self, csv_path: Path, key: SheetKey | None = None, id_pattern: str | None = None, operator: str | None = None
@@ -526,7 +535,6 @@ class Workspace:
         values are refused before anything is written."""
         sheet = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue, key, id_pattern)
         count = self.catalogue.set_attributes(sheet.rows, AttributeSource.IMPORTED, operator or self.operator)
-        self._attribute_table = None
         digest = audit.sha256_hex(Path(csv_path).read_bytes())
         self._record("attribute sheet", {"file": str(csv_path), "sha256": digest, "values": count})
         return sheet
