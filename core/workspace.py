@@ -81,24 +81,37 @@ def unit_rows(vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
 
 
 def index_vector_problems(
-    index: VectorIndex, catalogue: Catalogue, model_sha256: str, chunk: int = 50_000
+    index: VectorIndex,
+    catalogue: Catalogue,
+    model_sha256: str,
+    chunk: int = 50_000,
+    damaged: list[np.ndarray] | None = None,
 ) -> list[str]:
     """Does every vector in ``index`` match the embedding stored in SQLite? Read in chunks, so a
     gallery of millions is checked without holding all its embeddings at once. A flat index holds
-    the vectors exactly; an IVF index holds quantised codes, which decode to within a small error."""
+    the vectors exactly; an IVF index holds quantised codes, which decode to within a small error.
+    ``damaged``: the ids of stored embeddings that are not finite unit vectors are added to it in
+    the same pass (the stored vectors are read once)."""
     exact = index.kind == FLAT
+    problems: list[str] = []
     for ids, vectors in catalogue.iter_embeddings(model_sha256, index.dim, chunk):
+        if damaged is not None:
+            damaged.append(ids[~unit_rows(vectors)])
+        if problems:
+            continue  # the index is known to differ: only the damage check goes on
         stored = index.reconstruct_many(ids)
         if exact:
             if not np.allclose(stored, vectors, atol=1e-6):
-                return ["index vectors differ from the embeddings stored in the catalogue"]
+                problems = ["index vectors differ from the embeddings stored in the catalogue"]
         else:
             # quantisation moves a unit vector by far less than this; another photo's vector, much more
             cosine = np.einsum("ij,ij->i", stored, vectors) / np.maximum(np.linalg.norm(stored, axis=1), 1e-12)
             wrong = int((cosine < 0.98).sum())
             if wrong:
-                return [f"{wrong} index vector(s) differ from the embeddings stored in the catalogue"]
-    return []
+                problems = [f"{wrong} index vector(s) differ from the embeddings stored in the catalogue"]
+        if problems and damaged is None:
+            break
+    return problems
 
 
 class Workspace:
@@ -268,26 +281,24 @@ class Workspace:
         A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
         embedded again from its file, or dropped (its photo then counts as not embedded) when the
         file cannot be read. The stored vectors are read in chunks, never all at once."""
-        damaged = self._damaged_embeddings()
-        self.repair_failures = self.repair_embeddings(damaged) if len(damaged) else []
-        index, _ = build_from_catalogue(self.catalogue, self.embedding_key, self.embedding_dim, self.index_policy)
+        index, _, damaged = build_from_catalogue(
+            self.catalogue, self.embedding_key, self.embedding_dim, self.index_policy, accept=unit_rows
+        )  # the damage check runs on each chunk as it is indexed: the vectors are read once
+        self.repair_failures = []
+        if len(damaged):
+            self.repair_failures, ids, vectors = self.repair_embeddings(damaged)
+            if len(ids):
+                index.add(ids, vectors)
         if save:
             index.save(self.index_path)
         with self._lock:
             self.index = index
         return index
 
-    def _damaged_embeddings(self) -> np.ndarray:
-        """Ids of stored embeddings of this model that are not finite unit vectors."""
-        found = [
-            ids[~unit_rows(vectors)]
-            for ids, vectors in self.catalogue.iter_embeddings(self.embedding_key, self.embedding_dim)
-        ]
-        return np.concatenate(found) if found else np.empty(0, np.int64)
-
-    def repair_embeddings(self, photo_ids: Sequence[int]) -> list[ImportFailure]:
-        """Embed damaged embeddings again from their files; returns the photos that could not be
-        (their damaged embedding is deleted, so they count as not embedded until their file is back)."""
+    def repair_embeddings(self, photo_ids: Sequence[int]) -> tuple[list[ImportFailure], np.ndarray, np.ndarray]:
+        """Embed damaged embeddings again from their files. Returns the photos that could not be (their
+        damaged embedding is deleted, so they count as not embedded until their file is back), and
+        the ids and new vectors of those that were (stored in the catalogue, for the caller's index)."""
         log.warning("%d stored embedding(s) are damaged (not finite unit vectors): embedding again", len(photo_ids))
         failed, ids, images = [], [], []
         for record in self.catalogue.photos(photo_ids):
@@ -299,16 +310,17 @@ class Workspace:
                 ids.append(record.id)
             except ImageLoadError as exc:
                 failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unusable ({exc.reason})"))
+        vectors = np.zeros((0, self.embedding_dim), np.float32)
         if ids:
             embedded = self.model.embed_images(images, Modality.PHOTO)
             attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
             self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
+            vectors = np.asarray(embedded.embeddings, np.float32)
         lost = sorted(set(map(int, photo_ids)) - set(ids))
         self.catalogue.delete_embeddings(self.embedding_key, lost)
         for failure in failed:
             log.warning("%s: %s", failure.path, failure.reason)
-        self._attribute_table = None
-        return failed
+        return failed, np.asarray(ids, np.int64), vectors
 
     def save_index(self) -> None:
         with self._lock:
@@ -723,13 +735,15 @@ class Workspace:
             if not np.array_equal(np.sort(on_disk.ids()), embedded):
                 problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
             else:
-                damaged = self._damaged_embeddings()
+                found: list[np.ndarray] = []  # filled in the same pass that compares the index
+                differ = index_vector_problems(on_disk, self.catalogue, self.embedding_key, damaged=found)
+                damaged = np.concatenate(found) if found else np.empty(0, np.int64)
                 if len(damaged):
                     problems.append(
                         f"{len(damaged)} stored embedding(s) are damaged (not finite unit vectors), photo id(s) "
                         f"{', '.join(map(str, damaged[:10]))}: run rebuild-index to embed them again"
                     )
-                problems.extend(index_vector_problems(on_disk, self.catalogue, self.embedding_key))
+                problems.extend(differ)
         return VerifyReport(ok=not problems, problems=problems)
 
     def _file_problems(self) -> list[str]:
