@@ -112,7 +112,11 @@ def search_embeddings(
     new embedding)."""
     filters = validate_filters(workspace.schema, where)
     check_min_confidence(min_confidence)
-    allowed = allowed_photo_ids(workspace.attribute_table(), workspace.schema, filters, min_confidence)
+    # the attribute table is read only for a filter: at a million photos its first read takes seconds,
+    # which an unfiltered search (the first sketch after opening the window) must not wait for
+    allowed = (
+        allowed_photo_ids(workspace.attribute_table(), workspace.schema, filters, min_confidence) if filters else None
+    )
     scores, ids = workspace.index_search(queries, top_k, allowed)
     if workspace.index.kind != FLAT:
         scores, ids = rescore_exactly(workspace, queries, ids)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -450,7 +451,7 @@ class Catalogue:
             rows = cursor.execute(
                 "SELECT photo_id FROM embeddings WHERE model_sha256 = ? ORDER BY photo_id", (model_sha256,)
             )
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64)
+            ids = np.fromiter(chain.from_iterable(rows), dtype=np.int64)
             cursor.close()
         return ids
 
@@ -623,7 +624,7 @@ class Catalogue:
                     raise CatalogueError(f"{self.path}: photo ids too large to tabulate attributes ({top})")
                 if wanted is None:
                     found = cursor.execute("SELECT id FROM photos INDEXED BY ix_photos_missing_since")
-                    ids = np.sort(np.fromiter((r[0] for r in found), dtype=np.int64))
+                    ids = np.sort(np.fromiter(chain.from_iterable(found), dtype=np.int64))
                     if names:
                         rows = np.fromiter(cursor.execute(packed), dtype=rows.dtype)
                 else:
@@ -632,7 +633,7 @@ class Catalogue:
                         chunk = wanted[start : start + 10_000].tolist()
                         marks = ",".join("?" * len(chunk))
                         found = cursor.execute(f"SELECT id FROM photos WHERE id IN ({marks})", chunk)
-                        ids_parts.append(np.fromiter((r[0] for r in found), dtype=np.int64))
+                        ids_parts.append(np.fromiter(chain.from_iterable(found), dtype=np.int64))
                         if names:
                             selected = cursor.execute(f"{packed} WHERE a.photo_id IN ({marks})", chunk)
                             row_parts.append(np.fromiter(selected, dtype=rows.dtype))

@@ -153,3 +153,17 @@ def _states(workspace):
     from pathlib import Path
 
     return {Path(path): state for path, state in workspace.catalogue.file_states().items()}
+
+
+def test_a_search_without_filters_never_waits_for_the_table(open_workspace, make_photos, reads):
+    """At a million photos the first read of the table takes seconds: the first sketch searched
+    after opening (no filter) must not pay for it."""
+    photos = make_photos(3)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    seen = reads(workspace)
+    query = workspace.embed_sketches([photos[0]])
+    assert len(workspace.search_embeddings(query, top_k=3, min_confidence=0.5)[0]) == 3
+    assert seen == []
+    workspace.search_embeddings(query, top_k=3, where={"gender": "male"})
+    assert seen == [None]
