@@ -644,23 +644,27 @@ class Catalogue:
                 cursor.close()
         values = np.full((len(ids), len(names)), -1, dtype=np.int16)
         confidence = np.zeros((len(ids), len(names)), dtype=np.float32)
-        key = rows["key"]
+        key = np.ascontiguousarray(rows["key"])
         photo = key >> id_shift
         row = np.searchsorted(ids, photo).clip(max=max(len(ids) - 1, 0))
         present = (ids[row] == photo) if len(ids) else np.zeros(len(key), dtype=bool)
-        column = (key >> column_shift) & ((1 << (id_shift - column_shift)) - 1)
+        cell = row * len(names) + ((key >> column_shift) & ((1 << (id_shift - column_shift)) - 1))
         rank = (key >> rank_shift) & 3
-        code = key & unknown
+        code = (key & unknown).astype(np.int16)
+        known = code != unknown
+        code[~known] = -1
+        predicted = np.where(known, rows["confidence"], 0.0).astype(np.float32)
+        stated = known.astype(np.float32)  # a stated value's confidence reads as 1
         # lowest rank first: within one rank a photo has one row per attribute (the primary key), and
         # a higher-ranked source's row then overwrites a lower one's
         for source in sorted(AttributeSource, key=lambda s: s.priority):
             at = present & (rank == source.priority)
-            known = code[at] != unknown
-            values[row[at], column[at]] = np.where(known, code[at], -1)
-            if source == AttributeSource.MODEL:
-                confidence[row[at], column[at]] = np.where(known, rows["confidence"][at], 0.0)
-            else:
-                confidence[row[at], column[at]] = np.where(known, 1.0, 0.0)
+            if at.all():
+                at = slice(None)  # every row (only predictions, as after an import): no copies
+            elif not at.any():
+                continue
+            values.reshape(-1)[cell[at]] = code[at]
+            confidence.reshape(-1)[cell[at]] = (predicted if source == AttributeSource.MODEL else stated)[at]
         return AttributeTable(ids=ids, names=names, values=values, confidence=confidence)
 
     # -- reading photos ------------------------------------------------------------------------
