@@ -225,3 +225,16 @@ def test_rebuild_reads_each_stored_embedding_once_and_never_indexes_a_damaged_on
     assert abs(float(again @ original[3]) - 1) < 1e-4  # the same photo's embedding again (verify: indexed)
     report = workspace.verify()
     assert report.problems == [f"1 photo(s) have no embedding for model {workspace.manifest.name} (key {key[:12]})"]
+
+
+def test_the_damage_check_refuses_every_vector_that_is_not_a_finite_unit_vector():
+    from core.workspace import unit_rows
+
+    vectors = clustered_vectors(6)
+    vectors[1, 3] = np.nan
+    vectors[2, 0] = np.inf
+    vectors[3, 5] = 3e30  # its square overflows float32: an infinite norm, refused
+    vectors[4] *= 1.01  # finite, but not of unit length
+    vectors[5] = 0.0
+    assert unit_rows(vectors).tolist() == [True, False, False, False, False, False]
+    assert unit_rows(clustered_vectors(1000, seed=3)).all()
