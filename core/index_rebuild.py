@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -24,6 +25,12 @@ class RebuildCancelled(Exception):
     """The workspace closed while a background rebuild ran; the old index file stays."""
 
 
+class Built(NamedTuple):
+    index: VectorIndex
+    ids: np.ndarray  # the photos it holds, ascending
+    rejected: np.ndarray  # stored embeddings ``accept`` turned away (never indexed), ascending
+
+
 def build_from_catalogue(
     catalogue: Catalogue,
     model_sha256: str,
@@ -31,27 +38,50 @@ def build_from_catalogue(
     policy: IndexPolicy,
     seed: int = 0,
     cancel: threading.Event | None = None,
-) -> tuple[VectorIndex, np.ndarray]:
+    accept: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Built:
     """The index ``policy`` asks for, from the embeddings stored in SQLite, and the ids it holds.
     An IVF index is trained on a random sample and filled chunk by chunk, so a gallery of millions
-    never has all its float vectors in memory at once (10M x 896 floats would be 36 GB)."""
+    never has all its float vectors in memory at once (10M x 896 floats would be 36 GB).
+
+    ``accept(vectors)`` says which rows of each chunk may be indexed (the workspace's check for
+    damaged embeddings): the others are left out and returned as ``rejected``, so the embeddings
+    are checked in the same pass that indexes them instead of being read twice."""
+    rejected = []
+
+    def accepted(chunk_ids: np.ndarray, vectors: np.ndarray, record: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        if accept is None:
+            return chunk_ids, vectors
+        ok = np.asarray(accept(vectors), dtype=bool)
+        if ok.all():
+            return chunk_ids, vectors
+        if record:
+            rejected.append(chunk_ids[~ok])
+        return chunk_ids[ok], vectors[ok]
+
+    def result(index: VectorIndex, held: list[np.ndarray]) -> Built:
+        ids = np.concatenate(held) if held else np.zeros(0, np.int64)
+        return Built(index, ids, np.concatenate(rejected) if rejected else np.zeros(0, np.int64))
+
     ids = catalogue.embedded_ids(model_sha256)
     if policy.kind_for(len(ids)) == FLAT:
-        ids, vectors = catalogue.embeddings(model_sha256, dim)
-        return VectorIndex.build(dim, model_sha256, ids, vectors, policy), ids
+        ids, vectors = accepted(*catalogue.embeddings(model_sha256, dim))
+        return result(VectorIndex.build(dim, model_sha256, ids, vectors, policy), [ids])
     sample_ids = ids
     if len(ids) > policy.max_training_points:
         sample_ids = np.sort(np.random.default_rng(seed).choice(ids, policy.max_training_points, replace=False))
-    _, sample = catalogue.embeddings_of(model_sha256, dim, sample_ids.tolist())
+    # a rejected vector never trains the clusters either (the pass below records it)
+    _, sample = accepted(*catalogue.embeddings_of(model_sha256, dim, sample_ids.tolist()), record=False)
     index = VectorIndex.trained_ivf(dim, model_sha256, sample, len(ids), policy)
     del sample
     held = []
     for chunk_ids, chunk_vectors in catalogue.iter_embeddings(model_sha256, dim):
         if cancel is not None and cancel.is_set():
             raise RebuildCancelled()
+        chunk_ids, chunk_vectors = accepted(chunk_ids, chunk_vectors)
         index.add(chunk_ids, chunk_vectors)
         held.append(chunk_ids)
-    return index, np.concatenate(held) if held else np.zeros(0, np.int64)
+    return result(index, held)
 
 
 class BackgroundRebuild:
@@ -85,7 +115,7 @@ class BackgroundRebuild:
         workspace = self.workspace
         key, dim = workspace.embedding_key, workspace.embedding_dim
         try:
-            fresh, ids = build_from_catalogue(
+            fresh, ids, _ = build_from_catalogue(
                 workspace.catalogue, key, dim, workspace.index_policy, cancel=self._cancel
             )
             with workspace._lock:

@@ -112,8 +112,8 @@ def search_embeddings(
     new embedding)."""
     filters = validate_filters(workspace.schema, where)
     check_min_confidence(min_confidence)
-    # without a filter every photo is allowed: the attribute table (a read of every photo's
-    # attributes, seconds at 100k photos) is not needed for the search
+    # the attribute table is read only for a filter: at a million photos its first read takes seconds,
+    # which an unfiltered search (the first sketch after opening the window) must not wait for
     allowed = (
         allowed_photo_ids(workspace.attribute_table(), workspace.schema, filters, min_confidence) if filters else None
     )

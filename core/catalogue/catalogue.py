@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +64,35 @@ class AttributeTable:
     ``values[i, j]`` is the index of photo ``ids[i]``'s value of attribute ``names[j]`` in that
     attribute's value list (-1 when unknown); ``confidence`` is 1 for manual/imported values."""
 
-    ids: np.ndarray  # int64, N
+    ids: np.ndarray  # int64, N, ascending
     names: tuple[str, ...]
     values: np.ndarray  # int16, N x A
     confidence: np.ndarray  # float32, N x A
+
+    def merged(self, fresh: AttributeTable, touched: np.ndarray) -> AttributeTable:
+        """This table brought up to date for the photos ``touched``, given ``fresh``: those of them
+        that still exist, read again. When no photo came or went, their rows are updated in place
+        and this table is returned; otherwise a new table (this one is left as it was)."""
+        if fresh.names != self.names:
+            raise ValueError("attribute tables of different attributes cannot be merged")
+        touched = np.unique(np.asarray(touched, dtype=np.int64))
+        rows = np.searchsorted(self.ids, touched)
+        held = rows < len(self.ids)
+        held[held] = self.ids[rows[held]] == touched[held]
+        rows = rows[held]
+        if np.array_equal(self.ids[rows], fresh.ids):  # the same photos: only their values changed
+            self.values[rows] = fresh.values
+            self.confidence[rows] = fresh.confidence
+            return self
+        keep = np.ones(len(self.ids), dtype=bool)
+        keep[rows] = False
+        ids = np.concatenate([self.ids[keep], fresh.ids])
+        values = np.concatenate([self.values[keep], fresh.values])
+        confidence = np.concatenate([self.confidence[keep], fresh.confidence])
+        if len(ids) and not np.all(ids[1:] > ids[:-1]):  # new photos have the highest ids: rarely needed
+            order = np.argsort(ids, kind="stable")
+            ids, values, confidence = ids[order], values[order], confidence[order]
+        return AttributeTable(ids=ids, names=self.names, values=values, confidence=confidence)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -129,6 +155,7 @@ class Catalogue:
         # a URL object, not a formatted string: a folder named 'case%41' or 'case?x=1' means itself
         url = URL.create("sqlite", database=str(self.path))
         self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        self._listeners: list[Callable[[list[int]], None]] = []
         _configure_sqlite(self.engine)
         try:
             with self.engine.begin() as connection:
@@ -161,6 +188,18 @@ class Catalogue:
 
     def _begin(self) -> Session:
         return self._session.begin()
+
+    def on_photos_changed(self, listener: Callable[[list[int]], None]) -> None:
+        """Call ``listener(photo_ids)`` after each committed write (through this object) that adds or
+        removes photos or changes any of their attribute values, so that a cache of the attribute
+        table is brought up to date for those photos alone instead of being read again whole."""
+        self._listeners.append(listener)
+
+    def _changed(self, photo_ids: Iterable[int]) -> None:
+        ids = [int(i) for i in photo_ids]
+        if ids:
+            for listener in list(self._listeners):
+                listener(ids)
 
     @contextmanager
     def write_transaction(self) -> Iterator[Connection]:
@@ -273,7 +312,8 @@ class Catalogue:
             ]
             if attributes:
                 session.execute(insert(PhotoAttribute.__table__), attributes)
-            return list(ids)
+        self._changed(ids)
+        return list(ids)
 
     def relocate_photo(self, photo_id: int, path: str, size_bytes: int, mtime_ns: int, source_folder: str) -> None:
         """A known photo (same content) found at a new path, or with a new modification time."""
@@ -291,6 +331,7 @@ class Catalogue:
         if ids:
             with self._begin() as session:
                 session.execute(delete(Photo).where(Photo.id.in_(ids)))
+            self._changed(ids)
 
     def mark_missing(self, photo_ids: Iterable[int]) -> None:
         ids = list(photo_ids)
@@ -341,6 +382,8 @@ class Catalogue:
                             confidence=float(confidence),
                         )
                     )
+        if attributes:
+            self._changed(photo_ids)
 
     def delete_embeddings(self, model_sha256: str, photo_ids: Sequence[int]) -> None:
         ids = [int(i) for i in photo_ids]
@@ -408,7 +451,7 @@ class Catalogue:
             rows = cursor.execute(
                 "SELECT photo_id FROM embeddings WHERE model_sha256 = ? ORDER BY photo_id", (model_sha256,)
             )
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64)
+            ids = np.fromiter(chain.from_iterable(rows), dtype=np.int64)
             cursor.close()
         return ids
 
@@ -473,6 +516,7 @@ class Catalogue:
                         set_at=now,
                     )
                 )
+        self._changed([photo_id])
 
     def set_attributes(
         self, rows: Iterable[tuple[int, str, str]], source: AttributeSource, set_by: str | None = None
@@ -480,8 +524,10 @@ class Catalogue:
         """Set many (photo_id, name, value) at once, in one transaction; returns the count."""
         count = 0
         now = utcnow()
+        touched = set()
         with self._begin() as session:
             for photo_id, name, value in rows:
+                touched.add(photo_id)
                 session.merge(
                     PhotoAttribute(
                         photo_id=photo_id,
@@ -494,6 +540,7 @@ class Catalogue:
                     )
                 )
                 count += 1
+        self._changed(sorted(touched))
         return count
 
     def attributes_of(self, photo_ids: Sequence[int]) -> dict[int, dict[str, AttributeValue]]:
@@ -520,54 +567,104 @@ class Catalogue:
                 result[pid][name] = candidate
         return result
 
-    def attribute_table(self, schema_values: Mapping[str, Sequence[str]]) -> AttributeTable:
-        """Effective values of every photo for the attributes in ``schema_values`` (name -> values).
+    def attribute_table(
+        self, schema_values: Mapping[str, Sequence[str]], photo_ids: Sequence[int] | np.ndarray | None = None
+    ) -> AttributeTable:
+        """Effective values of the attributes in ``schema_values`` (name -> values) of every photo, or
+        of those of ``photo_ids`` that exist (to bring a cached table up to date for them alone).
 
-        Names, values and precedence are resolved inside SQLite, so a gallery of 100k photos with a dozen
-        attributes each loads in about a second. At a million photos two things matter: the ids come
-        from a covering index (a scan of the photos table would read every thumbnail's page), and
-        the name/value codes sit in a temporary table with a primary key, so each attribute row is
-        looked up in it while the rows are read in primary-key order (no sort for the GROUP BY)."""
+        A photo's effective value is its highest-ranked source's (manual, then imported, then the
+        model's prediction), -1 when that value is not one of the schema's; ``confidence`` is the
+        prediction's for a model value and 1 for a stated one, so a minimum confidence filters
+        predictions only.
+
+        At a million photos (11 million attribute rows) the cost is handing rows to Python: SQLite
+        packs each row's photo, attribute, source rank and value code into one integer (the name and
+        the value looked up in small temporary tables), numpy unpacks them and resolves precedence,
+        and the ids come from a covering index (a scan of the photos table would read every
+        thumbnail's page)."""
         names = tuple(schema_values)
-        codes = [
-            (name, value, j, code) for j, name in enumerate(names) for code, value in enumerate(schema_values[name])
-        ]
-        priority = " ".join(f"WHEN '{s.value}' THEN {s.priority}" for s in AttributeSource)
+        code_bits = max(1, max((len(v) for v in schema_values.values()), default=0).bit_length())
+        unknown = (1 << code_bits) - 1  # never a value's code: codes run from 0 to len(values) - 1
+        rank_shift = code_bits
+        column_shift = rank_shift + 2  # ranks 0, 1, 2
+        id_shift = column_shift + max(1, (len(names) - 1).bit_length())
+        ranks = " ".join(f"WHEN '{s.value}' THEN {s.priority}" for s in AttributeSource)
+        packed = (
+            f"SELECT (a.photo_id << {id_shift}) | (n.col << {column_shift}) "
+            f"| ((CASE a.source {ranks} END) << {rank_shift}) | coalesce(c.code, {unknown}), a.confidence "
+            # CROSS JOIN keeps photo_attributes the outer loop, read in its primary key's order
+            "FROM photo_attributes AS a CROSS JOIN temp.attribute_names AS n ON n.name = a.name "
+            "LEFT JOIN temp.attribute_value_codes AS c ON c.name = a.name AND c.value = a.value"
+        )
+        wanted = None if photo_ids is None else np.unique(np.asarray(photo_ids, dtype=np.int64))
+        rows = np.zeros(0, dtype=[("key", np.int64), ("confidence", np.float64)])
         with self.engine.connect() as connection:
             # the DB-API cursor gives plain tuples, which numpy converts in C (rows wrapped by
             # SQLAlchemy cost seconds per million)
             cursor = connection.connection.driver_connection.cursor()
-            ids = np.sort(
-                np.fromiter(
-                    (r[0] for r in cursor.execute("SELECT id FROM photos INDEXED BY ix_photos_missing_since")),
-                    dtype=np.int64,
-                )
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS attribute_names (name TEXT PRIMARY KEY, col INTEGER) WITHOUT ROWID"
             )
-            rows = []
-            if codes:
-                cursor.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS attribute_codes "
-                    "(name TEXT, value TEXT, col INTEGER, code INTEGER, PRIMARY KEY (name, value)) WITHOUT ROWID"
-                )
-                cursor.execute("DELETE FROM temp.attribute_codes")
-                cursor.executemany("INSERT INTO temp.attribute_codes VALUES (?, ?, ?, ?)", codes)
-                rows = cursor.execute(
-                    # with a lone MAX(), SQLite takes the other columns from the row holding the
-                    # maximum: one row per photo and attribute, from its highest-ranked source.
-                    # CROSS JOIN keeps photo_attributes the outer loop, in its primary key's order.
-                    f"SELECT a.photo_id, c.col, c.code, a.confidence, MAX(CASE a.source {priority} END) "
-                    "FROM photo_attributes AS a CROSS JOIN temp.attribute_codes AS c "
-                    "ON a.name = c.name AND a.value = c.value GROUP BY a.photo_id, a.name"
-                ).fetchall()
-            cursor.close()
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS attribute_value_codes "
+                "(name TEXT, value TEXT, code INTEGER, PRIMARY KEY (name, value)) WITHOUT ROWID"
+            )
+            cursor.execute("DELETE FROM temp.attribute_names")
+            cursor.execute("DELETE FROM temp.attribute_value_codes")
+            cursor.executemany("INSERT INTO temp.attribute_names VALUES (?, ?)", [(n, j) for j, n in enumerate(names)])
+            cursor.executemany(
+                "INSERT INTO temp.attribute_value_codes VALUES (?, ?, ?)",
+                [(n, value, code) for n in names for code, value in enumerate(schema_values[n])],
+            )
+            cursor.execute("BEGIN")  # one snapshot for the ids and their values
+            try:
+                top = cursor.execute("SELECT max(id) FROM photos").fetchone()[0] or 0
+                if top >= 1 << (62 - id_shift):
+                    raise CatalogueError(f"{self.path}: photo ids too large to tabulate attributes ({top})")
+                if wanted is None:
+                    found = cursor.execute("SELECT id FROM photos INDEXED BY ix_photos_missing_since")
+                    ids = np.sort(np.fromiter(chain.from_iterable(found), dtype=np.int64))
+                    if names:
+                        rows = np.fromiter(cursor.execute(packed), dtype=rows.dtype)
+                else:
+                    ids_parts, row_parts = [], []
+                    for start in range(0, len(wanted), 10_000):  # SQLite caps the parameters of one statement
+                        chunk = wanted[start : start + 10_000].tolist()
+                        marks = ",".join("?" * len(chunk))
+                        found = cursor.execute(f"SELECT id FROM photos WHERE id IN ({marks})", chunk)
+                        ids_parts.append(np.fromiter(chain.from_iterable(found), dtype=np.int64))
+                        if names:
+                            selected = cursor.execute(f"{packed} WHERE a.photo_id IN ({marks})", chunk)
+                            row_parts.append(np.fromiter(selected, dtype=rows.dtype))
+                    ids = np.sort(np.concatenate(ids_parts)) if ids_parts else np.zeros(0, np.int64)
+                    rows = np.concatenate(row_parts) if row_parts else rows
+            finally:
+                cursor.execute("COMMIT")
+                cursor.close()
         values = np.full((len(ids), len(names)), -1, dtype=np.int16)
         confidence = np.zeros((len(ids), len(names)), dtype=np.float32)
-        if rows:
-            data = np.asarray(rows, dtype=np.float64)
-            row_index = np.searchsorted(ids, data[:, 0].astype(np.int64))
-            columns = data[:, 1].astype(np.intp)
-            values[row_index, columns] = data[:, 2].astype(np.int16)
-            confidence[row_index, columns] = data[:, 3]
+        key = np.ascontiguousarray(rows["key"])
+        photo = key >> id_shift
+        row = np.searchsorted(ids, photo).clip(max=max(len(ids) - 1, 0))
+        present = (ids[row] == photo) if len(ids) else np.zeros(len(key), dtype=bool)
+        cell = row * len(names) + ((key >> column_shift) & ((1 << (id_shift - column_shift)) - 1))
+        rank = (key >> rank_shift) & 3
+        code = (key & unknown).astype(np.int16)
+        known = code != unknown
+        code[~known] = -1
+        predicted = np.where(known, rows["confidence"], 0.0).astype(np.float32)
+        stated = known.astype(np.float32)  # a stated value's confidence reads as 1
+        # lowest rank first: within one rank a photo has one row per attribute (the primary key), and
+        # a higher-ranked source's row then overwrites a lower one's
+        for source in sorted(AttributeSource, key=lambda s: s.priority):
+            at = present & (rank == source.priority)
+            if at.all():
+                at = slice(None)  # every row (only predictions, as after an import): no copies
+            elif not at.any():
+                continue
+            values.reshape(-1)[cell[at]] = code[at]
+            confidence.reshape(-1)[cell[at]] = (predicted if source == AttributeSource.MODEL else stated)[at]
         return AttributeTable(ids=ids, names=names, values=values, confidence=confidence)
 
     # -- reading photos ------------------------------------------------------------------------

@@ -3,6 +3,8 @@ and compared with the exact answer computed here from the same vectors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,63 @@ def test_verify_finds_an_ivf_index_whose_vectors_are_not_the_stored_embeddings(s
     swapped.save(workspace.index_path)  # the same photos, each with another photo's vector
     report = workspace.verify()
     assert not report.ok and any("differ from the embeddings" in problem for problem in report.problems)
+
+
+@pytest.mark.parametrize("threshold", [8, 1000])
+def test_rebuild_reads_each_stored_embedding_once_and_never_indexes_a_damaged_one(
+    small_threshold_workspace, make_photos, monkeypatch, threshold
+):
+    """IVF (threshold 8) and flat (1000): the damage check runs on the chunks the build reads, a
+    damaged embedding is embedded again from its file, or left out and reported when the file is gone."""
+    from tests.core.test_cli_reliability import damage_embedding
+
+    workspace = small_threshold_workspace(threshold=threshold)
+    photos = make_photos(12)
+    workspace.import_paths([photos[0].parent])
+    assert workspace.wait_for_index_rebuild(120)
+    key, dim = workspace.model.embedding_key, workspace.model.embedding_dim
+    ids, original = workspace.catalogue.embeddings(key, dim)
+    path_of = {p.id: p.path for p in workspace.catalogue.photos(ids)}
+    damage_embedding(workspace.catalogue.path, int(ids[3]), seed=1)
+    damage_embedding(workspace.catalogue.path, int(ids[7]), seed=2)
+    Path(path_of[int(ids[7])]).unlink()  # nothing to embed it from
+
+    passes = []
+    read = workspace.catalogue.iter_embeddings
+
+    def counted(*args, **kwargs):
+        passes.append(args)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(workspace.catalogue, "iter_embeddings", counted)
+    report = workspace.verify()
+    assert len(passes) == 1  # the index comparison and the damage check share one pass
+    assert any(
+        f"2 stored embedding(s) are damaged (not finite unit vectors), photo id(s) {ids[3]}, {ids[7]}" in p
+        for p in report.problems
+    )
+
+    passes.clear()
+    index = workspace.rebuild_index()
+    assert len(passes) == 1
+    assert index.kind == (IVF if threshold == 8 else FLAT) and len(index) == 11
+    assert int(ids[7]) not in set(index.ids().tolist())
+    assert [f.path for f in workspace.repair_failures] == [path_of[int(ids[7])]]
+    assert "no such file" in workspace.repair_failures[0].reason
+    _, (again,) = workspace.catalogue.embeddings_of(key, dim, [int(ids[3])])
+    assert abs(float(again @ original[3]) - 1) < 1e-4  # the same photo's embedding again (verify: indexed)
+    report = workspace.verify()
+    assert report.problems == [f"1 photo(s) have no embedding for model {workspace.manifest.name} (key {key[:12]})"]
+
+
+def test_the_damage_check_refuses_every_vector_that_is_not_a_finite_unit_vector():
+    from core.workspace import unit_rows
+
+    vectors = clustered_vectors(6)
+    vectors[1, 3] = np.nan
+    vectors[2, 0] = np.inf
+    vectors[3, 5] = 3e30  # its square overflows float32: an infinite norm, refused
+    vectors[4] *= 1.01  # finite, but not of unit length
+    vectors[5] = 0.0
+    assert unit_rows(vectors).tolist() == [True, False, False, False, False, False]
+    assert unit_rows(clustered_vectors(1000, seed=3)).all()
