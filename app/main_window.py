@@ -496,9 +496,6 @@ class MainWindow(QMainWindow):
         self._set_workspace(workspace)
         self.refresh_gallery()
         self._index_if_needed(workspace)
-        # the attribute table that filters read takes seconds to read at a million photos: read it
-        # now, in the background, so that the first filter does not wait for all of it
-        self.runner.submit(lambda _task, w=workspace: w.attribute_table(), pool="io", name="attribute table")
         self.workspaceReady.emit()
 
     def _index_if_needed(self, workspace) -> None:

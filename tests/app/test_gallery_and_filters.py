@@ -198,12 +198,3 @@ def test_a_damaged_thumbnail_keeps_its_placeholder_without_an_unexpected_error(
     assert window.thumbnails.get(photo_id) is window.thumbnails.placeholder
     assert "unexpected error" not in caplog.text
 
-
-def test_opening_a_gallery_reads_the_attribute_table_in_the_background(qtbot, make_window, own_gallery_workspace):
-    """The first filter after opening need not wait for the whole attribute table (seconds at a
-    million photos): the window reads it as soon as the gallery is open."""
-    workspace = own_gallery_workspace
-    assert workspace._attribute_table is None  # nothing has filtered yet
-    make_window(workspace)
-    qtbot.waitUntil(lambda: workspace._attribute_table is not None, timeout=10000)
-    assert len(workspace._attribute_table.ids) == workspace.catalogue.count_photos() > 0
