@@ -197,4 +197,3 @@ def test_a_damaged_thumbnail_keeps_its_placeholder_without_an_unexpected_error(
         qtbot.waitUntil(lambda: photo_id in window.thumbnails._failed, timeout=10000)
     assert window.thumbnails.get(photo_id) is window.thumbnails.placeholder
     assert "unexpected error" not in caplog.text
-
