@@ -271,7 +271,47 @@ CASEWORK_TABLES = [
 ]
 
 
+# -- the attribute change log (schema version 6) ---------------------------------------------------
+
+
+class AttributeChange(Base):
+    """A photo whose effective attribute values may have changed (photo added or removed, a value
+    written): filled by triggers, so a write by any program is logged. A cached attribute table
+    records the ``seq`` it is complete up to and re-reads only the photos logged after it.
+
+    A write to the photo the newest row already names adds no row (an import writes a photo and
+    its attribute rows one after another: one row a photo, not twelve); a reader therefore also
+    re-reads the photo of the newest row at or below its ``seq``."""
+
+    __tablename__ = "attribute_changes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int]
+
+
+def _log_change(photo: str) -> str:
+    return (
+        f"INSERT INTO attribute_changes (photo_id) SELECT {photo} "
+        f"WHERE {photo} IS NOT (SELECT photo_id FROM attribute_changes ORDER BY seq DESC LIMIT 1);"
+    )
+
+
+def attribute_change_triggers() -> list[str]:
+    """DDL shared by new files (below) and the migration to version 6."""
+    return [
+        f"CREATE TRIGGER attribute_changes_photo_insert AFTER INSERT ON photos BEGIN {_log_change('NEW.id')} END",
+        f"CREATE TRIGGER attribute_changes_photo_delete AFTER DELETE ON photos BEGIN {_log_change('OLD.id')} END",
+        "CREATE TRIGGER attribute_changes_insert AFTER INSERT ON photo_attributes "
+        f"BEGIN {_log_change('NEW.photo_id')} END",
+        "CREATE TRIGGER attribute_changes_update AFTER UPDATE ON photo_attributes "
+        f"BEGIN {_log_change('OLD.photo_id')} {_log_change('NEW.photo_id')} END",
+        "CREATE TRIGGER attribute_changes_delete AFTER DELETE ON photo_attributes "
+        f"BEGIN {_log_change('OLD.photo_id')} END",
+    ]
+
+
 @event.listens_for(Base.metadata, "after_create")
 def _create_triggers(_metadata, connection, **_kw) -> None:  # noqa: ANN001 - after every table exists
-    for statement in append_only_triggers():
+    for statement in append_only_triggers() + attribute_change_triggers():
         connection.exec_driver_sql(statement)
