@@ -537,7 +537,7 @@ class Workspace:
                 self._table_seq = seq
                 self._table_reading = False
             if whole and seq is not None:  # keep it for the next opening
-                self._save_attribute_table(table, schema_values, seq)
+                self._save_attribute_table(table, schema_values, seq, whole=True)
             return table
 
     def save_attribute_table(self) -> None:
@@ -550,7 +550,9 @@ class Workspace:
                 return
             self._save_attribute_table(table, {a.name: a.values for a in self.schema.attributes}, seq)
 
-    def _save_attribute_table(self, table: AttributeTable, schema_values: Mapping, seq: int) -> None:
+    def _save_attribute_table(
+        self, table: AttributeTable, schema_values: Mapping, seq: int, *, whole: bool = False
+    ) -> None:
         try:
             attribute_cache.save_table(self.attribute_cache_path, table, schema_values, seq)
         except OSError as exc:
@@ -561,7 +563,7 @@ class Workspace:
         folder = self.attribute_cache_path.parent
         positions = [attribute_cache.cached_seq(p) for p in folder.glob(f"*{attribute_cache.SUFFIX}")]
         oldest = min((p for p in positions if p is not None), default=seq)
-        self.catalogue.prune_attribute_changes(min(oldest, seq))
+        self.catalogue.prune_attribute_changes(min(oldest, seq), read_whole_at=seq if whole else None)
 
     def _photos_changed(self, photo_ids: list[int]) -> None:
         """The catalogue committed a write to these photos (added, removed, or their attribute values)."""

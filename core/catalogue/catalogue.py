@@ -19,7 +19,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, delete, event, fu
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalogue.migrations import upgrade
-from core.catalogue.orm import Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
+from core.catalogue.orm import CHANGE_LOG_MARKER, Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
 from core.errors import CatalogueError, UnknownPhotoError
 from core.private_files import create_private_file, make_private_folder
 from core.types import AttributeSource, AttributeValue, FolderSummary, ImportFailure, ImportSummary, PhotoRecord
@@ -687,10 +687,7 @@ class Catalogue:
     def attribute_changes_since(self, seq: int) -> tuple[np.ndarray, int] | None:
         """Photos whose attribute values may have changed after change-log position ``seq``, and the
         position they bring a table to, read in one snapshot; None when the log cannot say (pruned
-        past ``seq``, emptied, missing, or ``seq`` from another catalogue): read the table whole.
-
-        A write to the photo the newest row names adds no row, so the photo of the newest row at or
-        below ``seq`` is included too (it may have been written again after ``seq`` was read)."""
+        past ``seq``, emptied, missing, or ``seq`` ahead of it: another catalogue's): read whole."""
         with self.engine.connect() as connection:
             cursor = connection.connection.driver_connection.cursor()
             cursor.execute("BEGIN")
@@ -698,41 +695,46 @@ class Catalogue:
                 top = self._change_log_top(cursor)
                 if top is None or not 0 <= seq <= top:
                     return None
-                lowest = cursor.execute("SELECT min(seq) FROM attribute_changes").fetchone()[0]
-                # complete when the row at or below seq is still there (lowest <= seq), or nothing
-                # was ever logged up to seq and nothing has been removed since
-                if not ((lowest is not None and lowest <= seq) or (seq == 0 and lowest in (None, 1))):
+                marker = cursor.execute("SELECT seq, photo_id FROM attribute_changes ORDER BY seq LIMIT 1").fetchone()
+                if marker is None or marker[1] != CHANGE_LOG_MARKER or marker[0] > seq:
                     return None
-                found = cursor.execute(
-                    "SELECT photo_id FROM attribute_changes WHERE seq >= "
-                    "(SELECT coalesce(max(seq), 0) FROM attribute_changes WHERE seq <= ?)",
-                    (seq,),
-                )
+                found = cursor.execute("SELECT photo_id FROM attribute_changes WHERE seq > ?", (seq,))
                 ids = np.unique(np.fromiter(chain.from_iterable(found), dtype=np.int64))
             except sqlite3.OperationalError as exc:
-                log.warning("%s: the attribute change log cannot be read (%s): reading the table whole", self.path, exc)
+                log.warning("%s: the attribute change log cannot be read (%s)", self.path, exc)
                 return None
             finally:
                 cursor.execute("COMMIT")
                 cursor.close()
         return ids, top
 
-    def prune_attribute_changes(self, upto: int) -> int:
-        """Remove change-log rows no cached table needs (every cache is at ``upto`` or later): those
-        below the newest row at or below ``upto``, which a reader at ``upto`` still reads. Skipped
-        (returns 0) when another program holds the write lock: the log is pruned another time."""
+    def prune_attribute_changes(self, upto: int, *, read_whole_at: int | None = None) -> int:
+        """Remove the change-log rows up to ``upto`` (every cached table is at ``upto`` or later),
+        leaving the marker there. ``read_whole_at``: a table was just read whole at that position;
+        a log that lost its marker (rows deleted by hand) is started again from there, so that tables
+        from before are refused rather than trusted. Skipped (returns 0) while another program holds
+        the write lock: the log is pruned another time. Returns the rows removed."""
         with self.engine.connect() as connection:
-            raw = connection.connection.driver_connection
-            cursor = raw.cursor()
+            cursor = connection.connection.driver_connection.cursor()
             cursor.execute("PRAGMA busy_timeout = 200")  # never wait on an import for this
             try:
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    removed = cursor.execute(
-                        "DELETE FROM attribute_changes WHERE seq < "
-                        "(SELECT coalesce(max(seq), 0) FROM attribute_changes WHERE seq <= ?)",
-                        (int(upto),),
-                    ).rowcount
+                    marker = cursor.execute(
+                        "SELECT seq, photo_id FROM attribute_changes ORDER BY seq LIMIT 1"
+                    ).fetchone()
+                    if marker is not None and marker[1] == CHANGE_LOG_MARKER:
+                        at = int(upto) if marker[0] < upto else None
+                    else:
+                        at = read_whole_at
+                    removed = 0
+                    if at is not None:
+                        removed = cursor.execute("DELETE FROM attribute_changes WHERE seq <= ?", (at,)).rowcount
+                        if marker is not None and marker[1] == CHANGE_LOG_MARKER:
+                            removed -= 1  # the old marker (below ``at``): moved, not pruned
+                        cursor.execute(
+                            "INSERT INTO attribute_changes (seq, photo_id) VALUES (?, ?)", (at, CHANGE_LOG_MARKER)
+                        )
                     cursor.execute("COMMIT")
                 except BaseException:
                     cursor.execute("ROLLBACK")
