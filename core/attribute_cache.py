@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 SUFFIX = ".attributes.npz"
+MAX_SEQ = 2**63 - 1
 
 
 def schema_json(schema_values: Mapping[str, Sequence[str]]) -> str:

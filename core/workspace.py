@@ -182,6 +182,7 @@ class Workspace:
         self._background.stop()
         try:
             self.save_attribute_table()
+            self._prune_change_log()
         except Exception as exc:  # noqa: BLE001 - a cache not written costs the next opening time, nothing else
             log.warning("%s: the attribute table was not saved (%s)", self.attribute_cache_path, exc)
         self.catalogue.close()
@@ -559,11 +560,18 @@ class Workspace:
             log.warning("%s: the attribute table was not saved (%s)", self.attribute_cache_path, exc)
             return
         self._saved_seq = seq
-        # every model's cache beside the index: the log keeps what the oldest of them still needs
+        self._prune_change_log(read_whole_at=seq if whole else None)
+
+    def _prune_change_log(self, read_whole_at: int | None = None) -> None:
+        """Drop the change log's rows that every model's cache file beside the index has read (all
+        of them when there is none: a table kept in another process's memory then reads whole once).
+        The log therefore holds the writes since the oldest cache, or since the last close."""
         folder = self.attribute_cache_path.parent
         positions = [attribute_cache.cached_seq(p) for p in folder.glob(f"*{attribute_cache.SUFFIX}")]
-        oldest = min((p for p in positions if p is not None), default=seq)
-        self.catalogue.prune_attribute_changes(min(oldest, seq), read_whole_at=seq if whole else None)
+        oldest = min((p for p in positions if p is not None), default=None)
+        self.catalogue.prune_attribute_changes(
+            attribute_cache.MAX_SEQ if oldest is None else oldest, read_whole_at=read_whole_at
+        )
 
     def _photos_changed(self, photo_ids: list[int]) -> None:
         """The catalogue committed a write to these photos (added, removed, or their attribute values)."""

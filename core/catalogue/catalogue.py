@@ -723,8 +723,9 @@ class Catalogue:
                     marker = cursor.execute(
                         "SELECT seq, photo_id FROM attribute_changes ORDER BY seq LIMIT 1"
                     ).fetchone()
+                    upto = min(int(upto), self._change_log_top(cursor) or 0)  # never past the log's end
                     if marker is not None and marker[1] == CHANGE_LOG_MARKER:
-                        at = int(upto) if marker[0] < upto else None
+                        at = upto if marker[0] < upto else None
                     else:
                         at = read_whole_at
                     removed = 0

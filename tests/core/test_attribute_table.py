@@ -300,3 +300,26 @@ def test_past_a_quarter_of_the_table_changed_it_is_read_whole(
     seen = reads(reopened)
     assert len(assert_current(reopened).ids) == 6
     assert seen == [None]
+
+
+def test_the_change_log_keeps_only_what_a_cache_file_still_needs(tmp_path, make_photos, open_workspace):
+    def log_rows(workspace):
+        with sqlite3.connect(workspace.catalogue.path) as db:
+            return db.execute("SELECT photo_id FROM attribute_changes ORDER BY seq").fetchall()
+
+    photos = make_photos(4)
+    importer = open_workspace()  # never filters: no cache file
+    importer.import_paths([photos[0].parent])
+    assert len(log_rows(importer)) > 4
+    importer.close()
+    assert log_rows(importer) == [(0,)]  # no cache needs any of it: the marker alone
+    workspace = open_workspace()
+    assert_current(workspace)  # read whole and saved: the log is pruned up to it
+    workspace.set_attribute(int(workspace.photo_ids()[0]), "hat", "yes")
+    assert len(log_rows(workspace)) == 2
+    workspace.close()  # the table is saved at its position only once brought up to date
+    assert len(log_rows(workspace)) == 2
+    again = open_workspace()
+    assert_current(again)
+    again.close()
+    assert log_rows(again) == [(0,)]
