@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, delete, event, fu
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalogue.migrations import upgrade
-from core.catalogue.orm import Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
+from core.catalogue.orm import CHANGE_LOG_MARKER, Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
 from core.errors import CatalogueError, UnknownPhotoError
 from core.private_files import create_private_file, make_private_folder
 from core.types import AttributeSource, AttributeValue, FolderSummary, ImportFailure, ImportSummary, PhotoRecord
@@ -68,6 +69,9 @@ class AttributeTable:
     names: tuple[str, ...]
     values: np.ndarray  # int16, N x A
     confidence: np.ndarray  # float32, N x A
+    # a whole read's position in the attribute change log (read in the same snapshot as its rows):
+    # the table is complete up to this ``seq``; None for a read by id and a merged table
+    seq: int | None = None
 
     def merged(self, fresh: AttributeTable, touched: np.ndarray) -> AttributeTable:
         """This table brought up to date for the photos ``touched``, given ``fresh``: those of them
@@ -620,6 +624,7 @@ class Catalogue:
             cursor.execute("BEGIN")  # one snapshot for the ids and their values
             try:
                 top = cursor.execute("SELECT max(id) FROM photos").fetchone()[0] or 0
+                seq = self._change_log_top(cursor)
                 if top >= 1 << (62 - id_shift):
                     raise CatalogueError(f"{self.path}: photo ids too large to tabulate attributes ({top})")
                 if wanted is None:
@@ -665,7 +670,83 @@ class Catalogue:
                 continue
             values.reshape(-1)[cell[at]] = code[at]
             confidence.reshape(-1)[cell[at]] = (predicted if source == AttributeSource.MODEL else stated)[at]
-        return AttributeTable(ids=ids, names=names, values=values, confidence=confidence)
+        return AttributeTable(
+            ids=ids, names=names, values=values, confidence=confidence, seq=seq if wanted is None else None
+        )
+
+    @staticmethod
+    def _change_log_top(cursor) -> int | None:  # noqa: ANN001 - DB-API cursor
+        """The highest ``seq`` the change log ever gave (pruned rows included), None without a log."""
+        try:
+            found = cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = 'attribute_changes'").fetchone()
+            cursor.execute("SELECT 1 FROM attribute_changes LIMIT 0")  # the log itself is there
+        except sqlite3.OperationalError:
+            return None
+        return int(found[0]) if found else 0
+
+    def attribute_changes_since(self, seq: int) -> tuple[np.ndarray, int] | None:
+        """Photos whose attribute values may have changed after change-log position ``seq``, and the
+        position they bring a table to, read in one snapshot; None when the log cannot say (pruned
+        past ``seq``, emptied, missing, or ``seq`` ahead of it: another catalogue's): read whole."""
+        with self.engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()
+            cursor.execute("BEGIN")
+            try:
+                top = self._change_log_top(cursor)
+                if top is None or not 0 <= seq <= top:
+                    return None
+                marker = cursor.execute("SELECT seq, photo_id FROM attribute_changes ORDER BY seq LIMIT 1").fetchone()
+                if marker is None or marker[1] != CHANGE_LOG_MARKER or marker[0] > seq:
+                    return None
+                found = cursor.execute("SELECT photo_id FROM attribute_changes WHERE seq > ?", (seq,))
+                ids = np.unique(np.fromiter(chain.from_iterable(found), dtype=np.int64))
+            except sqlite3.OperationalError as exc:
+                log.warning("%s: the attribute change log cannot be read (%s)", self.path, exc)
+                return None
+            finally:
+                cursor.execute("COMMIT")
+                cursor.close()
+        return ids, top
+
+    def prune_attribute_changes(self, upto: int, *, read_whole_at: int | None = None) -> int:
+        """Remove the change-log rows up to ``upto`` (every cached table is at ``upto`` or later),
+        leaving the marker there. ``read_whole_at``: a table was just read whole at that position;
+        a log that lost its marker (rows deleted by hand) is started again from there, so that tables
+        from before are refused rather than trusted. Skipped (returns 0) while another program holds
+        the write lock: the log is pruned another time. Returns the rows removed."""
+        with self.engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout = 200")  # never wait on an import for this
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    marker = cursor.execute(
+                        "SELECT seq, photo_id FROM attribute_changes ORDER BY seq LIMIT 1"
+                    ).fetchone()
+                    upto = min(int(upto), self._change_log_top(cursor) or 0)  # never past the log's end
+                    if marker is not None and marker[1] == CHANGE_LOG_MARKER:
+                        at = upto if marker[0] < upto else None
+                    else:
+                        at = read_whole_at
+                    removed = 0
+                    if at is not None:
+                        removed = cursor.execute("DELETE FROM attribute_changes WHERE seq <= ?", (at,)).rowcount
+                        if marker is not None and marker[1] == CHANGE_LOG_MARKER:
+                            removed -= 1  # the old marker (below ``at``): moved, not pruned
+                        cursor.execute(
+                            "INSERT INTO attribute_changes (seq, photo_id) VALUES (?, ?)", (at, CHANGE_LOG_MARKER)
+                        )
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                log.info("%s: the attribute change log was not pruned (%s)", self.path, exc)
+                return 0
+            finally:
+                cursor.execute("PRAGMA busy_timeout = 30000")
+                cursor.close()
+        return removed
 
     # -- reading photos ------------------------------------------------------------------------
     def photos(self, photo_ids: Sequence[int]) -> list[PhotoRecord]:

@@ -14,6 +14,9 @@ History:
   4  photo_attributes.set_by and set_at: who stated a manual or imported value, and when
   5  indices for galleries of millions: photos(source_folder, missing_since),
      photos(missing_since), embeddings(model_sha256, photo_id); no data changes
+  6  attribute_changes: a log of the photos whose attribute values changed, filled by triggers on
+     photos and photo_attributes, so that a cached attribute table is brought up to date after
+     writes by any program (starts empty: a cache is only ever written from a version-6 read)
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 
-from core.catalogue.orm import Base, append_only_triggers
+from core.catalogue.orm import Base, append_only_triggers, attribute_change_triggers
 from core.errors import CatalogueError
 
-LATEST_VERSION = 5
+LATEST_VERSION = 6
 
 
 def _v1_to_v2(connection: Connection) -> None:
@@ -149,11 +152,20 @@ def _add_scale_indices(connection: Connection) -> None:
         connection.exec_driver_sql(statement)
 
 
+def _add_attribute_change_log(connection: Connection) -> None:
+    connection.exec_driver_sql(
+        "CREATE TABLE attribute_changes (seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, photo_id INTEGER NOT NULL)"
+    )
+    for statement in attribute_change_triggers():
+        connection.exec_driver_sql(statement)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _v1_to_v2,
     2: _add_casework,
     3: _add_attribute_provenance,
     4: _add_scale_indices,
+    5: _add_attribute_change_log,
 }
 
 

@@ -271,7 +271,55 @@ CASEWORK_TABLES = [
 ]
 
 
+# -- the attribute change log (schema version 6) ---------------------------------------------------
+
+
+class AttributeChange(Base):
+    """A photo whose effective attribute values may have changed (photo added or removed, a value
+    written): filled by triggers, so a write by any program is logged. A cached attribute table
+    records the ``seq`` it is complete up to and re-reads only the photos logged after it.
+
+    A write to the photo the newest row names replaces that row with a new one (an import writes a
+    photo's attribute rows one after another: one row for them, not eleven), so every write after a
+    given ``seq`` has a row after it. The lowest row is a marker (photo_id 0): every row below it
+    was pruned; a table at a ``seq`` below the marker, or a log without one, cannot be brought up
+    to date from the log."""
+
+    __tablename__ = "attribute_changes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int]
+
+
+CHANGE_LOG_MARKER = 0  # never a photo's id
+
+
+def _log_change(photo: str) -> str:
+    return (
+        f"DELETE FROM attribute_changes WHERE photo_id = {photo} "
+        "AND seq = (SELECT max(seq) FROM attribute_changes); "
+        f"INSERT INTO attribute_changes (photo_id) VALUES ({photo});"
+    )
+
+
+def attribute_change_triggers() -> list[str]:
+    """DDL shared by new files (below) and the migration to version 6: the log's first marker, and
+    the triggers that fill it."""
+    return [
+        f"INSERT INTO attribute_changes (photo_id) VALUES ({CHANGE_LOG_MARKER})",
+        f"CREATE TRIGGER attribute_changes_photo_insert AFTER INSERT ON photos BEGIN {_log_change('NEW.id')} END",
+        f"CREATE TRIGGER attribute_changes_photo_delete AFTER DELETE ON photos BEGIN {_log_change('OLD.id')} END",
+        "CREATE TRIGGER attribute_changes_insert AFTER INSERT ON photo_attributes "
+        f"BEGIN {_log_change('NEW.photo_id')} END",
+        "CREATE TRIGGER attribute_changes_update AFTER UPDATE ON photo_attributes "
+        f"BEGIN {_log_change('OLD.photo_id')} {_log_change('NEW.photo_id')} END",
+        "CREATE TRIGGER attribute_changes_delete AFTER DELETE ON photo_attributes "
+        f"BEGIN {_log_change('OLD.photo_id')} END",
+    ]
+
+
 @event.listens_for(Base.metadata, "after_create")
 def _create_triggers(_metadata, connection, **_kw) -> None:  # noqa: ANN001 - after every table exists
-    for statement in append_only_triggers():
+    for statement in append_only_triggers() + attribute_change_triggers():
         connection.exec_driver_sql(statement)

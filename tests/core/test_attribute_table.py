@@ -167,3 +167,159 @@ def test_a_search_without_filters_never_waits_for_the_table(open_workspace, make
     assert seen == []
     workspace.search_embeddings(query, top_k=3, where={"gender": "male"})
     assert seen == [None]
+
+
+def _filter_then_close(workspace):
+    assert_current(workspace)  # read (whole, or from the cache file) and saved at close
+    workspace.close()
+
+
+def test_reopening_reads_only_the_photos_another_program_changed(tmp_path, make_photos, open_workspace, reads):
+    first = make_photos(8, tmp_path / "first")
+    workspace = open_workspace()
+    workspace.import_paths([first[0].parent])
+    seen = reads(workspace)
+    _filter_then_close(workspace)
+    assert seen == [None] and workspace.attribute_cache_path.exists()
+    assert workspace.attribute_cache_path.stat().st_mode & 0o777 == 0o600
+
+    # another workspace (as another process would: it shares nothing with the first) changes the
+    # gallery without ever reading the table: an import, a sheet, a manual value, prune, folder removal
+    other = open_workspace()
+    ids = {p.name: state.photo_id for p, state in _states(other).items()}
+    second = make_photos(3, tmp_path / "second", start=100)
+    third = make_photos(2, tmp_path / "third", start=200)
+    other.import_paths([second[0].parent, third[0].parent])
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("filename,gender,bag\nperson_0000.jpg,male,no\nperson_0100.jpg,female,yes\n")
+    other.import_attribute_sheet(sheet)
+    other.set_attributes_by_hand(ids["person_0001.jpg"], {"gender": "female", "hair": "long"})
+    first[2].unlink()
+    other.import_paths([first[0].parent])
+    assert other.prune_missing() == 1
+    assert other.remove_folder(str(third[0].parent)) == 2
+    other.close()
+    # and another program, straight through SQLite
+    with sqlite3.connect(workspace.catalogue.path) as db:
+        db.execute(
+            "INSERT INTO photo_attributes (photo_id, name, source, value, confidence) "
+            "VALUES (?, 'hat', 'manual', 'yes', 1)",
+            (ids["person_0003.jpg"],),
+        )
+
+    reopened = open_workspace()
+    seen = reads(reopened)
+    table = assert_current(reopened)
+    assert len(table.ids) == 10
+    added = sorted(s.photo_id for p, s in _states(reopened).items() if p.parent == second[0].parent)
+    removed = {ids["person_0002.jpg"]} | set(range(max(ids.values()) + 1, max(added) + 3))  # pruned, then the folder
+    expected = {ids["person_0000.jpg"], ids["person_0001.jpg"], ids["person_0003.jpg"], *added}
+    assert len(seen) == 1 and expected <= set(seen[0]) <= expected | removed  # by id: the photos changed
+    reopened.close()
+
+    # unchanged since: the first filter after reopening reads no attribute row at all
+    again = open_workspace()
+    seen = reads(again)
+    assert_current(again)
+    assert seen == []
+
+
+def test_a_table_kept_while_another_workspace_prunes_the_log_is_read_again(tmp_path, make_photos, open_workspace):
+    photos = make_photos(4)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    assert_current(workspace)  # this workspace's table, at the log's position then
+    other = open_workspace()
+    other.set_attribute(int(other.photo_ids()[0]), "hat", "yes")  # other's table: from the cache file
+    assert_current(other)  # brought up to date by id
+    other.close()  # saves at its position, and prunes the log up to it
+    with sqlite3.connect(workspace.catalogue.path) as db:
+        marker = db.execute("SELECT seq, photo_id FROM attribute_changes ORDER BY seq LIMIT 1").fetchone()
+    assert marker[1] == 0 and marker[0] > workspace._table_seq  # past the first workspace's table
+    assert_current(workspace)  # which therefore reads whole
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "another schema", "values out of range", "log emptied"])
+def test_a_cache_file_that_cannot_be_trusted_is_read_again_from_the_catalogue(
+    tmp_path, make_photos, open_workspace, reads, damage
+):
+    from core import attribute_cache
+
+    photos = make_photos(5)
+    workspace = open_workspace()
+    workspace.import_paths([photos[0].parent])
+    _filter_then_close(workspace)
+    path = workspace.attribute_cache_path
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00not a table" * 100)
+    else:
+        schema = {a.name: a.values for a in workspace.schema.attributes}
+        table = workspace.attribute_table()
+        seq = workspace._table_seq
+        if damage == "another schema":
+            schema = {**schema, "gender": (*schema["gender"], "other")}
+        elif damage == "values out of range":
+            table.values[0, 0] = 99
+        attribute_cache.save_table(path, table, schema, seq)
+        if damage == "log emptied":
+            with sqlite3.connect(workspace.catalogue.path) as db:
+                db.execute("DELETE FROM attribute_changes")
+            # written meanwhile: the cache's table misses it, and only the log could have said so
+            with sqlite3.connect(workspace.catalogue.path) as db:
+                db.execute(
+                    "INSERT INTO photo_attributes (photo_id, name, source, value, confidence) "
+                    "SELECT id, 'hat', 'manual', 'yes', 1 FROM photos"
+                )
+    reopened = open_workspace()
+    seen = reads(reopened)
+    assert_current(reopened)
+    assert seen == [None]  # read whole
+    reopened.close()
+    again = open_workspace()  # and cached again, to be trusted next time
+    seen = reads(again)
+    assert_current(again)
+    assert seen == []
+
+
+def test_past_a_quarter_of_the_table_changed_it_is_read_whole(
+    tmp_path, make_photos, open_workspace, reads, monkeypatch
+):
+    import core.workspace
+
+    monkeypatch.setattr(core.workspace, "REREAD_BY_ID_UP_TO", 0)
+    first = make_photos(4, tmp_path / "first")
+    workspace = open_workspace()
+    workspace.import_paths([first[0].parent])
+    _filter_then_close(workspace)
+    other = open_workspace()
+    other.import_paths([make_photos(2, tmp_path / "second", start=50)[0].parent])
+    other.close()
+    reopened = open_workspace()
+    seen = reads(reopened)
+    assert len(assert_current(reopened).ids) == 6
+    assert seen == [None]
+
+
+def test_the_change_log_keeps_only_what_a_cache_file_still_needs(tmp_path, make_photos, open_workspace):
+    def log_rows(workspace):
+        with sqlite3.connect(workspace.catalogue.path) as db:
+            return db.execute("SELECT photo_id FROM attribute_changes ORDER BY seq").fetchall()
+
+    photos = make_photos(4)
+    importer = open_workspace()  # never filters: no cache file
+    importer.import_paths([photos[0].parent])
+    assert len(log_rows(importer)) > 4
+    importer.close()
+    assert log_rows(importer) == [(0,)]  # no cache needs any of it: the marker alone
+    workspace = open_workspace()
+    assert_current(workspace)  # read whole and saved: the log is pruned up to it
+    workspace.set_attribute(int(workspace.photo_ids()[0]), "hat", "yes")
+    assert len(log_rows(workspace)) == 2
+    workspace.close()  # the table is saved at its position only once brought up to date
+    assert len(log_rows(workspace)) == 2
+    again = open_workspace()
+    assert_current(again)
+    again.close()
+    assert log_rows(again) == [(0,)]

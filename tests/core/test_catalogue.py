@@ -228,3 +228,101 @@ def test_version_2_file_gets_the_scale_indices_with_every_row_kept(tmp_path):
             "ix_embeddings_model_photo",
         }
     )
+
+
+def triggers(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
+
+CHANGE_TRIGGERS = {
+    "attribute_changes_photo_insert",
+    "attribute_changes_photo_delete",
+    "attribute_changes_insert",
+    "attribute_changes_update",
+    "attribute_changes_delete",
+}
+
+
+def logged(catalogue: Catalogue) -> list[tuple[int, int]]:
+    with sqlite3.connect(catalogue.path) as db:
+        return db.execute("SELECT seq, photo_id FROM attribute_changes ORDER BY seq").fetchall()
+
+
+@pytest.mark.parametrize("version", [1, 2, 5])
+def test_old_files_get_the_attribute_change_log_and_log_every_write(tmp_path, version):
+    if version == 5:  # a version-5 file: today's file without what version 6 added
+        old = tmp_path / "v5"
+        catalogue = Catalogue(old)
+        catalogue.register_model("m" * 64, "m", 4, {})
+        catalogue.add_photos([new_photo(1, gender=("male", 0.7)), new_photo(2, gender=("female", 0.8))], "m" * 64)
+        catalogue.close()
+        with sqlite3.connect(old / Catalogue.FILE_NAME) as db:
+            for name in CHANGE_TRIGGERS:
+                db.execute(f"DROP TRIGGER {name}")
+            db.execute("DROP TABLE attribute_changes")
+            db.execute("DELETE FROM sqlite_sequence WHERE name = 'attribute_changes'")
+            db.execute("PRAGMA user_version = 5")
+    else:
+        old = frozen_catalogue(version, tmp_path)
+    file = old / Catalogue.FILE_NAME
+    catalogue = Catalogue(old)
+    fresh = tmp_path / "fresh"
+    Catalogue(fresh).close()
+    assert columns(file) == columns(fresh / Catalogue.FILE_NAME)
+    assert triggers(file) == triggers(fresh / Catalogue.FILE_NAME) >= CHANGE_TRIGGERS
+    assert logged(catalogue) == logged(Catalogue(fresh)) == [(1, 0)]  # the marker alone: no cache predates it
+    schema = {"gender": ("male", "female")}
+    whole = catalogue.attribute_table(schema)
+    assert whole.seq == 1 and catalogue.attribute_changes_since(1)[0].tolist() == []
+
+    first = int(whole.ids[0])
+    catalogue.set_attribute(first, "gender", "female", AttributeSource.MANUAL)  # an insert
+    catalogue.set_attribute(first, "gender", "male", AttributeSource.MANUAL)  # an update: replaces the row
+    catalogue.register_model("m" * 64, "m", 4, {})
+    (added,) = catalogue.add_photos([new_photo(7, gender=("male", 0.7), hair=("long", 0.9))], "m" * 64)
+    catalogue.delete_photos([first])
+    # one row per run of writes to one photo, always after every earlier one
+    assert [photo for _, photo in logged(catalogue)] == [0, first, added, first]
+    changed, top = catalogue.attribute_changes_since(1)
+    assert changed.tolist() == sorted({first, added}) and top == logged(catalogue)[-1][0]
+    assert catalogue.attribute_table(schema).seq == top
+    assert catalogue.attribute_table(schema, [added]).seq is None  # a read by id is complete up to nothing
+    catalogue.close()
+
+
+def test_the_change_log_says_when_it_cannot_bring_a_table_up_to_date(tmp_path):
+    catalogue = Catalogue(tmp_path)
+    catalogue.register_model("m" * 64, "m", 4, {})
+    a, b, c = catalogue.add_photos([new_photo(i, gender=("male", 0.5)) for i in (1, 2, 3)], "m" * 64)
+    # a batch writes its photos, then their attribute rows: two rows a photo, not one per attribute
+    assert logged(catalogue) == [(1, 0), (2, a), (3, b), (4, c), (5, a), (6, b), (7, c)]
+    assert catalogue.attribute_changes_since(7)[0].tolist() == []
+    assert catalogue.attribute_changes_since(5)[0].tolist() == [b, c]
+    # a write to the newest row's photo replaces that row: a table at 7 reads c again
+    catalogue.set_attribute(c, "gender", "female", AttributeSource.MANUAL)
+    assert logged(catalogue)[-2:] == [(6, b), (8, c)]
+    assert catalogue.attribute_changes_since(7) == (pytest.approx([c]), 8)
+
+    assert catalogue.prune_attribute_changes(5) == 4  # the marker moves to 5
+    assert logged(catalogue) == [(5, 0), (6, b), (8, c)]
+    assert catalogue.attribute_changes_since(5) == (pytest.approx([b, c]), 8)
+    assert catalogue.attribute_changes_since(4) is None  # pruned past it
+    assert catalogue.attribute_changes_since(9) is None  # ahead of the log: another catalogue's
+    assert catalogue.prune_attribute_changes(3) == 0  # never back
+    with sqlite3.connect(catalogue.path) as db:
+        db.execute("DELETE FROM attribute_changes")
+    assert catalogue.attribute_changes_since(8) is None  # emptied: the writes after a table cannot be told
+    catalogue.set_attribute(a, "gender", "female", AttributeSource.MANUAL)
+    assert catalogue.attribute_changes_since(8) is None  # nor after another write
+    assert catalogue.prune_attribute_changes(9) == 0  # the marker is not put back by a prune alone
+    assert catalogue.prune_attribute_changes(9, read_whole_at=9) == 1  # but after a whole read
+    assert logged(catalogue) == [(9, 0)] and catalogue.attribute_changes_since(9)[0].tolist() == []
+    with sqlite3.connect(catalogue.path) as db:
+        for name in CHANGE_TRIGGERS:
+            db.execute(f"DROP TRIGGER {name}")
+        db.execute("DROP TABLE attribute_changes")
+    assert catalogue.attribute_changes_since(9) is None
+    assert catalogue.attribute_table({"gender": ("male", "female")}).seq is None
+    assert catalogue.prune_attribute_changes(9, read_whole_at=9) == 0
+    catalogue.close()
