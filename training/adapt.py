@@ -68,8 +68,8 @@ class AdaptationCollapsed(SketchSearchError):
 
 @dataclass(frozen=True)
 class AdaptSettings:
-    # one epoch of a 5,000-photo gallery: 23-40 min on one (shared) CPU thread, see
-    # benchmarks/results/adaptation.md
+    # one epoch of the 4,922-photo large gallery: 222-282 s on 2 shared CPU cores (the issue allows
+    # 30 min for 5,000 photos), see benchmarks/results/adaptation.md
     epochs: int = 1
     batch: int = 16  # gallery photos per step (each with its pseudo-sketch, two views of each)
     lr: float = 3.5e-5  # Adam; a trained model is only nudged
