@@ -7,17 +7,23 @@ adaptation) search it with the model before and after. Prints the figures, the a
 per photo extrapolated to 5,000 photos, and the process's peak memory.
 
     PYTHONPATH=. python -m benchmarks.adaptation --pku-root ../shared/data/pku-sketch \\
-        --cuhk-root ../shared/data/cuhk-reid --distractors 900 --work /tmp/adapt-bench --threads 1
+        --cuhk-root ../shared/data/cuhk-reid --distractors 900 --work /tmp/adapt-bench --threads 2
+
+OpenMP waits as ``sketchsearch-train adapt`` has them (spinning; see training/cli.py), unless
+OMP_WAIT_POLICY is set.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import time
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")  # before torch loads OpenMP, as the command line does
 
 import torch
 
@@ -94,6 +100,7 @@ def main() -> None:
         summary = workspace.import_paths([args.work / "photos"])
         schema = workspace.schema
     print(f"gallery: {len(adapted_on)} photos imported in {time.monotonic() - started:.0f} s ({summary.added} new)")
+    print(f"peak memory after the import: {peak_mb():.0f} MB")
 
     out = args.work / args.out_name
     if not out.is_dir():
@@ -106,13 +113,16 @@ def main() -> None:
             alignment_weight=args.alignment_weight,
             freeze_photo_statistics=args.photo_statistics == "frozen",
         )
+        load = os.getloadavg()[0]
         result = adapt(args.model, data, out, settings=settings, device="cpu", command="benchmarks.adaptation")
         per_photo_epoch = result.seconds / (len(adapted_on) * args.epochs)
         print(
             f"adaptation: {result.seconds:.0f} s for {len(adapted_on)} photos x {args.epochs} epoch(s) on "
             f"{args.threads} thread(s) = {per_photo_epoch:.3f} s per photo-epoch; 5,000 photos x {args.epochs} "
-            f"epoch(s): {per_photo_epoch * 5000 * args.epochs / 60:.0f} min; guard {json.dumps(result.guard)}"
+            f"epoch(s): {per_photo_epoch * 5000 * args.epochs / 60:.1f} min; load average {load:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after; guard {json.dumps(result.guard)}"
         )
+        print(f"peak memory after the adaptation: {peak_mb():.0f} MB")
     records = sketches + gallery_records
     for name, model in (("before", args.model), ("after", out)):
         figures = measure(model, records, schema)
@@ -121,7 +131,11 @@ def main() -> None:
             f"R20 {figures['R20']:.1f} mAP {figures['mAP']:.1f} ({figures['queries']} queries, "
             f"{figures['gallery']} photos)"
         )
-    print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"peak memory: {peak_mb():.0f} MB")
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

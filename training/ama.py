@@ -92,9 +92,14 @@ class EmaTeacher:
 
     @torch.no_grad()
     def update(self, student: nn.Module) -> None:
+        """One multiply and one add over all parameters at once (``torch._foreach_*``: the same
+        arithmetic as a loop over them, in a few calls instead of hundreds)."""
         mine = dict(self.network.named_parameters())
-        for name, parameter in student.named_parameters():
-            mine[name].mul_(self.momentum).add_(parameter.detach(), alpha=1.0 - self.momentum)
+        parameters = list(student.named_parameters())
+        teacher = [mine[name] for name, _ in parameters]
+        torch._foreach_mul_(teacher, self.momentum)
+        torch._foreach_add_(teacher, [p.detach() for _, p in parameters], alpha=1.0 - self.momentum)
         buffers = dict(self.network.named_buffers())
-        for name, buffer in student.named_buffers():
-            buffers[name].copy_(buffer)
+        pairs = [(buffers[name], buffer) for name, buffer in student.named_buffers()]
+        if pairs:
+            torch._foreach_copy_([b for b, _ in pairs], [b for _, b in pairs])
