@@ -55,7 +55,8 @@ class OnnxInferenceModel(EmbeddingModel):
         self.device = RuntimeDevice("cuda" if device == "cuda" else "cpu")
         self.batch_size = batch_size
         options = onnxruntime.SessionOptions()
-        # every graph optimisation (operator fusion, constant folding): 2x faster per sketch on the CPU
+        # every graph optimisation (operator fusion, constant folding): the measured setting
+        # (benchmarks/results/startup.md)
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = (
             threads if threads is not None else int(os.environ.get("SKETCHSEARCH_THREADS", 0))
