@@ -4,8 +4,8 @@ per sketch after that.
 
     python -m benchmarks.onnx_startup [--runs 5] [--warm 20]
 
-Both load the bundled model (its ONNX export is beside its weights) as the app would: torch through
-core.model.inference, ONNX Runtime through core.model.onnx_inference (all graph optimisations, as
+Both load the bundled model (its ONNX export is beside its weights) through core.model.loading, as the
+app would, with the runtime forced: torch, then ONNX Runtime (all graph optimisations, as
 many intra-op threads as ONNX Runtime chooses)."""
 
 from __future__ import annotations
@@ -20,24 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# each snippet: load the model, embed one sketch, then time ``warm`` more; prints the warm median
-TORCH = """
+# load the model on the runtime named, embed one sketch, then time ``warm`` more; prints the warm median
+SNIPPET = """
 import statistics, sys, time
 import numpy as np
-from core.model.inference import InferenceModel
-model = InferenceModel(sys.argv[1], device="cpu")
-sketch = np.full((600, 300, 3), 255, np.uint8); sketch[100:500, 140:160] = 0
-model.embed_images([sketch], "sketch")
-times = []
-for _ in range(int(sys.argv[2])):
-    start = time.perf_counter(); model.embed_images([sketch], "sketch"); times.append(time.perf_counter() - start)
-print(statistics.median(times))
-"""
-ONNX = """
-import statistics, sys, time
-import numpy as np
-from core.model.onnx_inference import OnnxInferenceModel
-model = OnnxInferenceModel(sys.argv[1], "cpu")
+from core.model.loading import load_model
+model = load_model(sys.argv[1], "cpu", runtime=sys.argv[3])
 sketch = np.full((600, 300, 3), 255, np.uint8); sketch[100:500, 140:160] = 0
 model.embed_images([sketch], "sketch")
 times = []
@@ -47,11 +35,15 @@ print(statistics.median(times))
 """
 
 
-def cold_run(snippet: str, folder: Path, warm: int) -> tuple[float, float]:
+def cold_run(runtime: str, folder: Path, warm: int) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", snippet, str(folder), str(warm)], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", SNIPPET, str(folder), str(warm), runtime],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
@@ -75,8 +67,8 @@ def main() -> None:
     folder = default_model_dir()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results = {}
-    for name, snippet in (("torch", TORCH), ("onnxruntime", ONNX)):
-        runs = [cold_run(snippet, folder, args.warm) for _ in range(args.runs)]
+    for name in ("torch", "onnxruntime"):
+        runs = [cold_run(name, folder, args.warm) for _ in range(args.runs)]
         results[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
         print(
             f"{name:12s} cold (new process, load, 1 sketch + {args.warm} warm) median {results[name][0]:6.2f} s; "

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue.catalogue import AttributeTable
-from core.private_files import make_private_folder
+from core.private_files import atomic_private_file, make_private_folder
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +37,16 @@ def save_table(path: Path, table: AttributeTable, schema_values: Mapping[str, Se
     """Write ``table``, complete up to change-log position ``seq``, atomically."""
     path = Path(path)
     make_private_folder(path.parent, warn=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle,
-                format=np.int64(FORMAT),
-                seq=np.int64(seq),
-                schema=np.str_(schema_json(schema_values)),
-                ids=table.ids,
-                values=table.values,
-                confidence=table.confidence,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_private_file(path) as handle:
+        np.savez(
+            handle,
+            format=np.int64(FORMAT),
+            seq=np.int64(seq),
+            schema=np.str_(schema_json(schema_values)),
+            ids=table.ids,
+            values=table.values,
+            confidence=table.confidence,
+        )
 
 
 def cached_seq(path: Path) -> int | None:

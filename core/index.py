@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from core.private_files import make_private_folder
+from core.private_files import atomic_private_file, make_private_folder
 
 MAGIC = b"SKETCHSEARCH-INDEX-1\n"
 # a filtered IVF search scans clusters expected to hold this many times K allowed photos
@@ -238,17 +236,9 @@ class VectorIndex:
             ).encode()
             + b"\n"
         )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(MAGIC + header)
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_private_file(path) as handle:
+            handle.write(MAGIC + header)
+            handle.write(payload)
 
     @classmethod
     def load(cls, path: Path, dim: int, model_sha256: str) -> VectorIndex:

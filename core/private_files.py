@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +40,20 @@ def create_private_file(path: Path) -> None:
         return
     os.fchmod(fd, PRIVATE_FILE_MODE)
     os.close(fd)
+
+
+@contextmanager
+def atomic_private_file(path: Path) -> Iterator[BinaryIO]:
+    """Write ``path`` whole or not at all: the caller writes to a 0600 temporary file beside it,
+    which is flushed to disk and renamed over ``path`` on success, and removed on any error."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
