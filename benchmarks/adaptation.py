@@ -67,10 +67,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="a scratch folder (outside the repository)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=AdaptSettings.lr)
+    parser.add_argument("--weight-decay", type=float, default=AdaptSettings.weight_decay)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--photo-statistics", choices=("frozen", "adapted"), default="frozen")
     parser.add_argument("--alignment-weight", type=float, default=AdaptSettings.alignment_weight)
+    parser.add_argument("--distillation-weight", type=float, default=AdaptSettings.distillation_weight)
     parser.add_argument("--out-name", default="adapted", help="the adapted model's folder in --work")
     parser.add_argument(
         "--sketch-statistics",
@@ -107,10 +110,13 @@ def main() -> None:
         settings = AdaptSettings(
             epochs=args.epochs,
             batch=args.batch,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
             seed=args.seed,
             threads=args.threads,
             freeze_sketch_statistics=args.sketch_statistics == "frozen",
             alignment_weight=args.alignment_weight,
+            distillation_weight=args.distillation_weight,
             freeze_photo_statistics=args.photo_statistics == "frozen",
         )
         load = os.getloadavg()[0]
