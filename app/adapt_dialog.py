@@ -61,7 +61,7 @@ class AdaptDialog(CancellableJobDialog):
         expectation = QLabel(
             "What to expect, as measured on PKU-Sketch sketches searching 4,922 photos (7 splits, "
             "benchmarks/results/adaptation.md): the sought person within the top 20 for 7 more sketches "
-            "in 100 on average, at rank 1 about as often as before (between 4 fewer and 10 more in 100). "
+            "in 100 on average; at rank 1 for 2 more in 100, from 4 fewer to 10 more depending on the split. "
             "Review the first 20 candidates, not only the first."
         )
         expectation.setWordWrap(True)
