@@ -149,7 +149,8 @@ class AuditCheck:
     entries: int
     head_sha256: str  # of the newest entry (the genesis value for an empty log)
     first_bad: int | None = None  # seq of the first entry found altered, removed or out of order
-    problem: str = ""
+    problem: str = ""  # the first problem found
+    problems: tuple[str, ...] = ()  # every problem found (records checked after an intact chain)
 
 
 @dataclass(frozen=True)

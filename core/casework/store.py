@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
-from core.casework import audit
+from core.casework import audit, binding
 from core.casework.records import (
     AuditCheck,
     CaseInfo,
@@ -23,6 +23,8 @@ from core.casework.records import (
     SearchRevision,
 )
 from core.catalogue.catalogue import Catalogue
+from core.catalogue.orm import append_only_triggers
+from core.catalogue.schema_check import trigger_problems
 from core.errors import CaseworkError
 from core.types import Candidate
 
@@ -46,8 +48,26 @@ def results_payload(candidates: Sequence[RecordedCandidate]) -> list[list]:
 
 
 class CaseworkStore:
-    def __init__(self, catalogue: Catalogue):
+    def __init__(self, catalogue: Catalogue, audit_key: bytes | None = None):
+        """``audit_key``: seal every entry written through this store (core.casework.audit)."""
         self.catalogue = catalogue
+        self.audit_key = audit_key
+        if 3 <= getattr(catalogue, "schema_found", 0) < 7:
+            self._bind_existing_rows()
+
+    def _append(self, c: Connection, kind: str, operator: str, payload: dict, case_id: int | None = None) -> int:
+        return audit.append(c, kind, operator, payload, case_id, key=self.audit_key)
+
+    def _bind_existing_rows(self) -> None:
+        """A file upgraded from before version 7: one entry binds the casework rows it holds (they
+        were written under the older checks, which verify still runs)."""
+        with self.catalogue.write_transaction() as c:
+            if c.execute(text("SELECT 1 FROM audit_log WHERE kind = 'casework bound'")).first():
+                return
+            rows = binding.all_rows(c)
+            if any(rows.values()):
+                payload = {"rows": rows, "reason": "rows recorded before this version, bound on upgrade"}
+                self._append(c, "casework bound", "sketchsearch", payload)
 
     # -- cases ---------------------------------------------------------------------------------
     def new_case(self, number: str, title: str, operator: str, notes: str = "") -> CaseInfo:
@@ -66,7 +86,7 @@ class CaseworkStore:
                 {"n": number, "t": title, "o": operator, "notes": notes, "at": now},
             ).scalar_one()
             payload = {"number": number, "title": title, "operator": operator, "notes": notes}
-            audit.append(c, "case opened", operator, payload, case_id)
+            self._append(c, "case opened", operator, payload | {"rows": binding.bind(c, cases=[case_id])}, case_id)
         return self.case(number)
 
     def _case_row(self, c: Connection, number: str):
@@ -119,7 +139,8 @@ class CaseworkStore:
                 text("UPDATE cases SET closed_at = :at WHERE id = :i"),
                 {"at": utcnow() if closed else None, "i": info.id},
             )
-            audit.append(c, "case closed" if closed else "case reopened", operator, {"number": number}, info.id)
+            payload = {"number": number, "rows": binding.bind(c, cases=[info.id])}
+            self._append(c, "case closed" if closed else "case reopened", operator, payload, info.id)
         return self.case(number)
 
     def update_case(self, number: str, operator: str, title: str | None = None, notes: str | None = None) -> CaseInfo:
@@ -132,7 +153,7 @@ class CaseworkStore:
                 {"t": new_title, "n": new_notes, "i": info.id},
             )
             payload = {"number": number, "title": new_title, "notes": new_notes}
-            audit.append(c, "case edited", operator, payload, info.id)
+            self._append(c, "case edited", operator, payload | {"rows": binding.bind(c, cases=[info.id])}, info.id)
         return self.case(number)
 
     # -- searches ------------------------------------------------------------------------------
@@ -140,6 +161,16 @@ class CaseworkStore:
         photos = c.execute(text("SELECT count(*) FROM photos")).scalar_one()
         last_import = c.execute(text("SELECT max(id) FROM import_runs")).scalar()
         return GalleryState(photos, last_import)
+
+    @staticmethod
+    def _refuse_closed(c: Connection, case_id: int | None, to_do: str) -> None:
+        if case_id is None:
+            return
+        closed = c.execute(text("SELECT closed_at FROM cases WHERE id = :i"), {"i": case_id}).first()
+        if closed is None:
+            raise CaseworkError(f"no case with id {case_id}")
+        if closed[0] is not None:
+            raise CaseworkError(f"the case is closed: open it again to {to_do}")
 
     def _recorded_candidates(self, c: Connection, candidates: Sequence[Candidate]) -> list[RecordedCandidate]:
         ids = [int(x.photo_id) for x in candidates]
@@ -177,12 +208,7 @@ class CaseworkStore:
         entry in one transaction. Returns (search id, revision)."""
         with self.catalogue.write_transaction() as c:
             if revision_of is None:
-                if case_id is not None:
-                    closed = c.execute(text("SELECT closed_at FROM cases WHERE id = :i"), {"i": case_id}).first()
-                    if closed is None:
-                        raise CaseworkError(f"no case with id {case_id}")
-                    if closed[0] is not None:
-                        raise CaseworkError("the case is closed: open it again to record searches in it")
+                self._refuse_closed(c, case_id, "record searches in it")
                 query_sha = audit.sha256_hex(query.file_bytes if query.kind == QueryKind.FILE else query.png)
                 query_name = query.name
                 search_id = c.execute(
@@ -204,6 +230,7 @@ class CaseworkStore:
                 if search is None:
                     raise CaseworkError(f"no recorded search {revision_of}")
                 search_id, (case_id, query_sha, query_name) = revision_of, search
+                self._refuse_closed(c, case_id, "record searches in it")
                 revision = (
                     1
                     + c.execute(
@@ -229,7 +256,7 @@ class CaseworkStore:
                 "app_version": app_version,
                 "results": results_payload(recorded),
             }
-            seq = audit.append(c, "search" if revision == 1 else "search revision", operator, payload, case_id)
+            seq = audit.next_seq(c)  # the revision row names its entry, and the entry binds the row
             revision_id = c.execute(
                 text(
                     "INSERT INTO search_revisions (search_id, revision, model_name, embedding_key, gallery_photos, "
@@ -254,6 +281,13 @@ class CaseworkStore:
                         for x in recorded
                     ],
                 )  # fmt: skip
+            rows = {"search_revisions": [revision_id], "search_results": [revision_id] if recorded else []}
+            if revision == 1:
+                rows["searches"] = [search_id]
+            payload["rows"] = binding.bind(c, **rows)
+            kind = "search" if revision == 1 else "search revision"
+            if self._append(c, kind, operator, payload, case_id) != seq:
+                raise RuntimeError("the audit log moved during a write transaction")
         return search_id, revision
 
     def search(self, search_id: int) -> RecordedSearch:
@@ -329,6 +363,7 @@ class CaseworkStore:
         ``photo_id``: refused unless that photo is the one at that rank)."""
         with self.catalogue.write_transaction() as c:
             search = self._search(c, search_id)
+            self._refuse_closed(c, search.case_id, "review its candidates")
             if not search.revisions:
                 raise CaseworkError(f"recorded search {search_id} has no results")
             found = [x for x in search.latest.candidates if x.rank == rank]
@@ -351,16 +386,18 @@ class CaseworkStore:
                 "mark": mark.value,
                 "note": note,
             }
-            seq = audit.append(c, "review", operator, payload, search.case_id)
-            c.execute(
+            seq = audit.next_seq(c)
+            review_id = c.execute(
                 text(
                     "INSERT INTO reviews (search_id, photo_id, photo_sha256, rank, mark, note, operator, at, audit_seq)"
-                    " "
-                    "VALUES (:s, :p, :sha, :rank, :mark, :note, :op, :at, :seq)"
+                    " VALUES (:s, :p, :sha, :rank, :mark, :note, :op, :at, :seq) RETURNING id"
                 ),
                 dict(s=search_id, p=candidate.photo_id, sha=candidate.photo_sha256, rank=rank, mark=mark.value,
                      note=note, op=operator, at=now, seq=seq),
-            )  # fmt: skip
+            ).scalar_one()  # fmt: skip
+            payload["rows"] = binding.bind(c, reviews=[review_id])
+            if self._append(c, "review", operator, payload, search.case_id) != seq:
+                raise RuntimeError("the audit log moved during a write transaction")
         return Review(search_id, candidate.photo_id, candidate.photo_sha256, rank, mark, note, operator, now)
 
     def reviews(self, search_id: int) -> list[Review]:
@@ -385,34 +422,45 @@ class CaseworkStore:
     # -- audit ---------------------------------------------------------------------------------
     def record_event(self, kind: str, operator: str, payload: dict, case_id: int | None = None) -> int:
         with self.catalogue.write_transaction() as c:
-            return audit.append(c, kind, operator, payload, case_id)
+            return self._append(c, kind, operator, payload, case_id)
 
     def last_event(self, kind: str):
         with self.catalogue.read_connection() as c:
             seq = c.execute(text("SELECT max(seq) FROM audit_log WHERE kind = :k"), {"k": kind}).scalar()
             return audit.entry(c, seq) if seq is not None else None
 
-    def verify_chain(self) -> AuditCheck:
+    def verify_chain(self, against: tuple[int | None, str] | None = None) -> AuditCheck:
         """The hash chain alone (fast: the records themselves are not read)."""
         with self.catalogue.read_connection() as c:
-            return audit.verify(c)
+            return audit.verify(c, against=against, key=self.audit_key)
 
-    def verify_audit(self) -> AuditCheck:
-        """The chain, then each search record and review against the entry written with it."""
+    def verify_audit(self, against: tuple[int | None, str] | None = None) -> AuditCheck:
+        """Everything the log vouches for: the append-only triggers, the chain (against a head
+        printed earlier, and under the key when one is set), every casework row against the entry
+        that bound it and the reverse, and each search's results and review against its entry."""
         with self.catalogue.read_connection() as c:
-            check = audit.verify(c)
+            check = audit.verify(c, against=against, key=self.audit_key)
             if not check.ok:
                 return check
+
+            found: list[tuple[int | None, str]] = [
+                (problem.seq, problem.message)
+                for problem in binding.compare(((e.seq, e.payload) for e in audit.entries(c)), c)
+            ]
             for (search_id,) in c.execute(text("SELECT id FROM searches ORDER BY id")).all():
-                search = self._search(c, search_id)
+                try:
+                    search = self._search(c, search_id)
+                except (KeyError, TypeError, ValueError) as exc:  # a record edited into nonsense
+                    found.append((None, f"search {search_id} cannot be read back ({exc.__class__.__name__})"))
+                    continue
                 for revision in search.revisions:
                     logged = audit.entry(c, revision.audit_seq)
                     if logged is None or logged.payload.get("results") != results_payload(revision.candidates):
-                        return AuditCheck(
-                            False, check.entries, check.head_sha256, revision.audit_seq,
+                        found.append((
+                            revision.audit_seq,
                             f"search {search_id} revision {revision.revision}: its stored results differ from "
                             f"audit entry {revision.audit_seq}",
-                        )  # fmt: skip
+                        ))  # fmt: skip
             for seq, search_id, photo_id, mark, note in c.execute(
                 text("SELECT audit_seq, search_id, photo_id, mark, note FROM reviews ORDER BY id")
             ):
@@ -424,11 +472,14 @@ class CaseworkStore:
                     mark,
                     note,
                 ):
-                    return AuditCheck(
-                        False, check.entries, check.head_sha256, seq,
-                        f"a review of search {search_id} differs from audit entry {seq}",
-                    )  # fmt: skip
-            return check
+                    found.append((seq, f"a review of search {search_id} differs from audit entry {seq}"))
+            found.sort(key=lambda item: (item[0] is None, item[0] or 0))
+            # a dropped trigger is a sign of tampering; what was done with it is listed first
+            found += [(None, problem) for problem in trigger_problems(c, append_only_triggers())]
+            if not found:
+                return check
+            problems = tuple(dict.fromkeys(message for _, message in found))
+            return AuditCheck(False, check.entries, check.head_sha256, found[0][0], problems[0], problems)
 
     def audit_entries(self):
         with self.catalogue.read_connection() as c:

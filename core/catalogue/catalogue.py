@@ -163,7 +163,8 @@ class Catalogue:
         _configure_sqlite(self.engine)
         try:
             with self.engine.begin() as connection:
-                upgrade(connection, str(self.path))
+                # the version the file had: casework binds the rows of a file older than 7 once
+                self.schema_found = upgrade(connection, str(self.path))
         except CatalogueError:
             self.engine.dispose()
             raise

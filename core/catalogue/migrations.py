@@ -17,6 +17,9 @@ History:
   6  attribute_changes: a log of the photos whose attribute values changed, filled by triggers on
      photos and photo_attributes, so that a cached attribute table is brought up to date after
      writes by any program (starts empty: a cache is only ever written from a version-6 read)
+  7  audit_seals: an HMAC per audit entry under a key kept outside the data folder; casework rows
+     are bound into the entries written with them (core.casework.binding), and the rows already
+     there are bound by one entry the first time the casework store opens the upgraded file
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sqlalchemy import Connection, text
 from core.catalogue.orm import Base, append_only_triggers, attribute_change_triggers
 from core.errors import CatalogueError
 
-LATEST_VERSION = 6
+LATEST_VERSION = 7
 
 
 def _v1_to_v2(connection: Connection) -> None:
@@ -133,7 +136,8 @@ def _add_casework(connection: Connection) -> None:
     for statement in _CASEWORK_DDL.split(";"):
         connection.exec_driver_sql(statement)
     for statement in append_only_triggers():
-        connection.exec_driver_sql(statement)
+        if " ON audit_seals " not in statement:  # that table comes with version 7
+            connection.exec_driver_sql(statement)
 
 
 def _add_attribute_provenance(connection: Connection) -> None:
@@ -160,12 +164,22 @@ def _add_attribute_change_log(connection: Connection) -> None:
         connection.exec_driver_sql(statement)
 
 
+def _add_audit_seals(connection: Connection) -> None:
+    connection.exec_driver_sql(
+        "CREATE TABLE audit_seals (seq INTEGER NOT NULL, mac VARCHAR(64) NOT NULL, PRIMARY KEY (seq))"
+    )
+    for statement in append_only_triggers():
+        if " ON audit_seals " in statement:
+            connection.exec_driver_sql(statement)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _v1_to_v2,
     2: _add_casework,
     3: _add_attribute_provenance,
     4: _add_scale_indices,
     5: _add_attribute_change_log,
+    6: _add_audit_seals,
 }
 
 

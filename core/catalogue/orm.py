@@ -242,7 +242,17 @@ class AuditHeadRow(Base):
     entry_sha256: Mapped[str] = mapped_column(String(64))
 
 
-APPEND_ONLY_TABLES = ("searches", "search_revisions", "search_results", "reviews", "audit_log")
+class AuditSealRow(Base):
+    """An entry's seal: HMAC-SHA256 of its sequence number and hash under a key kept outside the
+    data folder (schema 7); written only while a key is set."""
+
+    __tablename__ = "audit_seals"
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+APPEND_ONLY_TABLES = ("searches", "search_revisions", "search_results", "reviews", "audit_log", "audit_seals")
 
 
 def append_only_triggers() -> list[str]:
@@ -268,6 +278,7 @@ CASEWORK_TABLES = [
     ReviewRow.__table__,
     AuditEntryRow.__table__,
     AuditHeadRow.__table__,
+    AuditSealRow.__table__,
 ]
 
 

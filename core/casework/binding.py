@@ -1,0 +1,150 @@
+"""Casework rows bound into the audit log.
+
+Every write of a casework row puts the sha256 of the row's full content (a canonical encoding of
+each column, blobs by their own sha256) into the audit entry written with it, under the payload's
+``rows``. ``audit verify`` reads every row of every bound table again and compares, in both
+directions: an entry whose row is gone, a row that no entry binds, and a row whose content no
+longer matches the newest entry that bound it are each named. So a change made with plain SQL,
+triggers dropped or not, shows unless the chain itself is rewritten, which the head printed in
+reports and the keyed seals catch (core.casework.audit)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from core.casework.audit import canonical_json
+
+
+@dataclass(frozen=True)
+class BoundTable:
+    name: str
+    key: str  # the rows sharing a key are bound together (a ranking's results), ordered by ``order``
+    columns: tuple[str, ...]
+    order: str = ""
+
+
+# Every column a person reads in a case; a column added later must be added here with a migration
+# that binds the existing rows again.
+BOUND_TABLES = (
+    BoundTable("cases", "id", ("id", "number", "title", "operator", "notes", "opened_at", "closed_at")),
+    BoundTable(
+        "searches",
+        "id",
+        (
+            "id", "case_id", "query_kind", "query_name", "query_sha256", "query_png", "query_strokes", "query_file",
+            "operator", "app_version", "created_at",
+        ),
+    ),  # fmt: skip
+    BoundTable(
+        "search_revisions",
+        "id",
+        (
+            "id", "search_id", "revision", "model_name", "embedding_key", "gallery_photos", "gallery_last_import",
+            "filters_json", "top_k", "started_at", "finished_at", "operator", "audit_seq",
+        ),
+    ),  # fmt: skip
+    BoundTable(
+        "search_results",
+        "revision_id",
+        ("revision_id", "rank", "photo_id", "photo_sha256", "score", "thumbnail"),
+        order="rank",
+    ),
+    BoundTable(
+        "reviews", "id", ("id", "search_id", "photo_id", "photo_sha256", "rank", "mark", "note", "operator", "at")
+    ),
+)
+TABLES = {table.name: table for table in BOUND_TABLES}
+
+
+def _value(value):
+    """A column's value as canonical JSON holds it: a blob by its length and sha256, a float by its
+    shortest repr (json's own), so that 1 and 1.0 differ as SQLite stores them."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        return {"blob_sha256": hashlib.sha256(data).hexdigest(), "length": len(data)}
+    if isinstance(value, float):
+        return {"real": repr(value)}
+    return value
+
+
+def _digest(table: BoundTable, rows: list) -> str:
+    encoded = [[[column, _value(v)] for column, v in zip(table.columns, row, strict=True)] for row in rows]
+    return hashlib.sha256(canonical_json([table.name, encoded]).encode()).hexdigest()
+
+
+def digests(connection: Connection, table_name: str, keys: Iterable[int] | None = None) -> dict[str, str]:
+    """Key (as text) -> sha256 of the rows with that key, for ``keys`` or for every row."""
+    table = TABLES[table_name]
+    query = f"SELECT {', '.join(table.columns)} FROM {table.name}"
+    if keys is not None:
+        keys = sorted({int(k) for k in keys})
+        if not keys:
+            return {}
+        query += f" WHERE {table.key} IN ({', '.join(str(k) for k in keys)})"  # ints only
+    query += f" ORDER BY {table.key}" + (f", {table.order}" if table.order else "")
+    key_at = table.columns.index(table.key)
+    grouped: dict[str, list] = {}
+    for row in connection.execute(text(query)):
+        grouped.setdefault(str(row[key_at]), []).append(tuple(row))
+    return {key: _digest(table, rows) for key, rows in grouped.items()}
+
+
+def bind(connection: Connection, **keys: Iterable[int]) -> dict[str, dict[str, str]]:
+    """The ``rows`` part of an audit payload: ``bind(c, reviews=[7])`` -> {"reviews": {"7": sha}}.
+    Read back from the file, in the writing transaction, so it is exactly what verify will read."""
+    bound = {name: digests(connection, name, ids) for name, ids in keys.items()}
+    missing = [f"{name} {k}" for name, ids in keys.items() for k in ids if str(k) not in bound[name]]
+    if missing:
+        raise RuntimeError(f"bound rows not written: {', '.join(missing)}")
+    return bound
+
+
+def all_rows(connection: Connection) -> dict[str, dict[str, str]]:
+    """Every bound table's rows, as :func:`bind` gives them."""
+    return {table.name: digests(connection, table.name) for table in BOUND_TABLES}
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    seq: int | None  # the entry that bound the row (None: no entry binds it)
+    message: str
+
+
+def compare(entries: Iterable[tuple[int, dict]], connection: Connection) -> list[RowProblem]:
+    """Problems between what ``entries`` ((seq, payload) oldest first) bound and the rows there are
+    now; the newest entry that binds a key holds (a case edited later binds its new content)."""
+    expected: dict[tuple[str, str], tuple[str, int]] = {}
+    for seq, payload in entries:
+        for table_name, rows in (payload.get("rows") or {}).items():
+            for key, digest in rows.items():
+                expected[(table_name, key)] = (digest, seq)
+    actual = all_rows(connection)
+    problems = []
+    for (table_name, key), (digest, seq) in sorted(expected.items(), key=lambda item: item[1][1]):
+        found = actual.get(table_name, {}).get(key)
+        what = _describe(table_name, key)
+        if found is None:
+            problems.append(RowProblem(seq, f"{what}, recorded in entry {seq}, is missing: it was deleted"))
+        elif found != digest:
+            problems.append(RowProblem(seq, f"{what} differs from what entry {seq} recorded: it was edited"))
+    for table in BOUND_TABLES:
+        for key in actual[table.name]:
+            if (table.name, key) not in expected:
+                problems.append(
+                    RowProblem(None, f"{_describe(table.name, key)} is in no audit entry: it was added behind the log")
+                )
+    return problems
+
+
+def _describe(table_name: str, key: str) -> str:
+    return {
+        "cases": f"case row {key}",
+        "searches": f"search {key}",
+        "search_revisions": f"search revision row {key}",
+        "search_results": f"the results of search revision row {key}",
+        "reviews": f"review {key}",
+    }[table_name]
