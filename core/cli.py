@@ -40,6 +40,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default: auto)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    parser.add_argument(
+        "--audit-key",
+        type=Path,
+        metavar="FILE",
+        help="seal audit entries (and check their seals) with the key in FILE, kept outside the data folder "
+        "(default: the file SKETCHSEARCH_AUDIT_KEY names; none: entries are not sealed)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,8 +150,15 @@ def _add_casework_commands(sub) -> None:
 
     p = sub.add_parser("audit", help="check or export the audit log")
     audit = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    audit.add_parser("verify", help="exit 0 only when the log is intact; else name the first bad entry")
-    q = audit.add_parser("export", help="write the log as JSON lines")
+    q = audit.add_parser("verify", help="exit 0 only when the log and every record agree; else name each problem")
+    q.add_argument(
+        "--against",
+        metavar="ENTRIES:SHA256",
+        help="a head printed earlier (by a report or an export): fail unless the log still extends it",
+    )
+    q = audit.add_parser("export", help="write the log as one JSON document (tools/check_audit_export.py checks it)")
+    q.add_argument("file", type=Path)
+    q = audit.add_parser("new-key", help="write a new random audit key to FILE (keep it outside the data folder)")
     q.add_argument("file", type=Path)
 
 
@@ -232,8 +246,19 @@ def _run(args: argparse.Namespace) -> int:
             if not sketch.is_file():
                 raise SketchSearchError(f"{sketch}: sketch file not found")
     # only an import makes a new data folder: a mistyped --data-dir is an error, not an empty gallery
+    if args.command == "audit" and args.audit_command == "new-key":  # needs no gallery
+        from core.casework.audit_key import write_new_key
+        from core.paths import default_data_dir
+
+        path = write_new_key(args.file, args.data_dir or default_data_dir())
+        print(f"audit key written to {path} (0600); keep it outside the data folder and give it with --audit-key")
+        return 0
     workspace = Workspace(
-        args.data_dir, args.model, args.device, create=args.command in ("import", "import-embeddings")
+        args.data_dir,
+        args.model,
+        args.device,
+        create=args.command in ("import", "import-embeddings"),
+        audit_key_file=args.audit_key,
     )
     if getattr(args, "operator", None):
         workspace.operator = args.operator
@@ -486,21 +511,32 @@ def _review(workspace, args) -> int:
 
 
 def _audit(workspace, args) -> int:
+    from core.casework.audit import parse_head
+
     if args.audit_command == "verify":
-        check = workspace.casework.verify_audit()
+        try:
+            against = parse_head(args.against) if args.against else None
+        except ValueError as exc:
+            raise SketchSearchError(str(exc)) from None
+        check = workspace.casework.verify_audit(against=against)
+        sealed = ", every entry sealed under the key" if workspace.casework.audit_key is not None else ""
+        extends = f", extends {args.against}" if against else ""
         if check.ok:
-            print(f"ok: {check.entries} entries, head {check.head_sha256}")
+            print(f"ok: {check.entries} entries{sealed}{extends}; head {check.entries}:{check.head_sha256}")
             return 0
-        print(f"audit log damaged at entry {check.first_bad}: {check.problem}")
+        print(f"audit log damaged ({len(check.problems) or 1} problem(s)); head {check.entries}:{check.head_sha256}")
+        for problem in check.problems or (check.problem,):
+            print(f"  {_printable(problem)}")
         return 1
-    try:
-        with open(args.file, "w", encoding="utf-8") as handle:
-            for entry in workspace.casework.audit_entries():
-                handle.write(json.dumps(entry.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
-    except OSError as exc:
-        raise SketchSearchError(f"{args.file}: cannot write the export ({exc.strerror or exc})") from None
-    print(f"audit log written to {args.file}")
+    path, check = workspace.export_audit_log(args.file)
+    state = "verified" if check.ok else f"NOT VERIFIED: {_printable(check.problem)}"
+    print(f"audit log written to {path}: {check.entries} entries, head {check.entries}:{check.head_sha256} ({state})")
     return 0
+
+
+def _printable(text: str) -> str:
+    """Stored text as one safe line: control characters (a terminal's escape sequences) escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _import_embeddings(workspace, args) -> int:

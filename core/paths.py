@@ -8,6 +8,8 @@ from pathlib import Path
 
 import platformdirs
 
+from core.errors import SketchSearchError
+
 APP_NAME = "SketchSearch"
 
 
@@ -29,3 +31,12 @@ def default_data_dir() -> Path:
     if override:
         return Path(override)
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def refuse_inside_data_folder(path: Path, data_dir: Path, what: str) -> Path:
+    """``path`` when it lies outside ``data_dir``: a report or export written there could replace
+    the catalogue, its index or its lock (they are SketchSearch's, not the user's to overwrite)."""
+    path = Path(path)
+    if path.resolve().is_relative_to(Path(data_dir).resolve()):
+        raise SketchSearchError(f"{path}: inside the data folder {data_dir}; write the {what} somewhere else")
+    return path

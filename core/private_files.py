@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from core.errors import SketchSearchError
+
 log = logging.getLogger(__name__)
 
 PRIVATE_FOLDER_MODE = 0o700
@@ -57,3 +59,15 @@ def atomic_private_file(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_private_file(path: Path, data: bytes, what: str = "file") -> Path:
+    """``data`` to ``path`` whole or not at all, 0600 (a report or an export): a full disk leaves
+    the older file as it was, never a truncated one. One-line error naming the file."""
+    path = Path(path)
+    try:
+        with atomic_private_file(path) as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise SketchSearchError(f"{path}: cannot write the {what} ({exc.strerror or exc})") from None
+    return path

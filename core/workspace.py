@@ -6,6 +6,7 @@ and the index needs only the model's manifest, so those commands start in a frac
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -22,8 +23,9 @@ from filelock import FileLock, Timeout
 from core import attribute_cache
 from core.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
 from core.casework import audit
+from core.casework.audit_key import load_audit_key
 from core.casework.query import file_query, query_pixels
-from core.casework.records import QueryKind, SearchQuery
+from core.casework.records import AuditCheck, QueryKind, SearchQuery
 from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue
@@ -37,7 +39,8 @@ from core.model.attributes import AttributeSchema
 from core.model.manifest import Manifest, verified_manifest
 from core.model.modality import Modality
 from core.operator import current_operator
-from core.paths import default_data_dir, default_model_dir
+from core.private_files import write_private_file
+from core.paths import default_data_dir, default_model_dir, refuse_inside_data_folder
 from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
 from core.types import (
     AttributeSource,
@@ -132,6 +135,7 @@ class Workspace:
         model: EmbeddingModel | None = None,
         create: bool = True,
         index_policy: IndexPolicy = DEFAULT_POLICY,
+        audit_key_file: Path | None = None,
     ):
         """Open ``data_dir`` (created if needed, unless ``create`` is false) with the model in
         ``model_dir`` (default: the bundled one), or with an already loaded ``model`` (switching
@@ -174,7 +178,8 @@ class Workspace:
         self.index_policy = index_policy
         self._background = BackgroundRebuild(self)
         self.index = self._open_index()
-        self.casework = CaseworkStore(self.catalogue)
+        # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
+        self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
         self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
         self._record_model_in_use()
 
@@ -746,25 +751,39 @@ class Workspace:
         )
 
     def export_case_report(self, number: str, path: Path) -> Path:
-        """Write a case's PDF report; the export itself is recorded with the file's sha256."""
+        """Write a case's PDF report; the export itself is recorded with the file's sha256. The
+        report states the full verification of the log (never "verified" when verify rejects it)
+        and the head it verified, which a later ``audit verify --against`` checks the log against."""
         from core.casework.report import write_case_report  # fpdf2 loads only when a report is made
 
+        path = refuse_inside_data_folder(path, self.data_dir, "report")
         case = self.casework.case(number)
         searches = self.casework.searches_of_case(case.id)
         marks = {s.id: self.casework.current_marks(s.id) for s in searches}
         written = write_case_report(
-            Path(path),
+            path,
             case,
             searches,
             marks,
-            self.casework.verify_chain(),  # the chain only: `audit verify` also checks every record
+            self.casework.verify_audit(),
             generated_by=self.operator,
             app_version=app_version(),
+            sealed=self.casework.audit_key is not None,
         )
         digest = audit.sha256_hex(written.read_bytes())
         payload = {"number": case.number, "file": str(written), "sha256": digest, "searches": len(searches)}
         self._record("report exported", payload, case.id)
         return written
+
+    def export_audit_log(self, path: Path) -> tuple[Path, AuditCheck]:
+        """Write the log as one JSON document (core.casework.audit.export_document), atomically and
+        0600; returns the file and the full verification of the log at the time."""
+        path = refuse_inside_data_folder(path, self.data_dir, "export")
+        check = self.casework.verify_audit()
+        document = self.casework.export_document()
+        document["verified"] = {"ok": check.ok, "problems": list(check.problems)}
+        write_private_file(path, (json.dumps(document, indent=1) + "\n").encode(), "export")
+        return path, check
 
     # -- health --------------------------------------------------------------------------------
     def stats(self) -> CatalogueStats:

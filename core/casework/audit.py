@@ -213,3 +213,29 @@ def _not_extending(hashes: dict[int, str], seq: int | None, digest: str) -> str:
     if digest not in hashes.values():
         return "the given head is not in the log: it was rewritten or cut back since that head was printed"
     return ""
+
+
+EXPORT_FORMAT = "sketchsearch-audit-export/1"
+
+
+def export_document(connection: Connection, exported_at: str) -> dict:
+    """The whole log as one JSON document that a third party can check with nothing but Python's
+    standard library (tools/check_audit_export.py): each entry with its payload text exactly as it
+    was hashed, its seal when it has one, and the head."""
+    seals = dict(connection.execute(text("SELECT seq, mac FROM audit_seals")).all())
+    rows = connection.execute(
+        text(
+            "SELECT seq, at, kind, operator, case_id, payload_json, content_sha256, prev_sha256, entry_sha256 "
+            "FROM audit_log ORDER BY seq"
+        )
+    )
+    names = ("seq", "at", "kind", "operator", "case_id", "payload_json", "content_sha256", "prev_sha256", "entry_sha256")
+    entries = [dict(zip(names, row, strict=True)) | {"seal": seals.get(row[0])} for row in rows]
+    seq, digest = head(connection)
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": exported_at,
+        "head": {"entries": seq, "sha256": digest},
+        "genesis": GENESIS,
+        "entries": entries,
+    }

@@ -15,7 +15,7 @@ from fpdf import FPDF
 
 from core.casework.records import AuditCheck, CaseInfo, RecordedSearch, Review
 from core.casework.weak import weak_result_warning
-from core.errors import CaseworkError
+from core.private_files import write_private_file
 
 DISCLAIMER = (
     "Candidates are investigative leads, not identifications. Each ranking is the model's "
@@ -171,9 +171,10 @@ def write_case_report(
     *,
     generated_by: str,
     app_version: str,
+    sealed: bool = False,
 ) -> Path:
     """Write the report to ``path``; ``marks``: search id -> photo id -> current decision."""
-    pdf = _ReportPDF(f"SketchSearch case {case.number}  |  audit head {audit.head_sha256[:16]}")
+    pdf = _ReportPDF(f"SketchSearch case {case.number}  |  audit head {audit.entries}:{audit.head_sha256[:16]}")
     pdf.set_title(f"Case {case.number}")
     pdf.set_creator(f"SketchSearch {app_version}")
     pdf.add_page()
@@ -186,8 +187,22 @@ def write_case_report(
         pdf,
         f"Report generated {_when(datetime.now(UTC))} by {generated_by} with SketchSearch {app_version}.",
     )
-    chain = "verified" if audit.ok else f"NOT VERIFIED: {audit.problem}"
-    _line(pdf, f"Audit log: {audit.entries} entries, chain {chain}; head hash {audit.head_sha256}", 8.5)
+    # the full check (every record against its entry), never the chain alone: a report must not
+    # certify what `audit verify` rejects
+    if audit.ok:
+        verdict = "verified: the chain, and every case, search, result and review against its entry"
+        verdict += ", every entry sealed under the audit key" if sealed else ""
+    else:
+        extra = f" (and {len(audit.problems) - 1} more problem(s))" if len(audit.problems) > 1 else ""
+        verdict = f"NOT VERIFIED: {audit.problem}{extra}"
+    _line(pdf, f"Audit log: {audit.entries} entries, {verdict}.", 8.5)
+    _line(
+        pdf,
+        f"Audit head at this report: {audit.entries}:{audit.head_sha256}. Keep it outside the data folder: "
+        f"'sketchsearch audit verify --against {audit.entries}:{audit.head_sha256[:8]}...' with the full value "
+        "fails if the log was later rewritten or cut back.",
+        8,
+    )
     pdf.ln(2)
     pdf.set_draw_color(0)
     pdf.set_fill_color(245, 240, 225)
@@ -199,9 +214,4 @@ def write_case_report(
     for search in searches:
         if search.revisions:
             _search_block(pdf, search, marks.get(search.id, {}))
-    path = Path(path)
-    try:
-        pdf.output(str(path))
-    except OSError as exc:
-        raise CaseworkError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
-    return path
+    return write_private_file(Path(path), bytes(pdf.output()), "report")

@@ -481,6 +481,10 @@ class CaseworkStore:
             problems = tuple(dict.fromkeys(message for _, message in found))
             return AuditCheck(False, check.entries, check.head_sha256, found[0][0], problems[0], problems)
 
+    def export_document(self) -> dict:
+        with self.catalogue.read_connection() as c:
+            return audit.export_document(c, audit.now_iso())
+
     def audit_entries(self):
         with self.catalogue.read_connection() as c:
             return list(audit.entries(c))
