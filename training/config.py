@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.errors import SketchSearchError
 from core.model.backbones import backbone_spec
+from training.augment import PartialPencil
 
 TARGETS = ("pku", "paired", "cufs")
 SOURCES = ("market1501", "cufs", "paired", "reid")
@@ -72,6 +73,8 @@ class FitConfig:
     part_columns: int = 1  # columns of the pooling grid (faces: a parts x part_columns grid)
     feature_stride: int = 32  # cut the backbone at this output stride (32: whole; 16: finer, earlier features)
     share_backbone: bool = False  # one set of convolutions for both encoders, normalisation per modality
+    # with share_backbone: the stem and this many first backbone stages keep a copy per modality (0: none)
+    separate_early_stages: int = 0
     init: str | None = None  # checkpoint folder to start from (else ImageNet backbones)
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
     height: int = 256
@@ -79,6 +82,12 @@ class FitConfig:
     crop_min: float = 0.85  # augmentation: the random crop keeps at least this side fraction (1: no crop)
     pad: float = 0.05  # augmentation: at most this fraction of each side added as border (0: none)
     pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch
+    # KTCAA photo-to-pencil: dodge a target training photo wholly or in one random rectangle, kept a photo
+    partial_pencil: bool = False
+    pencil_whole: float = 0.05  # with partial_pencil: probability of dodging the whole photo
+    pencil_whole_kernel: int = 27  # its Gaussian blur kernel (odd, pixels at the input size)
+    pencil_region: float = 0.45  # else probability of dodging one random rectangle (sides 0.2-0.8 of the photo's)
+    pencil_region_kernel: int = 17
     clean_sketches: bool = True  # sketches auto-contrasted and cropped to their ink, as the app's queries are
     test_time_flip: bool = True  # the model embeds an image and its mirror image and averages them
 
@@ -142,7 +151,29 @@ class FitConfig:
         if self.parts < 1 or self.part_columns < 1:
             raise ConfigError("parts and part_columns must be at least 1")
         backbone_spec(self.backbone).feature_dim(self.feature_stride)  # the strides it offers
+        if self.separate_early_stages and not self.share_backbone:
+            raise ConfigError("separate_early_stages needs share_backbone (without it every layer is per modality)")
+        try:
+            backbone_spec(self.backbone).early_layers(self.feature_stride, self.separate_early_stages)
+        except ValueError as exc:
+            raise ConfigError(f"separate_early_stages: {exc}") from None
         if not 0 < self.crop_min <= 1:
             raise ConfigError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:
             raise ConfigError("pad must be in [0, 1)")
+        if self.partial_pencil:
+            self.pencil_settings()
+
+    def pencil_settings(self) -> PartialPencil | None:
+        """The photo-to-pencil augmentation this run asks for (None: off)."""
+        if not self.partial_pencil:
+            return None
+        try:
+            return PartialPencil(
+                whole=self.pencil_whole,
+                whole_kernel=self.pencil_whole_kernel,
+                region=self.pencil_region,
+                region_kernel=self.pencil_region_kernel,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None

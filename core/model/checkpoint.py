@@ -34,6 +34,7 @@ def build_network(manifest: Manifest) -> SketchPhotoNet:
         parts=manifest.parts,
         part_columns=manifest.part_columns,
         feature_stride=manifest.feature_stride,
+        separate_early_stages=manifest.separate_early_stages,
     )
 
 
@@ -77,7 +78,10 @@ def load_checkpoint(folder: Path) -> tuple[SketchPhotoNet, Manifest]:
     folder = Path(folder)
     manifest = verified_manifest(folder)
     weights = folder / WEIGHTS_FILE
-    network = build_network(manifest)
+    try:
+        network = build_network(manifest)
+    except ValueError as exc:  # e.g. more separate stages than the backbone has: a one-line error, not a crash
+        raise CheckpointError(f"{folder / MANIFEST_FILE}: describes no network that can be built ({exc})") from None
     try:
         state = load_file(str(weights))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a broken file
