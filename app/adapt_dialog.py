@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from app.job_dialog import CancellableJobDialog
 from app.workers import Cancelled, Task, TaskRunner
 from core.model.registry import InstalledModel, installed_models, models_dir
+from core.private_files import make_private_folder
 
 
 def adapted_folder(data_dir: Path, base_sha256: str, photos_sha256: str) -> Path:
@@ -94,7 +95,7 @@ class AdaptDialog(CancellableJobDialog):
             out = adapted_folder(data_dir, base_sha256, gallery.photos_sha256)
             if out.is_dir():
                 return out, True
-            out.parent.mkdir(parents=True, exist_ok=True)
+            make_private_folder(out.parent)  # adapted models hold what the gallery taught them
             try:
                 adapt(
                     model_dir,

@@ -149,6 +149,7 @@ class Catalogue:
         self.path = self.data_dir / self.FILE_NAME
         if not create:
             self.require_folder(self.data_dir)
+        self._refuse_emptied_catalogue()
         try:
             make_private_folder(self.data_dir)
             create_private_file(self.path)
@@ -173,6 +174,21 @@ class Catalogue:
             raise CatalogueError(f"{self.path}: cannot open the catalogue ({exc.__class__.__name__}: {exc})") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._mark_interrupted_imports()
+
+    def _refuse_emptied_catalogue(self) -> None:
+        """A zero-length catalogue beside an index is a catalogue that was destroyed (overwritten
+        or truncated), not a new gallery: starting afresh there would hide the loss."""
+        if not self.path.is_file() or self.path.stat().st_size > 0:
+            return
+        index = self.data_dir / "index"
+        leftovers = [p.name for p in (self.path.with_name(self.path.name + "-wal"),) if p.is_file() and p.stat().st_size]
+        if index.is_dir() and any(index.iterdir()):
+            leftovers.append("index/")
+        if leftovers:
+            raise CatalogueError(
+                f"{self.path}: the catalogue is empty (0 bytes) but the folder still holds {', '.join(leftovers)}: "
+                "it was overwritten or truncated; restore it from a backup (nothing was changed)"
+            )
 
     @staticmethod
     def require_folder(data_dir: Path) -> None:

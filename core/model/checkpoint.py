@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from core.errors import CheckpointError
+from core.private_files import make_private_folder
 
 # the manifest is read without torch (commands that need no model); re-exported for training
 from core.model.manifest import (  # noqa: F401
@@ -43,7 +45,7 @@ def save_checkpoint(network: SketchPhotoNet, manifest: Manifest, folder: Path, *
 
     ``half`` stores floating-point tensors as float16 (half the size; inference casts back)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_folder(folder, warn=False)
     state = {}
     for key, tensor in network.state_dict().items():
         # A contiguous copy: safetensors refuses tensors that share memory (tied weights) or are
@@ -56,7 +58,10 @@ def save_checkpoint(network: SketchPhotoNet, manifest: Manifest, folder: Path, *
     # the weights file (whose sha256 the manifest records) carries the attribute schema its head
     # was trained with, so an edited manifest cannot rename the head's outputs unnoticed
     metadata = {"format": "sketchsearch", "attribute_schema": json.dumps(manifest.attribute_schema.to_json())}
-    save_file(state, str(weights), metadata=metadata)
+    partial = weights.with_name(weights.name + ".tmp")  # whole or not at all, and private
+    save_file(state, str(partial), metadata=metadata)
+    os.chmod(partial, 0o600)
+    os.replace(partial, weights)
     # new weights: an ONNX export of other weights no longer describes them (export_onnx adds it back)
     manifest = Manifest(**{**manifest.__dict__, "weights_sha256": file_sha256(weights), "onnx": {}})
     for modality in manifest.preprocess:  # a stale export left in the folder is never run

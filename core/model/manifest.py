@@ -164,8 +164,7 @@ def write_json_atomically(path: Path, data: dict) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, sort_keys=False)
         handle.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a manifest is meant to be read by anyone
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # 0600 as mkstemp made it: a model trained on a gallery is private like it
 
 
 def read_manifest(folder: Path) -> Manifest:

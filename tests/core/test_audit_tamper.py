@@ -301,3 +301,24 @@ def test_a_closed_case_accepts_no_review(tmp_path):
     with pytest.raises(CaseworkError, match="case is closed"):
         record(store, revision_of=1, photo_ids=(1,))
     assert [r.id for r in [store.search(1)]] and len(store.reviews(1)) == 2
+
+
+def test_a_version_6_file_binds_its_casework_once_on_upgrade(tmp_path):
+    from tests.core.test_catalogue import frozen_catalogue
+
+    folder = frozen_catalogue(6, tmp_path)
+    with sqlite3.connect(folder / Catalogue.FILE_NAME) as db:
+        before = db.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+    catalogue = Catalogue(folder)
+    store = CaseworkStore(catalogue)
+    bound = [e for e in store.audit_entries() if e.kind == "casework bound"]
+    assert len(bound) == 1 and bound[0].seq == before + 1
+    assert set(bound[0].payload["rows"]) == {"cases", "searches", "search_revisions", "search_results", "reviews"}
+    assert store.verify_audit().ok
+    catalogue.close()
+    catalogue = Catalogue(folder)  # a second opening binds nothing more
+    store = CaseworkStore(catalogue)
+    assert [e.kind for e in store.audit_entries()].count("casework bound") == 1
+    tamper(catalogue.path, "UPDATE reviews SET note = 'no scar'")  # rows of before the upgrade are bound too
+    assert "review 1 differs from what entry 6 recorded: it was edited" in store.verify_audit().problems
+    catalogue.close()
