@@ -39,8 +39,8 @@ from core.model.attributes import AttributeSchema
 from core.model.manifest import Manifest, verified_manifest
 from core.model.modality import Modality
 from core.operator import current_operator
-from core.private_files import write_private_file
 from core.paths import default_data_dir, default_model_dir, refuse_inside_data_folder
+from core.private_files import write_private_file
 from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
 from core.types import (
     AttributeSource,

@@ -185,7 +185,9 @@ def verify(
         seals = dict(connection.execute(text("SELECT seq, mac FROM audit_seals")).all())
         stray = sorted(set(seals) - set(hashes))
         if stray:
-            return AuditCheck(False, count, previous_hash, stray[0], f"a seal names entry {stray[0]}, which is not in the log")
+            return AuditCheck(
+                False, count, previous_hash, stray[0], f"a seal names entry {stray[0]}, which is not in the log"
+            )
         for seq, entry_hash in hashes.items():
             if seq not in seals:
                 return AuditCheck(
@@ -229,7 +231,17 @@ def export_document(connection: Connection, exported_at: str) -> dict:
             "FROM audit_log ORDER BY seq"
         )
     )
-    names = ("seq", "at", "kind", "operator", "case_id", "payload_json", "content_sha256", "prev_sha256", "entry_sha256")
+    names = (
+        "seq",
+        "at",
+        "kind",
+        "operator",
+        "case_id",
+        "payload_json",
+        "content_sha256",
+        "prev_sha256",
+        "entry_sha256",
+    )
     entries = [dict(zip(names, row, strict=True)) | {"seal": seals.get(row[0])} for row in rows]
     seq, digest = head(connection)
     return {

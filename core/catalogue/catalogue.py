@@ -181,7 +181,9 @@ class Catalogue:
         if not self.path.is_file() or self.path.stat().st_size > 0:
             return
         index = self.data_dir / "index"
-        leftovers = [p.name for p in (self.path.with_name(self.path.name + "-wal"),) if p.is_file() and p.stat().st_size]
+        leftovers = [
+            p.name for p in (self.path.with_name(self.path.name + "-wal"),) if p.is_file() and p.stat().st_size
+        ]
         if index.is_dir() and any(index.iterdir()):
             leftovers.append("index/")
         if leftovers:

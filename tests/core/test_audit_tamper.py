@@ -74,9 +74,7 @@ def copy_row(table: str, key: str, changes: str) -> str:
 MATRIX = {
     ("cases", "update"): "UPDATE cases SET title = 'burglary' WHERE number = 'C-1'",
     ("cases", "delete"): "DELETE FROM cases WHERE number = 'C-2'",
-    ("cases", "insert"): copy_row(
-        "cases", "id", "99, 'C-9', title, operator, notes, opened_at, closed_at"
-    ),
+    ("cases", "insert"): copy_row("cases", "id", "99, 'C-9', title, operator, notes, opened_at, closed_at"),
     ("searches", "update"): "UPDATE searches SET query_name = 'other.png' WHERE id = 1",
     ("searches", "delete"): "DELETE FROM searches WHERE id = 3",
     ("searches", "insert"): copy_row(
@@ -112,7 +110,10 @@ MATRIX = {
     ),
     ("audit_head", "update"): "UPDATE audit_head SET seq = seq - 1",
     ("audit_head", "delete"): "DELETE FROM audit_head",
-    ("audit_head", "insert"): "INSERT INTO audit_head (id, seq, entry_sha256) SELECT 2, seq, entry_sha256 FROM audit_head",
+    (
+        "audit_head",
+        "insert",
+    ): "INSERT INTO audit_head (id, seq, entry_sha256) SELECT 2, seq, entry_sha256 FROM audit_head",
     ("audit_seals", "update"): "UPDATE audit_seals SET mac = substr(mac, 2) || '0' WHERE seq = 5",
     ("audit_seals", "delete"): "DELETE FROM audit_seals WHERE seq = 5",
     ("audit_seals", "insert"): "INSERT INTO audit_seals (seq, mac) SELECT seq + 1000, mac FROM audit_seals LIMIT 1",

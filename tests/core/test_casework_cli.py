@@ -66,7 +66,7 @@ def test_case_search_review_report(gallery, capsys, tmp_path):
     assert "2026-0142" in text and "Harbour robbery" in text
     assert "possible lead (ana" in text and " ".join(note.split()) in text and "excluded (bo" in text
     assert " ".join(DISCLAIMER.split()) in text
-    assert "page 1 of" in text and f"head hash {head}" in text
+    assert "page 1 of" in text and f"Audit head at this report: {head}" in text
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", report, tmp_path / "page"], check=True)
         assert (tmp_path / "page-1.png").stat().st_size > 0
@@ -107,9 +107,11 @@ def test_replay_says_identical_then_what_changed(gallery, capsys, make_photos):
 def test_gallery_changes_are_in_the_exported_log(gallery, capsys, tmp_path):
     data, photos = gallery
     assert main_ok(data, "attributes", "set", 1, "gender=female")
-    export = tmp_path / "audit.jsonl"
+    export = tmp_path / "audit.json"
     code, out, _ = cli(capsys, *data, "audit", "export", export)
-    entries = [json.loads(line) for line in export.read_text().splitlines()]
+    entries = json.loads(export.read_text())["entries"]
+    for entry in entries:
+        entry["payload"] = json.loads(entry["payload_json"])
     assert code == 0 and [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
     correction = [e for e in entries if e["kind"] == "attribute correction"]
     assert (
