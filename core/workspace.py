@@ -24,6 +24,7 @@ from core import attribute_cache
 from core.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
 from core.casework import audit
 from core.casework.audit_key import load_audit_key
+from core.casework.logged_paths import path_b64, path_fields, path_text, paths_fields
 from core.casework.query import file_query, query_pixels
 from core.casework.records import AuditCheck, QueryKind, SearchQuery
 from core.casework.replay import compare
@@ -387,7 +388,7 @@ class Workspace:
         self._record(
             "import",
             {
-                "roots": roots,
+                **paths_fields("roots", roots),
                 "import_id": self.catalogue.last_import_id(),
                 "added": summary.added,
                 "updated": summary.updated,
@@ -413,7 +414,8 @@ class Workspace:
         self._record(
             "import embeddings",
             {
-                "shards": str(shards),
+                **path_fields("shards", shards),
+                "import_id": self.catalogue.last_import_id(),
                 "added": summary.added,
                 "unchanged": summary.unchanged,
                 "failed": len(summary.failed),
@@ -432,11 +434,12 @@ class Workspace:
     def remove_folder(self, folder: str) -> int:
         ids = self.catalogue.photo_ids_in_folder(folder)
         if ids:
-            self._forget_recorded("remove folder", ids, {"folder": folder})
+            self._forget_recorded("remove folder", ids, path_fields("folder", folder))
         return len(ids)
 
     def _forget_recorded(self, kind: str, ids: Sequence[int], payload: dict) -> None:
-        photos = [[p.id, p.sha256, p.path] for p in self.catalogue.photos(ids)]
+        # [id, sha256, path as text, path's bytes in base64] (see core.casework.logged_paths)
+        photos = [[p.id, p.sha256, path_text(p.path), path_b64(p.path)] for p in self.catalogue.photos(ids)]
         self.forget_photos(ids)
         self.save_index()
         self._record(kind, {**payload, "photos": photos})
@@ -627,7 +630,7 @@ class Workspace:
         sheet = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue, key, id_pattern)
         count = self.catalogue.set_attributes(sheet.rows, AttributeSource.IMPORTED, operator or self.operator)
         digest = audit.sha256_hex(Path(csv_path).read_bytes())
-        self._record("attribute sheet", {"file": str(csv_path), "sha256": digest, "values": count})
+        self._record("attribute sheet", {**path_fields("file", csv_path), "sha256": digest, "values": count})
         return sheet
 
     # -- photos (records for the window: dataclasses, never ORM objects) ----------------------------
@@ -771,7 +774,7 @@ class Workspace:
             sealed=self.casework.audit_key is not None,
         )
         digest = audit.sha256_hex(written.read_bytes())
-        payload = {"number": case.number, "file": str(written), "sha256": digest, "searches": len(searches)}
+        payload = {"number": case.number, **path_fields("file", written), "sha256": digest, "searches": len(searches)}
         self._record("report exported", payload, case.id)
         return written
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.casework.logged_paths import path_text
 from core.casework.records import QueryKind, SearchQuery
 from core.imaging import decode_image, read_file_bytes
 
@@ -28,7 +29,7 @@ def drawn_query(pixels: np.ndarray, strokes_json: str, scan: tuple[str, bytes] |
     """A sketch drawn in the window, over an imported scan (its path and the file's bytes) or not."""
     name = "drawn sketch"
     if scan is not None:
-        name = f"scanned sketch {scan[0]} (file sha256 {hashlib.sha256(scan[1]).hexdigest()}), drawn over"
+        name = f"scanned sketch {path_text(scan[0])} (file sha256 {hashlib.sha256(scan[1]).hexdigest()}), drawn over"
     png = png_bytes(np.ascontiguousarray(pixels))
     return SearchQuery(QueryKind.STROKES, name, png, strokes_json=strokes_json, file_bytes=scan[1] if scan else None)
 
@@ -39,7 +40,8 @@ def file_query(path: str | Path) -> tuple[SearchQuery, np.ndarray]:
     image = decode_image(data, path)
     picture = image.copy()
     picture.thumbnail((REPORT_SIDE, REPORT_SIDE))
-    return SearchQuery(QueryKind.FILE, str(path), png_bytes(picture), file_bytes=data), np.asarray(image)
+    # the name as text (a byte that is not UTF-8 as \\xNN): a label; the bytes searched are recorded
+    return SearchQuery(QueryKind.FILE, path_text(path), png_bytes(picture), file_bytes=data), np.asarray(image)
 
 
 def query_pixels(kind: QueryKind, data: bytes, label: str) -> np.ndarray:

@@ -55,7 +55,8 @@ class CaseworkStore:
         if 3 <= getattr(catalogue, "schema_found", 0) < 7:
             self._bind_existing_rows()
 
-    def _append(self, c: Connection, kind: str, operator: str, payload: dict, case_id: int | None = None) -> int:
+    def append_entry(self, c: Connection, kind: str, operator: str, payload: dict, case_id: int | None = None) -> int:
+        """One entry in the caller's write transaction ``c``, sealed under this store's key."""
         return audit.append(c, kind, operator, payload, case_id, key=self.audit_key)
 
     def _bind_existing_rows(self) -> None:
@@ -67,7 +68,7 @@ class CaseworkStore:
             rows = binding.all_rows(c)
             if any(rows.values()):
                 payload = {"rows": rows, "reason": "rows recorded before this version, bound on upgrade"}
-                self._append(c, "casework bound", "sketchsearch", payload)
+                self.append_entry(c, "casework bound", "sketchsearch", payload)
 
     # -- cases ---------------------------------------------------------------------------------
     def new_case(self, number: str, title: str, operator: str, notes: str = "") -> CaseInfo:
@@ -86,7 +87,7 @@ class CaseworkStore:
                 {"n": number, "t": title, "o": operator, "notes": notes, "at": now},
             ).scalar_one()
             payload = {"number": number, "title": title, "operator": operator, "notes": notes}
-            self._append(c, "case opened", operator, payload | {"rows": binding.bind(c, cases=[case_id])}, case_id)
+            self.append_entry(c, "case opened", operator, payload | {"rows": binding.bind(c, cases=[case_id])}, case_id)
         return self.case(number)
 
     def _case_row(self, c: Connection, number: str):
@@ -140,7 +141,7 @@ class CaseworkStore:
                 {"at": utcnow() if closed else None, "i": info.id},
             )
             payload = {"number": number, "rows": binding.bind(c, cases=[info.id])}
-            self._append(c, "case closed" if closed else "case reopened", operator, payload, info.id)
+            self.append_entry(c, "case closed" if closed else "case reopened", operator, payload, info.id)
         return self.case(number)
 
     def update_case(self, number: str, operator: str, title: str | None = None, notes: str | None = None) -> CaseInfo:
@@ -153,7 +154,7 @@ class CaseworkStore:
                 {"t": new_title, "n": new_notes, "i": info.id},
             )
             payload = {"number": number, "title": new_title, "notes": new_notes}
-            self._append(c, "case edited", operator, payload | {"rows": binding.bind(c, cases=[info.id])}, info.id)
+            self.append_entry(c, "case edited", operator, payload | {"rows": binding.bind(c, cases=[info.id])}, info.id)
         return self.case(number)
 
     # -- searches ------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ class CaseworkStore:
                 rows["searches"] = [search_id]
             payload["rows"] = binding.bind(c, **rows)
             kind = "search" if revision == 1 else "search revision"
-            if self._append(c, kind, operator, payload, case_id) != seq:
+            if self.append_entry(c, kind, operator, payload, case_id) != seq:
                 raise RuntimeError("the audit log moved during a write transaction")
         return search_id, revision
 
@@ -396,7 +397,7 @@ class CaseworkStore:
                      note=note, op=operator, at=now, seq=seq),
             ).scalar_one()  # fmt: skip
             payload["rows"] = binding.bind(c, reviews=[review_id])
-            if self._append(c, "review", operator, payload, search.case_id) != seq:
+            if self.append_entry(c, "review", operator, payload, search.case_id) != seq:
                 raise RuntimeError("the audit log moved during a write transaction")
         return Review(search_id, candidate.photo_id, candidate.photo_sha256, rank, mark, note, operator, now)
 
@@ -422,7 +423,7 @@ class CaseworkStore:
     # -- audit ---------------------------------------------------------------------------------
     def record_event(self, kind: str, operator: str, payload: dict, case_id: int | None = None) -> int:
         with self.catalogue.write_transaction() as c:
-            return self._append(c, kind, operator, payload, case_id)
+            return self.append_entry(c, kind, operator, payload, case_id)
 
     def last_event(self, kind: str):
         with self.catalogue.read_connection() as c:

@@ -279,14 +279,24 @@ class Catalogue:
             return session.scalar(select(func.count(Photo.id)).where(Photo.missing_since.is_not(None))) or 0
 
     # -- writing photos ------------------------------------------------------------------------
-    def add_photos(self, photos: Sequence[NewPhoto], model_sha256: str) -> list[int]:
+    def add_photos(
+        self,
+        photos: Sequence[NewPhoto],
+        model_sha256: str,
+        *,
+        record: Callable[[Connection, list[int]], None] | None = None,
+    ) -> list[int]:
         """Insert photos with their embeddings and predicted attributes in one transaction. Bulk
         INSERTs (one executemany per table, the new ids read back by their unique sha256): ORM objects
-        per row cost about 3 ms a photo, which made ingesting a million embeddings take half an hour."""
+        per row cost about 3 ms a photo, which made ingesting a million embeddings take half an hour.
+        ``record(connection, ids)`` runs in the same transaction (the batch's audit entry: committed
+        with the photos or not at all), which then holds the write lock from its start."""
         if not photos:
             return []
         now = utcnow()
         with self._begin() as session:
+            if record is not None:
+                session.connection(execution_options={"sqlite_immediate": True})
             session.execute(
                 insert(Photo.__table__),
                 [
@@ -335,6 +345,8 @@ class Catalogue:
             ]
             if attributes:
                 session.execute(insert(PhotoAttribute.__table__), attributes)
+            if record is not None:
+                record(session.connection(), list(ids))
         self._changed(ids)
         return list(ids)
 

@@ -4,6 +4,7 @@ error line with exit 2, never a traceback."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import resource
@@ -92,6 +93,50 @@ def test_odd_file_names_print_on_one_line_and_round_trip_in_json(tmp_path, capsy
     code, out, _ = cli(capsys, *data, "search", sketch, "--top", "3", "--json")
     paths = {os.fsencode(c["path"]) for c in json.loads(out)[0]["candidates"]}
     assert paths == {os.path.join(os.fsencode(folder), n) for n in names}
+
+
+def audit_log(data: Path) -> list[tuple[str, dict]]:
+    with sqlite3.connect(data / "catalogue.sqlite3") as db:
+        return [(k, json.loads(p)) for k, p in db.execute("SELECT kind, payload_json FROM audit_log ORDER BY seq")]
+
+
+def test_a_folder_name_that_is_not_utf8_is_logged_with_its_bytes_and_its_prune_too(
+    tmp_path, capsys, untrained_model_dir
+):
+    root = os.path.join(os.fsencode(tmp_path), b"caf\xff")  # not UTF-8: Linux allows any byte but / and NUL
+    photos = [os.path.join(root, b"sub", f"person_{seed}.jpg".encode()) for seed in range(3)]
+    os.makedirs(os.path.join(root, b"sub"))
+    for seed, photo in enumerate(photos):
+        draw_person(seed).save(os.fsdecode(photo), format="JPEG")
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
+    code, out, err = cli(capsys, *data, "import", root)
+    assert code == 0 and err == "" and out.startswith("added 3,")
+
+    code, out, err = cli(capsys, *data, "search", photos[0], "--top", "1")  # a sketch in that folder
+    assert code == 0 and err == "" and out.startswith(f"{tmp_path}/caf\\xff/sub/person_0.jpg  (recorded as search 1)")
+
+    sheet = os.path.join(root, b"sheet\xff.csv")
+    with open(sheet, "w") as file:
+        file.write("filename,hair\nperson_0.jpg,long\n")
+    assert cli(capsys, *data, "attributes", "import", sheet)[0] == 0
+
+    shutil.rmtree(os.path.join(root, b"sub"))  # the photos are gone: the next import flags them, prune forgets them
+    assert cli(capsys, *data, "import", root)[0] == 0
+    code, out, err = cli(capsys, *data, "prune")
+    assert (code, out, err) == (0, "pruned 3 photo(s) whose files are gone\n", "")
+
+    entries = audit_log(tmp_path / "data")
+    assert [kind for kind, _ in entries] == ["model", "import", "search", "attribute sheet", "import", "prune"]
+    assert entries[2][1]["query_name"] == f"{tmp_path}/caf\\xff/sub/person_0.jpg"  # the query's bytes are recorded
+    del entries[2]
+    first = entries[1][1]
+    assert first["added"] == 3 and first["roots"] == [os.fsdecode(tmp_path) + "/caf\\xff"]  # readable text
+    assert [base64.b64decode(r) for r in first["roots_b64"]] == [root]  # and the exact bytes
+    assert base64.b64decode(entries[2][1]["file_b64"]) == sheet and entries[2][1]["file"].endswith("sheet\\xff.csv")
+    pruned = entries[4][1]["photos"]
+    assert sorted(base64.b64decode(b64) for _, _, _, b64 in pruned) == photos
+    assert all("caf\\xff/sub/person_" in text for _, _, text, _ in pruned)
+    assert cli(capsys, *data, "audit", "verify")[0] == 0
 
 
 def test_search_input_that_would_silently_mean_something_else_is_refused(
