@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,12 @@ from core.casework.records import QueryKind, SearchQuery
 from core.imaging import decode_image, read_file_bytes
 
 REPORT_SIDE = 512  # a file's picture in reports; the file's own bytes are kept for replay
+
+
+def recorded_name(path: str | Path) -> str:
+    """A file's name as it is recorded (text, in SQLite and the audit log): a byte that is not UTF-8
+    (which a Linux file name may hold) as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def png_bytes(image: Image.Image | np.ndarray) -> bytes:
@@ -28,7 +35,8 @@ def drawn_query(pixels: np.ndarray, strokes_json: str, scan: tuple[str, bytes] |
     """A sketch drawn in the window, over an imported scan (its path and the file's bytes) or not."""
     name = "drawn sketch"
     if scan is not None:
-        name = f"scanned sketch {scan[0]} (file sha256 {hashlib.sha256(scan[1]).hexdigest()}), drawn over"
+        digest = hashlib.sha256(scan[1]).hexdigest()
+        name = f"scanned sketch {recorded_name(scan[0])} (file sha256 {digest}), drawn over"
     png = png_bytes(np.ascontiguousarray(pixels))
     return SearchQuery(QueryKind.STROKES, name, png, strokes_json=strokes_json, file_bytes=scan[1] if scan else None)
 
@@ -39,7 +47,7 @@ def file_query(path: str | Path) -> tuple[SearchQuery, np.ndarray]:
     image = decode_image(data, path)
     picture = image.copy()
     picture.thumbnail((REPORT_SIDE, REPORT_SIDE))
-    return SearchQuery(QueryKind.FILE, str(path), png_bytes(picture), file_bytes=data), np.asarray(image)
+    return SearchQuery(QueryKind.FILE, recorded_name(path), png_bytes(picture), file_bytes=data), np.asarray(image)
 
 
 def query_pixels(kind: QueryKind, data: bytes, label: str) -> np.ndarray:

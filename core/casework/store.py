@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
-from core.casework import audit
+from core.casework import audit, naming
 from core.casework.records import (
     AuditCheck,
     CaseInfo,
@@ -51,7 +51,7 @@ class CaseworkStore:
 
     # -- cases ---------------------------------------------------------------------------------
     def new_case(self, number: str, title: str, operator: str, notes: str = "") -> CaseInfo:
-        number = number.strip()
+        number, title, notes = naming.new_case_fields(number, title, notes, [c.number for c in self.cases()])
         if not number:
             raise CaseworkError("a case needs a number")
         with self.catalogue.write_transaction() as c:
@@ -70,6 +70,7 @@ class CaseworkStore:
         return self.case(number)
 
     def _case_row(self, c: Connection, number: str):
+        number = naming.lookup_number(c, number)
         row = c.execute(
             text(
                 "SELECT id, number, title, operator, notes, opened_at, closed_at, "
@@ -123,6 +124,7 @@ class CaseworkStore:
         return self.case(number)
 
     def update_case(self, number: str, operator: str, title: str | None = None, notes: str | None = None) -> CaseInfo:
+        title, notes = naming.case_title(title), naming.case_notes(notes)
         with self.catalogue.write_transaction() as c:
             info = self._case_info(self._case_row(c, number))
             new_title = info.title if title is None else title
