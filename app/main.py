@@ -7,7 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from core import environment
 from core.cli import COMMANDS as HEADLESS_COMMANDS  # light: core.cli loads torch only when a command runs
+from core.cli import EXIT_ERROR, Parser
+from core.errors import SketchSearchError
 
 _OPTIONS_WITH_VALUE = ("--data-dir", "--model", "--device")
 
@@ -29,7 +32,7 @@ def first_positional(argv: list[str]) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sketchsearch",
         description="Search a photo gallery with a sketch. Without a command, the desktop application starts.",
         epilog="Headless commands (see 'sketchsearch COMMAND --help'): " + ", ".join(HEADLESS_COMMANDS),
@@ -54,11 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if first_positional(argv) in HEADLESS_COMMANDS:
+    if first_positional(argv) is not None:  # a command (the window takes none): a mistyped one is said there
         from core.cli import main as cli_main
 
         return cli_main(argv)
-    args = build_parser().parse_args(argv)  # exits on --help or a bad option, before Qt loads
+    args = build_parser().parse_strictly(argv)  # exits on --help or a bad option, before Qt loads
+    try:
+        environment.check()  # a bad SKETCHSEARCH_* setting is said here, not by a window that fails later
+    except SketchSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if args.self_test:
         from app.self_test import run_self_test
 

@@ -6,6 +6,7 @@ a non-zero exit for bad input, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import json
 import logging
@@ -15,7 +16,9 @@ import sys
 import threading
 from pathlib import Path
 
+from core import environment
 from core.attribute_sheet import DEFAULT_ID_PATTERN, SHEET_KEYS
+from core.casework.naming import mixed_scripts_warning, printable
 from core.casework.weak import weak_result_warning
 from core.errors import SketchSearchError
 from core.operator import current_operator
@@ -26,6 +29,55 @@ COMMANDS = (
     *("case", "review", "audit", "import-embeddings"),
 )
 EXIT_ERROR = 2
+EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a program ended by SIGPIPE
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit 2, and for a mistyped
+    command, action or value the nearest one (difflib; argparse suggests only from Python 3.14)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"error: {self.prog}: {printable(message)}\n")
+
+    def _check_value(self, action: argparse.Action, value) -> None:  # argparse's hook for choices
+        if action.choices is None or value in action.choices:
+            return
+        names = [str(choice) for choice in action.choices]
+        nearest = difflib.get_close_matches(str(value), names, n=1)
+        if isinstance(action, argparse._SubParsersAction):
+            what = "a command" if action.dest == "command" else "an action"
+            hint = f"did you mean '{nearest[0]}'?" if nearest else f"see '{self.prog} --help'"
+            raise argparse.ArgumentError(None, f"'{value}' is not {what}; {hint}")
+        name = "/".join(action.option_strings) or action.metavar or action.dest
+        hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+        raise argparse.ArgumentError(None, f"{name} '{value}' is not one of {', '.join(names)}{hint}")
+
+    def parse_strictly(self, argv: list[str]) -> argparse.Namespace:
+        """Parse, and refuse what no parser knew, naming the command it was given to and the option
+        it was nearest to."""
+        args, extras = self.parse_known_args(argv)
+        if not extras:
+            return args
+        parser = self._command_parser(args)
+        word = extras[0]
+        if not word.startswith("-") or word == "-":
+            parser.error(f"unexpected argument '{word}' (see '{parser.prog} --help')")
+        option = word.split("=", 1)[0]
+        if parser is not self and option in self._option_string_actions:
+            parser.error(f"'{option}' is an option of {self.prog} itself: give it before the command")
+        nearest = difflib.get_close_matches(option, list(parser._option_string_actions), n=1)
+        hint = f"did you mean '{nearest[0]}'?" if nearest else f"see '{parser.prog} --help'"
+        parser.error(f"'{option}' is not an option; {hint}")
+
+    def _command_parser(self, args: argparse.Namespace) -> argparse.ArgumentParser:
+        """The (sub-)parser of the command and action that ``args`` were parsed for."""
+        parser: argparse.ArgumentParser = self
+        while True:
+            commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            chosen = getattr(args, commands[0].dest, None) if commands else None
+            if chosen is None:
+                return parser
+            parser = commands[0].choices[chosen]
 
 
 def _name_value(text: str) -> tuple[str, str]:
@@ -50,7 +102,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sketchsearch", description="Search a photo gallery with a sketch.")
+    parser = Parser(prog="sketchsearch", description="Search a photo gallery with a sketch.")
     add_common_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -193,17 +245,19 @@ def json_text(data) -> str:
     surrogate, which UTF-8 output cannot hold) is written as its \\udcXX escape, which json.loads
     reads back to the same path."""
     text = json.dumps(data, indent=2, ensure_ascii=False)
-    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _ESCAPED_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# lone surrogates, and the control characters json.dumps leaves as they are (DEL, the C1 set with
+# its one-byte CSI, line separators, bidirectional overrides): escaped, they read back the same
+_ESCAPED_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
-def shown(path: str) -> str:
-    """A path for a line of text output: bytes that are not UTF-8 as \\xNN, and control characters
-    (a newline in a file name) escaped, so that one result is always one line."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in text)
+def shown(text: str) -> str:
+    """A path or a stored text for a line of output: bytes that are not UTF-8 as \\xNN, and control
+    characters (a newline in a file name, a terminal sequence in a case title) escaped, so that one
+    result is always one line and nothing read back can steer the terminal."""
+    return printable(str(text))
 
 
 def _candidate_json(candidate) -> dict:
@@ -227,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return _run(args)
+    except BrokenPipeError:
+        raise  # the reader is gone: see main
     except SQLAlchemyError as exc:
         raise database_error((args.data_dir or default_data_dir()) / Catalogue.FILE_NAME, exc) from None
     except OSError as exc:
@@ -298,19 +354,22 @@ def _attribute_text(value) -> str:
 
 
 def _search(workspace, args) -> int:
-    from core.search import check_min_confidence, validate_filters
+    from core.search import MAX_TOP_K, check_min_confidence, validate_filters
 
     if args.top < 1:
         raise SketchSearchError("--top must be at least 1")
+    if args.top > MAX_TOP_K:
+        print(f"warning: --top {args.top}: at most {MAX_TOP_K} candidates per sketch are kept", file=sys.stderr)
+        args.top = MAX_TOP_K
     where = _one_value_per_attribute(args.where)
     check_min_confidence(args.min_confidence)
     validate_filters(workspace.schema, where)  # bad input is an error before any warning
     empty = workspace.stats().nothing_to_search()
     if empty:  # exit 0 (the search ran), but never an unexplained empty result
         print(f"warning: {workspace.data_dir}: {empty}", file=sys.stderr)
-    case_id = workspace.casework.case(args.case).id if args.case else None
+    case = workspace.casework.case(args.case) if args.case else None
     recorded = [
-        workspace.search_file_recorded(sketch, args.top, where, args.min_confidence, case_id)
+        workspace.search_file_recorded(sketch, args.top, where, args.min_confidence, case and case.id)
         for sketch in args.sketches
     ]
     if args.json:
@@ -322,8 +381,8 @@ def _search(workspace, args) -> int:
         )
         return 0
     for result, search_id in recorded:
-        case = f" in case {args.case})" if args.case else ")"
-        print(f"{shown(result.query)}  (recorded as search {search_id}{case}")
+        where = f" in case {shown(case.number)})" if case else ")"
+        print(f"{shown(result.query)}  (recorded as search {search_id}{where}")
         warning = weak_result_warning([c.score for c in result.candidates])
         if warning:
             print(f"  {warning}")
@@ -405,17 +464,21 @@ def _case(workspace, args) -> int:
     store, action = workspace.casework, args.case_command
     if action == "new":
         case = store.new_case(args.number, args.title, workspace.operator, args.notes)
-        print(f"case {case.number} opened by {case.operator}")
+        print(f"case {shown(case.number)} opened by {shown(case.operator)}")
+        warning = mixed_scripts_warning(case.number)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     elif action in ("open", "close"):
-        case = store.set_case_state(args.number, closed=action == "close", operator=workspace.operator)
-        print(f"case {case.number} {'closed' if action == 'close' else 'open again'}")
+        number = store.case(args.number).number  # as stored: the number the record names
+        case = store.set_case_state(number, closed=action == "close", operator=workspace.operator)
+        print(f"case {shown(case.number)} {'closed' if action == 'close' else 'open again'}")
     elif action == "list":
         cases = store.cases()
         if args.json:
             _print_json([_case_json(c) for c in cases])
         for c in [] if args.json else cases:
             state = "open" if c.is_open else f"closed {c.closed_at:%Y-%m-%d}"
-            print(f"{c.number}  {c.title}  ({c.operator}, {c.searches} search(es), {state})")
+            print(f"{shown(c.number)}  {shown(c.title)}  ({shown(c.operator)}, {c.searches} search(es), {state})")
     elif action == "show":
         _show_case(workspace, args)
     elif action == "replay":
@@ -436,8 +499,9 @@ def _case(workspace, args) -> int:
                 print(f"  {line}")
         return 0 if report.identical else 1
     elif action == "report":
-        path = workspace.export_case_report(args.number, args.pdf)
-        print(f"report of case {args.number} written to {path}")
+        number = store.case(args.number).number
+        path = workspace.export_case_report(number, args.pdf)
+        print(f"report of case {shown(number)} written to {shown(path)}")
     return 0
 
 
@@ -490,15 +554,18 @@ def _show_case(workspace, args) -> None:
         _print_json({**_case_json(case), "searches": shown})
         return
     state = "open" if case.is_open else f"closed {case.closed_at:%Y-%m-%d %H:%M}"
-    print(f"case {case.number}: {case.title} ({case.operator}, {state})")
+    print(f"case {printable(case.number)}: {printable(case.title)} ({printable(case.operator)}, {state})")
     if case.notes:
-        print(f"  notes: {case.notes}")
+        print(f"  notes: {printable(case.notes)}")
     for s in shown:
-        print(f"search {s['search_id']} rev {s['revision']}  {s['started_at']}  {s['operator']}  {s['query']}")
+        print(
+            f"search {s['search_id']} rev {s['revision']}  {s['started_at']}  {printable(s['operator'])}  "
+            f"{printable(s['query'])}"
+        )
         if s["weak_result"]:
             print(f"  {s['weak_result']}")
         for c in s["candidates"]:
-            mark = f"  {c['mark']}" + (f": {c['note']}" if c["note"] else "") if c["mark"] else ""
+            mark = f"  {c['mark']}" + (f": {printable(c['note'])}" if c["note"] else "") if c["mark"] else ""
             print(f"  {c['rank']:3d}  {c['score']:+.4f}  #{c['photo_id']}  {c['photo_sha256'][:12]}{mark}")
 
 
@@ -573,17 +640,34 @@ COMMAND_HANDLERS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_strictly(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
-        return run(args)
+        environment.check()  # a bad setting is said before any work, whatever the command
+        code = run(args)
+        sys.stdout.flush()  # a reader that is gone shows here, not as a message at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except SketchSearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shown(str(exc))}", file=sys.stderr)  # one line, whatever the message holds
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_gone() -> int:
+    """Output piped to a program that stopped reading (``| head``): end quietly, as Python advises
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe): what is still buffered goes
+    to /dev/null, so that the flush at exit raises nothing either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a descriptor (captured): nothing left to flush there
+        pass
+    return EXIT_CLOSED_PIPE
 
 
 if __name__ == "__main__":

@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def reason(exc: BaseException) -> str:
+    """An exception's reason on one line: a database driver's own message rather than SQLAlchemy's,
+    which adds the statement and a link on lines of their own."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else cause.__class__.__name__
+
+
 class SketchSearchError(Exception):
     """Base of every error SketchSearch reports to a user (one clear line, no traceback)."""
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import errors
 from core.catalogue.catalogue import Catalogue, FileState, NewPhoto
 from core.errors import ImageLoadError
 from core.imaging import decode_for_gallery, make_thumbnail, read_photo_file
@@ -273,8 +274,7 @@ def import_paths(
         except Exception as exc:
             if error is None:
                 raise
-            reason = getattr(exc, "orig", None) or exc  # the driver's one line, not SQLAlchemy's page
-            log.warning("import %d stopped; its end could not be recorded (%s)", import_id, reason)
+            log.warning("import %d stopped; its end could not be recorded (%s)", import_id, errors.reason(exc))
     return importer.summary
 
 

@@ -19,6 +19,7 @@ from core.model.modality import Modality
 from core.types import Candidate, FileCheck
 
 Sketch = str | Path | np.ndarray
+MAX_TOP_K = 1000  # the most candidates per sketch the command line keeps (the window's own limit too)
 
 
 def sketch_label(sketch: Sketch, position: int) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock, Timeout
 
-from core import attribute_cache
+from core import attribute_cache, environment
 from core.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
 from core.casework import audit
 from core.casework.audit_key import load_audit_key
@@ -162,7 +161,7 @@ class Workspace:
         # writes alone), and the one of the cache file on disk
         self._table_seq: int | None = None
         self._saved_seq: int | None = None
-        self.catalogue = Catalogue(self.data_dir, create=create)
+        self.catalogue = Catalogue(self.data_dir, create=create, mark_interrupted=False)
         self.catalogue.on_photos_changed(self._photos_changed)
         manifest = self.manifest
         self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
@@ -173,6 +172,7 @@ class Workspace:
         # held while an import or re-index writes (across processes): a second one is refused, and a
         # search opened meanwhile never rewrites the index file the running one will save
         self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
+        self._mark_interrupted_imports()
         # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
         self._lock = threading.RLock()
         self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
@@ -238,7 +238,7 @@ class Workspace:
             device = str(self._model.device)
             runtime = self._model.runtime
         else:
-            device = (self._device or os.environ.get("SKETCHSEARCH_DEVICE") or "auto").lower()
+            device = (self._device or environment.device() or "auto").lower()
             runtime = "not loaded"
         return ModelInfo(
             name=m.name,
@@ -277,6 +277,19 @@ class Workspace:
             # search from a fresh in-memory index and leave the file to the import
             return self.rebuild_index(save=not self._writer_running_elsewhere())
         return index
+
+    def _mark_interrupted_imports(self) -> None:
+        """An import left 'running' by a process that is gone did not finish; one whose process still
+        holds the writer lock is running (a second import started meanwhile must say so, not call
+        it interrupted). The lock is held while marking, so that no import starts in between."""
+        try:
+            self._writer_lock.acquire(timeout=0)
+        except Timeout:
+            return
+        try:
+            self.catalogue.mark_interrupted_imports()
+        finally:
+            self._writer_lock.release()
 
     def _writer_running_elsewhere(self) -> bool:
         if self._writer_lock.is_locked:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
-from core.casework import audit, binding
+from core.casework import audit, binding, naming
 from core.casework.records import (
     AuditCheck,
     CaseInfo,
@@ -72,7 +72,7 @@ class CaseworkStore:
 
     # -- cases ---------------------------------------------------------------------------------
     def new_case(self, number: str, title: str, operator: str, notes: str = "") -> CaseInfo:
-        number = number.strip()
+        number, title, notes = naming.new_case_fields(number, title, notes, [c.number for c in self.cases()])
         if not number:
             raise CaseworkError("a case needs a number")
         with self.catalogue.write_transaction() as c:
@@ -91,6 +91,7 @@ class CaseworkStore:
         return self.case(number)
 
     def _case_row(self, c: Connection, number: str):
+        number = naming.lookup_number(c, number)
         row = c.execute(
             text(
                 "SELECT id, number, title, operator, notes, opened_at, closed_at, "
@@ -145,6 +146,7 @@ class CaseworkStore:
         return self.case(number)
 
     def update_case(self, number: str, operator: str, title: str | None = None, notes: str | None = None) -> CaseInfo:
+        title, notes = naming.case_title(title), naming.case_notes(notes)
         with self.catalogue.write_transaction() as c:
             info = self._case_info(self._case_row(c, number))
             new_title = info.title if title is None else title

@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import URL, Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import errors
 from core.catalogue.migrations import upgrade
 from core.catalogue.orm import CHANGE_LOG_MARKER, Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
 from core.errors import CatalogueError, UnknownPhotoError
@@ -122,7 +123,7 @@ def _configure_sqlite(engine: Engine) -> None:
 def database_error(path: Path, exc: Exception) -> CatalogueError:
     """One line for a user from an SQLite error met while the catalogue was in use: what happened
     to which file, and what to do. Committed batches are never lost by any of these."""
-    reason = str(getattr(exc, "orig", None) or exc)
+    reason = errors.reason(exc)
     lowered = reason.lower()
     if "full" in lowered or "disk i/o error" in lowered:  # a write refused: most often no space left
         return CatalogueError(
@@ -142,9 +143,11 @@ def database_error(path: Path, exc: Exception) -> CatalogueError:
 class Catalogue:
     FILE_NAME = "catalogue.sqlite3"
 
-    def __init__(self, data_dir: Path, *, create: bool = True):
+    def __init__(self, data_dir: Path, *, create: bool = True, mark_interrupted: bool = True):
         """Open the catalogue in ``data_dir``; ``create``: make the folder if it does not exist
-        (otherwise a mistyped folder is an error, not a new empty gallery)."""
+        (otherwise a mistyped folder is an error, not a new empty gallery); ``mark_interrupted``: mark
+        imports still 'running' as interrupted (false where the caller can tell whether one still
+        runs, and marks them itself: see :meth:`mark_interrupted_imports`)."""
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / self.FILE_NAME
         if not create:
@@ -171,9 +174,13 @@ class Catalogue:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. "file is not a database"
             self.engine.dispose()
-            raise CatalogueError(f"{self.path}: cannot open the catalogue ({exc.__class__.__name__}: {exc})") from None
+            cause = getattr(exc, "orig", None) or exc
+            raise CatalogueError(
+                f"{self.path}: cannot open the catalogue ({cause.__class__.__name__}: {errors.reason(exc)})"
+            ) from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self._mark_interrupted_imports()
+        if mark_interrupted:
+            self.mark_interrupted_imports()
 
     def _refuse_emptied_catalogue(self) -> None:
         """A zero-length catalogue beside an index is a catalogue that was destroyed (overwritten
@@ -206,7 +213,7 @@ class Catalogue:
             with self.engine.connect() as connection:
                 rows = [r[0] for r in connection.exec_driver_sql("PRAGMA quick_check")]
         except Exception as exc:  # noqa: BLE001 - a damaged file can fail the check itself
-            return [str(getattr(exc, "orig", None) or exc)]
+            return [errors.reason(exc)]
         return [] if rows == ["ok"] else rows
 
     def _begin(self) -> Session:
@@ -889,7 +896,9 @@ class Catalogue:
             )
             return [ImportFailure(path, reason) for path, reason in rows]
 
-    def _mark_interrupted_imports(self) -> None:
+    def mark_interrupted_imports(self) -> None:
+        """Imports still 'running' did not finish: their process is gone (call this only when no
+        import can be running, see Workspace)."""
         with self._begin() as session:
             interrupted = session.execute(
                 update(ImportRun).where(ImportRun.status == "running").values(status="interrupted")

@@ -6,13 +6,13 @@ manifest sets ``test_time_flip`` embeds each image and its mirror image and aver
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import environment
 from core.model.checkpoint import Manifest, load_checkpoint
 from core.model.embedded import EmbeddedBatch, EmbeddingModel, PredictedAttribute  # noqa: F401 - re-exported
 from core.model.network import Modality, SketchPhotoNet
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def choose_device(requested: str | None = None) -> torch.device:
     """``requested`` (or ``SKETCHSEARCH_DEVICE``) is 'auto', 'cpu' or 'cuda'; auto prefers CUDA."""
-    requested = (requested or os.environ.get("SKETCHSEARCH_DEVICE") or "auto").lower()
+    requested = (requested or environment.device() or "auto").lower()
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():

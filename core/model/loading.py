@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
+from core import environment
 from core.errors import CheckpointError
 from core.model.embedded import EmbeddingModel
 from core.model.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "onnxruntime", "torch")
+RUNTIMES = environment.RUNTIMES
 
 
 def installed(package: str) -> bool:
@@ -30,7 +30,7 @@ def nvidia_gpu_present() -> bool:
 
 def requested_device(device: str | None) -> str:
     """``device`` (or ``SKETCHSEARCH_DEVICE``): 'auto', 'cpu' or 'cuda'."""
-    return (device or os.environ.get("SKETCHSEARCH_DEVICE") or "auto").lower()
+    return (device or environment.device() or "auto").lower()
 
 
 def load_model(
@@ -41,7 +41,7 @@ def load_model(
     and it is installed, except that a GPU which only torch can drive is used through torch."""
     folder = Path(folder)
     device = requested_device(device)
-    runtime = (runtime or os.environ.get("SKETCHSEARCH_RUNTIME") or "auto").lower()
+    runtime = (runtime or environment.runtime() or "auto").lower()
     if runtime not in RUNTIMES:
         raise CheckpointError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     chosen = runtime == "auto"

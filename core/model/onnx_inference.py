@@ -8,12 +8,12 @@ averaged in when the manifest asks for it) and each attribute's logits, as
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from core import environment
 from core.errors import CheckpointError
 from core.model.embedded import EmbeddedBatch, EmbeddingModel, PredictedAttribute
 from core.model.manifest import Manifest, verified_manifest, verified_onnx_file
@@ -58,9 +58,7 @@ class OnnxInferenceModel(EmbeddingModel):
         # every graph optimisation (operator fusion, constant folding): the measured setting
         # (benchmarks/results/startup.md)
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = (
-            threads if threads is not None else int(os.environ.get("SKETCHSEARCH_THREADS", 0))
-        )
+        options.intra_op_num_threads = threads if threads is not None else environment.threads()
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device.type == "cuda" else [CPU_PROVIDER]
         self._sessions = {}
         for modality in Modality:
