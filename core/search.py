@@ -15,6 +15,7 @@ from core.file_check import check_file
 from core.imaging import load_rgb
 from core.index import FLAT
 from core.model.attributes import AttributeSchema
+from core.model.embedded import require_finite
 from core.model.modality import Modality
 from core.types import Candidate, FileCheck
 
@@ -129,4 +130,5 @@ def search_embeddings(
 def embed_sketches(workspace, sketches: Sequence[Sketch]) -> np.ndarray:
     """Sketches (files or arrays) -> unit embeddings, as one batch through the sketch encoder."""
     pixels = [sketch_pixels(s) for s in sketches]
-    return workspace.model.embed_images(pixels, Modality.SKETCH).embeddings
+    model = workspace.model
+    return require_finite(model.embed_images(pixels, Modality.SKETCH), model, Modality.SKETCH).embeddings

@@ -34,6 +34,7 @@ from core.imaging import decode_image, load_rgb, read_photo_file
 from core.index import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
 from core.index_rebuild import BackgroundRebuild, build_from_catalogue
 from core.model.attributes import AttributeSchema
+from core.model.embedded import require_finite
 from core.model.manifest import Manifest, verified_manifest
 from core.model.modality import Modality
 from core.operator import current_operator
@@ -332,7 +333,7 @@ class Workspace:
                 failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unusable ({exc.reason})"))
         vectors = np.zeros((0, self.embedding_dim), np.float32)
         if ids:
-            embedded = self.model.embed_images(images, Modality.PHOTO)
+            embedded = require_finite(self.model.embed_images(images, Modality.PHOTO), self.model, Modality.PHOTO)
             attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
             self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
             vectors = np.asarray(embedded.embeddings, np.float32)
@@ -467,7 +468,7 @@ class Workspace:
                 except ImageLoadError as exc:
                     summary.failed.append(ImportFailure(exc.path, exc.reason))
             if ids:
-                embedded = self.model.embed_images(images, Modality.PHOTO)
+                embedded = require_finite(self.model.embed_images(images, Modality.PHOTO), self.model, Modality.PHOTO)
                 attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
                 self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
                 self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
