@@ -155,7 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--operator", help="who is stating these values (default: the logged-in user)")
 
     p = sub.add_parser("verify", help="check that catalogue, embeddings and index agree (exit 0 only then)")
-    p.add_argument("--files", action="store_true", help="also check that every photo's file is still the one imported")
+    p.add_argument(
+        "--files",
+        action="store_true",
+        help="also check that every photo's file is still the one imported (a file whose size and modification "
+        "time are unchanged is taken to be: use --rehash to read every byte)",
+    )
+    p.add_argument(
+        "--rehash",
+        action="store_true",
+        help="check every photo's file by hashing it whole against the sha256 recorded at import, whatever its "
+        "size and modification time (reads the whole gallery; implies --files)",
+    )
     sub.add_parser("rebuild-index", help="embed photos that lack an embedding, then rebuild the index")
     p = sub.add_parser("stats", help="gallery size, index size, failures, model")
     p.add_argument("--json", action="store_true")
@@ -214,11 +225,17 @@ def _add_casework_commands(sub) -> None:
     q.add_argument("file", type=Path)
 
 
-class _ProgressBar:
-    """A tqdm bar on a terminal; silent when stderr is not one (scripts, CI)."""
+def _added_failed(progress) -> dict:
+    return {"added": progress.added, "failed": progress.failed}
 
-    def __init__(self, description: str):
+
+class _ProgressBar:
+    """A tqdm bar on a terminal; silent when stderr is not one (scripts, CI). ``postfix``: the
+    counts shown after the bar."""
+
+    def __init__(self, description: str, postfix=_added_failed):
         self.bar = None
+        self.postfix = postfix
         if sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -228,7 +245,7 @@ class _ProgressBar:
         if self.bar is not None:
             self.bar.total = progress.total
             self.bar.n = progress.done
-            self.bar.set_postfix(added=progress.added, failed=progress.failed, refresh=False)
+            self.bar.set_postfix(**self.postfix(progress), refresh=False)
             self.bar.refresh()
 
     def close(self) -> None:
@@ -301,7 +318,6 @@ def _run(args: argparse.Namespace) -> int:
         for sketch in args.sketches:  # fail fast, before the model loads
             if not sketch.is_file():
                 raise SketchSearchError(f"{sketch}: sketch file not found")
-    # only an import makes a new data folder: a mistyped --data-dir is an error, not an empty gallery
     if args.command == "audit" and args.audit_command == "new-key":  # needs no gallery
         from core.casework.audit_key import write_new_key
         from core.paths import default_data_dir
@@ -309,12 +325,16 @@ def _run(args: argparse.Namespace) -> int:
         path = write_new_key(args.file, args.data_dir or default_data_dir())
         print(f"audit key written to {path} (0600); keep it outside the data folder and give it with --audit-key")
         return 0
+    # only an import makes a new data folder: a mistyped --data-dir is an error, not an empty gallery;
+    # verify opens a catalogue whose attribute change log is damaged (every other command refuses it)
+    # to name each damaged part
     workspace = Workspace(
         args.data_dir,
         args.model,
         args.device,
         create=args.command in ("import", "import-embeddings"),
         audit_key_file=args.audit_key,
+        check_change_log=args.command != "verify",
     )
     if getattr(args, "operator", None):
         workspace.operator = args.operator
@@ -422,7 +442,12 @@ def _attributes(workspace, args) -> int:
 
 
 def _verify(workspace, args) -> int:
-    report = workspace.verify(files=args.files)
+    bar = _ProgressBar("hashing", postfix=lambda p: {"changed": p.changed}) if args.rehash else None
+    try:
+        report = workspace.verify(files=args.files, rehash=args.rehash, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     if report.ok:
         print("ok: catalogue, embeddings and index agree")
         return 0
@@ -593,17 +618,12 @@ def _audit(workspace, args) -> int:
             return 0
         print(f"audit log damaged ({len(check.problems) or 1} problem(s)); head {check.entries}:{check.head_sha256}")
         for problem in check.problems or (check.problem,):
-            print(f"  {_printable(problem)}")
+            print(f"  {printable(problem)}")
         return 1
     path, check = workspace.export_audit_log(args.file)
-    state = "verified" if check.ok else f"NOT VERIFIED: {_printable(check.problem)}"
+    state = "verified" if check.ok else f"NOT VERIFIED: {printable(check.problem)}"
     print(f"audit log written to {path}: {check.entries} entries, head {check.entries}:{check.head_sha256} ({state})")
     return 0
-
-
-def _printable(text: str) -> str:
-    """Stored text as one safe line: control characters (a terminal's escape sequences) escaped."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _import_embeddings(workspace, args) -> int:

@@ -23,6 +23,7 @@ from core import errors
 from core.catalogue.catalogue import Catalogue, FileState, NewPhoto
 from core.errors import ImageLoadError
 from core.imaging import decode_for_gallery, make_thumbnail, read_photo_file
+from core.model.embedded import require_finite
 from core.model.modality import Modality
 from core.pipeline import prepared_in_order
 from core.scanning import iter_image_files
@@ -200,7 +201,7 @@ class _Importer:
         if not self.batch:
             return
         inputs = np.stack([decoded.network_input for _, decoded, _ in self.batch])
-        embedded = self.model.embed_preprocessed(inputs, Modality.PHOTO)
+        embedded = require_finite(self.model.embed_preprocessed(inputs, Modality.PHOTO), self.model, Modality.PHOTO)
         photos = [
             NewPhoto(
                 path=found.path,

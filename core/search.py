@@ -15,8 +15,9 @@ from core.file_check import check_file
 from core.imaging import load_rgb
 from core.index import FLAT
 from core.model.attributes import AttributeSchema
+from core.model.embedded import require_finite
 from core.model.modality import Modality
-from core.types import Candidate, FileCheck
+from core.types import AttributeSource, Candidate, FileCheck
 
 Sketch = str | Path | np.ndarray
 MAX_TOP_K = 1000  # the most candidates per sketch the command line keeps (the window's own limit too)
@@ -106,13 +107,48 @@ def rescore_exactly(workspace, queries: np.ndarray, ids: np.ndarray) -> tuple[np
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
+def contradicting(
+    records: Mapping[int, tuple[str, dict, FileCheck]], filters: Mapping[str, str], min_confidence: float
+) -> list[int]:
+    """Ids of the candidates whose stored values (read to be shown) do not pass ``filters`` as the
+    attribute table says they do: compared as :func:`allowed_photo_ids` compares (a predicted value
+    counts at ``min_confidence`` or above, in float32 as the table holds it; a stated one always)."""
+    wrong = []
+    for photo_id, (_, attributes, _) in records.items():
+        for name, value in filters.items():
+            found = attributes.get(name)
+            confidence = found.confidence if found is not None and found.source == AttributeSource.MODEL else 1.0
+            if found is None or found.value != value or np.float32(confidence) < np.float32(min_confidence):
+                wrong.append(photo_id)
+                break
+    return wrong
+
+
 def search_embeddings(
     workspace, queries: np.ndarray, top_k: int, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
 ) -> list[list[Candidate]]:
     """Rank the gallery for already-embedded sketches (re-ranking after a filter change needs no
-    new embedding)."""
+    new embedding). A filtered candidate whose stored values contradict the attribute table (a cache
+    file edited, or written from a stale table) is never shown: the table is read again from the
+    catalogue and the search run again, and what still contradicts it (a write meanwhile) is left out."""
     filters = validate_filters(workspace.schema, where)
     check_min_confidence(min_confidence)
+    for attempt in range(2):
+        scores, ids, records = _ranked(workspace, queries, top_k, filters, min_confidence)
+        wrong = contradicting(records, filters, min_confidence) if filters else []
+        if not wrong:
+            break
+        if attempt == 0:
+            shown = ", ".join(map(str, wrong[:10]))
+            workspace.distrust_attribute_table(f"photo(s) {shown} passed the filters, but their stored values do not")
+        else:
+            for photo_id in wrong:
+                del records[photo_id]
+    return [rank(scores[q], ids[q], records) for q in range(len(queries))]
+
+
+def _ranked(workspace, queries: np.ndarray, top_k: int, filters: Mapping[str, str], min_confidence: float):
+    """(scores, ids, records of the candidates: path, attributes, file state) of one search."""
     # the attribute table is read only for a filter: at a million photos its first read takes seconds,
     # which an unfiltered search (the first sketch after opening the window) must not wait for
     allowed = (
@@ -124,10 +160,11 @@ def search_embeddings(
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
     # only the shown candidates' files are checked: a stat each, a hash only when one was touched
     records = {r.id: (r.path, r.attributes, check_file(r)) for r in workspace.catalogue.photos(wanted)}
-    return [rank(scores[q], ids[q], records) for q in range(len(queries))]
+    return scores, ids, records
 
 
 def embed_sketches(workspace, sketches: Sequence[Sketch]) -> np.ndarray:
     """Sketches (files or arrays) -> unit embeddings, as one batch through the sketch encoder."""
     pixels = [sketch_pixels(s) for s in sketches]
-    return workspace.model.embed_images(pixels, Modality.SKETCH).embeddings
+    model = workspace.model
+    return require_finite(model.embed_images(pixels, Modality.SKETCH), model, Modality.SKETCH).embeddings

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -29,13 +29,16 @@ from core.casework.records import AuditCheck, QueryKind, SearchQuery
 from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue
+from core.catalogue.structure import change_log_problems
 from core.errors import CheckpointError, ImageLoadError, SketchSearchError
 from core.file_check import check_file
 from core.gallery_import import ImportTarget, ProgressCallback, import_paths
 from core.imaging import decode_image, load_rgb, read_photo_file
 from core.index import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
 from core.index_rebuild import BackgroundRebuild, build_from_catalogue
+from core.integrity import RehashProgress, attribute_cache_mismatches, rehash_problems
 from core.model.attributes import AttributeSchema
+from core.model.embedded import require_finite
 from core.model.manifest import Manifest, verified_manifest
 from core.model.modality import Modality
 from core.operator import current_operator
@@ -136,11 +139,13 @@ class Workspace:
         create: bool = True,
         index_policy: IndexPolicy = DEFAULT_POLICY,
         audit_key_file: Path | None = None,
+        check_change_log: bool = True,
     ):
         """Open ``data_dir`` (created if needed, unless ``create`` is false) with the model in
         ``model_dir`` (default: the bundled one), or with an already loaded ``model`` (switching
         galleries need not reload it). The network loads on first use (see :attr:`model`); its
-        manifest and weights' hash are read now."""
+        manifest and weights' hash are read now. ``check_change_log``: see :class:`Catalogue` (off
+        to :meth:`verify` a damaged file)."""
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         if not create:  # checked before the model is read: a mistyped folder fails at once
             Catalogue.require_folder(self.data_dir)
@@ -161,7 +166,10 @@ class Workspace:
         # writes alone), and the one of the cache file on disk
         self._table_seq: int | None = None
         self._saved_seq: int | None = None
-        self.catalogue = Catalogue(self.data_dir, create=create, mark_interrupted=False)
+        self._cache_file_distrusted = False  # the cache file disagreed with the catalogue: not read again
+        self.catalogue = Catalogue(
+            self.data_dir, create=create, mark_interrupted=False, check_change_log=check_change_log
+        )
         self.catalogue.on_photos_changed(self._photos_changed)
         manifest = self.manifest
         self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
@@ -351,7 +359,7 @@ class Workspace:
                 failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unusable ({exc.reason})"))
         vectors = np.zeros((0, self.embedding_dim), np.float32)
         if ids:
-            embedded = self.model.embed_images(images, Modality.PHOTO)
+            embedded = require_finite(self.model.embed_images(images, Modality.PHOTO), self.model, Modality.PHOTO)
             attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
             self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
             vectors = np.asarray(embedded.embeddings, np.float32)
@@ -488,7 +496,7 @@ class Workspace:
                 except ImageLoadError as exc:
                     summary.failed.append(ImportFailure(exc.path, exc.reason))
             if ids:
-                embedded = self.model.embed_images(images, Modality.PHOTO)
+                embedded = require_finite(self.model.embed_images(images, Modality.PHOTO), self.model, Modality.PHOTO)
                 attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
                 self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
                 self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
@@ -527,7 +535,7 @@ class Workspace:
             try:
                 schema_values = {a.name: a.values for a in self.schema.attributes}
                 seq = self._table_seq
-                if table is None:
+                if table is None and not self._cache_file_distrusted:
                     cached = attribute_cache.load_table(self.attribute_cache_path, schema_values)
                     if cached is not None:
                         table, seq = cached
@@ -572,6 +580,27 @@ class Workspace:
                 return
             self._save_attribute_table(table, {a.name: a.values for a in self.schema.attributes}, seq)
 
+    def forget_attribute_table(self) -> None:
+        """Drop the table held in memory, and never take it from the cache file again until this
+        workspace has written that file itself: the next filter reads the table whole from the
+        catalogue, and close saves nothing over the file meanwhile."""
+        with self._table_lock, self._touched_lock:
+            self._attribute_table = None
+            self._table_seq = None
+            self._saved_seq = None
+            self._touched = []
+            self._cache_file_distrusted = True
+
+    def distrust_attribute_table(self, reason: str) -> None:
+        """The table disagrees with the catalogue (a shown photo's stored values contradict it): its
+        cache file is removed and the table is read whole from the catalogue when next needed."""
+        log.warning("%s: %s; reading the attribute table again from the catalogue", self.attribute_cache_path, reason)
+        try:
+            self.attribute_cache_path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("%s: not removed (%s)", self.attribute_cache_path, exc.strerror or exc)
+        self.forget_attribute_table()
+
     def _save_attribute_table(
         self, table: AttributeTable, schema_values: Mapping, seq: int, *, whole: bool = False
     ) -> None:
@@ -581,6 +610,7 @@ class Workspace:
             log.warning("%s: the attribute table was not saved (%s)", self.attribute_cache_path, exc)
             return
         self._saved_seq = seq
+        self._cache_file_distrusted = False  # the file now holds this workspace's table
         self._prune_change_log(read_whole_at=seq if whole else None)
 
     def _prune_change_log(self, read_whole_at: int | None = None) -> None:
@@ -813,9 +843,15 @@ class Workspace:
             model=self.model_info(),
         )
 
-    def verify(self, files: bool = False) -> VerifyReport:
-        """Do catalogue, stored embeddings and the index file agree? ``files``: also check that every
-        catalogued photo's file is still the one imported (a stat each, a hash when touched)."""
+    def verify(
+        self, files: bool = False, rehash: bool = False, progress: Callable[[RehashProgress], None] | None = None
+    ) -> VerifyReport:
+        """Do catalogue, stored embeddings and the index file agree? Is the attribute change log
+        whole (its table and triggers as created), and does each attribute cache file hold the
+        catalogue's values (one that does not is removed, and filters read the catalogue)?
+        ``files``: also check that every catalogued photo's file is still the one imported (a stat
+        each, a hash when touched); ``rehash``: hash every file instead, whatever its size and
+        modification time say (``progress`` is called after each file)."""
         damage = self.catalogue.quick_check()
         if damage:  # nothing else read from a damaged file can be trusted
             shown = "; ".join(damage[:3]) + (f" (and {len(damage) - 3} more)" if len(damage) > 3 else "")
@@ -826,9 +862,12 @@ class Workspace:
                     "from a backup, or import the photos again into a new data folder"
                 ],
             )
-        problems = []
-        if files:
-            problems += self._file_problems()
+        with self.catalogue.read_connection() as connection:
+            problems = [f"{self.catalogue.path}: {p}" for p in change_log_problems(connection)]
+        problems += self._attribute_cache_problems()
+        if files or rehash:
+            ids = self.catalogue.attribute_table({}).ids  # every photo, from the catalogue (never a cache)
+            problems += rehash_problems(self.catalogue, ids, progress) if rehash else self._file_problems(ids)
         photos = self.catalogue.count_photos()
         embedded = self.catalogue.embedded_ids(self.embedding_key)
         if len(embedded) != photos:
@@ -855,12 +894,26 @@ class Workspace:
                 problems.extend(differ)
         return VerifyReport(ok=not problems, problems=problems)
 
-    def _file_problems(self) -> list[str]:
-        ids = self.photo_ids()
+    def _file_problems(self, ids: np.ndarray) -> list[str]:
         problems = []
         for start in range(0, len(ids), 1000):
             for record in self.catalogue.photos(ids[start : start + 1000]):
                 state = check_file(record)
                 if state is not FileCheck.OK:
                     problems.append(f"photo {record.id}: {state.warning}: {record.path}")
+        return problems
+
+    def _attribute_cache_problems(self) -> list[str]:
+        """Each attribute cache file whose table is not the catalogue's: reported, and removed (this
+        workspace's table is read again from the catalogue when next needed)."""
+        problems = []
+        for mismatch in attribute_cache_mismatches(self.catalogue, self.attribute_cache_path.parent):
+            try:
+                mismatch.path.unlink(missing_ok=True)
+                done = "removed, so filters read the values from the catalogue"
+            except OSError as exc:
+                done = f"not trusted, but it could not be removed ({exc.strerror or exc}): delete it"
+            if mismatch.path == self.attribute_cache_path:
+                self.forget_attribute_table()
+            problems.append(f"{mismatch.describe()}; it was {done}")
         return problems

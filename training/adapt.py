@@ -42,6 +42,7 @@ from core.model.inference import InferenceModel, choose_device
 from core.model.network import Modality, SketchPhotoNet
 from core.model.onnx_export import export_onnx
 from core.model.preprocess import PreprocessConfig, normalise, prepare
+from core.private_files import atomic_private_file
 from core.scanning import iter_image_files
 from training.ama import EmaTeacher, MutualAlignmentLoss, SelfDistillationLoss
 from training.batchnorm_folding import folded_batch_norms
@@ -56,6 +57,9 @@ STATE_FILE = "state.pt"
 STATE_EVERY = 50  # steps between saves of the training state within an epoch
 SETTINGS_FILE = "settings.json"
 LOG_FILE = "log.csv"
+# what an adaptation writes into its work folder, and nothing else: only these are ever deleted
+STATE_FILES = (SETTINGS_FILE, STATE_FILE, STATE_FILE + ".tmp", LOG_FILE)
+IDENTITY_KEYS = frozenset({"base_weights_sha256", "gallery_photos_sha256", "sketches", "settings", "out"})
 
 
 class AdaptationCancelled(SketchSearchError):
@@ -151,6 +155,57 @@ def read_sketches(folder: Path | None) -> list[str]:
 def default_work_dir(out: Path) -> Path:
     out = Path(out).absolute()
     return out.parent / f".{out.name}.adapt"
+
+
+def check_work_dir(work: Path) -> None:
+    """Refuse a work folder that is not new, empty, or an adaptation's state: a run starting afresh
+    clears its work folder, and a mistyped ``--work`` (a case folder) must never lose a file."""
+    work = Path(work)
+    if not work.exists() and not work.is_symlink():
+        return
+    if not work.is_dir():
+        raise SketchSearchError(f"{work}: not a folder; give --work a new or empty folder (nothing was deleted)")
+    try:
+        entries = sorted(work.iterdir())
+    except OSError as exc:
+        raise SketchSearchError(f"{work}: cannot read the work folder ({exc.strerror or exc})") from None
+    if not entries:
+        return
+    foreign = [p.name for p in entries if p.name not in STATE_FILES or p.is_symlink() or not p.is_file()]
+    reason = ""
+    if foreign:
+        shown = ", ".join(repr(name) for name in foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        reason = f"it holds {shown}"
+    elif not _holds_identity(work / SETTINGS_FILE):
+        reason = f"no readable {SETTINGS_FILE} of an adaptation"
+    if reason:
+        raise SketchSearchError(
+            f"{work}: not an adaptation state folder ({reason}); give --work a new or empty folder "
+            "(nothing was deleted)"
+        )
+
+
+def _holds_identity(path: Path) -> bool:
+    try:
+        identity = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(identity, dict) and IDENTITY_KEYS <= identity.keys()
+
+
+def remove_state(work: Path) -> None:
+    """Delete an adaptation's state: its own files, then the folder if nothing else is left in it."""
+    for name in STATE_FILES:
+        try:
+            (work / name).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("%s: not removed (%s)", work / name, exc.strerror or exc)
+    try:
+        work.rmdir()
+    except OSError:
+        pass  # gone already, or holds something the adaptation did not write: kept
 
 
 # -------------------------------------------------------------------------------------- data
@@ -350,6 +405,7 @@ class Adaptation:
         self.settings = settings
         self.command = command
         self.work = Path(work_dir) if work_dir else default_work_dir(self.out)
+        check_work_dir(self.work)  # before anything is loaded: a wrong folder fails at once
         self.network, self.base = load_checkpoint(Path(model_dir))
         self.gallery = read_gallery(Path(data_dir))
         self.sketches = read_sketches(sketches)
@@ -428,9 +484,10 @@ class Adaptation:
         return True
 
     def _start_afresh(self) -> None:
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_state(self.work)
         self.work.mkdir(parents=True, exist_ok=True)
-        (self.work / SETTINGS_FILE).write_text(json.dumps(self.identity(), indent=2) + "\n", encoding="utf-8")
+        with atomic_private_file(self.work / SETTINGS_FILE) as handle:
+            handle.write((json.dumps(self.identity(), indent=2) + "\n").encode("utf-8"))
 
     # -- guard -----------------------------------------------------------------------------------
     def guard_figures(self, network: SketchPhotoNet) -> GuardFigures:
@@ -509,7 +566,7 @@ class Adaptation:
             writer.writerow({k: f"{v:.5f}" if isinstance(v, float) else v for k, v in row.items()})
 
     def _collapsed(self, epoch: int, reason: str) -> AdaptationCollapsed:
-        shutil.rmtree(self.work, ignore_errors=True)  # a rerun must not resume a collapsed network
+        remove_state(self.work)  # a rerun must not resume a collapsed network
         return AdaptationCollapsed(
             f"adaptation stopped after epoch {epoch}: {reason}; the embedding collapsed and no model was written "
             "(try a lower --lr)"
@@ -611,7 +668,7 @@ class Adaptation:
                 f"{self.out}: cannot write the model ({reason}); nothing was written, "
                 "run the same command again once there is room"
             ) from None
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_state(self.work)
         return AdaptResult(self.out, written, resumed_at, time.monotonic() - started, self.guard_log)
 
 

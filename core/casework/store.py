@@ -24,7 +24,7 @@ from core.casework.records import (
 )
 from core.catalogue.catalogue import Catalogue
 from core.catalogue.orm import append_only_triggers
-from core.catalogue.schema_check import trigger_problems
+from core.catalogue.structure import trigger_problems
 from core.errors import CaseworkError
 from core.types import Candidate
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import errors
 from core.catalogue.migrations import upgrade
 from core.catalogue.orm import CHANGE_LOG_MARKER, Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
+from core.catalogue.structure import change_log_problems
 from core.errors import CatalogueError, UnknownPhotoError
 from core.private_files import create_private_file, make_private_folder
 from core.types import AttributeSource, AttributeValue, FolderSummary, ImportFailure, ImportSummary, PhotoRecord
@@ -143,11 +144,16 @@ def database_error(path: Path, exc: Exception) -> CatalogueError:
 class Catalogue:
     FILE_NAME = "catalogue.sqlite3"
 
-    def __init__(self, data_dir: Path, *, create: bool = True, mark_interrupted: bool = True):
+    def __init__(
+        self, data_dir: Path, *, create: bool = True, mark_interrupted: bool = True, check_change_log: bool = True
+    ):
         """Open the catalogue in ``data_dir``; ``create``: make the folder if it does not exist
         (otherwise a mistyped folder is an error, not a new empty gallery); ``mark_interrupted``: mark
         imports still 'running' as interrupted (false where the caller can tell whether one still
-        runs, and marks them itself: see :meth:`mark_interrupted_imports`)."""
+        runs, and marks them itself: see :meth:`mark_interrupted_imports`). ``check_change_log``:
+        refuse a file whose attribute change log was dropped or rewritten (see
+        ``core.catalogue.structure``) in one line, rather than fail every import or filter on a stale
+        cache; off for ``verify``, which reports each damaged part."""
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / self.FILE_NAME
         if not create:
@@ -169,6 +175,12 @@ class Catalogue:
             with self.engine.begin() as connection:
                 # the version the file had: casework binds the rows of a file older than 7 once
                 self.schema_found = upgrade(connection, str(self.path))
+                damage = change_log_problems(connection)
+            if damage and check_change_log:
+                raise CatalogueError(
+                    f"{self.path}: the attribute change log is damaged ({'; '.join(damage)}); the file was changed "
+                    "outside SketchSearch: run 'sketchsearch verify', then restore the catalogue from a backup"
+                )
         except CatalogueError:
             self.engine.dispose()
             raise

@@ -156,10 +156,14 @@ def _add_scale_indices(connection: Connection) -> None:
         connection.exec_driver_sql(statement)
 
 
+# the change log as version 6 adds it to an older file (a new file gets the ORM's, the same table)
+ATTRIBUTE_CHANGES_DDL = (
+    "CREATE TABLE attribute_changes (seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, photo_id INTEGER NOT NULL)"
+)
+
+
 def _add_attribute_change_log(connection: Connection) -> None:
-    connection.exec_driver_sql(
-        "CREATE TABLE attribute_changes (seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, photo_id INTEGER NOT NULL)"
-    )
+    connection.exec_driver_sql(ATTRIBUTE_CHANGES_DDL)
     for statement in attribute_change_triggers():
         connection.exec_driver_sql(statement)
 

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
+from core.errors import CheckpointError
 from core.model.manifest import Manifest
 from core.model.modality import Modality
 from core.model.preprocess import preprocess
@@ -71,3 +72,18 @@ class EmbeddingModel:
     def embed_preprocessed(self, batch: np.ndarray, modality: Modality | str) -> EmbeddedBatch:
         """Preprocessed N x 3 x H x W float32 -> embeddings, in chunks of ``batch_size``."""
         raise NotImplementedError
+
+
+def require_finite(batch: EmbeddedBatch, model: EmbeddingModel, modality: Modality | str) -> EmbeddedBatch:
+    """``batch`` when every embedding is finite. A model whose weights are damaged (NaN) gives NaN
+    embeddings, which rank nothing: a search would show (and record) an empty list, an import would
+    store vectors that match nothing. Refused instead, naming the model (the training's collapse
+    guard measures non-finite embeddings itself, so this is asked for where embeddings are used)."""
+    bad = int((~np.isfinite(batch.embeddings).all(axis=1)).sum()) if batch.embeddings.size else 0
+    if bad:
+        raise CheckpointError(
+            f"{model.folder or model.manifest.name}: the model produced non-finite embeddings (NaN or infinity) "
+            f"for {bad} of {len(batch.embeddings)} {Modality(modality).value} image(s); its weights are damaged, "
+            "so nothing was searched or stored"
+        )
+    return batch

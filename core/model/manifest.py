@@ -215,15 +215,35 @@ def verified_manifest(folder: Path) -> Manifest:
     return manifest
 
 
-def verified_onnx_file(folder: Path, manifest: Manifest, modality: Modality) -> Path:
-    """The path of ``modality``'s ONNX file, after checking it is the one the manifest names."""
+def verified_onnx_model(folder: Path, manifest: Manifest, modality: Modality) -> tuple[Path, bytes]:
+    """``modality``'s ONNX file and its bytes, after checking they are the ones the manifest names and
+    hold every weight themselves. The bytes checked are the bytes to load (never the file read
+    again), and a file whose weights live outside it (ONNX external data, covered by no hash) is
+    refused."""
+    from core.model.onnx_external import MalformedOnnx, external_tensors
+
     named = manifest.onnx.get(Modality(modality))
     if named is None:
         raise CheckpointError(f"{folder}: the manifest names no ONNX file for {Modality(modality).value}s")
     path = Path(folder) / named.file
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (the manifest names it; export the model again)")
-    actual = file_sha256(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (the manifest names it; export the model again)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    actual = hashlib.sha256(data).hexdigest()
     if actual != named.sha256:
         raise CheckpointError(f"{path}: sha256 {actual[:12]}... does not match the manifest (corrupt copy?)")
-    return path
+    try:
+        external = external_tensors(data)
+    except MalformedOnnx as exc:
+        raise CheckpointError(f"{path}: not a readable ONNX model ({exc})") from None
+    if external:
+        files = sorted({location for _, location in external if location})
+        where = f"in {', '.join(repr(f) for f in files[:3])}" if files else "in other files"
+        raise CheckpointError(
+            f"{path}: its weights are stored outside it (external data of {len(external)} tensor(s), {where}), "
+            "which the manifest's sha256 does not cover; it is not loaded (export the model again)"
+        )
+    return path, data

@@ -16,7 +16,7 @@ import numpy as np
 from core import environment
 from core.errors import CheckpointError
 from core.model.embedded import EmbeddedBatch, EmbeddingModel, PredictedAttribute
-from core.model.manifest import Manifest, verified_manifest, verified_onnx_file
+from core.model.manifest import Manifest, verified_manifest, verified_onnx_model
 from core.model.modality import Modality
 from core.model.onnx_names import EMBEDDING_OUTPUT, IMAGE_INPUT, attribute_output
 
@@ -62,9 +62,10 @@ class OnnxInferenceModel(EmbeddingModel):
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device.type == "cuda" else [CPU_PROVIDER]
         self._sessions = {}
         for modality in Modality:
-            path = verified_onnx_file(self.folder, self.manifest, modality)
+            # from the bytes that were checked: no second read of the file, and nothing from beside it
+            path, data = verified_onnx_model(self.folder, self.manifest, modality)
             try:
-                self._sessions[modality] = onnxruntime.InferenceSession(str(path), options, providers=providers)
+                self._sessions[modality] = onnxruntime.InferenceSession(data, options, providers=providers)
             except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
                 raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
         self._attribute_names = [a.name for a in self.manifest.attribute_schema.attributes]

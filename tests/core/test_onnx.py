@@ -98,3 +98,89 @@ def test_a_changed_onnx_file_is_refused_naming_it(tmp_path, model_dir):
 def test_unknown_runtime_is_refused(model_dir):
     with pytest.raises(CheckpointError, match="unknown runtime 'tensorflow'"):
         load_model(model_dir, "cpu", runtime="tensorflow")
+
+
+def _manifest_names_onnx_file_as_it_is_now(folder, modality: Modality) -> None:
+    """What someone who changed an ONNX file does next, so that the file loads: the manifest's
+    sha256 of it rewritten."""
+    import json
+
+    from core.model.manifest import MANIFEST_FILE, file_sha256
+
+    path = folder / MANIFEST_FILE
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    named = manifest["onnx"][modality.value]
+    named["sha256"] = file_sha256(folder / named["file"])
+    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def test_an_onnx_file_with_external_data_is_refused_naming_it(tmp_path, model_dir, capsys):
+    """Weights in a file beside the graph (``sketch.data``) are covered by no hash: refused."""
+    import onnx
+
+    from core.cli import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    sketch_file = folder / read_manifest(folder).onnx[Modality.SKETCH].file
+    graph = onnx.load(sketch_file)
+    onnx.save_model(graph, sketch_file, save_as_external_data=True, location="sketch.data", size_threshold=1024)
+    assert (folder / "sketch.data").is_file()
+    _manifest_names_onnx_file_as_it_is_now(folder, Modality.SKETCH)
+    with pytest.raises(CheckpointError) as refused:
+        load_model(folder, "cpu")
+    message = str(refused.value)
+    assert message.startswith(f"{sketch_file}: its weights are stored outside it (external data of ")
+    assert "tensor(s), in 'sketch.data'), which the manifest's sha256 does not cover" in message
+    assert "\n" not in message
+    code = main(["--data-dir", str(tmp_path / "data"), "--model", str(folder), "import", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"error: {message}\n"
+
+
+def _scrambled(folder, modality: Modality) -> None:
+    """Every floating-point weight of ``modality``'s ONNX file set to NaN, the manifest updated."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = folder / read_manifest(folder).onnx[modality].file
+    graph = onnx.load(path)
+    for tensor in graph.graph.initializer:
+        weights = numpy_helper.to_array(tensor)
+        if weights.dtype.kind == "f" and weights.size > 1:
+            tensor.CopyFrom(numpy_helper.from_array(np.full_like(weights, np.nan), tensor.name))
+    onnx.save_model(graph, path)
+    _manifest_names_onnx_file_as_it_is_now(folder, modality)
+
+
+def test_non_finite_embeddings_fail_the_search_in_one_line_and_nothing_is_recorded(
+    tmp_path, model_dir, capsys, make_photos
+):
+    import sqlite3
+
+    from core.cli import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    _scrambled(folder, Modality.SKETCH)  # photos embed as before; every sketch embeds to NaN
+    photos = make_photos(3)
+    data = ["--data-dir", str(tmp_path / "data"), "--model", str(folder)]
+    assert main([*data, "import", str(photos[0].parent)]) == 0
+    capsys.readouterr()
+    code = main([*data, "search", str(photos[0]), "--json"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: {folder}: the model produced non-finite embeddings (NaN or infinity) for 1 of 1 sketch "
+        "image(s); its weights are damaged, so nothing was searched or stored\n"
+    )
+    with sqlite3.connect(tmp_path / "data" / "catalogue.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM searches").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM audit_log WHERE kind LIKE 'search%'").fetchone() == (0,)
+
+    _scrambled(folder, Modality.PHOTO)  # and an import stores no embedding of NaN
+    code = main(["--data-dir", str(tmp_path / "other"), "--model", str(folder), "import", str(photos[0].parent)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "non-finite embeddings" in err and "3 of 3 photo image(s)" in err
+    with sqlite3.connect(tmp_path / "other" / "catalogue.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM photos").fetchone() == (0,)

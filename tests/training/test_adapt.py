@@ -236,3 +236,24 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, gallery, model_dir, capsys,
     assert code == 2 and "already exists" in err and err.count("\n") == 1
     with pytest.raises(CheckpointError):
         load_checkpoint(not_a_model)
+
+
+def test_a_work_folder_that_is_not_an_adaptation_state_is_refused_and_kept(tmp_path, gallery, model_dir, capsys):
+    work = tmp_path / "evidence"
+    work.mkdir()
+    kept = work / "notes.txt"
+    kept.write_text("not training state\n", encoding="utf-8")
+    args = ["adapt", "--model", str(model_dir), "--data-dir", str(gallery), "--out", str(tmp_path / "out")]
+    args += ["--epochs", "1", "--batch", "4", "--threads", "1"]
+    code = train_main([*args, "--work", str(work)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{work}: not an adaptation state folder" in err and "notes.txt" in err and "nothing was deleted" in err
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+    assert kept.read_text(encoding="utf-8") == "not training state\n"
+    assert not (tmp_path / "out").exists()
+    # a file where the folder should be is refused too
+    code = train_main([*args, "--work", str(kept)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{kept}: not a folder" in err and err.count("\n") == 1, err
+    assert kept.is_file()
