@@ -1,8 +1,9 @@
-"""The catalogue's own machinery that someone holding the file can drop or rewrite with plain
-sqlite3: the append-only triggers of the casework tables (the audit log's checks never rely on
-them, but a missing one is itself a sign of tampering), and the attribute change log (a table, and
-the triggers on photos and photo_attributes that fill it). Without it every import fails on the triggers (table gone), or a cached attribute table
-silently misses writes (triggers gone or rewritten), so filters disagree with the stored values.
+"""The catalogue's own machinery that someone holding the file can drop or rewrite with plain sqlite3:
+the append-only triggers of the casework tables (the audit log's checks never rely on them, but a
+missing one is itself a sign of tampering), and the attribute change log (a table, and the triggers
+on photos and photo_attributes that fill it). Without it every import fails on the triggers (table
+gone), or a cached attribute table silently misses writes (triggers gone or rewritten), so filters
+disagree with the stored values.
 
 Each object is compared with the SQL this code creates (SQLite keeps a table's or a trigger's
 statement as it was given): whitespace aside, it must be the same."""
