@@ -446,36 +446,11 @@ class CaseworkStore:
             if not check.ok:
                 return check
 
+            payloads = {e.seq: e.payload for e in audit.entries(c)}
             found: list[tuple[int | None, str]] = [
-                (problem.seq, problem.message)
-                for problem in binding.compare(((e.seq, e.payload) for e in audit.entries(c)), c)
+                (problem.seq, problem.message) for problem in binding.compare(payloads.items(), c)
             ]
-            for (search_id,) in c.execute(text("SELECT id FROM searches ORDER BY id")).all():
-                try:
-                    search = self._search(c, search_id)
-                except (KeyError, TypeError, ValueError) as exc:  # a record edited into nonsense
-                    found.append((None, f"search {search_id} cannot be read back ({exc.__class__.__name__})"))
-                    continue
-                for revision in search.revisions:
-                    logged = audit.entry(c, revision.audit_seq)
-                    if logged is None or logged.payload.get("results") != results_payload(revision.candidates):
-                        found.append((
-                            revision.audit_seq,
-                            f"search {search_id} revision {revision.revision}: its stored results differ from "
-                            f"audit entry {revision.audit_seq}",
-                        ))  # fmt: skip
-            for seq, search_id, photo_id, mark, note in c.execute(
-                text("SELECT audit_seq, search_id, photo_id, mark, note FROM reviews ORDER BY id")
-            ):
-                logged = audit.entry(c, seq)
-                p = logged.payload if logged else {}
-                if (p.get("search_id"), p.get("photo_id"), p.get("mark"), p.get("note")) != (
-                    search_id,
-                    photo_id,
-                    mark,
-                    note,
-                ):
-                    found.append((seq, f"a review of search {search_id} differs from audit entry {seq}"))
+            found += self._legacy_problems(c, payloads)
             found.sort(key=lambda item: (item[0] is None, item[0] or 0))
             # a dropped trigger is a sign of tampering; what was done with it is listed first
             found += [(None, problem) for problem in trigger_problems(c, append_only_triggers())]
@@ -483,6 +458,42 @@ class CaseworkStore:
                 return check
             problems = tuple(dict.fromkeys(message for _, message in found))
             return AuditCheck(False, check.entries, check.head_sha256, found[0][0], problems[0], problems)
+
+    def _legacy_problems(self, c: Connection, payloads: dict[int, dict]) -> list[tuple[int | None, str]]:
+        """Records written before rows were bound into their entries (schema 7), checked as then:
+        each ranking's results and each review against the entry written with it."""
+        found: list[tuple[int | None, str]] = []
+        revisions = c.execute(text("SELECT id, search_id, revision, audit_seq FROM search_revisions ORDER BY id"))
+        for revision_id, search_id, revision, seq in revisions.all():
+            logged = payloads.get(seq)
+            if logged is not None and "rows" in logged:
+                continue  # bound by its own entry: binding.compare checked it
+            candidates = [
+                RecordedCandidate(*row)
+                for row in c.execute(
+                    text(
+                        "SELECT rank, photo_id, photo_sha256, score, thumbnail FROM search_results "
+                        "WHERE revision_id = :i ORDER BY rank"
+                    ),
+                    {"i": revision_id},
+                )
+            ]
+            if logged is None or logged.get("results") != results_payload(candidates):
+                message = f"search {search_id} revision {revision}: its stored results differ from audit entry {seq}"
+                found.append((seq, message))
+        reviews = c.execute(text("SELECT audit_seq, search_id, photo_id, mark, note FROM reviews ORDER BY id"))
+        for seq, search_id, photo_id, mark, note in reviews:
+            logged = payloads.get(seq) or {}
+            if "rows" in logged:
+                continue
+            if tuple(logged.get(k) for k in ("search_id", "photo_id", "mark", "note")) != (
+                search_id,
+                photo_id,
+                mark,
+                note,
+            ):
+                found.append((seq, f"a review of search {search_id} differs from audit entry {seq}"))
+        return found
 
     def export_document(self) -> dict:
         with self.catalogue.read_connection() as c:
