@@ -194,6 +194,8 @@ class CaseRecorder(QObject):
         )
 
     def _set_case(self, case: CaseInfo | None) -> None:
+        if (case.id if case else None) != (self.case.id if self.case else None):
+            self._handle = None  # the next ranking is a new record: a closed case takes no revision
         self.case = case
         self.caseChanged.emit(case)
 
