@@ -43,8 +43,15 @@ def cmc_map(
     """CMC at ``ranks`` and mAP (percent) for L2-normalised query/gallery rows, and the margin:
     the mean over queries of the best true match's cosine similarity minus the best wrong one's
     (x100). The margin keeps telling models apart after R1 and mAP reach 100."""
-    query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
     similarity = np.asarray(query, np.float64) @ np.asarray(gallery, np.float64).T
+    return ranking_figures(similarity, query_ids, gallery_ids, ranks)
+
+
+def ranking_figures(
+    similarity: np.ndarray, query_ids: Sequence, gallery_ids: Sequence, ranks: Sequence[int] = RANKS
+) -> dict[str, float]:
+    """:func:`cmc_map` of a given query x gallery score matrix (a re-ranked one, say)."""
+    query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
     order = np.argsort(-similarity, axis=1, kind="stable")
     firsts, aps, margins = [], [], []
     for q in range(len(query_ids)):

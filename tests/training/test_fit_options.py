@@ -12,34 +12,11 @@ from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.checkpoint import load_checkpoint, read_manifest
 from core.model.loading import load_model
 from core.model.network import Modality
+from tests.training.test_training_fit import TINY
 from training.augment import PartialPencil
 from training.cli import build_parser, fit_config, main
 from training.config import ConfigError, FitConfig
 from training.engine import build_data, build_network
-
-TINY = [
-    "--limit-identities",
-    "6",
-    "--validation-identities",
-    "2",
-    "--p",
-    "2",
-    "--k",
-    "2",
-    "--steps-per-epoch",
-    "1",
-    "--height",
-    "64",
-    "--width",
-    "32",
-    "--workers",
-    "0",
-    "--threads",
-    "1",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
 
 
 def parsed(*options: str) -> FitConfig:
