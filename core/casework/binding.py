@@ -2,7 +2,7 @@
 
 Every write of a casework row puts the sha256 of the row's full content (a canonical encoding of
 each column, blobs by their own sha256) into the audit entry written with it, under the payload's
-``rows``. ``audit verify`` reads every row of every bound table again and compares, in both
+``bound_rows``. ``audit verify`` reads every row of every bound table again and compares, in both
 directions: an entry whose row is gone, a row that no entry binds, and a row whose content no
 longer matches the newest entry that bound it are each named. So a change made with plain SQL,
 triggers dropped or not, shows unless the chain itself is rewritten, which the head printed in
@@ -114,7 +114,7 @@ def digests(connection: Connection, table_name: str, keys: Iterable[int] | None 
 
 
 def bind(connection: Connection, **keys: Iterable[int]) -> dict[str, dict[str, str]]:
-    """The ``rows`` part of an audit payload: ``bind(c, reviews=[7])`` -> {"reviews": {"7": sha}}.
+    """The ``bound_rows`` part of an audit payload: ``bind(c, reviews=[7])`` -> {"reviews": {"7": sha}}.
     Read back from the file, in the writing transaction, so it is exactly what verify will read."""
     bound = {name: digests(connection, name, ids) for name, ids in keys.items()}
     missing = [f"{name} {k}" for name, ids in keys.items() for k in ids if str(k) not in bound[name]]
@@ -138,12 +138,20 @@ def compare(entries: Iterable[tuple[int, dict]], connection: Connection) -> list
     """Problems between what ``entries`` ((seq, payload) oldest first) bound and the rows there are
     now; the newest entry that binds a key holds (a case edited later binds its new content)."""
     expected: dict[tuple[str, str], tuple[str, int]] = {}
-    for seq, payload in entries:
-        for table_name, rows in (payload.get("rows") or {}).items():
-            for key, digest in rows.items():
-                expected[(table_name, key)] = (digest, seq)
-    actual = all_rows(connection)
     problems = []
+    for seq, payload in entries:
+        bound = payload.get("bound_rows") if isinstance(payload, dict) else None
+        if bound is None:
+            continue
+        try:
+            for table_name, rows in bound.items():
+                if table_name not in TABLES:
+                    raise ValueError(table_name)
+                for key, digest in rows.items():
+                    expected[(table_name, str(key))] = (digest, seq)
+        except (AttributeError, ValueError):
+            problems.append(RowProblem(seq, f"entry {seq} binds rows in a form SketchSearch never writes"))
+    actual = all_rows(connection)
     for (table_name, key), (digest, seq) in sorted(expected.items(), key=lambda item: item[1][1]):
         found = actual.get(table_name, {}).get(key)
         what = _describe(table_name, key)

@@ -67,7 +67,7 @@ class CaseworkStore:
                 return
             rows = binding.all_rows(c)
             if any(rows.values()):
-                payload = {"rows": rows, "reason": "rows recorded before this version, bound on upgrade"}
+                payload = {"bound_rows": rows, "reason": "rows recorded before this version, bound on upgrade"}
                 self.append_entry(c, "casework bound", "sketchsearch", payload)
 
     # -- cases ---------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ class CaseworkStore:
                 {"n": number, "t": title, "o": operator, "notes": notes, "at": now},
             ).scalar_one()
             payload = {"number": number, "title": title, "operator": operator, "notes": notes}
-            self.append_entry(c, "case opened", operator, payload | {"rows": binding.bind(c, cases=[case_id])}, case_id)
+            self.append_entry(c, "case opened", operator, payload | {"bound_rows": binding.bind(c, cases=[case_id])}, case_id)
         return self.case(number)
 
     def _case_row(self, c: Connection, number: str):
@@ -141,7 +141,7 @@ class CaseworkStore:
                 text("UPDATE cases SET closed_at = :at WHERE id = :i"),
                 {"at": utcnow() if closed else None, "i": info.id},
             )
-            payload = {"number": number, "rows": binding.bind(c, cases=[info.id])}
+            payload = {"number": number, "bound_rows": binding.bind(c, cases=[info.id])}
             self.append_entry(c, "case closed" if closed else "case reopened", operator, payload, info.id)
         return self.case(number)
 
@@ -156,7 +156,7 @@ class CaseworkStore:
                 {"t": new_title, "n": new_notes, "i": info.id},
             )
             payload = {"number": number, "title": new_title, "notes": new_notes}
-            self.append_entry(c, "case edited", operator, payload | {"rows": binding.bind(c, cases=[info.id])}, info.id)
+            self.append_entry(c, "case edited", operator, payload | {"bound_rows": binding.bind(c, cases=[info.id])}, info.id)
         return self.case(number)
 
     # -- searches ------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ class CaseworkStore:
             rows = {"search_revisions": [revision_id], "search_results": [revision_id] if recorded else []}
             if revision == 1:
                 rows["searches"] = [search_id]
-            payload["rows"] = binding.bind(c, **rows)
+            payload["bound_rows"] = binding.bind(c, **rows)
             kind = "search" if revision == 1 else "search revision"
             if self.append_entry(c, kind, operator, payload, case_id) != seq:
                 raise RuntimeError("the audit log moved during a write transaction")
@@ -398,7 +398,7 @@ class CaseworkStore:
                 dict(s=search_id, p=candidate.photo_id, sha=candidate.photo_sha256, rank=rank, mark=mark.value,
                      note=note, op=operator, at=now, seq=seq),
             ).scalar_one()  # fmt: skip
-            payload["rows"] = binding.bind(c, reviews=[review_id])
+            payload["bound_rows"] = binding.bind(c, reviews=[review_id])
             if self.append_entry(c, "review", operator, payload, search.case_id) != seq:
                 raise RuntimeError("the audit log moved during a write transaction")
         return Review(search_id, candidate.photo_id, candidate.photo_sha256, rank, mark, note, operator, now)
@@ -466,7 +466,7 @@ class CaseworkStore:
         revisions = c.execute(text("SELECT id, search_id, revision, audit_seq FROM search_revisions ORDER BY id"))
         for revision_id, search_id, revision, seq in revisions.all():
             logged = payloads.get(seq)
-            if logged is not None and "rows" in logged:
+            if logged is not None and "bound_rows" in logged:
                 continue  # bound by its own entry: binding.compare checked it
             candidates = [
                 RecordedCandidate(*row)
@@ -484,7 +484,7 @@ class CaseworkStore:
         reviews = c.execute(text("SELECT audit_seq, search_id, photo_id, mark, note FROM reviews ORDER BY id"))
         for seq, search_id, photo_id, mark, note in reviews:
             logged = payloads.get(seq) or {}
-            if "rows" in logged:
+            if "bound_rows" in logged:
                 continue
             if tuple(logged.get(k) for k in ("search_id", "photo_id", "mark", "note")) != (
                 search_id,

@@ -238,7 +238,7 @@ def edit_first_review_note(db, payload: dict) -> dict:
     engine = create_engine(f"sqlite:///{db.execute('PRAGMA database_list').fetchone()[2]}")
     db.execute("SELECT 1")  # the edit is committed (autocommit): the other connection sees it
     with engine.connect() as connection:
-        payload["rows"] = {"reviews": binding.digests(connection, "reviews", [1])}
+        payload["bound_rows"] = {"reviews": binding.digests(connection, "reviews", [1])}
     engine.dispose()
     return payload | {"note": "no tattoo"}
 
@@ -314,7 +314,7 @@ def test_a_version_6_file_binds_its_casework_once_on_upgrade(tmp_path):
     store = CaseworkStore(catalogue)
     bound = [e for e in store.audit_entries() if e.kind == "casework bound"]
     assert len(bound) == 1 and bound[0].seq == before + 1
-    assert set(bound[0].payload["rows"]) == {"cases", "searches", "search_revisions", "search_results", "reviews"}
+    assert set(bound[0].payload["bound_rows"]) == {"cases", "searches", "search_revisions", "search_results", "reviews"}
     assert store.verify_audit().ok
     catalogue.close()
     catalogue = Catalogue(folder)  # a second opening binds nothing more
