@@ -4,7 +4,15 @@ commit them batch by batch.
 A file is identified by the sha256 of its bytes, so importing again adds nothing, a moved file
 gets its path updated, and a copy is not catalogued twice. Each batch (photos, embeddings,
 predicted attributes) is one transaction: a crash loses at most the batch in flight, and the next
-import picks up where this one stopped. A bad file is recorded with its reason and skipped."""
+import picks up where this one stopped. A bad file is recorded with its reason and skipped.
+
+Every transaction that changes photos writes its audit entry (``import batch``) in itself, so that
+after a ``kill -9`` the log holds exactly what was committed: a batch of new photos (how many were
+added and how many replace a photo whose file now holds other content, with the first and last of
+their consecutive ids), a photo forgotten because its file was replaced (``removed``), and a photo
+followed to a new path (``relocated``, with its ``previous_path``) or given a new modification time
+(``relocated`` at the same path). Each entry has the four counts, so the catalogue changes by the
+sum of added + updated - removed. The run's ``import`` entry (written by the workspace) follows."""
 
 from __future__ import annotations
 
@@ -20,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core import errors
-from core.catalogue.catalogue import Catalogue, FileState, NewPhoto
+from core.casework.logged_paths import path_fields
+from core.catalogue.catalogue import Catalogue, FileState, NewPhoto, Record
 from core.errors import ImageLoadError
 from core.imaging import decode_for_gallery, make_thumbnail, read_photo_file
 from core.model.embedded import require_finite
@@ -30,11 +39,15 @@ from core.scanning import iter_image_files
 from core.types import ImportFailure, ImportProgress, ImportSummary
 
 if TYPE_CHECKING:  # the network loads only when an import embeds
+    from sqlalchemy import Connection
+
     from core.model.embedded import EmbeddingModel
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ImportProgress], None]
+
+BATCH_KIND = "import batch"
 
 
 @dataclass(frozen=True)
@@ -45,8 +58,9 @@ class ImportTarget:
     catalogue: Catalogue
     model: EmbeddingModel
     add_to_index: Callable[[np.ndarray, np.ndarray], None]  # (photo ids, unit vectors)
-    forget_photos: Callable[[Sequence[int]], None]  # from the catalogue and the index
+    forget_photos: Callable[[Sequence[int], Record | None], None]  # from the catalogue and the index
     save_index: Callable[[], None]
+    log: Callable[[Connection, str, dict], None]  # (transaction, kind, payload): an audit entry in that transaction
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,7 @@ class _Importer:
         self.cancel = cancel
         self.batch_size = batch_size
         self.summary = ImportSummary()
+        self.import_id: int | None = None  # the run in the catalogue's log, named in each audit entry
         self.by_sha = self.catalogue.paths_by_sha()  # sha -> (photo id, path); kept current as we go
         # queued for the next commit, with the summary field each counts under once committed
         self.batch: list[tuple[_Found, _Decoded, str]] = []
@@ -162,7 +177,8 @@ class _Importer:
         replaced = previous is not None and previous.sha256 != result.sha256
         if replaced:
             # the file at this path now holds other content: the old photo is gone from disk
-            self.target.forget_photos([previous.photo_id])
+            gone = {"photo": previous.photo_id, "sha256": previous.sha256, **path_fields("path", found.path)}
+            self.target.forget_photos([previous.photo_id], self._recorder(removed=1, **gone))
             self.by_sha.pop(previous.sha256, None)
         outcome = self._place(found, result, "updated" if replaced else "added")
         if outcome is not None:
@@ -171,6 +187,14 @@ class _Importer:
 
     def _count(self, field: str, n: int = 1) -> None:
         setattr(self.summary, field, getattr(self.summary, field) + n)
+
+    def _payload(self, added: int = 0, updated: int = 0, relocated: int = 0, removed: int = 0, **fields) -> dict:
+        counts = {"added": added, "updated": updated, "relocated": relocated, "removed": removed}
+        return {"import_id": self.import_id, **counts, **fields}
+
+    def _recorder(self, **payload) -> Record:
+        """The audit entry of one transaction, written in it."""
+        return lambda connection, _ids: self.target.log(connection, BATCH_KIND, self._payload(**payload))
 
     def _place(self, found: _Found, result: _Decoded | _KnownContent, new_as: str) -> str | None:
         """Catalogue one prepared file; returns the summary field it counts under, or None when it
@@ -192,7 +216,17 @@ class _Importer:
             return "unchanged"  # a copy of a photo still in the batch
         if old_path == found.path or not os.path.exists(old_path):
             # the same file touched, or moved/renamed: follow it
-            self.catalogue.relocate_photo(photo_id, found.path, found.size_bytes, found.mtime_ns, found.source_folder)
+            moved = {"photo": photo_id, "sha256": result.sha256, **path_fields("path", found.path)}
+            if old_path != found.path:
+                moved |= path_fields("previous_path", old_path)
+            self.catalogue.relocate_photo(
+                photo_id,
+                found.path,
+                found.size_bytes,
+                found.mtime_ns,
+                found.source_folder,
+                record=self._recorder(relocated=1, **moved),
+            )
             self.by_sha[result.sha256] = (photo_id, found.path)
             return "unchanged" if old_path == found.path else "updated"
         return "unchanged"  # a second copy of a catalogued photo
@@ -217,7 +251,14 @@ class _Importer:
             )
             for i, (found, decoded, _) in enumerate(self.batch)
         ]
-        ids = self.catalogue.add_photos(photos, self.model.embedding_key)
+        added = sum(1 for _, _, field in self.batch if field == "added")
+
+        def record(connection: Connection, ids: list[int]) -> None:
+            # a batch's ids are consecutive (one INSERT under the write lock): the first and last name them
+            payload = self._payload(added=added, updated=len(ids) - added, ids=[ids[0], ids[-1]])
+            self.target.log(connection, BATCH_KIND, payload)
+
+        ids = self.catalogue.add_photos(photos, self.model.embedding_key, record=record)
         self.target.add_to_index(np.asarray(ids, np.int64), embedded.embeddings)
         for photo_id, photo, (_, _, field) in zip(ids, photos, self.batch):
             self.by_sha[photo.sha256] = (photo_id, photo.path)
@@ -253,7 +294,7 @@ def import_paths(
     roots = [Path(r) for r in roots]
     importer = _Importer(target, progress, cancel, batch_size)
     catalogue = target.catalogue
-    import_id = catalogue.start_import([str(r) for r in roots])
+    import_id = importer.import_id = catalogue.start_import([str(r) for r in roots])
     error: BaseException | None = None
     try:
         files = find_files(roots, importer.summary)

@@ -28,7 +28,7 @@ from core.casework.query import file_query, query_pixels
 from core.casework.records import AuditCheck, QueryKind, SearchQuery
 from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
-from core.catalogue.catalogue import AttributeTable, Catalogue
+from core.catalogue.catalogue import AttributeTable, Catalogue, Record
 from core.catalogue.structure import change_log_problems
 from core.errors import CheckpointError, ImageLoadError, SketchSearchError
 from core.file_check import check_file
@@ -61,6 +61,8 @@ from core.types import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from core.model.embedded import EmbeddingModel
 
 log = logging.getLogger(__name__)
@@ -388,9 +390,10 @@ class Workspace:
         with self._lock:
             return self.index.search(queries, k, allowed)
 
-    def forget_photos(self, photo_ids: Sequence[int]) -> None:
-        """Remove photos from the catalogue and the index (the files themselves are never touched)."""
-        self.catalogue.delete_photos(photo_ids)
+    def forget_photos(self, photo_ids: Sequence[int], record: Record | None = None) -> None:
+        """Remove photos from the catalogue and the index (the files themselves are never touched);
+        ``record(connection, ids)`` writes their audit entry in the deletion's transaction."""
+        self.catalogue.delete_photos(photo_ids, record=record)
         with self._lock:
             self.index.remove(np.asarray(photo_ids, np.int64))
 
@@ -403,7 +406,9 @@ class Workspace:
         batch_size: int = 32,
     ) -> ImportSummary:
         roots = [str(r) for r in roots]
-        target = ImportTarget(self.catalogue, self.model, self.index_add, self.forget_photos, self.save_index)
+        target = ImportTarget(
+            self.catalogue, self.model, self.index_add, self.forget_photos, self.save_index, self._log_in
+        )
         with self._exclusive_writer():
             summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
         self._record(
@@ -461,9 +466,9 @@ class Workspace:
     def _forget_recorded(self, kind: str, ids: Sequence[int], payload: dict) -> None:
         # [id, sha256, path as text, path's bytes in base64] (see core.casework.logged_paths)
         photos = [[p.id, p.sha256, path_text(p.path), path_b64(p.path)] for p in self.catalogue.photos(ids)]
-        self.forget_photos(ids)
+        # the entry is written in the deletion's transaction: a kill between the two loses neither
+        self.forget_photos(ids, lambda connection, _ids: self._log_in(connection, kind, {**payload, "photos": photos}))
         self.save_index()
-        self._record(kind, {**payload, "photos": photos})
 
     def count_unembedded(self) -> int:
         """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
@@ -711,6 +716,10 @@ class Workspace:
     # -- casework ------------------------------------------------------------------------------
     def _record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
         return self.casework.record_event(kind, self.operator, payload, case_id)
+
+    def _log_in(self, connection: Connection, kind: str, payload: dict) -> None:
+        """An audit entry inside the caller's write transaction ``connection`` (committed with it)."""
+        self.casework.append_entry(connection, kind, self.operator, payload)
 
     def _record_model_in_use(self) -> None:
         """A model change (a gallery first opened with a model, or with another one) is logged."""

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 MAX_SQLITE_INTEGER = 2**63 - 1
 
+# ``record(connection, photo ids)``: run inside a write's own transaction (its audit entry), so that
+# the write and its record are committed together or not at all
+Record = Callable[[Connection, list[int]], None]
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
@@ -303,7 +307,7 @@ class Catalogue:
         photos: Sequence[NewPhoto],
         model_sha256: str,
         *,
-        record: Callable[[Connection, list[int]], None] | None = None,
+        record: Record | None = None,
     ) -> list[int]:
         """Insert photos with their embeddings and predicted attributes in one transaction. Bulk
         INSERTs (one executemany per table, the new ids read back by their unique sha256): ORM objects
@@ -369,9 +373,21 @@ class Catalogue:
         self._changed(ids)
         return list(ids)
 
-    def relocate_photo(self, photo_id: int, path: str, size_bytes: int, mtime_ns: int, source_folder: str) -> None:
-        """A known photo (same content) found at a new path, or with a new modification time."""
+    def relocate_photo(
+        self,
+        photo_id: int,
+        path: str,
+        size_bytes: int,
+        mtime_ns: int,
+        source_folder: str,
+        *,
+        record: Record | None = None,
+    ) -> None:
+        """A known photo (same content) found at a new path, or with a new modification time.
+        ``record(connection, [photo_id])`` runs in the same transaction (see :meth:`add_photos`)."""
         with self._begin() as session:
+            if record is not None:
+                session.connection(execution_options={"sqlite_immediate": True})
             session.execute(
                 update(Photo)
                 .where(Photo.id == photo_id)
@@ -379,12 +395,21 @@ class Catalogue:
                     path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, source_folder=source_folder, missing_since=None
                 )
             )
+            if record is not None:
+                record(session.connection(), [photo_id])
 
-    def delete_photos(self, photo_ids: Iterable[int]) -> None:
+    def delete_photos(self, photo_ids: Iterable[int], *, record: Record | None = None) -> None:
+        """Forget photos (their embeddings and attributes with them). ``record(connection, ids)`` runs
+        in the same transaction (the audit entry of a prune: the photos are forgotten with it or not
+        at all)."""
         ids = list(photo_ids)
         if ids:
             with self._begin() as session:
+                if record is not None:
+                    session.connection(execution_options={"sqlite_immediate": True})
                 session.execute(delete(Photo).where(Photo.id.in_(ids)))
+                if record is not None:
+                    record(session.connection(), ids)
             self._changed(ids)
 
     def mark_missing(self, photo_ids: Iterable[int]) -> None:

@@ -137,7 +137,9 @@ def test_a_rewrite_is_caught_against_the_head_a_report_printed(case, capsys, tmp
     head = text.split("Audit head at this report: ")[1].split(".")[0]
     assert "verified: the chain, and every case, search, result and review against its entry" in text
 
-    rewrite_chain_from(folder / "catalogue.sqlite3", 5, edit_first_review_note)  # entry 5: the first review
+    with sqlite3.connect(folder / "catalogue.sqlite3") as db:
+        review = db.execute("SELECT min(seq) FROM audit_log WHERE kind = 'review'").fetchone()[0]
+    rewrite_chain_from(folder / "catalogue.sqlite3", review, edit_first_review_note)
     assert cli(capsys, *data, "audit", "verify")[0] == 0  # consistent: the file alone cannot tell
     code, out, _ = cli(capsys, *data, "audit", "verify", "--against", head)
     assert code == 1 and "is not the given head: the log was rewritten" in out

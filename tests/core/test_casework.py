@@ -282,7 +282,7 @@ def test_gallery_and_model_changes_are_logged_by_the_workspace(open_workspace, m
     again = open_workspace(model=other_model)  # and again with it: no change, nothing logged
     entries = again.casework.audit_entries()
     assert [e.kind for e in entries] == [
-        "model", "import", "attribute correction", "attribute sheet", "remove folder", "model"
+        "model", "import batch", "import", "attribute correction", "attribute sheet", "remove folder", "model"
     ]  # fmt: skip
     by_kind = {e.kind: e for e in entries}
     assert by_kind["import"].payload["added"] == 4 and by_kind["import"].operator == "ana"

@@ -101,7 +101,11 @@ def test_replay_says_identical_then_what_changed(gallery, capsys, make_photos):
         recorded = workspace.casework.search(search_id).latest.candidates
         assert len(recorded) == 8 and all(c.thumbnail and len(c.photo_sha256) == 64 for c in recorded)
         kinds = [e.kind for e in workspace.casework.audit_entries()]
-    assert kinds[:3] == ["model", "import", "search"] and kinds[-2:] == ["import", "prune"]
+    assert kinds[:4] == ["model", "import batch", "import", "search"] and kinds[-3:] == [
+        "import batch",
+        "import",
+        "prune",
+    ]
 
 
 def test_gallery_changes_are_in_the_exported_log(gallery, capsys, tmp_path):

@@ -197,12 +197,21 @@ def count_photos(database: Path) -> int:
         return 0
 
 
+def logged(data: Path, kind: str) -> list[dict]:
+    with sqlite3.connect(data / "catalogue.sqlite3") as db:
+        rows = db.execute("SELECT payload_json FROM audit_log WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
+    return [json.loads(payload) for (payload,) in rows]
+
+
 @pytest.mark.slow
-def test_kill_9_during_import_loses_nothing(tmp_path, make_photos):
+def test_kill_9_during_import_loses_nothing_and_logs_every_committed_batch(tmp_path, make_photos):
     photos = make_photos(160)
     data = tmp_path / "data"
-    command = [sys.executable, "-m", "core.cli", "--data-dir", str(data), "import", str(photos[0].parent)]
-    env = {**os.environ, "SKETCHSEARCH_DEVICE": "cpu"}
+    key = tmp_path / "audit.key"
+    key.write_text("k" * 64)
+    base = [sys.executable, "-m", "core.cli", "--data-dir", str(data)]
+    command = base + ["import", str(photos[0].parent)]
+    env = {**os.environ, "SKETCHSEARCH_DEVICE": "cpu", "SKETCHSEARCH_AUDIT_KEY": str(key)}  # entries sealed
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while count_photos(data / "catalogue.sqlite3") < 32 and process.poll() is None and time.monotonic() < deadline:
@@ -212,12 +221,19 @@ def test_kill_9_during_import_loses_nothing(tmp_path, make_photos):
     process.wait()
     killed_at = count_photos(data / "catalogue.sqlite3")
     assert 0 < killed_at < 160
+    # every committed batch has its entry, written with it; the run never got to its own
+    assert sum(b["added"] for b in logged(data, "import batch")) == killed_at
+    assert logged(data, "import") == []
+    audit = subprocess.run(base + ["audit", "verify"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
 
     finished = subprocess.run(command + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     summary = json.loads(finished.stdout)
     assert summary["added"] + summary["unchanged"] == 160 and summary["failed"] == []
     assert summary["unchanged"] >= killed_at  # nothing committed before the kill is redone
+    assert sum(b["added"] for b in logged(data, "import batch")) == 160
+    assert [r["added"] for r in logged(data, "import")] == [160 - killed_at]
 
     with sqlite3.connect(data / "catalogue.sqlite3") as db:
         assert db.execute("SELECT count(*), count(DISTINCT sha256), count(DISTINCT path) FROM photos").fetchone() == (
@@ -226,12 +242,6 @@ def test_kill_9_during_import_loses_nothing(tmp_path, make_photos):
             160,
         )
         assert db.execute("SELECT status FROM import_runs ORDER BY id").fetchall() == [("interrupted",), ("done",)]
-    verify = subprocess.run(
-        [sys.executable, "-m", "core.cli", "--data-dir", str(data), "verify"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    for check in (["verify"], ["audit", "verify"]):
+        verify = subprocess.run(base + check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -126,7 +126,10 @@ def test_a_folder_name_that_is_not_utf8_is_logged_with_its_bytes_and_its_prune_t
     assert (code, out, err) == (0, "pruned 3 photo(s) whose files are gone\n", "")
 
     entries = audit_log(tmp_path / "data")
-    assert [kind for kind, _ in entries] == ["model", "import", "search", "attribute sheet", "import", "prune"]
+    kinds = [kind for kind, _ in entries]
+    assert kinds == ["model", "import batch", "import", "search", "attribute sheet", "import", "prune"]
+    batch = entries.pop(1)[1]  # the committed batch, with the run's number, before the run's own entry
+    assert (batch["import_id"], batch["added"], batch["ids"]) == (1, 3, [1, 3])
     assert entries[2][1]["query_name"] == f"{tmp_path}/caf\\xff/sub/person_0.jpg"  # the query's bytes are recorded
     del entries[2]
     first = entries[1][1]
