@@ -25,7 +25,7 @@ from core.model.network import Modality
 from training.config import FitConfig
 from training.data import by_modality
 from training.distractors import distractor_records
-from training.engine import load_target
+from training.engine import prepare_data
 from training.evaluate import DISTRACTOR_LABEL, embed_records, identity_labels, ranking_figures
 from training.rerank import RerankSettings, neighbours, rerank
 
@@ -50,7 +50,11 @@ def embed(model: InferenceModel, records, modality: Modality) -> np.ndarray:
 
 def screen_split(model_dir: Path, root: Path, split: int, distractors) -> dict:
     model = InferenceModel(model_dir)
-    data = load_target(FitConfig(out="", root=str(root), dataset="pku", split=split), model.manifest.attribute_schema)
+    data = prepare_data(FitConfig(out="", root=str(root), dataset="pku", split=split), model.manifest.attribute_schema)
+    recorded = ((model.manifest.provenance or {}).get("data") or {}).get("validation_identities")
+    carved = sorted(i for _, i in {r.key for r in data.validation})
+    if recorded and sorted(recorded) != carved:  # settings must be chosen on the model's own validation people
+        raise SystemExit(f"{model_dir}: its validation people are not the ones carved here ({recorded} vs {carved})")
     extra = embed_records(model, distractors, Modality.PHOTO).embeddings.astype(np.float64)
     extra_ids = [DISTRACTOR_LABEL] * len(extra)
 

@@ -87,7 +87,9 @@ class CaseworkStore:
                 {"n": number, "t": title, "o": operator, "notes": notes, "at": now},
             ).scalar_one()
             payload = {"number": number, "title": title, "operator": operator, "notes": notes}
-            self.append_entry(c, "case opened", operator, payload | {"bound_rows": binding.bind(c, cases=[case_id])}, case_id)
+            self.append_entry(
+                c, "case opened", operator, payload | {"bound_rows": binding.bind(c, cases=[case_id])}, case_id
+            )
         return self.case(number)
 
     def _case_row(self, c: Connection, number: str):
@@ -156,7 +158,9 @@ class CaseworkStore:
                 {"t": new_title, "n": new_notes, "i": info.id},
             )
             payload = {"number": number, "title": new_title, "notes": new_notes}
-            self.append_entry(c, "case edited", operator, payload | {"bound_rows": binding.bind(c, cases=[info.id])}, info.id)
+            self.append_entry(
+                c, "case edited", operator, payload | {"bound_rows": binding.bind(c, cases=[info.id])}, info.id
+            )
         return self.case(number)
 
     # -- searches ------------------------------------------------------------------------------

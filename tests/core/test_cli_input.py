@@ -53,7 +53,9 @@ def test_top_is_capped_with_a_warning_and_must_be_positive(tmp_path, capsys, mak
     assert err == f"warning: --top 99999999999999999999: at most {MAX_TOP_K} candidates per sketch are kept\n"
     assert cli(capsys, *data, "audit", "export", tmp_path / "log.json")[0] == 0
     entries = json.loads((tmp_path / "log.json").read_text())["entries"]
-    assert [json.loads(e["payload_json"])["top_k"] for e in entries if e["kind"] == "search"] == [MAX_TOP_K]  # what ran is recorded
+    assert [json.loads(e["payload_json"])["top_k"] for e in entries if e["kind"] == "search"] == [
+        MAX_TOP_K
+    ]  # what ran is recorded
     for top in ("0", "-5"):
         one_line_error(*cli(capsys, *data, "search", photos[0], "--top", top), "--top must be at least 1")
 
