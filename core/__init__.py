@@ -11,3 +11,10 @@ import os
 # when idle and keep that from happening. Set before torch or FAISS load their OpenMP runtime; a
 # value the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Offline and private: ONNX Runtime 1.32 writes a device id and usage events under
+# ~/.cache/Microsoft/DeveloperTools on import unless told not to (it reads this when its native
+# module loads), and Ray reports usage statistics unless this is 0. Forced, not defaulted: the
+# program's promise is that nothing about its use leaves or is kept outside the data folder.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"

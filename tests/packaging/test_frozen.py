@@ -18,8 +18,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run_frozen(*args, cwd: Path, runtime: str = "auto") -> subprocess.CompletedProcess:
+def run_frozen(*args, cwd: Path, runtime: str = "auto", home: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.pop("ORT_DISABLE_TELEMETRY", None)  # the bundle must switch telemetry off itself
+    if home is not None:
+        env["HOME"] = str(home)
     env["QT_QPA_PLATFORM"] = "offscreen"
     env["SKETCHSEARCH_RUNTIME"] = runtime
     return subprocess.run([str(FROZEN), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
@@ -32,8 +35,11 @@ def test_frozen_import_search_verify(tmp_path, make_photos):
     assert imported.returncode == 0, imported.stderr
     assert json.loads(imported.stdout)["added"] == 5
 
-    found = run_frozen("--data-dir", data, "search", photos[2], "--top", "3", "--json", cwd=tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    found = run_frozen("--data-dir", data, "search", photos[2], "--top", "3", "--json", cwd=tmp_path, home=home)
     assert found.returncode == 0, found.stderr
+    assert list(home.rglob("*")) == []  # no telemetry of the runtime under the user's home
     (result,) = json.loads(found.stdout)
     assert [c["rank"] for c in result["candidates"]] == [1, 2, 3]
     # the bundle computes what the source install computes, on the same catalogue
