@@ -101,9 +101,12 @@ def run_self_test(args) -> int:
             )
             if window.workspace is None:
                 raise RuntimeError(window.last_error)
-            print(f"model loaded: {window.model_label.text()} on {window.device_label.text()}", flush=True)
+            print(
+                f"model loaded: {window.status_bar.model_label.text()} on {window.status_bar.device_label.text()}",
+                flush=True,
+            )
 
-            dialog = window.start_import([gallery])
+            dialog = window.gallery_jobs.start_import([gallery])
             wait_until(app, lambda: not dialog.running(), TIMEOUT_S, "the import", errors)
             if dialog.summary is None or dialog.summary.added != 6:
                 raise RuntimeError(f"import: {dialog.error or dialog.counts.text()}")
@@ -123,7 +126,7 @@ def run_self_test(args) -> int:
                 raise RuntimeError(f"search: {window.last_error}")
             if window.candidates.total() != 6:
                 raise RuntimeError(f"expected 6 candidates, got {window.candidates.total()}")
-            print(f"search: {window.search_state.text()}")
+            print(f"search: {window.grid.search_state.text()}")
         except Exception as exc:  # noqa: BLE001 - any failure is reported as one line
             print(f"self-test failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1

@@ -94,7 +94,9 @@ def open_window(data_dir: Path, settings_dir: Path) -> tuple[dict[str, float], o
     stamps["window shown"] = time.perf_counter() - start
     wait_until(app, lambda: window.workspace is not None)
     stamps["workspace ready (catalogue, index, network)"] = time.perf_counter() - start
-    wait_until(app, lambda: window.gallery_label.text().startswith("Gallery: ") and window.runner.active() == 0)
+    wait_until(
+        app, lambda: window.status_bar.gallery_label.text().startswith("Gallery: ") and window.runner.active() == 0
+    )
     stamps["usable (statistics, folders, unindexed count shown)"] = time.perf_counter() - start
     return stamps, app, window
 

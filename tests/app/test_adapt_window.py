@@ -22,7 +22,7 @@ def wait_for_model(qtbot, window, sha256: str) -> None:
 
 def wait_indexed(qtbot, window) -> None:
     def indexed():
-        dialog = window._job_dialog
+        dialog = window.gallery_jobs.job_dialog
         return dialog is None or not dialog.running()
 
     qtbot.waitUntil(indexed, timeout=120000)
@@ -32,7 +32,7 @@ def wait_indexed(qtbot, window) -> None:
 def test_adapt_in_the_background_then_use_the_new_model(qtbot, make_window, own_gallery_workspace):
     window = make_window(own_gallery_workspace)
     base_sha = own_gallery_workspace.model.sha256
-    dialog = window.adapt_to_gallery(QUICK)
+    dialog = window.model_switcher.adapt_to_gallery(QUICK)
     assert dialog.running()
     draw_figure_strokes(qtbot, window.canvas)  # a search on the current model while it trains
     wait_for_results(qtbot, window)
@@ -47,13 +47,13 @@ def test_adapt_in_the_background_then_use_the_new_model(qtbot, make_window, own_
     wait_for_model(qtbot, window, manifest.weights_sha256)
     wait_indexed(qtbot, window)  # every photo embedded again for the adapted model
     assert window.settings.value("model_dir") == str(dialog.out)
-    assert "adapted" in window.model_label.text()
+    assert "adapted" in window.status_bar.model_label.text()
 
 
 def test_cancel_then_adapt_again_resumes(qtbot, make_window, own_gallery_workspace):
     window = make_window(own_gallery_workspace)
     settings = AdaptSettings(epochs=2, batch=4, probe=8)
-    dialog = window.adapt_to_gallery(settings)
+    dialog = window.model_switcher.adapt_to_gallery(settings)
     qtbot.waitUntil(lambda: dialog.progress.value() >= 1, timeout=120000)  # a step done
     dialog.cancel()
     qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
@@ -61,7 +61,7 @@ def test_cancel_then_adapt_again_resumes(qtbot, make_window, own_gallery_workspa
     work = [p for p in models_dir(own_gallery_workspace.data_dir).iterdir() if p.name.endswith(".adapt")]
     assert len(work) == 1 and (work[0] / "state.pt").is_file()
     dialog.close()
-    again = window.adapt_to_gallery(settings)
+    again = window.model_switcher.adapt_to_gallery(settings)
     seen = []
     again.task.signals.progress.connect(lambda p: seen.append((p.epoch, p.step)))
     qtbot.waitUntil(lambda: not again.running(), timeout=180000)

@@ -23,11 +23,11 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     workspace = Workspace(tmp_path / "data", model=inference_model)
     assert workspace.import_paths([gallery_dir]).added == GALLERY_SIZE
     window = make_window(workspace)
-    assert window.case_label.text() == "No case"
+    assert window.status_bar.case_label.text() == "No case"
 
     window.recorder.new_case("2026-0077", "Station assault", "ana", "witness sketch")
     qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
-    assert window.case_label.text() == "Case 2026-0077" and "2026-0077" in window.windowTitle()
+    assert window.status_bar.case_label.text() == "Case 2026-0077" and "2026-0077" in window.windowTitle()
     assert workspace.operator == "ana"
 
     draw_figure_strokes(qtbot, window.canvas)  # one burst of two strokes
@@ -42,22 +42,22 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     assert np.array_equal(seen, window.document.to_array())  # the pixels the model was given
 
     first, second = window.candidates.candidate(0), window.candidates.candidate(1)
-    window.view.setCurrentIndex(window.candidates.index(0))
-    window.possible_action.trigger()
-    assert window.review_row(1, ReviewMark.EXCLUDED, "taller than described")
+    window.grid.view.setCurrentIndex(window.candidates.index(0))
+    window.menus.possible_action.trigger()
+    assert window.case_controls.review_row(1, ReviewMark.EXCLUDED, "taller than described")
     qtbot.waitUntil(lambda: len(window.candidates.marks) == 2, timeout=10000)
     assert window.candidates.data(window.candidates.index(0), MarkRole) == ReviewMark.POSSIBLE
     assert "excluded" in window.candidates.data(window.candidates.index(1))
 
-    window.mark_filter.setCurrentIndex(1)  # possible leads
+    window.grid.mark_filter.setCurrentIndex(1)  # possible leads
     assert [c.photo_id for c in window.candidates.candidates] == [first.photo_id]
-    window.mark_filter.setCurrentIndex(2)  # excluded
+    window.grid.mark_filter.setCurrentIndex(2)  # excluded
     assert [c.photo_id for c in window.candidates.candidates] == [second.photo_id]
-    window.mark_filter.setCurrentIndex(3)  # not reviewed
+    window.grid.mark_filter.setCurrentIndex(3)  # not reviewed
     assert window.candidates.total() == GALLERY_SIZE - 2
-    window.mark_filter.setCurrentIndex(0)
+    window.grid.mark_filter.setCurrentIndex(0)
 
-    window.top_k.setValue(5)  # a re-rank: a revision of the same search, not a new one
+    window.grid.top_k.setValue(5)  # a re-rank: a revision of the same search, not a new one
     qtbot.waitUntil(lambda: len(workspace.casework.search(search_id).revisions) == 2, timeout=20000)
     assert len(workspace.casework.searches_of_case(case.id)) == 1
     assert workspace.casework.search(search_id).latest.top_k == 5
@@ -91,7 +91,7 @@ def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, 
     workspace.import_paths([gallery_dir])
     window = make_window(workspace)
 
-    window.import_scan(tmp_path / "scan.jpg")
+    window.sketch_files.import_scan(tmp_path / "scan.jpg")
     qtbot.waitUntil(lambda: window.document.background is not None, timeout=10000)
     draw_stroke(qtbot, window.canvas, [(100, 100), (120, 160)])  # drawn over it
     qtbot.waitUntil(lambda: window.recorder.current_search_id() is not None, timeout=30000)

@@ -85,17 +85,17 @@ def test_an_empty_gallery_says_what_to_do_with_the_button_there(
     from app.self_test import write_figures
 
     window = make_window(open_workspace())
-    qtbot.waitUntil(window.gallery_is_empty, timeout=10000)
-    assert window.empty_import_button.isVisible() and window.empty_import_button.isEnabled()
-    assert not window.view.isVisible()
+    qtbot.waitUntil(window.grid.gallery_is_empty, timeout=10000)
+    assert window.grid.empty_import_button.isVisible() and window.grid.empty_import_button.isEnabled()
+    assert not window.grid.view.isVisible()
 
     folder = write_figures(tmp_path / "first photos", 2)[0].parent
     # the user picks the folder in the (native) folder dialog
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
-    qtbot.mouseClick(window.empty_import_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not window.gallery_is_empty(), timeout=60000)
-    assert window.view.isVisible() and window.gallery_label.text() == "Gallery: 2 photo(s)"
-    window._job_dialog.close()
+    qtbot.mouseClick(window.grid.empty_import_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not window.grid.gallery_is_empty(), timeout=60000)
+    assert window.grid.view.isVisible() and window.status_bar.gallery_label.text() == "Gallery: 2 photo(s)"
+    window.gallery_jobs.job_dialog.close()
 
 
 def test_candidate_cards_name_the_photo_and_tooltips_say_where_values_come_from(qtbot, window):
@@ -126,8 +126,10 @@ def test_candidate_cards_name_the_photo_and_tooltips_say_where_values_come_from(
     assert "imported (who and when were not recorded)" in tooltip
 
     # the card's three lines fit under the thumbnail in the grid, at the window's font
-    grid = window.view.gridSize()
-    text = window.view.fontMetrics().boundingRect(QRect(0, 0, grid.width(), 1000), Qt.TextWordWrap, model.data(index))
+    grid = window.grid.view.gridSize()
+    text = window.grid.view.fontMetrics().boundingRect(
+        QRect(0, 0, grid.width(), 1000), Qt.TextWordWrap, model.data(index)
+    )
     assert text.width() <= grid.width() and THUMB_SIZE.height() + text.height() <= grid.height()
 
 
@@ -138,7 +140,7 @@ def test_quitting_asks_before_an_unsaved_drawing_is_lost(qtbot, window, tmp_path
     assert not window.close()  # Ctrl+Q is the quit action, which closes the window
     assert window.isVisible() and len(asked) == 1 and "quitting" in asked[0]
 
-    assert window.save_sketch(tmp_path / "kept.json")  # once saved, nothing is lost: no question
+    assert window.sketch_files.save_sketch(tmp_path / "kept.json")  # once saved, nothing is lost: no question
     assert window.close() and len(asked) == 1
 
 
@@ -146,7 +148,7 @@ def test_quitting_with_discard_closes(qtbot, window):
     asked: list[str] = []
     draw_stroke(qtbot, window.canvas, [(100, 100), (140, 300)])
     answer_next_question(qtbot, QMessageBox.Discard, asked)
-    window.quit_action.trigger()
+    window.menus.quit_action.trigger()
     assert len(asked) == 1 and not window.isVisible()
 
 
@@ -155,13 +157,16 @@ def test_opening_a_scan_or_sketch_asks_before_replacing_the_drawing(qtbot, windo
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: opened.append(args) or ("", ""))
     draw_stroke(qtbot, window.canvas, [(100, 100), (140, 300)])
     strokes = list(window.document.strokes)
-    for action, doing in ((window.import_sketch_action, "importing a scan"), (window.open_sketch_action, "opening")):
+    for action, doing in (
+        (window.menus.import_sketch_action, "importing a scan"),
+        (window.menus.open_sketch_action, "opening"),
+    ):
         asked: list[str] = []
         answer_next_question(qtbot, QMessageBox.Cancel, asked)
         action.trigger()
         assert len(asked) == 1 and doing in asked[0]
     assert opened == [] and window.document.strokes == strokes  # cancelled: no file dialog, nothing replaced
-    assert window.import_sketch_action.shortcut().toString() == "Ctrl+O"
+    assert window.menus.import_sketch_action.shortcut().toString() == "Ctrl+O"
 
 
 def test_quitting_does_not_wait_for_running_work(qtbot, window):
@@ -214,15 +219,15 @@ def test_save_dialog_opens_in_documents_then_in_the_last_folder_used(qtbot, wind
 
     documents = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
     expected = documents if documents and Path(documents).is_dir() else str(Path.home())
-    assert window.sketch_folder() == expected
+    assert window.sketch_files.sketch_folder() == expected
     draw_figure_strokes(qtbot, window.canvas)
     (tmp_path / "case").mkdir()
-    assert window.save_sketch(tmp_path / "case" / "suspect.json")
-    assert window.sketch_folder() == str(tmp_path / "case")
+    assert window.sketch_files.save_sketch(tmp_path / "case" / "suspect.json")
+    assert window.sketch_files.sketch_folder() == str(tmp_path / "case")
 
     suggested = []
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda _w, _t, path, _f: suggested.append(path) or ("", ""))
-    window.save_sketch_action.trigger()
+    window.menus.save_sketch_action.trigger()
     assert suggested == [str(tmp_path / "case" / "sketch.json")]
 
 
@@ -236,14 +241,14 @@ def test_file_menu_imports_a_sheet_keyed_by_person(qtbot, make_window, open_work
     workspace = open_workspace()
     workspace.import_paths([folder])
     window = make_window(workspace)
-    assert window.import_attributes_action in window.menuBar().actions()[0].menu().actions()
+    assert window.menus.import_attributes_action in window.menuBar().actions()[0].menu().actions()
     sheet = tmp_path / "people.csv"
     sheet.write_text("id,gender\n0012,female\n0047,male\n")
 
-    window.import_attribute_sheet(sheet, "id", "([0-9]+")  # the command line's error, in the window
+    window.gallery_jobs.import_attribute_sheet(sheet, "id", "([0-9]+")  # the command line's error, in the window
     qtbot.waitUntil(lambda: "not a regular expression" in window.last_error, timeout=10000)
 
-    window.import_attribute_sheet(sheet, "id", r"^(\d+)_")
+    window.gallery_jobs.import_attribute_sheet(sheet, "id", r"^(\d+)_")
     qtbot.waitUntil(lambda: "Set 3 attribute value(s)" in window.statusBar().currentMessage(), timeout=10000)
     records = {Path(r.path).name: r.attributes["gender"] for r in map(workspace.photo, workspace.photo_ids())}
     assert {n: (a.value, a.source) for n, a in records.items()} == {

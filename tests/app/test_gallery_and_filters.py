@@ -27,7 +27,7 @@ def test_filters_narrow_the_grid_without_re_embedding(qtbot, make_window, own_ga
     window.filters.set_filter("gender", "female")
     wait_for_results(qtbot, window, 3)
     assert {c.photo_id for c in window.candidates.candidates} == women
-    assert "filtered" in window.search_state.text()
+    assert "filtered" in window.grid.search_state.text()
     first = window.candidates.index(0)
     assert "female" in window.candidates.data(first)  # a manual value, shown without "~"
     assert "<b>female</b>" in window.candidates.data(first, Qt.ToolTipRole)
@@ -36,7 +36,7 @@ def test_filters_narrow_the_grid_without_re_embedding(qtbot, make_window, own_ga
     wait_for_results(qtbot, window, GALLERY_SIZE - 3)
     window.filters.reset()
     wait_for_results(qtbot, window, GALLERY_SIZE)
-    window.top_k.setValue(2)
+    window.grid.top_k.setValue(2)
     wait_for_results(qtbot, window, 2)
     assert embedded == []  # filters and K re-rank the kept embedding
 
@@ -111,7 +111,7 @@ def test_import_dialog_imports_a_folder_and_reports_a_bad_file(qtbot, make_windo
     workspace = open_workspace()
     window = make_window(workspace)
 
-    dialog = window.start_import([folder])
+    dialog = window.gallery_jobs.start_import([folder])
     qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
     summary = dialog.summary
     assert summary.added == 3 and not summary.cancelled
@@ -123,10 +123,10 @@ def test_import_dialog_imports_a_folder_and_reports_a_bad_file(qtbot, make_windo
     tree = window.gallery.tree
     qtbot.waitUntil(lambda: tree.topLevelItemCount() == 1 and tree.topLevelItem(0).text(1) == "3", timeout=10000)
     assert tree.topLevelItem(0).text(0) == str(folder)
-    qtbot.waitUntil(lambda: window.gallery_label.text() == "Gallery: 3 photo(s)", timeout=10000)
+    qtbot.waitUntil(lambda: window.status_bar.gallery_label.text() == "Gallery: 3 photo(s)", timeout=10000)
     dialog.close()
 
-    window.remove_folder(str(folder))
+    window.gallery_jobs.remove_folder(str(folder))
     qtbot.waitUntil(lambda: tree.topLevelItemCount() == 0, timeout=10000)
     assert workspace.catalogue.count_photos() == 0
 
@@ -143,8 +143,8 @@ def test_a_gallery_imported_with_another_model_is_indexed_on_opening(
     workspace = open_workspace(tmp_path / "data", model=other_model)
     window = make_window(workspace)
 
-    qtbot.waitUntil(lambda: isinstance(window._job_dialog, IndexingDialog), timeout=10000)
-    dialog = window._job_dialog
+    qtbot.waitUntil(lambda: isinstance(window.gallery_jobs.job_dialog, IndexingDialog), timeout=10000)
+    dialog = window.gallery_jobs.job_dialog
     assert "indexing 4 photo(s)" in dialog.heading.text()
     qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
     assert dialog.summary.updated == 4 and not dialog.summary.failed
@@ -174,10 +174,10 @@ def test_cancelling_an_import_reports_it(qtbot, make_window, open_workspace, tmp
 
 
 def test_status_bar_names_model_device_and_gallery(qtbot, window):
-    assert window.model_label.text().startswith("Model: ")
+    assert window.status_bar.model_label.text().startswith("Model: ")
     # the device and the runtime the loaded model runs on (this fixture's model has no ONNX export)
-    assert window.workspace.model.runtime == "torch" and window.device_label.text() == "CPU · PyTorch"
-    qtbot.waitUntil(lambda: window.gallery_label.text().startswith("Gallery: "), timeout=10000)
+    assert window.workspace.model.runtime == "torch" and window.status_bar.device_label.text() == "CPU · PyTorch"
+    qtbot.waitUntil(lambda: window.status_bar.gallery_label.text().startswith("Gallery: "), timeout=10000)
 
 
 def test_a_damaged_thumbnail_keeps_its_placeholder_without_an_unexpected_error(

@@ -43,7 +43,7 @@ def test_an_empty_gallery_says_there_is_nothing_to_search(qtbot, make_window, in
     with Workspace(tmp_path / "empty", model=inference_model) as workspace:
         window = make_window(workspace)
         draw_figure_strokes(qtbot, window.canvas)
-        qtbot.waitUntil(lambda: "Nothing to search" in window.search_state.text(), timeout=30000)
-        assert "no photos" in window.search_state.text()
+        qtbot.waitUntil(lambda: "Nothing to search" in window.grid.search_state.text(), timeout=30000)
+        assert "no photos" in window.grid.search_state.text()
         window.document.undo_stack.setClean()  # the test's drawing is not work to save
         window.close()

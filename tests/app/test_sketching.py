@@ -23,7 +23,7 @@ def test_strokes_drawn_with_the_mouse_fill_the_candidate_grid(qtbot, window):
     assert window.candidates.data(first).startswith("#1 · score ")
     photo_id = candidates[0].photo_id
     qtbot.waitUntil(lambda: photo_id in window.thumbnails._pixmaps, timeout=10000)  # decoded off the GUI thread
-    assert "candidate" in window.search_state.text()
+    assert "candidate" in window.grid.search_state.text()
 
 
 def test_query_image_holds_the_strokes(qtbot, window):
@@ -41,9 +41,9 @@ def test_undo_and_redo_with_the_keyboard(qtbot, window):
     assert len(window.document.strokes) == 1
     qtbot.keyClick(window.canvas, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
     assert len(window.document.strokes) == 2
-    window.clear_action.trigger()
+    window.menus.clear_action.trigger()
     assert window.document.is_empty()
-    window.undo_action.trigger()
+    window.menus.undo_action.trigger()
     assert len(window.document.strokes) == 2
     wait_for_results(qtbot, window, GALLERY_SIZE)  # undo searches again
 
@@ -112,12 +112,12 @@ def test_save_and_reopen_a_sketch(qtbot, window, tmp_path):
     draw_figure_strokes(qtbot, window.canvas)
     before = window.document.to_array()
     strokes = [s.to_json() for s in window.document.strokes]
-    assert window.save_sketch(tmp_path / "suspect.json")
+    assert window.sketch_files.save_sketch(tmp_path / "suspect.json")
     assert (tmp_path / "suspect.json").is_file() and (tmp_path / "suspect.png").is_file()
-    window.clear_action.trigger()
+    window.menus.clear_action.trigger()
     assert window.document.is_empty()
 
-    assert window.open_sketch(tmp_path / "suspect.png")  # the picture's vectors beside it are found
+    assert window.sketch_files.open_sketch(tmp_path / "suspect.png")  # the picture's vectors beside it are found
     assert [s.to_json() for s in window.document.strokes] == strokes
     assert np.array_equal(window.document.to_array(), before)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "suspect.png").convert("RGB")), before)
@@ -125,7 +125,7 @@ def test_save_and_reopen_a_sketch(qtbot, window, tmp_path):
 
 def test_opening_a_broken_sketch_shows_a_message(qtbot, window, tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
-    assert not window.open_sketch(tmp_path / "broken.json")
+    assert not window.sketch_files.open_sketch(tmp_path / "broken.json")
     assert "broken.json" in window.last_error and "cannot open the sketch" in window.last_error
 
 
@@ -138,7 +138,7 @@ def test_imported_scan_becomes_the_background(qtbot, window, tmp_path):
     draw.line([270, 480, 260, 620], fill=110, width=6)
     page.save(tmp_path / "scan.jpg")
 
-    window.import_scan(tmp_path / "scan.jpg")
+    window.sketch_files.import_scan(tmp_path / "scan.jpg")
     qtbot.waitUntil(lambda: window.document.background is not None, timeout=10000)
     background = window.document.background
     height, width = background.shape
@@ -175,4 +175,4 @@ def test_searches_wait_for_the_workspace_and_errors_reach_the_user(qtbot, make_w
     window.live.where = {"no_such_attribute": "x"}
     window.live.rerank()
     qtbot.waitUntil(lambda: "no_such_attribute" in window.last_error, timeout=10000)
-    assert window.search_state.text() == "Search failed"
+    assert window.grid.search_state.text() == "Search failed"

@@ -16,12 +16,12 @@ def test_a_gallery_that_cannot_be_opened_is_reported_and_the_window_keeps_workin
     window = MainWindow(LaunchOptions(data_dir=not_a_folder, device="cpu"), settings)
     qtbot.addWidget(window)
     window.show()
-    assert window.model_label.text() == "Loading model…"  # the window is up before the model
+    assert window.status_bar.model_label.text() == "Loading model…"  # the window is up before the model
     draw_stroke(qtbot, window.canvas, [(100, 100), (140, 300)])  # drawing works meanwhile
     qtbot.waitUntil(lambda: bool(window.last_error), timeout=60000)
     assert str(not_a_folder) in window.last_error and "could not be opened" in window.last_error
-    assert window.workspace is None and window.model_label.text() == "No model loaded"
-    assert not window.import_folder_action.isEnabled()
+    assert window.workspace is None and window.status_bar.model_label.text() == "No model loaded"
+    assert not window.menus.import_folder_action.isEnabled()
     window.document.undo_stack.setClean()  # the test's stroke is not work to save
     window.close()
 
@@ -38,7 +38,7 @@ def test_preferences_round_trip(settings):
 
 
 def test_top_k_is_remembered(qtbot, window, settings):
-    window.top_k.setValue(7)
+    window.grid.top_k.setValue(7)
     window.close()
     assert int(settings.value("top_k")) == 7
 

@@ -1,0 +1,67 @@
+"""The window's status bar: beside the passing messages, what searches run against right now: the
+case they are recorded under, the model, the device and runtime it runs on, and the gallery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+
+from core.casework.records import CaseInfo
+
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
+LOADING_MODEL = "Loading model…"
+
+
+def describe_model(info) -> str:
+    provenance = info.provenance or {}
+    kind = provenance.get("kind") or ("trained" if provenance.get("data") else "")
+    return f"{info.name}" + (f" ({kind})" if kind else "")
+
+
+def describe_device(device: str) -> str:
+    return "GPU" + (f" ({device})" if device != "cuda" else "") if device.startswith("cuda") else "CPU"
+
+
+class WindowStatusBar(QStatusBar):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.model_label = QLabel(LOADING_MODEL)
+        self.device_label = QLabel("")
+        self.gallery_label = QLabel("")
+        self.case_label = QLabel("")
+        self.show_case(None)
+        for label in (self.case_label, self.model_label, self.device_label, self.gallery_label):
+            label.setContentsMargins(6, 0, 6, 0)
+            self.addPermanentWidget(label)
+
+    def show_model_loading(self) -> None:
+        self.model_label.setText(LOADING_MODEL)
+
+    def show_no_model(self) -> None:
+        self.model_label.setText("No model loaded")
+
+    def show_model(self, info) -> None:
+        self.model_label.setText(f"Model: {describe_model(info)}")
+        self.model_label.setToolTip(
+            "\n".join(f"{k}: {v}" for k, v in (info.provenance or {}).items()) + f"\nsha256: {info.sha256}"
+        )
+        runtime = RUNTIME_NAMES.get(info.runtime)
+        self.device_label.setText(describe_device(info.device) + (f" · {runtime}" if runtime else ""))
+
+    def show_gallery(self, stats, data_dir: Path | None) -> None:
+        text = f"Gallery: {stats.photos} photo(s)"
+        if stats.missing:
+            text += f", {stats.missing} missing"
+        self.gallery_label.setText(text)
+        self.gallery_label.setToolTip(f"{stats.indexed} indexed · data folder {data_dir}" if data_dir else "")
+
+    def show_case(self, case: CaseInfo | None) -> None:
+        if case is None:
+            self.case_label.setText("No case")
+            self.case_label.setToolTip("Searches are recorded under 'no case'. Case → New case… or Open case…")
+        else:
+            self.case_label.setText(f"Case {case.number}")
+            self.case_label.setToolTip(
+                f"{case.title}\noperator {case.operator}\nopened {case.opened_at:%Y-%m-%d %H:%M}"
+            )
