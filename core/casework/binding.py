@@ -173,6 +173,6 @@ def _describe(table_name: str, key: str) -> str:
         "cases": f"case row {key}",
         "searches": f"search {key}",
         "search_revisions": f"search revision row {key}",
-        "search_results": f"the results of search revision row {key}",
+        "search_results": f"the ranking stored for search revision row {key}",
         "reviews": f"review {key}",
     }[table_name]
