@@ -42,9 +42,9 @@ from app.live_search import LiveSearch
 from app.settings import MAX_TOP_K, Preferences, SettingsDialog
 from app.strokes import SketchDocument
 from app.workers import TaskRunner
-from core.attribute_sheet import DEFAULT_ID_PATTERN, sheet_key_column
 from core.casework.records import ReviewMark
 from core.casework.weak import weak_result_warning
+from core.gallery.attribute_sheet import DEFAULT_ID_PATTERN, sheet_key_column
 from core.model.loading import installed
 
 log = logging.getLogger(__name__)
@@ -938,7 +938,7 @@ class MainWindow(QMainWindow):
 
     # -- settings and errors -----------------------------------------------------------------
     def edit_settings(self) -> None:
-        from core.paths import default_data_dir
+        from core.common.paths import default_data_dir
 
         default = default_data_dir()
         in_use = Path(self.workspace.data_dir if self.workspace is not None else (self._data_dir() or default))

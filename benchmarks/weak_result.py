@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from core.casework.weak import weak_result_reasons
+from core.common.paths import default_model_dir
 from core.model.loading import load_model
 from core.model.network import Modality
-from core.paths import default_model_dir
 from training.data import pku_sketch, read_rgb
 
 
