@@ -1,6 +1,7 @@
 """Embedding a gallery on a Ray cluster: Ray Data spreads the image files over workers, each worker
 loads the model once, reads, hashes, decodes and embeds its files (on its GPU where it has one),
-and the rows are written as Parquet shards (``core.gallery.shards``) for ``sketchsearch import-embeddings``.
+and the rows are written as Parquet shards (``core.gallery.shards``) for
+``sketchsearch import-embeddings``.
 
 Without an address a local Ray instance is started, so the same job runs on one machine. Ray and
 pyarrow come with the optional ``cluster`` extra and are imported only here, when a job runs: the

@@ -2,10 +2,11 @@
 batches as an import (photos, embeddings and predicted attributes of a batch in one transaction,
 then added to the index), logged as an import run, with failures recorded with their reasons.
 
-Every row of every shard is checked before anything is stored (``core.gallery.shards.check_rows``): one bad
-row refuses the ingest. Each committed batch writes its audit entry (``import embeddings batch``:
-the shard, its rows, the photos added) in its own transaction, so that after a ``kill -9`` the log
-holds exactly what was committed; a batch never spans two shards.
+Every row of every shard is checked before anything is stored
+(``core.gallery.shards.check_rows``): one bad row refuses the ingest. Each committed batch writes
+its audit entry (``import embeddings batch``: the shard, its rows, the photos added) in its own
+transaction, so that after a ``kill -9`` the log holds exactly what was committed; a batch never
+spans two shards.
 
 A photo is identified by its content's sha256, so ingesting the same shards again adds nothing,
 and a photo already catalogued by a normal import is not added twice."""
