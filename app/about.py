@@ -6,7 +6,7 @@ from html import escape
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from core.types import ModelInfo
+from core.common.types import ModelInfo
 from core.workspace import app_version
 
 

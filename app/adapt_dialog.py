@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 
 from app.job_dialog import CancellableJobDialog
 from app.workers import Cancelled, Task, TaskRunner
+from core.common.private_files import make_private_folder
 from core.model.registry import InstalledModel, installed_models, models_dir
-from core.private_files import make_private_folder
 
 
 def adapted_folder(data_dir: Path, base_sha256: str, photos_sha256: str) -> Path:

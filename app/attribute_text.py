@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from html import escape
 
-from core.types import AttributeSource, AttributeValue
+from core.common.types import AttributeSource, AttributeValue
 
 # What an investigator scans a grid for first; other attributes fill the caption when these are unknown.
 CAPTION_ATTRIBUTES = ("gender", "upper_color", "lower_color", "hat", "backpack", "bag")

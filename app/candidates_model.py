@@ -13,8 +13,8 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from app.attribute_text import attributes_html, caption, format_attribute, value_label  # noqa: F401 - re-exported
 from app.workers import TaskRunner
 from core.casework.records import ReviewMark
-from core.errors import ImageLoadError
-from core.types import AttributeValue, Candidate
+from core.common.errors import ImageLoadError
+from core.common.types import AttributeValue, Candidate
 
 PAGE = 24
 THUMB_SIZE = QSize(100, 200)

@@ -231,7 +231,7 @@ class ComparisonDialog(QDialog):
         workspace, photo_id = self.workspace, candidate.photo_id
 
         def load(task):
-            from core.imaging import load_rgb
+            from core.common.imaging import load_rgb
 
             record = workspace.photo(photo_id)
             try:

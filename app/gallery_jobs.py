@@ -13,7 +13,7 @@ from app.controller import WindowController
 from app.import_dialog import GalleryJobDialog, ImportDialog, IndexingDialog
 from app.sketch_files import last_used_folder
 from app.workers import TaskRunner
-from core.attribute_sheet import DEFAULT_ID_PATTERN, sheet_key_column
+from core.gallery.attribute_sheet import DEFAULT_ID_PATTERN, sheet_key_column
 
 STILL_OPENING = "The gallery is still opening; try again in a moment."
 

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.types import FolderSummary
+from core.common.types import FolderSummary
 
 
 class GalleryPanel(QWidget):

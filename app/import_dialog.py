@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from app.job_dialog import CancellableJobDialog
 from app.workers import Task, TaskRunner
-from core.types import ImportSummary
+from core.common.types import ImportSummary
 
 
 def summary_text(summary: ImportSummary) -> str:

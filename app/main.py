@@ -7,10 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from core import environment
-from core.cli import COMMANDS as HEADLESS_COMMANDS  # light: core.cli loads torch only when a command runs
-from core.cli import EXIT_ERROR, Parser
-from core.errors import SketchSearchError
+from core.cli.commands import COMMANDS as HEADLESS_COMMANDS  # light: torch loads only when a command runs
+from core.cli.commands import EXIT_ERROR, Parser
+from core.common import environment
+from core.common.errors import SketchSearchError
 
 _OPTIONS_WITH_VALUE = ("--data-dir", "--model", "--device")
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if first_positional(argv) is not None:  # a command (the window takes none): a mistyped one is said there
-        from core.cli import main as cli_main
+        from core.cli.commands import main as cli_main
 
         return cli_main(argv)
     args = build_parser().parse_strictly(argv)  # exits on --help or a bad option, before Qt loads

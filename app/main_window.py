@@ -336,7 +336,7 @@ class MainWindow(QMainWindow):
 
     # -- settings and errors -----------------------------------------------------------------
     def edit_settings(self) -> None:
-        from core.paths import default_data_dir
+        from core.common.paths import default_data_dir
 
         default = default_data_dir()
         in_use = Path(self.workspace.data_dir if self.workspace is not None else (self._data_dir() or default))

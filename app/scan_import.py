@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.imaging import decode_image, load_rgb, read_file_bytes
+from core.common.imaging import decode_image, load_rgb, read_file_bytes
 from core.model.sketch_cleanup import crop_to_ink
 
 MAX_SIDE = 800  # canvas pixels; the model looks at far fewer

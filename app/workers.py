@@ -14,7 +14,7 @@ from typing import Any
 import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 
 log = logging.getLogger(__name__)
 _RUNNERS: weakref.WeakSet[TaskRunner] = weakref.WeakSet()

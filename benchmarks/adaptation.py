@@ -27,9 +27,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")  # before torch loads OpenMP,
 
 import torch
 
+from core.common.paths import default_model_dir
 from core.model.inference import InferenceModel
 from core.model.network import Modality
-from core.paths import default_model_dir
 from core.workspace import Workspace
 from training.adapt import AdaptSettings, adapt
 from training.data import ImageRecord, pku_sketch

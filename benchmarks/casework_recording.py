@@ -27,8 +27,8 @@ from PIL import Image, ImageDraw
 from benchmarks.query_latency import populate
 from core.casework.query import drawn_query
 from core.casework.store import utcnow
+from core.common.paths import default_model_dir
 from core.model.loading import load_model
-from core.paths import default_model_dir
 from core.workspace import Workspace
 
 

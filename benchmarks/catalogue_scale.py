@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue.catalogue import AttributeTable, Catalogue, NewPhoto
+from core.common.paths import default_model_dir
 from core.model.checkpoint import read_manifest
-from core.paths import default_model_dir
 from core.search import allowed_photo_ids
 
 KEY = "ab" * 32

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.import_throughput import make_gallery
-from core.cluster import embed_to_shards
+from core.cluster.embed import embed_to_shards
+from core.common.paths import default_model_dir
 from core.model.loading import load_model
-from core.paths import default_model_dir
 from core.workspace import Workspace
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.imaging import load_rgb
+from core.common.imaging import load_rgb
+from core.common.paths import default_model_dir
 from core.model.loading import load_model
 from core.model.network import Modality
-from core.paths import default_model_dir
 from core.workspace import Workspace
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from core.index import FLAT, IndexPolicy, VectorIndex
+from core.index.vectors import FLAT, IndexPolicy, VectorIndex
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 K = 100
@@ -37,10 +37,10 @@ def real_embeddings(cache: Path, photos: int) -> tuple[np.ndarray, np.ndarray, s
     if cache.exists():
         saved = np.load(cache)
         return saved["photos"], saved["sketches"], str(saved["source"])
-    from core.imaging import load_rgb
+    from core.common.imaging import load_rgb
+    from core.common.paths import default_model_dir
     from core.model.loading import load_model
     from core.model.network import Modality
-    from core.paths import default_model_dir
 
     model = load_model(default_model_dir(), "cpu")
     photo_paths = sorted((DATA / "pku-sketch" / "photo").glob("*.jpg"))

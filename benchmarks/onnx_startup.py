@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warm", type=int, default=20, help="sketches embedded after the first, per run")
     args = parser.parse_args()
-    from core.paths import default_model_dir
+    from core.common.paths import default_model_dir
 
     folder = default_model_dir()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue.catalogue import NewPhoto
+from core.common.paths import default_model_dir
 from core.model.loading import load_model
-from core.paths import default_model_dir
 from core.workspace import Workspace
 
 

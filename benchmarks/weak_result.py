@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from core.casework.weak import weak_result_reasons
+from core.common.imaging import load_rgb
+from core.common.paths import default_model_dir
 from core.model.loading import load_model
 from core.model.network import Modality
-from core.paths import default_model_dir
-from training.data import pku_sketch, read_rgb
+from training.data import pku_sketch
 
 
 def validation_people(model_dir: Path) -> list[str]:
@@ -42,8 +43,8 @@ def main() -> None:
     sketches = [r for r in records if r.modality is Modality.SKETCH]
     photos = [r for r in records if r.modality is Modality.PHOTO]
     model = load_model(model_dir, "cpu")
-    q = model.embed_images([read_rgb(r.path) for r in sketches], Modality.SKETCH).embeddings
-    g = model.embed_images([read_rgb(r.path) for r in photos], Modality.PHOTO).embeddings
+    q = model.embed_images([load_rgb(r.path) for r in sketches], Modality.SKETCH).embeddings
+    g = model.embed_images([load_rgb(r.path) for r in photos], Modality.PHOTO).embeddings
     similarity = q @ g.T
     ids = np.asarray([r.identity for r in photos])
     rows, flags = [], []

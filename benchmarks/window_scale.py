@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue.catalogue import Catalogue
-from core.index import DEFAULT_POLICY
-from core.index_rebuild import build_from_catalogue
+from core.common.paths import default_model_dir
+from core.index.rebuild import build_from_catalogue
+from core.index.vectors import DEFAULT_POLICY
 from core.model.manifest import verified_manifest
-from core.paths import default_model_dir
 from core.workspace import Workspace, unit_rows
 
 
@@ -168,7 +168,7 @@ def change_elsewhere(data_dir: Path, photos: int, name: str, value: str) -> None
         "import sys\n"
         "from pathlib import Path\n"
         "from core.catalogue.catalogue import Catalogue\n"
-        "from core.types import AttributeSource\n"
+        "from core.common.types import AttributeSource\n"
         "catalogue = Catalogue(Path(sys.argv[1]), create=False)\n"
         "top = catalogue.count_photos()\n"
         "count = int(sys.argv[2])\n"

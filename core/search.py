@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue.catalogue import AttributeTable
-from core.errors import SketchSearchError
-from core.file_check import check_file
-from core.imaging import load_rgb
-from core.index import FLAT
+from core.common.errors import SketchSearchError
+from core.common.imaging import load_rgb
+from core.common.types import AttributeSource, Candidate, FileCheck
+from core.gallery.file_check import check_file
+from core.index.vectors import FLAT
 from core.model.attributes import AttributeSchema
 from core.model.embedded import require_finite
 from core.model.modality import Modality
-from core.types import AttributeSource, Candidate, FileCheck
 
 Sketch = str | Path | np.ndarray
 MAX_TOP_K = 1000  # the most candidates per sketch the command line keeps (the window's own limit too)

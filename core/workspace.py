@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock, Timeout
 
-from core import attribute_cache, environment
-from core.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
 from core.casework import audit
 from core.casework.audit_key import load_audit_key
 from core.casework.logged_paths import path_b64, path_fields, path_text, paths_fields
@@ -30,22 +28,13 @@ from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue, Record
 from core.catalogue.structure import change_log_problems
-from core.errors import CheckpointError, ImageLoadError, SketchSearchError
-from core.file_check import check_file
-from core.gallery_import import ImportTarget, ProgressCallback, import_paths
-from core.imaging import decode_image, load_rgb, read_photo_file
-from core.index import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
-from core.index_rebuild import BackgroundRebuild, build_from_catalogue
-from core.integrity import RehashProgress, attribute_cache_mismatches, rehash_problems
-from core.model.attributes import AttributeSchema
-from core.model.embedded import require_finite
-from core.model.manifest import Manifest, verified_manifest
-from core.model.modality import Modality
-from core.operator import current_operator
-from core.paths import default_data_dir, default_model_dir, refuse_inside_data_folder
-from core.private_files import write_private_file
-from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
-from core.types import (
+from core.common import environment
+from core.common.errors import CheckpointError, ImageLoadError, SketchSearchError
+from core.common.imaging import decode_image, load_rgb, read_photo_file
+from core.common.operator import current_operator
+from core.common.paths import default_data_dir, default_model_dir, refuse_inside_data_folder
+from core.common.private_files import write_private_file
+from core.common.types import (
     AttributeSource,
     Candidate,
     CatalogueStats,
@@ -59,6 +48,18 @@ from core.types import (
     SearchResult,
     VerifyReport,
 )
+from core.gallery.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
+from core.gallery.file_check import check_file
+from core.gallery.importer import ImportTarget, ProgressCallback, import_paths
+from core.gallery.integrity import RehashProgress, attribute_cache_mismatches, rehash_problems
+from core.index import attribute_cache
+from core.index.rebuild import BackgroundRebuild, build_from_catalogue
+from core.index.vectors import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
+from core.model.attributes import AttributeSchema
+from core.model.embedded import require_finite
+from core.model.manifest import Manifest, verified_manifest
+from core.model.modality import Modality
+from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -433,7 +434,7 @@ class Workspace:
         cancel: threading.Event | None = None,
     ) -> ImportSummary:
         """Ingest Parquet shards written by ``sketchsearch-cluster embed`` (no re-embedding)."""
-        from core.embedding_ingest import ingest_shards
+        from core.gallery.shard_ingest import ingest_shards
 
         with self._exclusive_writer():
             summary = ingest_shards(self, Path(shards), progress=progress, cancel=cancel)

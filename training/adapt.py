@@ -35,15 +35,15 @@ from safetensors import SafetensorError
 from torch.utils.data import Dataset
 
 from core.catalogue.catalogue import Catalogue
-from core.errors import ImageLoadError, SketchSearchError
-from core.imaging import load_rgb
+from core.common.errors import ImageLoadError, SketchSearchError
+from core.common.imaging import load_rgb
+from core.common.private_files import atomic_private_file
+from core.gallery.scanning import iter_image_files
 from core.model.checkpoint import Manifest, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel, choose_device
 from core.model.network import Modality, SketchPhotoNet
 from core.model.onnx_export import export_onnx
 from core.model.preprocess import PreprocessConfig, normalise, prepare
-from core.private_files import atomic_private_file
-from core.scanning import iter_image_files
 from training.ama import EmaTeacher, MutualAlignmentLoss, SelfDistillationLoss
 from training.batchnorm_folding import folded_batch_norms
 from training.collapse_guard import CollapseGuard, GuardFigures, measure

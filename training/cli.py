@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 # cores). Set before ``core`` loads torch; a value the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 from core.model.manifest import read_manifest
 from core.model.untrained import init_checkpoint
 from training.config import SOURCES, TARGETS, FitConfig, LossWeights

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 from core.model.backbones import backbone_spec
 from training.augment import PartialPencil
 

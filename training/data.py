@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 from core.model.attributes import PERSON_ATTRIBUTES, AttributeSchema
 from core.model.network import Modality
 

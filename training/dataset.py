@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from core.imaging import load_rgb
+from core.common.imaging import load_rgb
 from core.model.attributes import AttributeSchema
 from core.model.network import Modality
 from core.model.preprocess import PreprocessConfig, normalise, prepare, resize_rgb

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.imaging import load_rgb
+from core.common.imaging import load_rgb
 from core.model.attributes import AttributeSchema
 from core.model.checkpoint import Manifest
 from core.model.inference import EmbeddedBatch, PredictedAttribute

@@ -9,7 +9,7 @@ import os
 import secrets
 from pathlib import Path
 
-from core.errors import CaseworkError
+from core.common.errors import CaseworkError
 
 KEY_ENV = "SKETCHSEARCH_AUDIT_KEY"
 _MIN_BYTES = 32

@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from core.errors import CaseworkError
+from core.common.errors import CaseworkError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection

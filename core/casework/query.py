@@ -12,7 +12,7 @@ from PIL import Image
 
 from core.casework.logged_paths import path_text
 from core.casework.records import QueryKind, SearchQuery
-from core.imaging import decode_image, read_file_bytes
+from core.common.imaging import decode_image, read_file_bytes
 
 REPORT_SIDE = 512  # a file's picture in reports; the file's own bytes are kept for replay
 

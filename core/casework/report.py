@@ -15,7 +15,7 @@ from fpdf import FPDF
 
 from core.casework.records import AuditCheck, CaseInfo, RecordedSearch, Review
 from core.casework.weak import weak_result_warning
-from core.private_files import write_private_file
+from core.common.private_files import write_private_file
 
 DISCLAIMER = (
     "Candidates are investigative leads, not identifications. Each ranking is the model's "

@@ -25,8 +25,8 @@ from core.casework.records import (
 from core.catalogue.catalogue import Catalogue
 from core.catalogue.orm import append_only_triggers
 from core.catalogue.structure import trigger_problems
-from core.errors import CaseworkError
-from core.types import Candidate
+from core.common.errors import CaseworkError
+from core.common.types import Candidate
 
 
 def utcnow() -> datetime:

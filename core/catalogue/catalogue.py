@@ -18,13 +18,13 @@ import numpy as np
 from sqlalchemy import URL, Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import errors
 from core.catalogue.migrations import upgrade
 from core.catalogue.orm import CHANGE_LOG_MARKER, Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
 from core.catalogue.structure import change_log_problems
-from core.errors import CatalogueError, UnknownPhotoError
-from core.private_files import create_private_file, make_private_folder
-from core.types import AttributeSource, AttributeValue, FolderSummary, ImportFailure, ImportSummary, PhotoRecord
+from core.common import errors
+from core.common.errors import CatalogueError, UnknownPhotoError
+from core.common.private_files import create_private_file, make_private_folder
+from core.common.types import AttributeSource, AttributeValue, FolderSummary, ImportFailure, ImportSummary, PhotoRecord
 
 log = logging.getLogger(__name__)
 

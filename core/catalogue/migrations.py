@@ -29,7 +29,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, text
 
 from core.catalogue.orm import Base, append_only_triggers, attribute_change_triggers
-from core.errors import CatalogueError
+from core.common.errors import CatalogueError
 
 LATEST_VERSION = 7
 

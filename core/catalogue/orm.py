@@ -1,4 +1,4 @@
-"""ORM tables (internal to the catalogue: callers get dataclasses from ``core.types``).
+"""ORM tables (internal to the catalogue: callers get dataclasses from ``core.common.types``).
 
 These classes describe the newest schema; ``migrations`` brings older files up to it."""
 

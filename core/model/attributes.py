@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import UnknownAttributeError
+from core.common.errors import UnknownAttributeError
 
 
 @dataclass(frozen=True)

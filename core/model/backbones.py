@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
 
 
 @dataclass(frozen=True)

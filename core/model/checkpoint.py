@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
+from core.common.private_files import make_private_folder
 
 # the manifest is read without torch (commands that need no model); re-exported for training
 from core.model.manifest import (  # noqa: F401
@@ -24,7 +25,6 @@ from core.model.manifest import (  # noqa: F401
     write_json_atomically,
 )
 from core.model.network import SketchPhotoNet
-from core.private_files import make_private_folder
 
 
 def build_network(manifest: Manifest) -> SketchPhotoNet:

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
 from core.model.manifest import Manifest
 from core.model.modality import Modality
 from core.model.preprocess import preprocess

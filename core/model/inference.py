@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core import environment
+from core.common import environment
 from core.model.checkpoint import Manifest, load_checkpoint
 from core.model.embedded import EmbeddedBatch, EmbeddingModel, PredictedAttribute  # noqa: F401 - re-exported
 from core.model.network import Modality, SketchPhotoNet

@@ -8,8 +8,8 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from core import environment
-from core.errors import CheckpointError
+from core.common import environment
+from core.common.errors import CheckpointError
 from core.model.embedded import EmbeddingModel
 from core.model.manifest import read_manifest
 

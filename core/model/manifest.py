@@ -12,7 +12,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
 from core.model.attributes import AttributeSchema
 from core.model.modality import Modality
 from core.model.preprocess import PreprocessConfig

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
 from core.model.checkpoint import load_checkpoint
 from core.model.manifest import MANIFEST_FILE, Manifest, OnnxFile, file_sha256, write_json_atomically
 from core.model.modality import Modality

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core import environment
-from core.errors import CheckpointError
+from core.common import environment
+from core.common.errors import CheckpointError
 from core.model.embedded import EmbeddedBatch, EmbeddingModel, PredictedAttribute
 from core.model.manifest import Manifest, verified_manifest, verified_onnx_model
 from core.model.modality import Modality

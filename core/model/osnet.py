@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
 
 CHANNELS = (16, 64, 96, 128)  # stem, then the three stages (x0.25 of OSNet's 64, 256, 384, 512)
 FEATURE_DIM = 512

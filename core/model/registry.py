@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
+from core.common.paths import default_model_dir
 from core.model.checkpoint import WEIGHTS_FILE, read_manifest
-from core.paths import default_model_dir
 
 MODELS_FOLDER = "models"
 

@@ -13,8 +13,8 @@ from PySide6.QtCore import QRect, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from app.attribute_text import local_time
-from core.operator import current_operator
-from core.types import AttributeSource, AttributeValue, Candidate
+from core.common.operator import current_operator
+from core.common.types import AttributeSource, AttributeValue, Candidate
 
 
 def answer_next_question(qtbot, button, asked: list[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from app_helpers import GALLERY_SIZE, draw_figure_strokes, wait_for_results
 from PySide6.QtCore import Qt
 
-from core.types import AttributeSource
+from core.common.types import AttributeSource
 
 
 def test_filters_narrow_the_grid_without_re_embedding(qtbot, make_window, own_gallery_workspace, monkeypatch):
@@ -43,7 +43,7 @@ def test_filters_narrow_the_grid_without_re_embedding(qtbot, make_window, own_ga
 
 def test_predicted_values_are_told_apart_from_manual_ones():
     from app.candidates_model import format_attribute
-    from core.types import AttributeValue
+    from core.common.types import AttributeValue
 
     assert format_attribute(AttributeValue("female", 0.73, AttributeSource.MODEL)) == "~female 73%"
     assert format_attribute(AttributeValue("female", 0.73, AttributeSource.MODEL), rich=True).startswith("<i>")
@@ -52,7 +52,7 @@ def test_predicted_values_are_told_apart_from_manual_ones():
 
 def test_captions_read_without_attribute_names():
     from app.candidates_model import caption
-    from core.types import AttributeValue
+    from core.common.types import AttributeValue
 
     model = lambda value, confidence: AttributeValue(value, confidence, AttributeSource.MODEL)  # noqa: E731
     attributes = {

@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from core.types import AttributeSource
+from core.common.types import AttributeSource
 from tests.conftest import draw_person
 
 
@@ -243,7 +243,7 @@ def test_a_table_kept_while_another_workspace_prunes_the_log_is_read_again(tmp_p
 def test_a_cache_file_that_cannot_be_trusted_is_read_again_from_the_catalogue(
     tmp_path, make_photos, open_workspace, reads, damage
 ):
-    from core import attribute_cache
+    from core.index import attribute_cache
 
     photos = make_photos(5)
     workspace = open_workspace()

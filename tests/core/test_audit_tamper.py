@@ -16,7 +16,7 @@ from core.casework.records import ReviewMark
 from core.casework.store import CaseworkStore
 from core.catalogue.catalogue import Catalogue
 from core.catalogue.orm import append_only_triggers
-from core.errors import CaseworkError
+from core.common.errors import CaseworkError
 from tests.core.test_casework import record
 from tests.core.test_catalogue import new_photo
 

@@ -20,7 +20,7 @@ from core.casework.store import CaseworkStore
 from core.catalogue.catalogue import Catalogue
 from core.catalogue.migrations import LATEST_VERSION
 from core.catalogue.orm import APPEND_ONLY_TABLES
-from core.errors import CaseworkError
+from core.common.errors import CaseworkError
 from tests.core.test_catalogue import columns, frozen_catalogue, new_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ def store(tmp_path):
 
 def record(store, case_id=None, photo_ids=(1, 2, 3), revision_of=None):
     from core.casework.query import drawn_query
-    from core.types import Candidate
+    from core.common.types import Candidate
 
     pixels = np.full((32, 16, 3), 255, np.uint8)
     candidates = [Candidate(r, pid, f"/p/{pid}", 0.9 - r / 10, {}) for r, pid in enumerate(photo_ids, start=1)]

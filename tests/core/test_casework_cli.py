@@ -23,7 +23,7 @@ def gallery(tmp_path, make_photos, untrained_model_dir):
 
 
 def main_ok(data, *argv) -> bool:
-    from core.cli import main
+    from core.cli.commands import main
 
     return main([str(a) for a in [*data, *argv]]) == 0
 

@@ -11,8 +11,8 @@ import pytest
 
 from core.catalogue.catalogue import Catalogue, NewPhoto, utcnow
 from core.catalogue.migrations import LATEST_VERSION
-from core.errors import CatalogueError, UnknownPhotoError
-from core.types import AttributeSource
+from core.common.errors import CatalogueError, UnknownPhotoError
+from core.common.types import AttributeSource
 
 
 def new_photo(i: int, **attributes) -> NewPhoto:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.operator import current_operator
+from core.cli.commands import main
+from core.common.operator import current_operator
 from tests.conftest import draw_person
 from tests.core.test_imaging import bad_files
 
@@ -91,7 +91,7 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
 def test_json_says_a_prediction_is_a_prediction():
     from datetime import datetime
 
-    from core.types import AttributeSource, AttributeValue
+    from core.common.types import AttributeSource, AttributeValue
 
     assert AttributeValue("no", 0.6234, AttributeSource.MODEL).to_json() == {
         "value": "no",

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.cli import main
+from core.cli.commands import main
 from tests.conftest import draw_person
 
 

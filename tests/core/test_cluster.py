@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("ray", reason="Ray is not installed: pip install '.[cluster]' to test the cluster job")
 pytest.importorskip("pyarrow", reason="pyarrow is not installed: pip install '.[cluster]'")
 
-from core.cli import main as cli_main  # noqa: E402
-from core.cluster_cli import main as cluster_main  # noqa: E402
+from core.cli.commands import main as cli_main  # noqa: E402
+from core.cluster.cli import main as cluster_main  # noqa: E402
 from core.model.untrained import init_checkpoint  # noqa: E402
 from tests.conftest import draw_person  # noqa: E402
 from tests.core.test_imaging import bad_files  # noqa: E402
@@ -41,8 +41,8 @@ def cli(capsys, *argv):
 def test_embedded_shards_hold_every_file_with_its_embedding_or_its_reason(embedded, untrained_model_dir):
     import pyarrow.parquet as pq
 
+    from core.gallery.shards import COLUMNS
     from core.model.inference import InferenceModel
-    from core.shards import COLUMNS
 
     gallery, shards, reasons = embedded
     table = pq.read_table(shards)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ImageLoadError
-from core.imaging import MAX_PIXELS, decode_image, load_rgb, make_thumbnail
+from core.common.errors import ImageLoadError
+from core.common.imaging import MAX_PIXELS, decode_image, load_rgb, make_thumbnail
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -98,7 +98,7 @@ def test_thumbnail_is_a_small_jpeg():
 
 
 def test_gallery_decoding_reduces_large_jpegs_but_records_the_original_size():
-    from core.imaging import GALLERY_DECODE_SIDE, decode_for_gallery
+    from core.common.imaging import GALLERY_DECODE_SIDE, decode_for_gallery
 
     exif = Image.Exif()
     exif[0x0112] = 6

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from core.types import ImportProgress
+from core.common.types import ImportProgress
 from tests.conftest import draw_person
 from tests.core.test_imaging import bad_files
 
@@ -191,7 +191,7 @@ def test_embeddings_are_unit_vectors_matching_the_model(open_workspace, make_pho
     workspace.import_paths([photos[0].parent])
     ids, vectors = workspace.catalogue.embeddings(inference_model.embedding_key, inference_model.embedding_dim)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    from core.imaging import load_rgb
+    from core.common.imaging import load_rgb
 
     direct = inference_model.embed_images([load_rgb(p) for p in photos], "photo").embeddings
     by_path = photo_paths(workspace)

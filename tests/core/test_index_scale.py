@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.index import FLAT, IVF, IndexFileError, IndexPolicy, VectorIndex
+from core.index.vectors import FLAT, IVF, IndexFileError, IndexPolicy, VectorIndex
 from core.workspace import Workspace
 
 DIM = 64

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.backbones import (
     backbone_spec,

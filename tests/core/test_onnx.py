@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
 from core.model.loading import load_model
 from core.model.manifest import read_manifest
 from core.model.modality import Modality
@@ -118,7 +118,7 @@ def test_an_onnx_file_with_external_data_is_refused_naming_it(tmp_path, model_di
     """Weights in a file beside the graph (``sketch.data``) are covered by no hash: refused."""
     import onnx
 
-    from core.cli import main
+    from core.cli.commands import main
 
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
@@ -158,7 +158,7 @@ def test_non_finite_embeddings_fail_the_search_in_one_line_and_nothing_is_record
 ):
     import sqlite3
 
-    from core.cli import main
+    from core.cli.commands import main
 
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)

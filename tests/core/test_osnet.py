@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.errors import CheckpointError
-from core.imaging import load_rgb
+from core.common.errors import CheckpointError
+from core.common.imaging import load_rgb
 from core.model.osnet import OSNet, load_osnet, map_osnet_state
 from core.model.preprocess import PreprocessConfig, preprocess
 

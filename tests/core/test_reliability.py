@@ -110,7 +110,7 @@ def swap_gender(manifest) -> None:
 
 
 def test_a_model_without_a_weights_hash_is_refused(model_dir, tmp_path):
-    from core.errors import CheckpointError
+    from core.common.errors import CheckpointError
     from core.model.checkpoint import load_checkpoint
 
     copy_model(model_dir, tmp_path / "unhashed", lambda m: m.pop("weights_sha256"))
@@ -121,7 +121,7 @@ def test_a_model_without_a_weights_hash_is_refused(model_dir, tmp_path):
 def test_an_attribute_schema_edited_in_the_manifest_is_refused_by_weights_that_record_theirs(
     untrained_model_dir, tmp_path
 ):
-    from core.errors import CheckpointError
+    from core.common.errors import CheckpointError
     from core.model.checkpoint import load_checkpoint
 
     load_checkpoint(untrained_model_dir)
@@ -179,8 +179,8 @@ def test_a_huge_file_is_refused_from_its_header_without_reading_it(open_workspac
 
 
 def test_the_documented_pixel_limit_is_the_one_enforced(open_workspace, tmp_path):
-    from core.errors import ImageLoadError
-    from core.imaging import MAX_PIXELS, decode_image
+    from core.common.errors import ImageLoadError
+    from core.common.imaging import MAX_PIXELS, decode_image
 
     def png_claiming(width: int, height: int) -> bytes:
         """A valid one-pixel PNG whose header claims another size (no pixels are ever allocated)."""

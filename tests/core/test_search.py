@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from core.errors import ImageLoadError, UnknownAttributeError
-from core.imaging import load_rgb
+from core.common.errors import ImageLoadError, UnknownAttributeError
+from core.common.imaging import load_rgb
 from core.model.inference import InferenceModel
 
 
@@ -71,7 +71,7 @@ def test_filters_keep_only_matching_photos_and_still_return_k(gallery):
 
 
 def test_min_confidence_applies_to_model_predictions_only(gallery):
-    from core.types import AttributeSource
+    from core.common.types import AttributeSource
 
     workspace, ids, photos = gallery
     workspace.set_attribute(ids[0], "bag", "yes", AttributeSource.MODEL, confidence=0.55)
@@ -116,7 +116,7 @@ def test_pku_sketch_finds_its_person_better_than_chance(open_workspace, pku_root
 
 
 def test_attribute_edits_update_the_cached_filter_table(gallery):
-    from core.types import AttributeSource
+    from core.common.types import AttributeSource
 
     workspace, ids, _ = gallery
     workspace.set_attribute(ids[4], "hat", "yes", AttributeSource.MODEL, confidence=0.8)

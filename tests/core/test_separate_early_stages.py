@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.errors import CheckpointError
+from core.common.errors import CheckpointError
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.backbones import BACKBONES, backbone_spec
 from core.model.checkpoint import MANIFEST_FILE, load_checkpoint, read_manifest, save_checkpoint

@@ -21,9 +21,9 @@ import pytest
 pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed: pip install '.[cluster]'")
 import pyarrow.parquet as pq  # noqa: E402
 
-from core.cli import main  # noqa: E402
-from core.cluster import shard_table  # noqa: E402
-from core.imaging import make_thumbnail  # noqa: E402
+from core.cli.commands import main  # noqa: E402
+from core.cluster.embed import shard_table  # noqa: E402
+from core.common.imaging import make_thumbnail  # noqa: E402
 from core.model.manifest import verified_manifest  # noqa: E402
 from tests.conftest import draw_person  # noqa: E402
 
@@ -197,7 +197,7 @@ def test_a_failed_file_needs_only_its_path_and_reason(model, tmp_path, capsys):
 
 
 def test_each_committed_batch_is_in_the_audit_log_with_its_shard_and_rows(model, tmp_path, capsys):
-    from core.embedding_ingest import ingest_shards
+    from core.gallery.shard_ingest import ingest_shards
     from core.workspace import Workspace
 
     model_dir, key, dim = model

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.attribute_cache import SUFFIX
 from core.catalogue.catalogue import Catalogue
+from core.index.attribute_cache import SUFFIX
 from tests.core.test_cli_reliability import cli
 
 

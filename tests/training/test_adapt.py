@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from core.catalogue.catalogue import Catalogue
-from core.errors import CheckpointError, SketchSearchError
+from core.common.errors import CheckpointError, SketchSearchError
 from core.model.checkpoint import load_checkpoint
 from training.adapt import (
     MIN_PHOTOS,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from training_test_helpers import write_image
 
-from core.imaging import load_rgb
+from core.common.imaging import load_rgb
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.network import Modality
 from core.model.preprocess import PreprocessConfig, normalise, prepare

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from training_test_helpers import MARKET_IDS, write_image
 
-from core.imaging import load_rgb
+from core.common.imaging import load_rgb
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.network import Modality
 from core.model.preprocess import PreprocessConfig, preprocess, resize_rgb
@@ -213,7 +213,7 @@ def test_augmentation_without_crop_or_pad_only_mirrors(pku_root):
 
 def test_training_reads_images_upright_as_search_does(tmp_path):
     """A phone photo stored sideways with an EXIF orientation tag trains upright: the training
-    loader decodes through core.imaging, the same decoder the gallery import uses."""
+    loader decodes through core.common.imaging, the same decoder the gallery import uses."""
     upright = np.zeros((80, 40, 3), np.uint8)
     upright[:20] = (255, 0, 0)  # a red head at the top of a tall figure
     upright[20:] = (0, 0, 255)

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from training_test_helpers import write_image
 
-from core.imaging import load_rgb
+from core.common.imaging import load_rgb
 from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.checkpoint import WEIGHTS_FILE, load_checkpoint, read_manifest
 from core.model.inference import InferenceModel

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from core.errors import SketchSearchError, UnknownAttributeError
+from core.common.errors import SketchSearchError, UnknownAttributeError
 from core.model.attributes import AttributeSchema
 
 SheetKey = Literal["path", "filename", "id"]

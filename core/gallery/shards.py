@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 from core.model.attributes import AttributeSchema
 
 COLUMNS = (

@@ -7,7 +7,7 @@ import hashlib
 import os
 import stat
 
-from core.types import FileCheck, PhotoRecord
+from core.common.types import FileCheck, PhotoRecord
 
 
 def file_sha256(path: str) -> str:

@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core import errors
 from core.casework.logged_paths import path_fields
 from core.catalogue.catalogue import Catalogue, FileState, NewPhoto, Record
-from core.errors import ImageLoadError
-from core.imaging import decode_for_gallery, make_thumbnail, read_photo_file
+from core.common import errors
+from core.common.errors import ImageLoadError
+from core.common.imaging import decode_for_gallery, make_thumbnail, read_photo_file
+from core.common.types import ImportFailure, ImportProgress, ImportSummary
+from core.gallery.pipeline import prepared_in_order
+from core.gallery.scanning import iter_image_files
 from core.model.embedded import require_finite
 from core.model.modality import Modality
-from core.pipeline import prepared_in_order
-from core.scanning import iter_image_files
-from core.types import ImportFailure, ImportProgress, ImportSummary
 
 if TYPE_CHECKING:  # the network loads only when an import embeds
     from sqlalchemy import Connection

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue.catalogue import AttributeTable
-from core.private_files import atomic_private_file, make_private_folder
+from core.common.private_files import atomic_private_file, make_private_folder
 
 log = logging.getLogger(__name__)
 

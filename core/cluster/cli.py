@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 
 EXIT_ERROR = 2
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
-    from core.cluster import embed_to_shards
+    from core.cluster.embed import embed_to_shards
 
     try:
         if args.workers < 1 or args.batch < 1:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core import attribute_cache
 from core.catalogue.catalogue import AttributeTable, Catalogue
-from core.file_check import file_sha256
-from core.types import FileCheck
+from core.common.types import FileCheck
+from core.gallery.file_check import file_sha256
+from core.index import attribute_cache
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from core.private_files import atomic_private_file, make_private_folder
+from core.common.private_files import atomic_private_file, make_private_folder
 
 MAGIC = b"SKETCHSEARCH-INDEX-1\n"
 # a filtered IVF search scans clusters expected to hold this many times K allowed photos

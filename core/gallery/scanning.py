@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from core.imaging import IMAGE_SUFFIXES
+from core.common.imaging import IMAGE_SUFFIXES
 
 
 def is_image_name(name: str) -> bool:

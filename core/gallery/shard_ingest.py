@@ -2,10 +2,11 @@
 batches as an import (photos, embeddings and predicted attributes of a batch in one transaction,
 then added to the index), logged as an import run, with failures recorded with their reasons.
 
-Every row of every shard is checked before anything is stored (``core.shards.check_rows``): one bad
-row refuses the ingest. Each committed batch writes its audit entry (``import embeddings batch``:
-the shard, its rows, the photos added) in its own transaction, so that after a ``kill -9`` the log
-holds exactly what was committed; a batch never spans two shards.
+Every row of every shard is checked before anything is stored
+(``core.gallery.shards.check_rows``): one bad row refuses the ingest. Each committed batch writes
+its audit entry (``import embeddings batch``: the shard, its rows, the photos added) in its own
+transaction, so that after a ``kill -9`` the log holds exactly what was committed; a batch never
+spans two shards.
 
 A photo is identified by its content's sha256, so ingesting the same shards again adds nothing,
 and a photo already catalogued by a normal import is not added twice."""
@@ -22,9 +23,9 @@ import numpy as np
 
 from core.casework.logged_paths import path_fields
 from core.catalogue.catalogue import NewPhoto
-from core.gallery_import import ProgressCallback
-from core.shards import check_embedding_key, check_rows, iter_rows, shard_files
-from core.types import ImportFailure, ImportProgress, ImportSummary
+from core.common.types import ImportFailure, ImportProgress, ImportSummary
+from core.gallery.importer import ProgressCallback
+from core.gallery.shards import check_embedding_key, check_rows, iter_rows, shard_files
 
 if TYPE_CHECKING:
     from core.workspace import Workspace

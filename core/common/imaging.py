@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.errors import ImageLoadError
+from core.common.errors import ImageLoadError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Refuse images above this many pixels (about 12k x 8k): such a file is either a decompression bomb

@@ -1,6 +1,7 @@
 """Embedding a gallery on a Ray cluster: Ray Data spreads the image files over workers, each worker
 loads the model once, reads, hashes, decodes and embeds its files (on its GPU where it has one),
-and the rows are written as Parquet shards (``core.shards``) for ``sketchsearch import-embeddings``.
+and the rows are written as Parquet shards (``core.gallery.shards``) for
+``sketchsearch import-embeddings``.
 
 Without an address a local Ray instance is started, so the same job runs on one machine. Ray and
 pyarrow come with the optional ``cluster`` extra and are imported only here, when a job runs: the
@@ -19,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ImageLoadError, SketchSearchError
-from core.imaging import decode_for_gallery, make_thumbnail, read_file_bytes
+from core.common.errors import ImageLoadError, SketchSearchError
+from core.common.imaging import decode_for_gallery, make_thumbnail, read_file_bytes
+from core.gallery.scanning import iter_image_files
+from core.gallery.shards import COLUMNS
 from core.model.modality import Modality
-from core.scanning import iter_image_files
-from core.shards import COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ class EmbedWorker:
     """One Ray actor: the model loaded once, then batches of file rows -> shard rows."""
 
     def __init__(self, model_dir: str | None, device: str | None, threads: int):
+        from core.common.paths import default_model_dir
         from core.model.loading import load_model
-        from core.paths import default_model_dir
 
         self.model = load_model(Path(model_dir) if model_dir else default_model_dir(), device, threads=threads or None)
 
@@ -112,7 +113,7 @@ class EmbedWorker:
 
 
 def shard_table(rows: list[dict], vectors: np.ndarray, failed: list[bool], dim: int):
-    """Rows (dicts) and their vectors -> an Arrow table with the shard columns (``core.shards``)."""
+    """Rows (dicts) and their vectors -> an Arrow table with the shard columns (``core.gallery.shards``)."""
     import pyarrow as pa
 
     schema = pa.schema(
@@ -156,7 +157,7 @@ def embed_to_shards(
         import ray
     except ImportError:
         raise SketchSearchError("the cluster job needs Ray: pip install 'sketchsearch[cluster]'") from None
-    from core.paths import default_model_dir
+    from core.common.paths import default_model_dir
 
     started = time.monotonic()
     out = Path(out)

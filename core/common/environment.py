@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 
 DEVICES = ("auto", "cpu", "cuda")
 RUNTIMES = ("auto", "onnxruntime", "torch")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from core.catalogue.catalogue import Catalogue
-from core.index import FLAT, IndexPolicy, VectorIndex
+from core.index.vectors import FLAT, IndexPolicy, VectorIndex
 
 if TYPE_CHECKING:
     from core.workspace import Workspace

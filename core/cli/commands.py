@@ -16,13 +16,13 @@ import sys
 import threading
 from pathlib import Path
 
-from core import environment
-from core.attribute_sheet import DEFAULT_ID_PATTERN, SHEET_KEYS
 from core.casework.naming import mixed_scripts_warning, printable
 from core.casework.weak import weak_result_warning
-from core.errors import SketchSearchError
-from core.operator import current_operator
-from core.types import AttributeSource
+from core.common import environment
+from core.common.errors import SketchSearchError
+from core.common.operator import current_operator
+from core.common.types import AttributeSource
+from core.gallery.attribute_sheet import DEFAULT_ID_PATTERN, SHEET_KEYS
 
 COMMANDS = (
     *("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune"),
@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from core.catalogue.catalogue import Catalogue, database_error
-    from core.paths import default_data_dir
+    from core.common.paths import default_data_dir
 
     try:
         return _run(args)
@@ -320,7 +320,7 @@ def _run(args: argparse.Namespace) -> int:
                 raise SketchSearchError(f"{sketch}: sketch file not found")
     if args.command == "audit" and args.audit_command == "new-key":  # needs no gallery
         from core.casework.audit_key import write_new_key
-        from core.paths import default_data_dir
+        from core.common.paths import default_data_dir
 
         path = write_new_key(args.file, args.data_dir or default_data_dir())
         print(f"audit key written to {path} (0600); keep it outside the data folder and give it with --audit-key")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 
 APP_NAME = "SketchSearch"
 
@@ -18,7 +18,7 @@ def resources_dir() -> Path:
     frozen_root = getattr(sys, "_MEIPASS", None)
     if frozen_root:
         return Path(frozen_root) / "resources"
-    return Path(__file__).resolve().parent.parent / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"  # core/common/paths.py -> the source tree
 
 
 def default_model_dir() -> Path:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from core.errors import SketchSearchError
+from core.common.errors import SketchSearchError
 
 log = logging.getLogger(__name__)
 
