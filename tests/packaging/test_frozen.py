@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(
 
 def run_frozen(*args, cwd: Path, runtime: str = "auto", home: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.pop("ORT_DISABLE_TELEMETRY", None)  # the bundle must switch telemetry off itself
+    for name in ("ORT_DISABLE_TELEMETRY", "CI"):  # the bundle must switch telemetry off itself (CI also would)
+        env.pop(name, None)
     if home is not None:
         env["HOME"] = str(home)
     env["QT_QPA_PLATFORM"] = "offscreen"
