@@ -11,11 +11,18 @@ import traceback
 log = logging.getLogger("app")
 
 
-def prepare_platform() -> None:
-    """Use the offscreen platform when there is no display (e.g. over ssh, in CI)."""
-    if sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM"):
-        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+def no_display() -> str | None:
+    """Why the window cannot be shown here, or None. Without a display (over ssh, say) Qt would
+    open an invisible window and sit silent; QT_QPA_PLATFORM=offscreen still asks for that on
+    purpose (tests, the self-test)."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "no display to show the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+        "the commands work without one: sketchsearch --help"
+    )
 
 
 def create_application(argv: list[str] | None = None):
@@ -77,7 +84,10 @@ def run_gui(args) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    prepare_platform()
+    problem = no_display()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     app = create_application()
     install_excepthook()
     from app.main_window import LaunchOptions, MainWindow

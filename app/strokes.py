@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QLineF, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QLineF, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QUndoCommand, QUndoStack
+
+from core.common.private_files import write_private_file
 
 FORMAT_VERSION = 1
 DEFAULT_SIZE = (400, 800)  # width, height: a standing person, about the gallery photos' aspect
@@ -168,8 +170,7 @@ class SketchDocument(QObject):
         background_name = None
         if self.background is not None:
             background_file = base.parent / f"{base.name}.background.png"
-            if not self.background_image().save(str(background_file)):
-                raise OSError(f"{background_file}: cannot write the file")
+            write_private_file(background_file, _png_bytes(self.background_image(), background_file), "sketch")
             background_name = background_file.name
         data = {
             "format": "sketchsearch-sketch",
@@ -179,9 +180,9 @@ class SketchDocument(QObject):
             "background": background_name,
             "strokes": [s.to_json() for s in self.strokes],
         }
-        vectors.write_text(json.dumps(data), encoding="utf-8")
-        if not self.render().save(str(png)):
-            raise OSError(f"{png}: cannot write the file")
+        # whole or not at all, and private: a sketch describes a suspect
+        write_private_file(vectors, json.dumps(data).encode("utf-8"), "sketch")
+        write_private_file(png, _png_bytes(self.render(), png), "sketch")
         self.undo_stack.setClean()
         return png, vectors
 
@@ -257,3 +258,13 @@ def rgb_to_qimage(array: np.ndarray) -> QImage:
     array = np.ascontiguousarray(array)
     height, width = array.shape[:2]
     return QImage(array.data, width, height, array.strides[0], QImage.Format_RGB888).copy()
+
+
+def _png_bytes(image: QImage, path: Path) -> bytes:
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise OSError(f"{path}: cannot encode the sketch as PNG")
+    buffer.close()
+    return bytes(data)

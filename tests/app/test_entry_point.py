@@ -16,6 +16,7 @@ def _run(code_or_args: list[str], tmp_path: Path, timeout: int = 240) -> subproc
     env = {**os.environ, "SKETCHSEARCH_DEVICE": "cpu", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
     env.pop("QT_QPA_PLATFORM", None)
     env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
     return subprocess.run(
         [sys.executable, *code_or_args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -56,3 +57,10 @@ def test_self_test_exits_zero(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "self-test passed" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_window_without_a_display_says_so_in_one_line(tmp_path):
+    run = _run(["-m", "app.main", "--data-dir", str(tmp_path / "data")], tmp_path, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: no display to show the window on") and len(run.stderr.splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # nothing was opened or created

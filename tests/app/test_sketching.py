@@ -114,6 +114,10 @@ def test_save_and_reopen_a_sketch(qtbot, window, tmp_path):
     strokes = [s.to_json() for s in window.document.strokes]
     assert window.sketch_files.save_sketch(tmp_path / "suspect.json")
     assert (tmp_path / "suspect.json").is_file() and (tmp_path / "suspect.png").is_file()
+    assert {(p.name, p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
+        ("suspect.json", 0o600),
+        ("suspect.png", 0o600),
+    }  # private, and no temporary file left beside them
     window.menus.clear_action.trigger()
     assert window.document.is_empty()
 
