@@ -50,11 +50,11 @@ from core.common.types import (
 )
 from core.gallery.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
 from core.gallery.file_check import check_file
-from core.gallery.importer import ImportTarget, ProgressCallback, import_paths
+from core.gallery.importer import GalleryTarget, ImportTarget, ProgressCallback, import_paths
 from core.gallery.integrity import RehashProgress, attribute_cache_mismatches, rehash_problems
 from core.index import attribute_cache
-from core.index.rebuild import BackgroundRebuild, build_from_catalogue
-from core.index.vectors import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
+from core.index.service import IndexService, index_vector_problems
+from core.index.vectors import DEFAULT_POLICY, IndexFileError, IndexPolicy, VectorIndex
 from core.model.attributes import AttributeSchema
 from core.model.embedded import require_finite
 from core.model.manifest import Manifest, verified_manifest
@@ -80,51 +80,6 @@ def app_version() -> str:
         return version("sketchsearch")
     except PackageNotFoundError:
         return "unknown"
-
-
-def unit_rows(vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
-    """Which rows are finite unit vectors, as every embedding the model stores is; a damaged row
-    (overwritten bytes) almost never is. Float32 sums of squares, without a float64 copy: a chunk of
-    50,000 stored vectors is checked in about 10 ms instead of 150 (a square that overflows is an
-    infinite norm, which the check refuses, as it refuses the far-from-unit vector it comes from)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
-    return np.isfinite(norms) & (np.abs(norms - 1.0) <= tolerance)
-
-
-def index_vector_problems(
-    index: VectorIndex,
-    catalogue: Catalogue,
-    model_sha256: str,
-    chunk: int = 50_000,
-    damaged: list[np.ndarray] | None = None,
-) -> list[str]:
-    """Does every vector in ``index`` match the embedding stored in SQLite? Read in chunks, so a
-    gallery of millions is checked without holding all its embeddings at once. A flat index holds
-    the vectors exactly; an IVF index holds quantised codes, which decode to within a small error.
-    ``damaged``: the ids of stored embeddings that are not finite unit vectors are added to it in
-    the same pass (the stored vectors are read once)."""
-    exact = index.kind == FLAT
-    problems: list[str] = []
-    for ids, vectors in catalogue.iter_embeddings(model_sha256, index.dim, chunk):
-        if damaged is not None:
-            damaged.append(ids[~unit_rows(vectors)])
-        if problems:
-            continue  # the index is known to differ: only the damage check goes on
-        stored = index.reconstruct_many(ids)
-        if exact:
-            if not np.allclose(stored, vectors, atol=1e-6):
-                problems = ["index vectors differ from the embeddings stored in the catalogue"]
-        else:
-            # quantisation moves a unit vector by far less than this; another photo's vector, much more
-            cosine = np.einsum("ij,ij->i", stored, vectors) / np.maximum(np.linalg.norm(stored, axis=1), 1e-12)
-            wrong = int((cosine < 0.98).sum())
-            if wrong:
-                problems = [f"{wrong} index vector(s) differ from the embeddings stored in the catalogue"]
-        if problems and damaged is None:
-            break
-    return problems
 
 
 class Workspace:
@@ -176,7 +131,6 @@ class Workspace:
         self.catalogue.on_photos_changed(self._photos_changed)
         manifest = self.manifest
         self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
-        self.index_path = self.data_dir / "index" / f"{self.embedding_key[:16]}.faiss"
         # the attribute table as last read, so that the first filter after opening reads only what
         # changed since (the attribute schema comes with the model: one file per model)
         self.attribute_cache_path = self.data_dir / "index" / f"{self.embedding_key[:16]}{attribute_cache.SUFFIX}"
@@ -184,19 +138,19 @@ class Workspace:
         # search opened meanwhile never rewrites the index file the running one will save
         self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
         self._mark_interrupted_imports()
-        # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
-        self._lock = threading.RLock()
         self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
-        self.index_policy = index_policy
-        self._background = BackgroundRebuild(self)
-        self.index = self._open_index()
+        index_path = self.data_dir / "index" / f"{self.embedding_key[:16]}.faiss"
+        self.indexes = IndexService(self.catalogue, self.embedding_key, self.embedding_dim, index_path, index_policy)
+        # while an import runs elsewhere its batches are committed before its index is saved: a
+        # rebuilt index is searched from memory and the file left to the import
+        self.indexes.open(lambda: self.rebuild_index(save=not self._writer_running_elsewhere()))
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
         self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
         self._record_model_in_use()
 
     def close(self) -> None:
-        self._background.stop()
+        self.indexes.stop()
         try:
             self.save_attribute_table()
             self._prune_change_log()
@@ -268,26 +222,18 @@ class Workspace:
         """Ids of every catalogued photo, ascending."""
         return self.attribute_table().ids
 
-    # -- index ---------------------------------------------------------------------------------
-    def _open_index(self) -> VectorIndex:
-        expected = self.catalogue.embedded_ids(self.embedding_key)
-        try:
-            index = VectorIndex.load(self.index_path, self.embedding_dim, self.embedding_key)
-        except IndexFileError as exc:
-            if self.index_path.exists() or len(expected):
-                log.warning("rebuilding the index from the catalogue: %s", exc)
-            return self.rebuild_index(save=not self._writer_running_elsewhere())
-        if not np.array_equal(np.sort(index.ids()), expected):
-            log.warning(
-                "rebuilding the index from the catalogue: %s holds %d photos, the catalogue %d",
-                self.index_path,
-                len(index),
-                len(expected),
-            )
-            # while an import runs elsewhere its batches are committed before its index is saved:
-            # search from a fresh in-memory index and leave the file to the import
-            return self.rebuild_index(save=not self._writer_running_elsewhere())
-        return index
+    # -- index (core.index.service) --------------------------------------------------------------
+    @property
+    def index(self) -> VectorIndex:
+        return self.indexes.index
+
+    @property
+    def index_path(self) -> Path:
+        return self.indexes.path
+
+    @property
+    def index_policy(self) -> IndexPolicy:
+        return self.indexes.policy
 
     def _mark_interrupted_imports(self) -> None:
         """An import left 'running' by a process that is gone did not finish; one whose process still
@@ -331,19 +277,13 @@ class Workspace:
         A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
         embedded again from its file, or dropped (its photo then counts as not embedded) when the
         file cannot be read. The stored vectors are read in chunks, never all at once."""
-        index, _, damaged = build_from_catalogue(
-            self.catalogue, self.embedding_key, self.embedding_dim, self.index_policy, accept=unit_rows
-        )  # the damage check runs on each chunk as it is indexed: the vectors are read once
         self.repair_failures = []
-        if len(damaged):
+
+        def repair(damaged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             self.repair_failures, ids, vectors = self.repair_embeddings(damaged)
-            if len(ids):
-                index.add(ids, vectors)
-        if save:
-            index.save(self.index_path)
-        with self._lock:
-            self.index = index
-        return index
+            return ids, vectors
+
+        return self.indexes.rebuild(save, repair)
 
     def repair_embeddings(self, photo_ids: Sequence[int]) -> tuple[list[ImportFailure], np.ndarray, np.ndarray]:
         """Embed damaged embeddings again from their files. Returns the photos that could not be (their
@@ -373,30 +313,23 @@ class Workspace:
         return failed, np.asarray(ids, np.int64), vectors
 
     def save_index(self) -> None:
-        with self._lock:
-            self.index.save(self.index_path)
-            outgrown = self.index_policy.outgrown(self.index)
-        if outgrown:
-            self._background.start()
+        self.indexes.save()
 
     def wait_for_index_rebuild(self, timeout: float | None = None) -> bool:
         """Wait for a background rebuild of the index, if one runs; False if still running."""
-        return self._background.wait(timeout)
+        return self.indexes.wait_for_rebuild(timeout)
 
     def index_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        with self._lock:
-            self.index.add(ids, vectors)
+        self.indexes.add(ids, vectors)
 
     def index_search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
-        with self._lock:
-            return self.index.search(queries, k, allowed)
+        return self.indexes.search(queries, k, allowed)
 
     def forget_photos(self, photo_ids: Sequence[int], record: Record | None = None) -> None:
         """Remove photos from the catalogue and the index (the files themselves are never touched);
         ``record(connection, ids)`` writes their audit entry in the deletion's transaction."""
         self.catalogue.delete_photos(photo_ids, record=record)
-        with self._lock:
-            self.index.remove(np.asarray(photo_ids, np.int64))
+        self.indexes.remove(np.asarray(photo_ids, np.int64))
 
     # -- gallery -------------------------------------------------------------------------------
     def import_paths(
@@ -407,9 +340,7 @@ class Workspace:
         batch_size: int = 32,
     ) -> ImportSummary:
         roots = [str(r) for r in roots]
-        target = ImportTarget(
-            self.catalogue, self.model, self.index_add, self.forget_photos, self.save_index, self._log_in
-        )
+        target = ImportTarget(**self._target_fields(), model=self.model)
         with self._exclusive_writer():
             summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
         self._record(
@@ -427,6 +358,21 @@ class Workspace:
         )
         return summary
 
+    def gallery_target(self) -> GalleryTarget:
+        """What an ingest writes to (core.gallery): the catalogue, the model's manifest, the index's
+        callbacks and the audit log, never the workspace."""
+        return GalleryTarget(**self._target_fields())
+
+    def _target_fields(self) -> dict:
+        return {
+            "catalogue": self.catalogue,
+            "manifest": self.manifest,
+            "add_to_index": self.index_add,
+            "forget_photos": self.forget_photos,
+            "save_index": self.save_index,
+            "log": self._log_in,
+        }
+
     def import_embeddings(
         self,
         shards: Path,
@@ -437,7 +383,7 @@ class Workspace:
         from core.gallery.shard_ingest import ingest_shards
 
         with self._exclusive_writer():
-            summary = ingest_shards(self, Path(shards), progress=progress, cancel=cancel)
+            summary = ingest_shards(self.gallery_target(), Path(shards), progress=progress, cancel=cancel)
         self._record(
             "import embeddings",
             {
@@ -843,8 +789,7 @@ class Workspace:
 
     # -- health --------------------------------------------------------------------------------
     def stats(self) -> CatalogueStats:
-        with self._lock:
-            indexed = len(self.index)
+        indexed = len(self.indexes)
         return CatalogueStats(
             photos=self.catalogue.count_photos(),
             indexed=indexed,
