@@ -10,9 +10,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLineEdit,
 
 from app.live_search import ShownSearch
 from app.workers import TaskRunner
-from core.casework.query import drawn_query
 from core.casework.records import CaseInfo, ReviewMark
-from core.casework.store import utcnow
 
 # A stroke burst: strokes drawn less than this apart make one recorded search (the live search
 # itself runs after each stroke).
@@ -85,17 +83,17 @@ class CaseRecorder(QObject):
             self._set_marks({})
         handle = self._handle
         case_id = self.case.id if self.case is not None and self.case.is_open else None
-        query = drawn_query(shown.pixels, shown.strokes_json, shown.scan)
 
         def record(task):
-            search_id, revision = workspace.record_search(
-                query,
+            search_id, revision = workspace.record_drawn_search(
+                shown.pixels,
+                shown.strokes_json,
+                shown.scan,
                 shown.candidates,
                 where=shown.where,
                 min_confidence=shown.min_confidence,
                 top_k=shown.top_k,
                 started_at=shown.started_at,
-                finished_at=utcnow(),
                 case_id=case_id,
                 revision_of=None if fresh else handle.search_id,
             )

@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 from core.casework import audit
 from core.casework.audit_key import load_audit_key
 from core.casework.logged_paths import path_b64, path_fields, path_text, paths_fields
-from core.casework.query import file_query, query_pixels
+from core.casework.query import drawn_query, file_query, query_pixels
 from core.casework.records import AuditCheck, QueryKind, SearchQuery
 from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
@@ -53,13 +53,22 @@ from core.gallery.file_check import check_file
 from core.gallery.importer import GalleryTarget, ImportTarget, ProgressCallback, import_paths
 from core.gallery.integrity import RehashProgress, attribute_cache_mismatches, rehash_problems
 from core.index import attribute_cache
+from core.index.attribute_table import AttributeTables
 from core.index.service import IndexService, index_vector_problems
 from core.index.vectors import DEFAULT_POLICY, IndexFileError, IndexPolicy, VectorIndex
 from core.model.attributes import AttributeSchema
 from core.model.embedded import require_finite
 from core.model.manifest import Manifest, verified_manifest
 from core.model.modality import Modality
-from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
+from core.search import (
+    SearchedGallery,
+    Sketch,
+    embed_sketches,
+    search_embeddings,
+    sketch_label,
+    sketch_pixels,
+    validate_filters,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -67,10 +76,6 @@ if TYPE_CHECKING:
     from core.model.embedded import EmbeddingModel
 
 log = logging.getLogger(__name__)
-
-# up to this many photos written since the attribute table was read, their rows are read again by id
-# whatever the gallery's size (well under a second)
-REREAD_BY_ID_UP_TO = 10_000
 
 
 def app_version() -> str:
@@ -112,28 +117,15 @@ class Workspace:
         self._device = device
         self._model_lock = threading.Lock()
         self.manifest: Manifest = model.manifest if model is not None else verified_manifest(self._model_dir)
-        # the attribute table, built on the first filter and then kept up to date for the photos each
-        # write touched (the catalogue says which), never read whole again: a million photos take
-        # seconds to read, a thousand imported ones milliseconds
-        self._attribute_table: AttributeTable | None = None
-        self._table_lock = threading.Lock()  # one build or update at a time
-        self._touched_lock = threading.Lock()  # guards the next three
-        self._touched: list[np.ndarray] = []  # photos written since the table was read
-        self._table_reading = False
-        # the change-log position the table is complete up to (None: unknown, follow this process's
-        # writes alone), and the one of the cache file on disk
-        self._table_seq: int | None = None
-        self._saved_seq: int | None = None
-        self._cache_file_distrusted = False  # the cache file disagreed with the catalogue: not read again
         self.catalogue = Catalogue(
             self.data_dir, create=create, mark_interrupted=False, check_change_log=check_change_log
         )
-        self.catalogue.on_photos_changed(self._photos_changed)
+        # the attribute table filters read, cached beside the index (one file per model: the schema
+        # comes with the model), so that the first filter after opening reads only what changed since
+        cache_path = self.data_dir / "index" / f"{self.embedding_key[:16]}{attribute_cache.SUFFIX}"
+        self.attribute_tables = AttributeTables(self.catalogue, self.schema, cache_path)
         manifest = self.manifest
         self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
-        # the attribute table as last read, so that the first filter after opening reads only what
-        # changed since (the attribute schema comes with the model: one file per model)
-        self.attribute_cache_path = self.data_dir / "index" / f"{self.embedding_key[:16]}{attribute_cache.SUFFIX}"
         # held while an import or re-index writes (across processes): a second one is refused, and a
         # search opened meanwhile never rewrites the index file the running one will save
         self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
@@ -144,6 +136,7 @@ class Workspace:
         # while an import runs elsewhere its batches are committed before its index is saved: a
         # rebuilt index is searched from memory and the file left to the import
         self.indexes.open(lambda: self.rebuild_index(save=not self._writer_running_elsewhere()))
+        self.searched = SearchedGallery(self.indexes, self.catalogue, self.attribute_tables, self.schema)
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
         self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
@@ -152,8 +145,8 @@ class Workspace:
     def close(self) -> None:
         self.indexes.stop()
         try:
-            self.save_attribute_table()
-            self._prune_change_log()
+            self.attribute_tables.save()
+            self.attribute_tables.prune_change_log()
         except Exception as exc:  # noqa: BLE001 - a cache not written costs the next opening time, nothing else
             log.warning("%s: the attribute table was not saved (%s)", self.attribute_cache_path, exc)
         self.catalogue.close()
@@ -472,116 +465,14 @@ class Workspace:
             self._record("reindex", {**payload, "embedded": summary.updated, "failed": len(summary.failed)})
         return summary
 
-    # -- attributes ----------------------------------------------------------------------------
+    # -- attributes (core.index.attribute_table) --------------------------------------------------
     def attribute_table(self) -> AttributeTable:
-        """Effective attribute values of every photo (see ``Catalogue.attribute_table``). The first
-        time, from the cache file of the last one read (when it is there and valid), else read whole;
-        then brought up to date for just the photos written since: those the catalogue's change log
-        names after the table's position (written by any program), and those this process wrote."""
-        with self._table_lock:
-            with self._touched_lock:
-                table = self._attribute_table
-                touched = np.unique(np.concatenate(self._touched)) if self._touched else np.zeros(0, np.int64)
-                self._touched = []
-                self._table_reading = True
-            try:
-                schema_values = {a.name: a.values for a in self.schema.attributes}
-                seq = self._table_seq
-                if table is None and not self._cache_file_distrusted:
-                    cached = attribute_cache.load_table(self.attribute_cache_path, schema_values)
-                    if cached is not None:
-                        table, seq = cached
-                        self._saved_seq = seq
-                if table is not None and seq is not None:
-                    changes = self.catalogue.attribute_changes_since(seq)
-                    if changes is None:
-                        log.info("%s: the change log does not reach back to the table's position", self.data_dir)
-                        table = None
-                    else:
-                        changed, seq = changes
-                        touched = np.union1d(touched, changed)
-                # a photo read by id costs about three times as much as in one pass over all of them
-                # (measured at 1M: 35 us, 10 us): past a quarter of the table (and REREAD_BY_ID_UP_TO
-                # photos), one pass is cheaper
-                whole = table is None or len(touched) > max(len(table.ids) // 4, REREAD_BY_ID_UP_TO)
-                if whole:
-                    table = self.catalogue.attribute_table(schema_values)
-                    seq = table.seq
-                elif len(touched):
-                    table = table.merged(self.catalogue.attribute_table(schema_values, touched), touched)
-            except BaseException:
-                with self._touched_lock:
-                    self._touched.insert(0, touched)  # read again next time
-                    self._table_reading = False
-                raise
-            with self._touched_lock:
-                self._attribute_table = table
-                self._table_seq = seq
-                self._table_reading = False
-            if whole and seq is not None:  # keep it for the next opening
-                self._save_attribute_table(table, schema_values, seq, whole=True)
-            return table
+        """Effective attribute values of every photo, kept up to date (see :class:`AttributeTables`)."""
+        return self.attribute_tables.table()
 
-    def save_attribute_table(self) -> None:
-        """Write the attribute table to its cache file, when it has changed since it was written and
-        its change-log position is known (at close: the next opening then reads only what changes
-        after). The change log is then pruned of what every model's cache has read."""
-        with self._table_lock:
-            table, seq = self._attribute_table, self._table_seq
-            if table is None or seq is None or seq == self._saved_seq:
-                return
-            self._save_attribute_table(table, {a.name: a.values for a in self.schema.attributes}, seq)
-
-    def forget_attribute_table(self) -> None:
-        """Drop the table held in memory, and never take it from the cache file again until this
-        workspace has written that file itself: the next filter reads the table whole from the
-        catalogue, and close saves nothing over the file meanwhile."""
-        with self._table_lock, self._touched_lock:
-            self._attribute_table = None
-            self._table_seq = None
-            self._saved_seq = None
-            self._touched = []
-            self._cache_file_distrusted = True
-
-    def distrust_attribute_table(self, reason: str) -> None:
-        """The table disagrees with the catalogue (a shown photo's stored values contradict it): its
-        cache file is removed and the table is read whole from the catalogue when next needed."""
-        log.warning("%s: %s; reading the attribute table again from the catalogue", self.attribute_cache_path, reason)
-        try:
-            self.attribute_cache_path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("%s: not removed (%s)", self.attribute_cache_path, exc.strerror or exc)
-        self.forget_attribute_table()
-
-    def _save_attribute_table(
-        self, table: AttributeTable, schema_values: Mapping, seq: int, *, whole: bool = False
-    ) -> None:
-        try:
-            attribute_cache.save_table(self.attribute_cache_path, table, schema_values, seq)
-        except OSError as exc:
-            log.warning("%s: the attribute table was not saved (%s)", self.attribute_cache_path, exc)
-            return
-        self._saved_seq = seq
-        self._cache_file_distrusted = False  # the file now holds this workspace's table
-        self._prune_change_log(read_whole_at=seq if whole else None)
-
-    def _prune_change_log(self, read_whole_at: int | None = None) -> None:
-        """Drop the change log's rows that every model's cache file beside the index has read (all
-        of them when there is none: a table kept in another process's memory then reads whole once).
-        The log therefore holds the writes since the oldest cache, or since the last close."""
-        folder = self.attribute_cache_path.parent
-        positions = [attribute_cache.cached_seq(p) for p in folder.glob(f"*{attribute_cache.SUFFIX}")]
-        oldest = min((p for p in positions if p is not None), default=None)
-        self.catalogue.prune_attribute_changes(
-            attribute_cache.MAX_SEQ if oldest is None else oldest, read_whole_at=read_whole_at
-        )
-
-    def _photos_changed(self, photo_ids: list[int]) -> None:
-        """The catalogue committed a write to these photos (added, removed, or their attribute values)."""
-        with self._touched_lock:
-            # before the first read nothing needs remembering: that read sees every committed write
-            if self._attribute_table is not None or self._table_reading:
-                self._touched.append(np.asarray(photo_ids, dtype=np.int64))
+    @property
+    def attribute_cache_path(self) -> Path:
+        return self.attribute_tables.path
 
     def set_attribute(
         self,
@@ -641,12 +532,13 @@ class Workspace:
 
     # -- search --------------------------------------------------------------------------------
     def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
-        return embed_sketches(self, sketches)
+        pixels = [sketch_pixels(s) for s in sketches]  # a sketch that cannot be read fails before the network loads
+        return embed_sketches(self.model, pixels)
 
     def search_embeddings(
         self, queries: np.ndarray, top_k: int = 10, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
     ) -> list[list[Candidate]]:
-        return search_embeddings(self, queries, top_k, where, min_confidence)
+        return search_embeddings(self.searched, queries, top_k, where, min_confidence)
 
     def search(
         self,
@@ -692,8 +584,10 @@ class Workspace:
         case_id: int | None = None,
         revision_of: int | None = None,
     ) -> tuple[int, int]:
-        """Store a search that was shown (or a re-rank of one, with ``revision_of``); returns
-        (search id, revision)."""
+        """Store a search that was shown (or a re-rank of one, with ``revision_of``), with who ran it,
+        this program's version and the model; returns (search id, revision). The one way a search is
+        recorded: the command line's (:meth:`search_file_recorded`) and the window's
+        (:meth:`record_drawn_search`) both come here."""
         return self.casework.record_search(
             query,
             case_id=case_id,
@@ -727,6 +621,33 @@ class Workspace:
             query, ranked, where=where, min_confidence=min_confidence, top_k=top_k, started_at=started, case_id=case_id
         )
         return SearchResult(str(path), ranked), search_id
+
+    def record_drawn_search(
+        self,
+        pixels: np.ndarray,
+        strokes_json: str,
+        scan: tuple[str, bytes] | None,
+        candidates: Sequence[Candidate],
+        *,
+        where: Mapping[str, str] | None,
+        min_confidence: float,
+        top_k: int,
+        started_at: datetime,
+        case_id: int | None = None,
+        revision_of: int | None = None,
+    ) -> tuple[int, int]:
+        """Record a ranking the window showed for a drawn sketch: the image given to the model, its
+        strokes and the scanned file under them (see :meth:`record_search`)."""
+        return self.record_search(
+            drawn_query(pixels, strokes_json, scan),
+            candidates,
+            where=where,
+            min_confidence=min_confidence,
+            top_k=top_k,
+            started_at=started_at,
+            case_id=case_id,
+            revision_of=revision_of,
+        )
 
     def replay(self, search_id: int):
         """Run a recorded search's newest ranking again and say what changed."""
@@ -869,6 +790,6 @@ class Workspace:
             except OSError as exc:
                 done = f"not trusted, but it could not be removed ({exc.strerror or exc}): delete it"
             if mismatch.path == self.attribute_cache_path:
-                self.forget_attribute_table()
+                self.attribute_tables.forget()
             problems.append(f"{mismatch.describe()}; it was {done}")
         return problems
