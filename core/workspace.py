@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,10 +26,7 @@ from core.casework.records import AuditCheck, QueryKind, SearchQuery
 from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue, Record
-from core.catalogue.structure import change_log_problems
-from core.common import environment
-from core.common.errors import CheckpointError, ImageLoadError, SketchSearchError
-from core.common.imaging import decode_image, load_rgb, read_photo_file
+from core.common.errors import SketchSearchError
 from core.common.operator import current_operator
 from core.common.paths import default_data_dir, default_model_dir, refuse_inside_data_folder
 from core.common.private_files import write_private_file
@@ -38,10 +34,8 @@ from core.common.types import (
     AttributeSource,
     Candidate,
     CatalogueStats,
-    FileCheck,
     FolderSummary,
     ImportFailure,
-    ImportProgress,
     ImportSummary,
     ModelInfo,
     PhotoRecord,
@@ -49,17 +43,17 @@ from core.common.types import (
     VerifyReport,
 )
 from core.gallery.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
-from core.gallery.file_check import check_file
 from core.gallery.importer import GalleryTarget, ImportTarget, ProgressCallback, import_paths
-from core.gallery.integrity import RehashProgress, attribute_cache_mismatches, rehash_problems
+from core.gallery.integrity import RehashProgress
+from core.gallery.reembed import embed_missing, repair_embeddings
+from core.gallery.verify import verify_gallery
 from core.index import attribute_cache
 from core.index.attribute_table import AttributeTables
-from core.index.service import IndexService, index_vector_problems
-from core.index.vectors import DEFAULT_POLICY, IndexFileError, IndexPolicy, VectorIndex
+from core.index.service import IndexService
+from core.index.vectors import DEFAULT_POLICY, IndexPolicy, VectorIndex
 from core.model.attributes import AttributeSchema
-from core.model.embedded import require_finite
-from core.model.manifest import Manifest, verified_manifest
-from core.model.modality import Modality
+from core.model.handle import ModelHandle
+from core.model.manifest import Manifest
 from core.search import (
     SearchedGallery,
     Sketch,
@@ -112,11 +106,8 @@ class Workspace:
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         if not create:  # checked before the model is read: a mistyped folder fails at once
             Catalogue.require_folder(self.data_dir)
-        self._model = model
-        self._model_dir = Path(model_dir) if model_dir else default_model_dir()
-        self._device = device
-        self._model_lock = threading.Lock()
-        self.manifest: Manifest = model.manifest if model is not None else verified_manifest(self._model_dir)
+        self.models = ModelHandle(Path(model_dir) if model_dir else default_model_dir(), device, model)
+        self.manifest: Manifest = self.models.manifest
         self.catalogue = Catalogue(
             self.data_dir, create=create, mark_interrupted=False, check_change_log=check_change_log
         )
@@ -157,25 +148,15 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- model ---------------------------------------------------------------------------------
+    # -- model (core.model.handle) --------------------------------------------------------------
     @property
     def model(self) -> EmbeddingModel:
-        """The network, loaded (on ONNX Runtime or torch, see core.model.loading) the first time it
-        is needed."""
-        if self._model is None:
-            with self._model_lock:
-                if self._model is None:
-                    from core.model.loading import load_model
-
-                    loaded = load_model(self._model_dir, self._device)
-                    if loaded.embedding_key != self.embedding_key:  # the folder changed under us
-                        raise CheckpointError(f"{self._model_dir}: the model changed while the gallery was open")
-                    self._model = loaded
-        return self._model
+        """The network, loaded the first time it is needed."""
+        return self.models.model
 
     def loaded_model(self) -> EmbeddingModel | None:
         """The network if it is loaded already (to reuse it for another gallery), else None."""
-        return self._model
+        return self.models.loaded()
 
     @property
     def embedding_key(self) -> str:
@@ -190,26 +171,7 @@ class Workspace:
         return self.manifest.attribute_schema
 
     def model_info(self) -> ModelInfo:
-        """Without loading the network, ``device`` is the one asked for (``auto`` by default)."""
-        m = self.manifest
-        if self._model is not None:
-            device = str(self._model.device)
-            runtime = self._model.runtime
-        else:
-            device = (self._device or environment.device() or "auto").lower()
-            runtime = "not loaded"
-        return ModelInfo(
-            name=m.name,
-            sha256=m.weights_sha256,
-            backbone=m.backbone,
-            device=device,
-            runtime=runtime,
-            attributes_trained=m.attribute_head_trained,
-            provenance=m.provenance,
-            licence=m.licence,
-            data_terms=m.data_terms,
-            loaded=self._model is not None,
-        )
+        return self.models.info()
 
     def photo_ids(self) -> np.ndarray:
         """Ids of every catalogued photo, ascending."""
@@ -279,31 +241,8 @@ class Workspace:
         return self.indexes.rebuild(save, repair)
 
     def repair_embeddings(self, photo_ids: Sequence[int]) -> tuple[list[ImportFailure], np.ndarray, np.ndarray]:
-        """Embed damaged embeddings again from their files. Returns the photos that could not be (their
-        damaged embedding is deleted, so they count as not embedded until their file is back), and
-        the ids and new vectors of those that were (stored in the catalogue, for the caller's index)."""
-        log.warning("%d stored embedding(s) are damaged (not finite unit vectors): embedding again", len(photo_ids))
-        failed, ids, images = [], [], []
-        for record in self.catalogue.photos(photo_ids):
-            try:
-                data, sha256 = read_photo_file(record.path)
-                if sha256 != record.sha256:  # never file another person's embedding under this photo
-                    raise ImageLoadError(record.path, "the file changed since import")
-                images.append(np.asarray(decode_image(data, record.path)))
-                ids.append(record.id)
-            except ImageLoadError as exc:
-                failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unusable ({exc.reason})"))
-        vectors = np.zeros((0, self.embedding_dim), np.float32)
-        if ids:
-            embedded = require_finite(self.model.embed_images(images, Modality.PHOTO), self.model, Modality.PHOTO)
-            attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-            self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
-            vectors = np.asarray(embedded.embeddings, np.float32)
-        lost = sorted(set(map(int, photo_ids)) - set(ids))
-        self.catalogue.delete_embeddings(self.embedding_key, lost)
-        for failure in failed:
-            log.warning("%s: %s", failure.path, failure.reason)
-        return failed, np.asarray(ids, np.int64), vectors
+        """See :func:`core.gallery.reembed.repair_embeddings`."""
+        return repair_embeddings(self.catalogue, lambda: self.model, self.embedding_key, self.embedding_dim, photo_ids)
 
     def save_index(self) -> None:
         self.indexes.save()
@@ -421,48 +360,10 @@ class Workspace:
         ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
         batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
         with self._exclusive_writer():
-            return self._embed_missing(progress, cancel, batch_size)
-
-    def _embed_missing(
-        self, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
-    ) -> ImportSummary:
-        started = time.monotonic()
-        todo = self.catalogue.ids_without_embedding(self.embedding_key)
-        summary = ImportSummary()
-        for start in range(0, len(todo), batch_size):
-            if cancel and cancel.is_set():
-                summary.cancelled = True
-                break
-            ids, images = [], []
-            for photo_id, path in todo[start : start + batch_size]:
-                try:
-                    images.append(load_rgb(path))
-                    ids.append(photo_id)
-                except ImageLoadError as exc:
-                    summary.failed.append(ImportFailure(exc.path, exc.reason))
-            if ids:
-                embedded = require_finite(self.model.embed_images(images, Modality.PHOTO), self.model, Modality.PHOTO)
-                attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-                self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
-                self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
-                summary.updated += len(ids)
-            if progress:
-                done = min(start + batch_size, len(todo))
-                progress(
-                    ImportProgress(
-                        done=done,
-                        total=len(todo),
-                        added=summary.updated,
-                        failed=len(summary.failed),
-                        rate=done / max(time.monotonic() - started, 1e-9),
-                        current=todo[done - 1][1],
-                    )
-                )
-        self.save_index()
-        summary.seconds = time.monotonic() - started
-        if summary.updated or summary.failed:
-            payload = {"model": self.manifest.name, "embedding_key": self.embedding_key}
-            self._record("reindex", {**payload, "embedded": summary.updated, "failed": len(summary.failed)})
+            summary = embed_missing(self.gallery_target(), lambda: self.model, progress, cancel, batch_size)
+            if summary.updated or summary.failed:
+                payload = {"model": self.manifest.name, "embedding_key": self.embedding_key}
+                self._record("reindex", {**payload, "embedded": summary.updated, "failed": len(summary.failed)})
         return summary
 
     # -- attributes (core.index.attribute_table) --------------------------------------------------
@@ -722,74 +623,7 @@ class Workspace:
     def verify(
         self, files: bool = False, rehash: bool = False, progress: Callable[[RehashProgress], None] | None = None
     ) -> VerifyReport:
-        """Do catalogue, stored embeddings and the index file agree? Is the attribute change log
-        whole (its table and triggers as created), and does each attribute cache file hold the
-        catalogue's values (one that does not is removed, and filters read the catalogue)?
-        ``files``: also check that every catalogued photo's file is still the one imported (a stat
-        each, a hash when touched); ``rehash``: hash every file instead, whatever its size and
-        modification time say (``progress`` is called after each file)."""
-        damage = self.catalogue.quick_check()
-        if damage:  # nothing else read from a damaged file can be trusted
-            shown = "; ".join(damage[:3]) + (f" (and {len(damage) - 3} more)" if len(damage) > 3 else "")
-            return VerifyReport(
-                ok=False,
-                problems=[
-                    f"{self.catalogue.path}: the catalogue file is damaged (SQLite quick_check: {shown}); restore it "
-                    "from a backup, or import the photos again into a new data folder"
-                ],
-            )
-        with self.catalogue.read_connection() as connection:
-            problems = [f"{self.catalogue.path}: {p}" for p in change_log_problems(connection)]
-        problems += self._attribute_cache_problems()
-        if files or rehash:
-            ids = self.catalogue.attribute_table({}).ids  # every photo, from the catalogue (never a cache)
-            problems += rehash_problems(self.catalogue, ids, progress) if rehash else self._file_problems(ids)
-        photos = self.catalogue.count_photos()
-        embedded = self.catalogue.embedded_ids(self.embedding_key)
-        if len(embedded) != photos:
-            problems.append(
-                f"{photos - len(embedded)} photo(s) have no embedding for model {self.manifest.name} "
-                f"(key {self.embedding_key[:12]})"
-            )
-        try:
-            on_disk = VectorIndex.load(self.index_path, self.embedding_dim, self.embedding_key)
-        except IndexFileError as exc:
-            problems.append(str(exc))
-        else:
-            if not np.array_equal(np.sort(on_disk.ids()), embedded):
-                problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
-            else:
-                found: list[np.ndarray] = []  # filled in the same pass that compares the index
-                differ = index_vector_problems(on_disk, self.catalogue, self.embedding_key, damaged=found)
-                damaged = np.concatenate(found) if found else np.empty(0, np.int64)
-                if len(damaged):
-                    problems.append(
-                        f"{len(damaged)} stored embedding(s) are damaged (not finite unit vectors), photo id(s) "
-                        f"{', '.join(map(str, damaged[:10]))}: run rebuild-index to embed them again"
-                    )
-                problems.extend(differ)
-        return VerifyReport(ok=not problems, problems=problems)
-
-    def _file_problems(self, ids: np.ndarray) -> list[str]:
-        problems = []
-        for start in range(0, len(ids), 1000):
-            for record in self.catalogue.photos(ids[start : start + 1000]):
-                state = check_file(record)
-                if state is not FileCheck.OK:
-                    problems.append(f"photo {record.id}: {state.warning}: {record.path}")
-        return problems
-
-    def _attribute_cache_problems(self) -> list[str]:
-        """Each attribute cache file whose table is not the catalogue's: reported, and removed (this
-        workspace's table is read again from the catalogue when next needed)."""
-        problems = []
-        for mismatch in attribute_cache_mismatches(self.catalogue, self.attribute_cache_path.parent):
-            try:
-                mismatch.path.unlink(missing_ok=True)
-                done = "removed, so filters read the values from the catalogue"
-            except OSError as exc:
-                done = f"not trusted, but it could not be removed ({exc.strerror or exc}): delete it"
-            if mismatch.path == self.attribute_cache_path:
-                self.attribute_tables.forget()
-            problems.append(f"{mismatch.describe()}; it was {done}")
-        return problems
+        """See :func:`core.gallery.verify.verify_gallery`."""
+        return verify_gallery(
+            self.catalogue, self.indexes, self.attribute_tables, self.manifest.name, files, rehash, progress
+        )
