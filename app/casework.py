@@ -117,7 +117,7 @@ class CaseRecorder(QObject):
         def review(task):
             if handle.search_id is None:
                 raise ValueError("the search could not be recorded, so its candidates cannot be marked")
-            return workspace.casework.review(handle.search_id, rank, mark, workspace.operator, note, photo_id)
+            return workspace.review(handle.search_id, rank, mark, note, photo_id)
 
         def done(result) -> None:
             if handle is self._handle:
@@ -143,7 +143,7 @@ class CaseRecorder(QObject):
         if operator:
             workspace.operator = operator
         self._submit(
-            lambda task: workspace.casework.new_case(number, title, workspace.operator, notes),
+            lambda task: workspace.new_case(number, title, notes),
             self._set_case,
             "new case",
         )
@@ -154,14 +154,7 @@ class CaseRecorder(QObject):
         if workspace is None:
             return
         self.flush()
-
-        def open_it(task):
-            case = workspace.casework.case(number)
-            if not case.is_open:
-                case = workspace.casework.set_case_state(number, closed=False, operator=workspace.operator)
-            return case
-
-        self._submit(open_it, self._set_case, "open case")
+        self._submit(lambda task: workspace.open_case(number), self._set_case, "open case")
 
     def close_case(self) -> None:
         workspace, case = self.workspace, self.case
@@ -169,7 +162,7 @@ class CaseRecorder(QObject):
             return
         self.flush()
         self._submit(
-            lambda task: workspace.casework.set_case_state(case.number, closed=True, operator=workspace.operator),
+            lambda task: workspace.close_case(case.number),
             lambda _closed: self._set_case(None),
             "close case",
         )
@@ -177,7 +170,7 @@ class CaseRecorder(QObject):
     def list_cases(self, on_result) -> None:
         workspace = self.workspace
         if workspace is not None:
-            self._submit(lambda task: workspace.casework.cases(), on_result, "list cases")
+            self._submit(lambda task: workspace.cases(), on_result, "list cases")
 
     def export_report(self, path: str) -> None:
         workspace, case = self.workspace, self.case

@@ -6,12 +6,10 @@ and the index needs only the model's manifest, so those commands start in a frac
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,16 +18,15 @@ from filelock import FileLock, Timeout
 
 from core.casework import audit
 from core.casework.audit_key import load_audit_key
+from core.casework.desk import CaseDesk
 from core.casework.logged_paths import path_b64, path_fields, path_text, paths_fields
-from core.casework.query import drawn_query, file_query, query_pixels
-from core.casework.records import AuditCheck, QueryKind, SearchQuery
+from core.casework.query import file_query, query_pixels
+from core.casework.records import AuditCheck, CaseInfo, QueryKind, Review, ReviewMark, SearchQuery
 from core.casework.replay import compare
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue, Record
 from core.common.errors import SketchSearchError
-from core.common.operator import current_operator
-from core.common.paths import default_data_dir, default_model_dir, refuse_inside_data_folder
-from core.common.private_files import write_private_file
+from core.common.paths import default_data_dir, default_model_dir
 from core.common.types import (
     AttributeSource,
     Candidate,
@@ -65,20 +62,9 @@ from core.search import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from core.model.embedded import EmbeddingModel
 
 log = logging.getLogger(__name__)
-
-
-def app_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sketchsearch")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class Workspace:
@@ -130,8 +116,8 @@ class Workspace:
         self.searched = SearchedGallery(self.indexes, self.catalogue, self.attribute_tables, self.schema)
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
-        self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
-        self._record_model_in_use()
+        self.desk = CaseDesk(self.casework, self.manifest, self.data_dir)
+        self.desk.record_model_in_use()
 
     def close(self) -> None:
         self.indexes.stop()
@@ -275,7 +261,7 @@ class Workspace:
         target = ImportTarget(**self._target_fields(), model=self.model)
         with self._exclusive_writer():
             summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
-        self._record(
+        self.desk.record(
             "import",
             {
                 **paths_fields("roots", roots),
@@ -302,7 +288,7 @@ class Workspace:
             "add_to_index": self.index_add,
             "forget_photos": self.forget_photos,
             "save_index": self.save_index,
-            "log": self._log_in,
+            "log": self.desk.log_in,
         }
 
     def import_embeddings(
@@ -316,7 +302,7 @@ class Workspace:
 
         with self._exclusive_writer():
             summary = ingest_shards(self.gallery_target(), Path(shards), progress=progress, cancel=cancel)
-        self._record(
+        self.desk.record(
             "import embeddings",
             {
                 **path_fields("shards", shards),
@@ -346,7 +332,9 @@ class Workspace:
         # [id, sha256, path as text, path's bytes in base64] (see core.casework.logged_paths)
         photos = [[p.id, p.sha256, path_text(p.path), path_b64(p.path)] for p in self.catalogue.photos(ids)]
         # the entry is written in the deletion's transaction: a kill between the two loses neither
-        self.forget_photos(ids, lambda connection, _ids: self._log_in(connection, kind, {**payload, "photos": photos}))
+        self.forget_photos(
+            ids, lambda connection, _ids: self.desk.log_in(connection, kind, {**payload, "photos": photos})
+        )
         self.save_index()
 
     def count_unembedded(self) -> int:
@@ -363,7 +351,7 @@ class Workspace:
             summary = embed_missing(self.gallery_target(), lambda: self.model, progress, cancel, batch_size)
             if summary.updated or summary.failed:
                 payload = {"model": self.manifest.name, "embedding_key": self.embedding_key}
-                self._record("reindex", {**payload, "embedded": summary.updated, "failed": len(summary.failed)})
+                self.desk.record("reindex", {**payload, "embedded": summary.updated, "failed": len(summary.failed)})
         return summary
 
     # -- attributes (core.index.attribute_table) --------------------------------------------------
@@ -404,7 +392,7 @@ class Workspace:
         self.catalogue.set_values(photo_id, values, source, confidence, operator)
         sha256 = self.catalogue.photo(photo_id).sha256
         payload = {"photo_id": photo_id, "photo_sha256": sha256, "values": dict(values), "source": source.value}
-        self._record("attribute correction", payload)
+        self.desk.record("attribute correction", payload)
         return self.catalogue.photo(photo_id)
 
     def import_attribute_sheet(
@@ -417,7 +405,7 @@ class Workspace:
         sheet = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue, key, id_pattern)
         count = self.catalogue.set_attributes(sheet.rows, AttributeSource.IMPORTED, operator or self.operator)
         digest = audit.sha256_hex(Path(csv_path).read_bytes())
-        self._record("attribute sheet", {**path_fields("file", csv_path), "sha256": digest, "values": count})
+        self.desk.record("attribute sheet", {**path_fields("file", csv_path), "sha256": digest, "values": count})
         return sheet
 
     # -- photos (records for the window: dataclasses, never ORM objects) ----------------------------
@@ -453,57 +441,24 @@ class Workspace:
         ranked = self.search_embeddings(queries, top_k, where, min_confidence)
         return [SearchResult(sketch_label(s, i), c) for i, (s, c) in enumerate(zip(sketches, ranked))]
 
-    # -- casework ------------------------------------------------------------------------------
-    def _record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
-        return self.casework.record_event(kind, self.operator, payload, case_id)
+    # -- casework (core.casework.desk) ----------------------------------------------------------
+    @property
+    def operator(self) -> str:
+        """Who is recorded for searches, reviews and changes (editable)."""
+        return self.desk.operator
 
-    def _log_in(self, connection: Connection, kind: str, payload: dict) -> None:
-        """An audit entry inside the caller's write transaction ``connection`` (committed with it)."""
-        self.casework.append_entry(connection, kind, self.operator, payload)
+    @operator.setter
+    def operator(self, operator: str) -> None:
+        self.desk.operator = operator
 
-    def _record_model_in_use(self) -> None:
-        """A model change (a gallery first opened with a model, or with another one) is logged."""
-        last = self.casework.last_event("model")
-        key = self.embedding_key
-        if last is None or last.payload.get("embedding_key") != key:
-            m = self.manifest  # read without loading the network
-            payload = {"name": m.name, "embedding_key": key, "weights_sha256": m.weights_sha256}
-            if last is not None:
-                payload["previous"] = last.payload.get("embedding_key")
-            self._record("model", payload)
+    def record_search(self, query: SearchQuery, candidates: Sequence[Candidate], **how) -> tuple[int, int]:
+        """Store a search that was shown: see :meth:`CaseDesk.record_search`, where every search is
+        recorded."""
+        return self.desk.record_search(query, candidates, **how)
 
-    def record_search(
-        self,
-        query: SearchQuery,
-        candidates: Sequence[Candidate],
-        *,
-        where: Mapping[str, str] | None,
-        min_confidence: float,
-        top_k: int,
-        started_at: datetime,
-        finished_at: datetime | None = None,
-        case_id: int | None = None,
-        revision_of: int | None = None,
-    ) -> tuple[int, int]:
-        """Store a search that was shown (or a re-rank of one, with ``revision_of``), with who ran it,
-        this program's version and the model; returns (search id, revision). The one way a search is
-        recorded: the command line's (:meth:`search_file_recorded`) and the window's
-        (:meth:`record_drawn_search`) both come here."""
-        return self.casework.record_search(
-            query,
-            case_id=case_id,
-            operator=self.operator,
-            app_version=app_version(),
-            model_name=self.manifest.name,
-            embedding_key=self.embedding_key,
-            filters=dict(where or {}),
-            min_confidence=min_confidence,
-            top_k=top_k,
-            candidates=candidates,
-            started_at=started_at,
-            finished_at=finished_at or utcnow(),
-            revision_of=revision_of,
-        )
+    def record_drawn_search(self, pixels: np.ndarray, strokes_json: str, scan, candidates, **how) -> tuple[int, int]:
+        """Record a ranking the window showed for a drawn sketch: see :meth:`CaseDesk.record_drawn_search`."""
+        return self.desk.record_drawn_search(pixels, strokes_json, scan, candidates, **how)
 
     def search_file_recorded(
         self,
@@ -518,37 +473,10 @@ class Workspace:
         started = utcnow()
         query, pixels = file_query(path)
         ranked = self.search_embeddings(self.embed_sketches([pixels]), top_k, where, min_confidence)[0]
-        search_id, _ = self.record_search(
+        search_id, _ = self.desk.record_search(
             query, ranked, where=where, min_confidence=min_confidence, top_k=top_k, started_at=started, case_id=case_id
         )
         return SearchResult(str(path), ranked), search_id
-
-    def record_drawn_search(
-        self,
-        pixels: np.ndarray,
-        strokes_json: str,
-        scan: tuple[str, bytes] | None,
-        candidates: Sequence[Candidate],
-        *,
-        where: Mapping[str, str] | None,
-        min_confidence: float,
-        top_k: int,
-        started_at: datetime,
-        case_id: int | None = None,
-        revision_of: int | None = None,
-    ) -> tuple[int, int]:
-        """Record a ranking the window showed for a drawn sketch: the image given to the model, its
-        strokes and the scanned file under them (see :meth:`record_search`)."""
-        return self.record_search(
-            drawn_query(pixels, strokes_json, scan),
-            candidates,
-            where=where,
-            min_confidence=min_confidence,
-            top_k=top_k,
-            started_at=started_at,
-            case_id=case_id,
-            revision_of=revision_of,
-        )
 
     def replay(self, search_id: int):
         """Run a recorded search's newest ranking again and say what changed."""
@@ -574,40 +502,29 @@ class Workspace:
             imported_since=since,
         )
 
-    def export_case_report(self, number: str, path: Path) -> Path:
-        """Write a case's PDF report; the export itself is recorded with the file's sha256. The
-        report states the full verification of the log (never "verified" when verify rejects it)
-        and the head it verified, which a later ``audit verify --against`` checks the log against."""
-        from core.casework.report import write_case_report  # fpdf2 loads only when a report is made
+    def review(
+        self, search_id: int, rank: int, mark: ReviewMark, note: str = "", photo_id: int | None = None
+    ) -> Review:
+        return self.desk.review(search_id, rank, mark, note, photo_id)
 
-        path = refuse_inside_data_folder(path, self.data_dir, "report")
-        case = self.casework.case(number)
-        searches = self.casework.searches_of_case(case.id)
-        marks = {s.id: self.casework.current_marks(s.id) for s in searches}
-        written = write_case_report(
-            path,
-            case,
-            searches,
-            marks,
-            self.casework.verify_audit(),
-            generated_by=self.operator,
-            app_version=app_version(),
-            sealed=self.casework.audit_key is not None,
-        )
-        digest = audit.sha256_hex(written.read_bytes())
-        payload = {"number": case.number, **path_fields("file", written), "sha256": digest, "searches": len(searches)}
-        self._record("report exported", payload, case.id)
-        return written
+    def new_case(self, number: str, title: str, notes: str = "") -> CaseInfo:
+        return self.desk.new_case(number, title, notes)
+
+    def open_case(self, number: str) -> CaseInfo:
+        """The case, opened again if it was closed."""
+        return self.desk.open_case(number)
+
+    def close_case(self, number: str) -> CaseInfo:
+        return self.desk.close_case(number)
+
+    def cases(self) -> list[CaseInfo]:
+        return self.casework.cases()
+
+    def export_case_report(self, number: str, path: Path) -> Path:
+        return self.desk.export_case_report(number, path)
 
     def export_audit_log(self, path: Path) -> tuple[Path, AuditCheck]:
-        """Write the log as one JSON document (core.casework.audit.export_document), atomically and
-        0600; returns the file and the full verification of the log at the time."""
-        path = refuse_inside_data_folder(path, self.data_dir, "export")
-        check = self.casework.verify_audit()
-        document = self.casework.export_document()
-        document["verified"] = {"ok": check.ok, "problems": list(check.problems)}
-        write_private_file(path, (json.dumps(document, indent=1) + "\n").encode(), "export")
-        return path, check
+        return self.desk.export_audit_log(path)
 
     # -- health --------------------------------------------------------------------------------
     def stats(self) -> CatalogueStats:
