@@ -8,24 +8,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from core.casework import audit
 from core.casework.audit_key import load_audit_key
 from core.casework.desk import CaseDesk
 from core.casework.logged_paths import path_b64, path_fields, path_text, paths_fields
-from core.casework.query import file_query, query_pixels
-from core.casework.records import AuditCheck, CaseInfo, QueryKind, Review, ReviewMark, SearchQuery
-from core.casework.replay import compare
+from core.casework.query import file_query
+from core.casework.records import AuditCheck, CaseInfo, ReplayReport, Review, ReviewMark, SearchQuery
+from core.casework.replay import replay
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue, Record
-from core.common.errors import SketchSearchError
+from core.catalogue.writer_lock import WriterLock
 from core.common.paths import default_data_dir, default_model_dir
 from core.common.types import (
     AttributeSource,
@@ -103,16 +101,14 @@ class Workspace:
         self.attribute_tables = AttributeTables(self.catalogue, self.schema, cache_path)
         manifest = self.manifest
         self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
-        # held while an import or re-index writes (across processes): a second one is refused, and a
-        # search opened meanwhile never rewrites the index file the running one will save
-        self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
-        self._mark_interrupted_imports()
+        self.writer = WriterLock(self.data_dir)  # one import or re-index at a time (core.catalogue.writer_lock)
+        self.writer.mark_interrupted_imports(self.catalogue)
         self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
         index_path = self.data_dir / "index" / f"{self.embedding_key[:16]}.faiss"
         self.indexes = IndexService(self.catalogue, self.embedding_key, self.embedding_dim, index_path, index_policy)
         # while an import runs elsewhere its batches are committed before its index is saved: a
         # rebuilt index is searched from memory and the file left to the import
-        self.indexes.open(lambda: self.rebuild_index(save=not self._writer_running_elsewhere()))
+        self.indexes.open(lambda: self.rebuild_index(save=not self.writer.running_elsewhere()))
         self.searched = SearchedGallery(self.indexes, self.catalogue, self.attribute_tables, self.schema)
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
@@ -176,43 +172,6 @@ class Workspace:
     def index_policy(self) -> IndexPolicy:
         return self.indexes.policy
 
-    def _mark_interrupted_imports(self) -> None:
-        """An import left 'running' by a process that is gone did not finish; one whose process still
-        holds the writer lock is running (a second import started meanwhile must say so, not call
-        it interrupted). The lock is held while marking, so that no import starts in between."""
-        try:
-            self._writer_lock.acquire(timeout=0)
-        except Timeout:
-            return
-        try:
-            self.catalogue.mark_interrupted_imports()
-        finally:
-            self._writer_lock.release()
-
-    def _writer_running_elsewhere(self) -> bool:
-        if self._writer_lock.is_locked:
-            return False  # this workspace is the writer
-        try:
-            self._writer_lock.acquire(timeout=0)
-        except Timeout:
-            return True
-        self._writer_lock.release()
-        return False
-
-    @contextmanager
-    def _exclusive_writer(self) -> Iterator[None]:
-        """Hold the writer lock, refused at once (with a one-line reason) when another holds it."""
-        try:
-            self._writer_lock.acquire(timeout=0)
-        except Timeout:
-            raise SketchSearchError(
-                f"{self.data_dir}: another import is running on this gallery; run this again when it has finished"
-            ) from None
-        try:
-            yield
-        finally:
-            self._writer_lock.release()
-
     def rebuild_index(self, save: bool = True) -> VectorIndex:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically.
         A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
@@ -240,9 +199,6 @@ class Workspace:
     def index_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.indexes.add(ids, vectors)
 
-    def index_search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
-        return self.indexes.search(queries, k, allowed)
-
     def forget_photos(self, photo_ids: Sequence[int], record: Record | None = None) -> None:
         """Remove photos from the catalogue and the index (the files themselves are never touched);
         ``record(connection, ids)`` writes their audit entry in the deletion's transaction."""
@@ -259,7 +215,7 @@ class Workspace:
     ) -> ImportSummary:
         roots = [str(r) for r in roots]
         target = ImportTarget(**self._target_fields(), model=self.model)
-        with self._exclusive_writer():
+        with self.writer.exclusive():
             summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
         self.desk.record(
             "import",
@@ -300,7 +256,7 @@ class Workspace:
         """Ingest Parquet shards written by ``sketchsearch-cluster embed`` (no re-embedding)."""
         from core.gallery.shard_ingest import ingest_shards
 
-        with self._exclusive_writer():
+        with self.writer.exclusive():
             summary = ingest_shards(self.gallery_target(), Path(shards), progress=progress, cancel=cancel)
         self.desk.record(
             "import embeddings",
@@ -347,7 +303,7 @@ class Workspace:
         """Embed catalogued photos that have no embedding for this model (after a model change):
         ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
         batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
-        with self._exclusive_writer():
+        with self.writer.exclusive():
             summary = embed_missing(self.gallery_target(), lambda: self.model, progress, cancel, batch_size)
             if summary.updated or summary.failed:
                 payload = {"model": self.manifest.name, "embedding_key": self.embedding_key}
@@ -478,29 +434,13 @@ class Workspace:
         )
         return SearchResult(str(path), ranked), search_id
 
-    def replay(self, search_id: int):
-        """Run a recorded search's newest ranking again and say what changed."""
-        search = self.casework.search(search_id)
-        then = search.latest
-        kind, data = self.casework.query_source(search_id)
-        label = search.query_name if kind == QueryKind.FILE else f"recorded search {search_id}"
-        embedding = self.embed_sketches([query_pixels(kind, data, label)])
-        ranked = self.search_embeddings(embedding, then.top_k, then.filters, then.min_confidence)[0]
-        records = {p.id: p for p in self.catalogue.photos([c.photo_id for c in ranked])}
-        now = [(c.photo_id, records[c.photo_id].sha256, c.score) for c in ranked if c.photo_id in records]
-        by_sha = self.catalogue.paths_by_sha()
-        present = {c.photo_sha256: by_sha[c.photo_sha256][0] for c in then.candidates if c.photo_sha256 in by_sha}
-        since = {records[pid].sha256 for pid, *_ in now if records[pid].imported_at > then.started_at}
-        return compare(
-            search,
-            now,
-            model_name=self.manifest.name,
-            embedding_key=self.embedding_key,
-            gallery_photos=self.catalogue.count_photos(),
-            last_import=self.catalogue.last_import_id(),
-            present=present,
-            imported_since=since,
-        )
+    def replay(self, search_id: int) -> ReplayReport:
+        """Run a recorded search's newest ranking again and say what changed (core.casework.replay)."""
+
+        def rank(pixels: np.ndarray, top_k: int, where: Mapping[str, str], min_confidence: float) -> list[Candidate]:
+            return self.search_embeddings(self.embed_sketches([pixels]), top_k, where, min_confidence)[0]
+
+        return replay(self.casework, self.catalogue, self.manifest, search_id, rank)
 
     def review(
         self, search_id: int, rank: int, mark: ReviewMark, note: str = "", photo_id: int | None = None
