@@ -41,7 +41,7 @@ def build_from_catalogue(
     An IVF index is trained on a random sample and filled chunk by chunk, so a gallery of millions
     never has all its float vectors in memory at once (10M x 896 floats would be 36 GB).
 
-    ``accept(vectors)`` says which rows of each chunk may be indexed (the workspace's check for
+    ``accept(vectors)`` says which rows of each chunk may be indexed (the index service's check for
     damaged embeddings): the others are left out and returned as ``rejected``, so the embeddings
     are checked in the same pass that indexes them instead of being read twice."""
     rejected = []
