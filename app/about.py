@@ -7,7 +7,7 @@ from html import escape
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from core.common.types import ModelInfo
-from core.workspace import app_version
+from core.common.version import app_version
 
 
 def about_html(info: ModelInfo | None) -> str:

@@ -10,9 +10,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLineEdit,
 
 from app.live_search import ShownSearch
 from app.workers import TaskRunner
-from core.casework.query import drawn_query
 from core.casework.records import CaseInfo, ReviewMark
-from core.casework.store import utcnow
 
 # A stroke burst: strokes drawn less than this apart make one recorded search (the live search
 # itself runs after each stroke).
@@ -85,17 +83,17 @@ class CaseRecorder(QObject):
             self._set_marks({})
         handle = self._handle
         case_id = self.case.id if self.case is not None and self.case.is_open else None
-        query = drawn_query(shown.pixels, shown.strokes_json, shown.scan)
 
         def record(task):
-            search_id, revision = workspace.record_search(
-                query,
+            search_id, revision = workspace.record_drawn_search(
+                shown.pixels,
+                shown.strokes_json,
+                shown.scan,
                 shown.candidates,
                 where=shown.where,
                 min_confidence=shown.min_confidence,
                 top_k=shown.top_k,
                 started_at=shown.started_at,
-                finished_at=utcnow(),
                 case_id=case_id,
                 revision_of=None if fresh else handle.search_id,
             )
@@ -119,7 +117,7 @@ class CaseRecorder(QObject):
         def review(task):
             if handle.search_id is None:
                 raise ValueError("the search could not be recorded, so its candidates cannot be marked")
-            return workspace.casework.review(handle.search_id, rank, mark, workspace.operator, note, photo_id)
+            return workspace.review(handle.search_id, rank, mark, note, photo_id)
 
         def done(result) -> None:
             if handle is self._handle:
@@ -145,7 +143,7 @@ class CaseRecorder(QObject):
         if operator:
             workspace.operator = operator
         self._submit(
-            lambda task: workspace.casework.new_case(number, title, workspace.operator, notes),
+            lambda task: workspace.new_case(number, title, notes),
             self._set_case,
             "new case",
         )
@@ -156,14 +154,7 @@ class CaseRecorder(QObject):
         if workspace is None:
             return
         self.flush()
-
-        def open_it(task):
-            case = workspace.casework.case(number)
-            if not case.is_open:
-                case = workspace.casework.set_case_state(number, closed=False, operator=workspace.operator)
-            return case
-
-        self._submit(open_it, self._set_case, "open case")
+        self._submit(lambda task: workspace.open_case(number), self._set_case, "open case")
 
     def close_case(self) -> None:
         workspace, case = self.workspace, self.case
@@ -171,7 +162,7 @@ class CaseRecorder(QObject):
             return
         self.flush()
         self._submit(
-            lambda task: workspace.casework.set_case_state(case.number, closed=True, operator=workspace.operator),
+            lambda task: workspace.close_case(case.number),
             lambda _closed: self._set_case(None),
             "close case",
         )
@@ -179,7 +170,7 @@ class CaseRecorder(QObject):
     def list_cases(self, on_result) -> None:
         workspace = self.workspace
         if workspace is not None:
-            self._submit(lambda task: workspace.casework.cases(), on_result, "list cases")
+            self._submit(lambda task: workspace.cases(), on_result, "list cases")
 
     def export_report(self, path: str) -> None:
         workspace, case = self.workspace, self.case

@@ -13,7 +13,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.workers import Cancelled, TaskRunner
-from core.casework.store import utcnow
+from core.common.clock import utcnow
 
 DEBOUNCE_MS = 300
 

@@ -4,7 +4,8 @@ result and review against its entry; the seals under a key).
 
     python -m benchmarks.casework_recording [--photos 100000] [--records 200] [--case-searches 500]
 
-Recording is ``Workspace.record_search`` as the window calls it after each shown search: the
+Recording is ``Workspace.record_search`` (``CaseDesk.record_search``, which the window's
+``record_drawn_search`` reaches after each shown search), with an already drawn query: the
 query PNG and strokes, the gallery state (photo count, last import), the top-K candidates with
 their sha256 and thumbnails (real JPEG thumbnails, as an import stores them), the audit entry, all
 in one transaction. Targets: under 20 ms per search at 100k photos; a 500-search case exported

@@ -85,7 +85,7 @@ def main() -> None:
         plain = time_queries(workspace, queries, top_k=args.top)
         one = time_queries(workspace, queries, top_k=args.top, where={"gender": "female"})
         two = time_queries(workspace, queries, top_k=args.top, where={"gender": "female", "hair": "long"})
-        workspace._attribute_table = None  # as after opening: the first filter reads every attribute
+        workspace.attribute_tables.forget()  # the first filter then reads every attribute
         start = time.perf_counter()
         workspace.attribute_table()
         table_ms = (time.perf_counter() - start) * 1000

@@ -31,9 +31,10 @@ import numpy as np
 from core.catalogue.catalogue import Catalogue
 from core.common.paths import default_model_dir
 from core.index.rebuild import build_from_catalogue
+from core.index.service import unit_rows
 from core.index.vectors import DEFAULT_POLICY
 from core.model.manifest import verified_manifest
-from core.workspace import Workspace, unit_rows
+from core.workspace import Workspace
 
 
 def prepare(data_dir: Path, photos: int, thumbnail_bytes: int) -> None:

@@ -1,26 +1,48 @@
 """Sketch search: embed sketches with the sketch encoder, rank photos in the index, keep only the
 photos that match the attribute filters (as a selector inside the search, so K matches come back
-whenever K exist)."""
+whenever K exist).
+
+Each function is given what it reads (a :class:`SearchedGallery`, the model), never the workspace:
+a sketch goes from here to the model, the attribute table, the index and the catalogue, and back."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.catalogue.catalogue import AttributeTable
+from core.catalogue.catalogue import AttributeTable, Catalogue
 from core.common.errors import SketchSearchError
 from core.common.imaging import load_rgb
 from core.common.types import AttributeSource, Candidate, FileCheck
 from core.gallery.file_check import check_file
+from core.index.attribute_table import AttributeTables
+from core.index.service import IndexService
 from core.index.vectors import FLAT
 from core.model.attributes import AttributeSchema
 from core.model.embedded import require_finite
 from core.model.modality import Modality
 
+if TYPE_CHECKING:  # the network loads only when a sketch is embedded
+    from core.model.embedded import EmbeddingModel
+
 Sketch = str | Path | np.ndarray
 MAX_TOP_K = 1000  # the most candidates per sketch the command line keeps (the window's own limit too)
+
+
+@dataclass(frozen=True)
+class SearchedGallery:
+    """What a search reads: the index (FAISS, under its lock), the catalogue (the candidates' records
+    and, for an approximate index, their exact embeddings), the attribute table filters select from,
+    and the attribute schema filters are checked against."""
+
+    index: IndexService
+    catalogue: Catalogue
+    attributes: AttributeTables
+    schema: AttributeSchema
 
 
 def sketch_label(sketch: Sketch, position: int) -> str:
@@ -89,14 +111,14 @@ def rank(scores: np.ndarray, ids: np.ndarray, records: Mapping[int, tuple[str, d
     return candidates
 
 
-def rescore_exactly(workspace, queries: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rescore_exactly(
+    catalogue: Catalogue, index: IndexService, queries: np.ndarray, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The approximate index picks the candidates from quantised codes; the score shown for each is
     the exact cosine similarity with its embedding stored in the catalogue (a few rows read by
     primary key), and the candidates are ordered by it."""
     queries = np.asarray(queries, np.float32).reshape(len(ids), -1)
-    found, vectors = workspace.catalogue.embeddings_of(
-        workspace.embedding_key, workspace.embedding_dim, np.unique(ids[ids >= 0]).tolist()
-    )
+    found, vectors = catalogue.embeddings_of(index.embedding_key, index.dim, np.unique(ids[ids >= 0]).tolist())
     rows = np.searchsorted(found, ids.clip(min=0))
     known = (ids >= 0) & (rows < len(found)) & (found[rows.clip(max=max(len(found) - 1, 0))] == ids)
     scores = np.full(ids.shape, -np.inf, np.float32)
@@ -125,46 +147,51 @@ def contradicting(
 
 
 def search_embeddings(
-    workspace, queries: np.ndarray, top_k: int, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
+    gallery: SearchedGallery,
+    queries: np.ndarray,
+    top_k: int,
+    where: Mapping[str, str] | None = None,
+    min_confidence: float = 0.0,
 ) -> list[list[Candidate]]:
     """Rank the gallery for already-embedded sketches (re-ranking after a filter change needs no
     new embedding). A filtered candidate whose stored values contradict the attribute table (a cache
     file edited, or written from a stale table) is never shown: the table is read again from the
     catalogue and the search run again, and what still contradicts it (a write meanwhile) is left out."""
-    filters = validate_filters(workspace.schema, where)
+    filters = validate_filters(gallery.schema, where)
     check_min_confidence(min_confidence)
     for attempt in range(2):
-        scores, ids, records = _ranked(workspace, queries, top_k, filters, min_confidence)
+        scores, ids, records = _ranked(gallery, queries, top_k, filters, min_confidence)
         wrong = contradicting(records, filters, min_confidence) if filters else []
         if not wrong:
             break
         if attempt == 0:
             shown = ", ".join(map(str, wrong[:10]))
-            workspace.distrust_attribute_table(f"photo(s) {shown} passed the filters, but their stored values do not")
+            gallery.attributes.distrust(f"photo(s) {shown} passed the filters, but their stored values do not")
         else:
             for photo_id in wrong:
                 del records[photo_id]
     return [rank(scores[q], ids[q], records) for q in range(len(queries))]
 
 
-def _ranked(workspace, queries: np.ndarray, top_k: int, filters: Mapping[str, str], min_confidence: float):
+def _ranked(
+    gallery: SearchedGallery, queries: np.ndarray, top_k: int, filters: Mapping[str, str], min_confidence: float
+):
     """(scores, ids, records of the candidates: path, attributes, file state) of one search."""
     # the attribute table is read only for a filter: at a million photos its first read takes seconds,
     # which an unfiltered search (the first sketch after opening the window) must not wait for
     allowed = (
-        allowed_photo_ids(workspace.attribute_table(), workspace.schema, filters, min_confidence) if filters else None
+        allowed_photo_ids(gallery.attributes.table(), gallery.schema, filters, min_confidence) if filters else None
     )
-    scores, ids = workspace.index_search(queries, top_k, allowed)
-    if workspace.index.kind != FLAT:
-        scores, ids = rescore_exactly(workspace, queries, ids)
+    scores, ids = gallery.index.search(queries, top_k, allowed)
+    if gallery.index.kind != FLAT:
+        scores, ids = rescore_exactly(gallery.catalogue, gallery.index, queries, ids)
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
     # only the shown candidates' files are checked: a stat each, a hash only when one was touched
-    records = {r.id: (r.path, r.attributes, check_file(r)) for r in workspace.catalogue.photos(wanted)}
+    records = {r.id: (r.path, r.attributes, check_file(r)) for r in gallery.catalogue.photos(wanted)}
     return scores, ids, records
 
 
-def embed_sketches(workspace, sketches: Sequence[Sketch]) -> np.ndarray:
+def embed_sketches(model: EmbeddingModel, sketches: Sequence[Sketch]) -> np.ndarray:
     """Sketches (files or arrays) -> unit embeddings, as one batch through the sketch encoder."""
     pixels = [sketch_pixels(s) for s in sketches]
-    model = workspace.model
     return require_finite(model.embed_images(pixels, Modality.SKETCH), model, Modality.SKETCH).embeddings

@@ -6,125 +6,62 @@ and the index needs only the model's manifest, so those commands start in a frac
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from filelock import FileLock, Timeout
 
-from core.casework import audit
 from core.casework.audit_key import load_audit_key
-from core.casework.logged_paths import path_b64, path_fields, path_text, paths_fields
-from core.casework.query import file_query, query_pixels
-from core.casework.records import AuditCheck, QueryKind, SearchQuery
-from core.casework.replay import compare
+from core.casework.desk import CaseDesk
+from core.casework.query import file_query
+from core.casework.records import AuditCheck, CaseInfo, ReplayReport, Review, ReviewMark, SearchQuery
+from core.casework.replay import replay
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue, Record
-from core.catalogue.structure import change_log_problems
-from core.common import environment
-from core.common.errors import CheckpointError, ImageLoadError, SketchSearchError
-from core.common.imaging import decode_image, load_rgb, read_photo_file
-from core.common.operator import current_operator
-from core.common.paths import default_data_dir, default_model_dir, refuse_inside_data_folder
-from core.common.private_files import write_private_file
+from core.catalogue.writer_lock import WriterLock
+from core.common.paths import default_data_dir, default_model_dir
 from core.common.types import (
     AttributeSource,
     Candidate,
     CatalogueStats,
-    FileCheck,
     FolderSummary,
     ImportFailure,
-    ImportProgress,
     ImportSummary,
     ModelInfo,
     PhotoRecord,
     SearchResult,
     VerifyReport,
 )
-from core.gallery.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
-from core.gallery.file_check import check_file
-from core.gallery.importer import ImportTarget, ProgressCallback, import_paths
-from core.gallery.integrity import RehashProgress, attribute_cache_mismatches, rehash_problems
+from core.gallery.attribute_sheet import AttributeSheet, SheetKey
+from core.gallery.importer import GalleryTarget, ProgressCallback
+from core.gallery.integrity import RehashProgress
+from core.gallery.reembed import repair_embeddings
+from core.gallery.service import Gallery
+from core.gallery.verify import verify_gallery
 from core.index import attribute_cache
-from core.index.rebuild import BackgroundRebuild, build_from_catalogue
-from core.index.vectors import DEFAULT_POLICY, FLAT, IndexFileError, IndexPolicy, VectorIndex
+from core.index.attribute_table import AttributeTables
+from core.index.service import IndexService
+from core.index.vectors import DEFAULT_POLICY, IndexPolicy, VectorIndex
 from core.model.attributes import AttributeSchema
-from core.model.embedded import require_finite
-from core.model.manifest import Manifest, verified_manifest
-from core.model.modality import Modality
-from core.search import Sketch, embed_sketches, search_embeddings, sketch_label, validate_filters
+from core.model.handle import ModelHandle
+from core.model.manifest import Manifest
+from core.search import (
+    SearchedGallery,
+    Sketch,
+    embed_sketches,
+    search_embeddings,
+    sketch_label,
+    sketch_pixels,
+    validate_filters,
+)
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from core.model.embedded import EmbeddingModel
 
 log = logging.getLogger(__name__)
-
-# up to this many photos written since the attribute table was read, their rows are read again by id
-# whatever the gallery's size (well under a second)
-REREAD_BY_ID_UP_TO = 10_000
-
-
-def app_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sketchsearch")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def unit_rows(vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
-    """Which rows are finite unit vectors, as every embedding the model stores is; a damaged row
-    (overwritten bytes) almost never is. Float32 sums of squares, without a float64 copy: a chunk of
-    50,000 stored vectors is checked in about 10 ms instead of 150 (a square that overflows is an
-    infinite norm, which the check refuses, as it refuses the far-from-unit vector it comes from)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
-    return np.isfinite(norms) & (np.abs(norms - 1.0) <= tolerance)
-
-
-def index_vector_problems(
-    index: VectorIndex,
-    catalogue: Catalogue,
-    model_sha256: str,
-    chunk: int = 50_000,
-    damaged: list[np.ndarray] | None = None,
-) -> list[str]:
-    """Does every vector in ``index`` match the embedding stored in SQLite? Read in chunks, so a
-    gallery of millions is checked without holding all its embeddings at once. A flat index holds
-    the vectors exactly; an IVF index holds quantised codes, which decode to within a small error.
-    ``damaged``: the ids of stored embeddings that are not finite unit vectors are added to it in
-    the same pass (the stored vectors are read once)."""
-    exact = index.kind == FLAT
-    problems: list[str] = []
-    for ids, vectors in catalogue.iter_embeddings(model_sha256, index.dim, chunk):
-        if damaged is not None:
-            damaged.append(ids[~unit_rows(vectors)])
-        if problems:
-            continue  # the index is known to differ: only the damage check goes on
-        stored = index.reconstruct_many(ids)
-        if exact:
-            if not np.allclose(stored, vectors, atol=1e-6):
-                problems = ["index vectors differ from the embeddings stored in the catalogue"]
-        else:
-            # quantisation moves a unit vector by far less than this; another photo's vector, much more
-            cosine = np.einsum("ij,ij->i", stored, vectors) / np.maximum(np.linalg.norm(stored, axis=1), 1e-12)
-            wrong = int((cosine < 0.98).sum())
-            if wrong:
-                problems = [f"{wrong} index vector(s) differ from the embeddings stored in the catalogue"]
-        if problems and damaged is None:
-            break
-    return problems
 
 
 class Workspace:
@@ -152,54 +89,37 @@ class Workspace:
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         if not create:  # checked before the model is read: a mistyped folder fails at once
             Catalogue.require_folder(self.data_dir)
-        self._model = model
-        self._model_dir = Path(model_dir) if model_dir else default_model_dir()
-        self._device = device
-        self._model_lock = threading.Lock()
-        self.manifest: Manifest = model.manifest if model is not None else verified_manifest(self._model_dir)
-        # the attribute table, built on the first filter and then kept up to date for the photos each
-        # write touched (the catalogue says which), never read whole again: a million photos take
-        # seconds to read, a thousand imported ones milliseconds
-        self._attribute_table: AttributeTable | None = None
-        self._table_lock = threading.Lock()  # one build or update at a time
-        self._touched_lock = threading.Lock()  # guards the next three
-        self._touched: list[np.ndarray] = []  # photos written since the table was read
-        self._table_reading = False
-        # the change-log position the table is complete up to (None: unknown, follow this process's
-        # writes alone), and the one of the cache file on disk
-        self._table_seq: int | None = None
-        self._saved_seq: int | None = None
-        self._cache_file_distrusted = False  # the cache file disagreed with the catalogue: not read again
+        self.models = ModelHandle(Path(model_dir) if model_dir else default_model_dir(), device, model)
+        self.manifest: Manifest = self.models.manifest
         self.catalogue = Catalogue(
             self.data_dir, create=create, mark_interrupted=False, check_change_log=check_change_log
         )
-        self.catalogue.on_photos_changed(self._photos_changed)
+        # the attribute table filters read, cached beside the index (one file per model: the schema
+        # comes with the model), so that the first filter after opening reads only what changed since
+        cache_path = self.data_dir / "index" / f"{self.embedding_key[:16]}{attribute_cache.SUFFIX}"
+        self.attribute_tables = AttributeTables(self.catalogue, self.schema, cache_path)
         manifest = self.manifest
         self.catalogue.register_model(self.embedding_key, manifest.name, manifest.embedding_dim, manifest.to_json())
-        self.index_path = self.data_dir / "index" / f"{self.embedding_key[:16]}.faiss"
-        # the attribute table as last read, so that the first filter after opening reads only what
-        # changed since (the attribute schema comes with the model: one file per model)
-        self.attribute_cache_path = self.data_dir / "index" / f"{self.embedding_key[:16]}{attribute_cache.SUFFIX}"
-        # held while an import or re-index writes (across processes): a second one is refused, and a
-        # search opened meanwhile never rewrites the index file the running one will save
-        self._writer_lock = FileLock(self.data_dir / "import.lock", mode=0o600, thread_local=False)
-        self._mark_interrupted_imports()
-        # FAISS indexes are not safe for concurrent writes and reads: the GUI searches while imports run
-        self._lock = threading.RLock()
+        self.writer = WriterLock(self.data_dir)  # one import or re-index at a time (core.catalogue.writer_lock)
+        self.writer.mark_interrupted_imports(self.catalogue)
         self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
-        self.index_policy = index_policy
-        self._background = BackgroundRebuild(self)
-        self.index = self._open_index()
+        index_path = self.data_dir / "index" / f"{self.embedding_key[:16]}.faiss"
+        self.indexes = IndexService(self.catalogue, self.embedding_key, self.embedding_dim, index_path, index_policy)
+        # while an import runs elsewhere its batches are committed before its index is saved: a
+        # rebuilt index is searched from memory and the file left to the import
+        self.indexes.open(lambda: self.rebuild_index(save=not self.writer.running_elsewhere()))
+        self.searched = SearchedGallery(self.indexes, self.catalogue, self.attribute_tables, self.schema)
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
-        self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
-        self._record_model_in_use()
+        self.desk = CaseDesk(self.casework, self.manifest, self.data_dir)
+        self.desk.record_model_in_use()
+        self.gallery = Gallery(self.catalogue, self.models, self.indexes, self.desk, self.writer)
 
     def close(self) -> None:
-        self._background.stop()
+        self.indexes.stop()
         try:
-            self.save_attribute_table()
-            self._prune_change_log()
+            self.attribute_tables.save()
+            self.attribute_tables.prune_change_log()
         except Exception as exc:  # noqa: BLE001 - a cache not written costs the next opening time, nothing else
             log.warning("%s: the attribute table was not saved (%s)", self.attribute_cache_path, exc)
         self.catalogue.close()
@@ -210,25 +130,15 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- model ---------------------------------------------------------------------------------
+    # -- model (core.model.handle) --------------------------------------------------------------
     @property
     def model(self) -> EmbeddingModel:
-        """The network, loaded (on ONNX Runtime or torch, see core.model.loading) the first time it
-        is needed."""
-        if self._model is None:
-            with self._model_lock:
-                if self._model is None:
-                    from core.model.loading import load_model
-
-                    loaded = load_model(self._model_dir, self._device)
-                    if loaded.embedding_key != self.embedding_key:  # the folder changed under us
-                        raise CheckpointError(f"{self._model_dir}: the model changed while the gallery was open")
-                    self._model = loaded
-        return self._model
+        """The network, loaded the first time it is needed."""
+        return self.models.model
 
     def loaded_model(self) -> EmbeddingModel | None:
         """The network if it is loaded already (to reuse it for another gallery), else None."""
-        return self._model
+        return self.models.loaded()
 
     @property
     def embedding_key(self) -> str:
@@ -243,162 +153,59 @@ class Workspace:
         return self.manifest.attribute_schema
 
     def model_info(self) -> ModelInfo:
-        """Without loading the network, ``device`` is the one asked for (``auto`` by default)."""
-        m = self.manifest
-        if self._model is not None:
-            device = str(self._model.device)
-            runtime = self._model.runtime
-        else:
-            device = (self._device or environment.device() or "auto").lower()
-            runtime = "not loaded"
-        return ModelInfo(
-            name=m.name,
-            sha256=m.weights_sha256,
-            backbone=m.backbone,
-            device=device,
-            runtime=runtime,
-            attributes_trained=m.attribute_head_trained,
-            provenance=m.provenance,
-            licence=m.licence,
-            data_terms=m.data_terms,
-            loaded=self._model is not None,
-        )
+        return self.models.info()
 
     def photo_ids(self) -> np.ndarray:
         """Ids of every catalogued photo, ascending."""
         return self.attribute_table().ids
 
-    # -- index ---------------------------------------------------------------------------------
-    def _open_index(self) -> VectorIndex:
-        expected = self.catalogue.embedded_ids(self.embedding_key)
-        try:
-            index = VectorIndex.load(self.index_path, self.embedding_dim, self.embedding_key)
-        except IndexFileError as exc:
-            if self.index_path.exists() or len(expected):
-                log.warning("rebuilding the index from the catalogue: %s", exc)
-            return self.rebuild_index(save=not self._writer_running_elsewhere())
-        if not np.array_equal(np.sort(index.ids()), expected):
-            log.warning(
-                "rebuilding the index from the catalogue: %s holds %d photos, the catalogue %d",
-                self.index_path,
-                len(index),
-                len(expected),
-            )
-            # while an import runs elsewhere its batches are committed before its index is saved:
-            # search from a fresh in-memory index and leave the file to the import
-            return self.rebuild_index(save=not self._writer_running_elsewhere())
-        return index
+    # -- index (core.index.service) --------------------------------------------------------------
+    @property
+    def index(self) -> VectorIndex:
+        return self.indexes.index
 
-    def _mark_interrupted_imports(self) -> None:
-        """An import left 'running' by a process that is gone did not finish; one whose process still
-        holds the writer lock is running (a second import started meanwhile must say so, not call
-        it interrupted). The lock is held while marking, so that no import starts in between."""
-        try:
-            self._writer_lock.acquire(timeout=0)
-        except Timeout:
-            return
-        try:
-            self.catalogue.mark_interrupted_imports()
-        finally:
-            self._writer_lock.release()
+    @property
+    def index_path(self) -> Path:
+        return self.indexes.path
 
-    def _writer_running_elsewhere(self) -> bool:
-        if self._writer_lock.is_locked:
-            return False  # this workspace is the writer
-        try:
-            self._writer_lock.acquire(timeout=0)
-        except Timeout:
-            return True
-        self._writer_lock.release()
-        return False
-
-    @contextmanager
-    def _exclusive_writer(self) -> Iterator[None]:
-        """Hold the writer lock, refused at once (with a one-line reason) when another holds it."""
-        try:
-            self._writer_lock.acquire(timeout=0)
-        except Timeout:
-            raise SketchSearchError(
-                f"{self.data_dir}: another import is running on this gallery; run this again when it has finished"
-            ) from None
-        try:
-            yield
-        finally:
-            self._writer_lock.release()
+    @property
+    def index_policy(self) -> IndexPolicy:
+        return self.indexes.policy
 
     def rebuild_index(self, save: bool = True) -> VectorIndex:
         """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically.
         A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
         embedded again from its file, or dropped (its photo then counts as not embedded) when the
         file cannot be read. The stored vectors are read in chunks, never all at once."""
-        index, _, damaged = build_from_catalogue(
-            self.catalogue, self.embedding_key, self.embedding_dim, self.index_policy, accept=unit_rows
-        )  # the damage check runs on each chunk as it is indexed: the vectors are read once
         self.repair_failures = []
-        if len(damaged):
+
+        def repair(damaged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             self.repair_failures, ids, vectors = self.repair_embeddings(damaged)
-            if len(ids):
-                index.add(ids, vectors)
-        if save:
-            index.save(self.index_path)
-        with self._lock:
-            self.index = index
-        return index
+            return ids, vectors
+
+        return self.indexes.rebuild(save, repair)
 
     def repair_embeddings(self, photo_ids: Sequence[int]) -> tuple[list[ImportFailure], np.ndarray, np.ndarray]:
-        """Embed damaged embeddings again from their files. Returns the photos that could not be (their
-        damaged embedding is deleted, so they count as not embedded until their file is back), and
-        the ids and new vectors of those that were (stored in the catalogue, for the caller's index)."""
-        log.warning("%d stored embedding(s) are damaged (not finite unit vectors): embedding again", len(photo_ids))
-        failed, ids, images = [], [], []
-        for record in self.catalogue.photos(photo_ids):
-            try:
-                data, sha256 = read_photo_file(record.path)
-                if sha256 != record.sha256:  # never file another person's embedding under this photo
-                    raise ImageLoadError(record.path, "the file changed since import")
-                images.append(np.asarray(decode_image(data, record.path)))
-                ids.append(record.id)
-            except ImageLoadError as exc:
-                failed.append(ImportFailure(exc.path, f"stored embedding damaged, file unusable ({exc.reason})"))
-        vectors = np.zeros((0, self.embedding_dim), np.float32)
-        if ids:
-            embedded = require_finite(self.model.embed_images(images, Modality.PHOTO), self.model, Modality.PHOTO)
-            attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-            self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
-            vectors = np.asarray(embedded.embeddings, np.float32)
-        lost = sorted(set(map(int, photo_ids)) - set(ids))
-        self.catalogue.delete_embeddings(self.embedding_key, lost)
-        for failure in failed:
-            log.warning("%s: %s", failure.path, failure.reason)
-        return failed, np.asarray(ids, np.int64), vectors
+        """See :func:`core.gallery.reembed.repair_embeddings`."""
+        return repair_embeddings(self.catalogue, lambda: self.model, self.embedding_key, self.embedding_dim, photo_ids)
 
     def save_index(self) -> None:
-        with self._lock:
-            self.index.save(self.index_path)
-            outgrown = self.index_policy.outgrown(self.index)
-        if outgrown:
-            self._background.start()
+        self.indexes.save()
 
     def wait_for_index_rebuild(self, timeout: float | None = None) -> bool:
         """Wait for a background rebuild of the index, if one runs; False if still running."""
-        return self._background.wait(timeout)
+        return self.indexes.wait_for_rebuild(timeout)
 
     def index_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        with self._lock:
-            self.index.add(ids, vectors)
-
-    def index_search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
-        with self._lock:
-            return self.index.search(queries, k, allowed)
+        self.indexes.add(ids, vectors)
 
     def forget_photos(self, photo_ids: Sequence[int], record: Record | None = None) -> None:
-        """Remove photos from the catalogue and the index (the files themselves are never touched);
-        ``record(connection, ids)`` writes their audit entry in the deletion's transaction."""
-        self.catalogue.delete_photos(photo_ids, record=record)
-        with self._lock:
-            self.index.remove(np.asarray(photo_ids, np.int64))
+        self.gallery.forget_photos(photo_ids, record)
 
-    # -- gallery -------------------------------------------------------------------------------
+    # -- gallery (core.gallery.service) ------------------------------------------------------------
+    def gallery_target(self) -> GalleryTarget:
+        return self.gallery.target()
+
     def import_paths(
         self,
         roots: Iterable[str | Path],
@@ -406,236 +213,35 @@ class Workspace:
         cancel: threading.Event | None = None,
         batch_size: int = 32,
     ) -> ImportSummary:
-        roots = [str(r) for r in roots]
-        target = ImportTarget(
-            self.catalogue, self.model, self.index_add, self.forget_photos, self.save_index, self._log_in
-        )
-        with self._exclusive_writer():
-            summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
-        self._record(
-            "import",
-            {
-                **paths_fields("roots", roots),
-                "import_id": self.catalogue.last_import_id(),
-                "added": summary.added,
-                "updated": summary.updated,
-                "unchanged": summary.unchanged,
-                "failed": len(summary.failed),
-                "cancelled": summary.cancelled,
-                "photos_after": self.catalogue.count_photos(),
-            },
-        )
-        return summary
+        return self.gallery.import_paths(roots, progress, cancel, batch_size)
 
     def import_embeddings(
-        self,
-        shards: Path,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
+        self, shards: Path, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
     ) -> ImportSummary:
-        """Ingest Parquet shards written by ``sketchsearch-cluster embed`` (no re-embedding)."""
-        from core.gallery.shard_ingest import ingest_shards
-
-        with self._exclusive_writer():
-            summary = ingest_shards(self, Path(shards), progress=progress, cancel=cancel)
-        self._record(
-            "import embeddings",
-            {
-                **path_fields("shards", shards),
-                "import_id": self.catalogue.last_import_id(),
-                "added": summary.added,
-                "unchanged": summary.unchanged,
-                "failed": len(summary.failed),
-                "photos_after": self.catalogue.count_photos(),
-            },
-        )
-        return summary
+        return self.gallery.import_embeddings(shards, progress, cancel)
 
     def prune_missing(self) -> int:
-        """Forget photos whose files were found gone by an earlier import; returns how many."""
-        gone = [photo_id for photo_id, _ in self.catalogue.missing_photos()]
-        if gone:
-            self._forget_recorded("prune", gone, {})
-        return len(gone)
+        return self.gallery.prune_missing()
 
     def remove_folder(self, folder: str) -> int:
-        ids = self.catalogue.photo_ids_in_folder(folder)
-        if ids:
-            self._forget_recorded("remove folder", ids, path_fields("folder", folder))
-        return len(ids)
-
-    def _forget_recorded(self, kind: str, ids: Sequence[int], payload: dict) -> None:
-        # [id, sha256, path as text, path's bytes in base64] (see core.casework.logged_paths)
-        photos = [[p.id, p.sha256, path_text(p.path), path_b64(p.path)] for p in self.catalogue.photos(ids)]
-        # the entry is written in the deletion's transaction: a kill between the two loses neither
-        self.forget_photos(ids, lambda connection, _ids: self._log_in(connection, kind, {**payload, "photos": photos}))
-        self.save_index()
+        return self.gallery.remove_folder(folder)
 
     def count_unembedded(self) -> int:
-        """Catalogued photos (not flagged missing) with no embedding for this model: after a model change."""
-        return self.catalogue.count_without_embedding(self.embedding_key)
+        return self.gallery.count_unembedded()
 
     def embed_missing(
         self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None, batch_size: int = 32
     ) -> ImportSummary:
-        """Embed catalogued photos that have no embedding for this model (after a model change):
-        ``updated`` counts the photos embedded, ``failed`` those whose file could not be read. Each
-        batch is committed as it is done, so a cancelled or interrupted run resumes where it stopped."""
-        with self._exclusive_writer():
-            return self._embed_missing(progress, cancel, batch_size)
+        return self.gallery.embed_missing(progress, cancel, batch_size)
 
-    def _embed_missing(
-        self, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
-    ) -> ImportSummary:
-        started = time.monotonic()
-        todo = self.catalogue.ids_without_embedding(self.embedding_key)
-        summary = ImportSummary()
-        for start in range(0, len(todo), batch_size):
-            if cancel and cancel.is_set():
-                summary.cancelled = True
-                break
-            ids, images = [], []
-            for photo_id, path in todo[start : start + batch_size]:
-                try:
-                    images.append(load_rgb(path))
-                    ids.append(photo_id)
-                except ImageLoadError as exc:
-                    summary.failed.append(ImportFailure(exc.path, exc.reason))
-            if ids:
-                embedded = require_finite(self.model.embed_images(images, Modality.PHOTO), self.model, Modality.PHOTO)
-                attributes = [{n: (a.value, a.confidence) for n, a in per.items()} for per in embedded.attributes]
-                self.catalogue.store_embeddings(self.embedding_key, ids, embedded.embeddings, attributes)
-                self.index_add(np.asarray(ids, np.int64), embedded.embeddings)
-                summary.updated += len(ids)
-            if progress:
-                done = min(start + batch_size, len(todo))
-                progress(
-                    ImportProgress(
-                        done=done,
-                        total=len(todo),
-                        added=summary.updated,
-                        failed=len(summary.failed),
-                        rate=done / max(time.monotonic() - started, 1e-9),
-                        current=todo[done - 1][1],
-                    )
-                )
-        self.save_index()
-        summary.seconds = time.monotonic() - started
-        if summary.updated or summary.failed:
-            payload = {"model": self.manifest.name, "embedding_key": self.embedding_key}
-            self._record("reindex", {**payload, "embedded": summary.updated, "failed": len(summary.failed)})
-        return summary
-
-    # -- attributes ----------------------------------------------------------------------------
+    # -- attributes (core.index.attribute_table) --------------------------------------------------
     def attribute_table(self) -> AttributeTable:
-        """Effective attribute values of every photo (see ``Catalogue.attribute_table``). The first
-        time, from the cache file of the last one read (when it is there and valid), else read whole;
-        then brought up to date for just the photos written since: those the catalogue's change log
-        names after the table's position (written by any program), and those this process wrote."""
-        with self._table_lock:
-            with self._touched_lock:
-                table = self._attribute_table
-                touched = np.unique(np.concatenate(self._touched)) if self._touched else np.zeros(0, np.int64)
-                self._touched = []
-                self._table_reading = True
-            try:
-                schema_values = {a.name: a.values for a in self.schema.attributes}
-                seq = self._table_seq
-                if table is None and not self._cache_file_distrusted:
-                    cached = attribute_cache.load_table(self.attribute_cache_path, schema_values)
-                    if cached is not None:
-                        table, seq = cached
-                        self._saved_seq = seq
-                if table is not None and seq is not None:
-                    changes = self.catalogue.attribute_changes_since(seq)
-                    if changes is None:
-                        log.info("%s: the change log does not reach back to the table's position", self.data_dir)
-                        table = None
-                    else:
-                        changed, seq = changes
-                        touched = np.union1d(touched, changed)
-                # a photo read by id costs about three times as much as in one pass over all of them
-                # (measured at 1M: 35 us, 10 us): past a quarter of the table (and REREAD_BY_ID_UP_TO
-                # photos), one pass is cheaper
-                whole = table is None or len(touched) > max(len(table.ids) // 4, REREAD_BY_ID_UP_TO)
-                if whole:
-                    table = self.catalogue.attribute_table(schema_values)
-                    seq = table.seq
-                elif len(touched):
-                    table = table.merged(self.catalogue.attribute_table(schema_values, touched), touched)
-            except BaseException:
-                with self._touched_lock:
-                    self._touched.insert(0, touched)  # read again next time
-                    self._table_reading = False
-                raise
-            with self._touched_lock:
-                self._attribute_table = table
-                self._table_seq = seq
-                self._table_reading = False
-            if whole and seq is not None:  # keep it for the next opening
-                self._save_attribute_table(table, schema_values, seq, whole=True)
-            return table
+        """Effective attribute values of every photo, kept up to date (see :class:`AttributeTables`)."""
+        return self.attribute_tables.table()
 
-    def save_attribute_table(self) -> None:
-        """Write the attribute table to its cache file, when it has changed since it was written and
-        its change-log position is known (at close: the next opening then reads only what changes
-        after). The change log is then pruned of what every model's cache has read."""
-        with self._table_lock:
-            table, seq = self._attribute_table, self._table_seq
-            if table is None or seq is None or seq == self._saved_seq:
-                return
-            self._save_attribute_table(table, {a.name: a.values for a in self.schema.attributes}, seq)
-
-    def forget_attribute_table(self) -> None:
-        """Drop the table held in memory, and never take it from the cache file again until this
-        workspace has written that file itself: the next filter reads the table whole from the
-        catalogue, and close saves nothing over the file meanwhile."""
-        with self._table_lock, self._touched_lock:
-            self._attribute_table = None
-            self._table_seq = None
-            self._saved_seq = None
-            self._touched = []
-            self._cache_file_distrusted = True
-
-    def distrust_attribute_table(self, reason: str) -> None:
-        """The table disagrees with the catalogue (a shown photo's stored values contradict it): its
-        cache file is removed and the table is read whole from the catalogue when next needed."""
-        log.warning("%s: %s; reading the attribute table again from the catalogue", self.attribute_cache_path, reason)
-        try:
-            self.attribute_cache_path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("%s: not removed (%s)", self.attribute_cache_path, exc.strerror or exc)
-        self.forget_attribute_table()
-
-    def _save_attribute_table(
-        self, table: AttributeTable, schema_values: Mapping, seq: int, *, whole: bool = False
-    ) -> None:
-        try:
-            attribute_cache.save_table(self.attribute_cache_path, table, schema_values, seq)
-        except OSError as exc:
-            log.warning("%s: the attribute table was not saved (%s)", self.attribute_cache_path, exc)
-            return
-        self._saved_seq = seq
-        self._cache_file_distrusted = False  # the file now holds this workspace's table
-        self._prune_change_log(read_whole_at=seq if whole else None)
-
-    def _prune_change_log(self, read_whole_at: int | None = None) -> None:
-        """Drop the change log's rows that every model's cache file beside the index has read (all
-        of them when there is none: a table kept in another process's memory then reads whole once).
-        The log therefore holds the writes since the oldest cache, or since the last close."""
-        folder = self.attribute_cache_path.parent
-        positions = [attribute_cache.cached_seq(p) for p in folder.glob(f"*{attribute_cache.SUFFIX}")]
-        oldest = min((p for p in positions if p is not None), default=None)
-        self.catalogue.prune_attribute_changes(
-            attribute_cache.MAX_SEQ if oldest is None else oldest, read_whole_at=read_whole_at
-        )
-
-    def _photos_changed(self, photo_ids: list[int]) -> None:
-        """The catalogue committed a write to these photos (added, removed, or their attribute values)."""
-        with self._touched_lock:
-            # before the first read nothing needs remembering: that read sees every committed write
-            if self._attribute_table is not None or self._table_reading:
-                self._touched.append(np.asarray(photo_ids, dtype=np.int64))
+    @property
+    def attribute_cache_path(self) -> Path:
+        return self.attribute_tables.path
 
     def set_attribute(
         self,
@@ -646,8 +252,7 @@ class Workspace:
         confidence: float = 1.0,
         operator: str | None = None,
     ) -> None:
-        """A manual (or imported) value is recorded with ``operator`` (default: the OS user) and the time."""
-        self.set_attributes_by_hand(photo_id, {name: value}, source, confidence, operator)
+        self.gallery.set_attribute(photo_id, name, value, source, confidence, operator)
 
     def set_attributes_by_hand(
         self,
@@ -657,30 +262,12 @@ class Workspace:
         confidence: float = 1.0,
         operator: str | None = None,
     ) -> PhotoRecord:
-        """Store exactly ``values`` (the ones a person stated; nothing else of the photo changes), all
-        checked before any is written, in one transaction. Returns the photo as it is now."""
-        for name, value in values.items():
-            self.schema.check(name, value)
-        if source != AttributeSource.MODEL and operator is None:
-            operator = self.operator
-        self.catalogue.set_values(photo_id, values, source, confidence, operator)
-        sha256 = self.catalogue.photo(photo_id).sha256
-        payload = {"photo_id": photo_id, "photo_sha256": sha256, "values": dict(values), "source": source.value}
-        self._record("attribute correction", payload)
-        return self.catalogue.photo(photo_id)
+        return self.gallery.set_attributes_by_hand(photo_id, values, source, confidence, operator)
 
     def import_attribute_sheet(
         self, csv_path: Path, key: SheetKey | None = None, id_pattern: str | None = None, operator: str | None = None
     ) -> AttributeSheet:
-        """Read a CSV (rows keyed by ``path``, ``filename`` or person ``id``, then one column per
-        attribute) into imported attributes, recorded with ``operator`` (default: the workspace's).
-        Returns what was read, with the rows matched to no photo or to several. Unknown columns or
-        values are refused before anything is written."""
-        sheet = read_attribute_sheet(Path(csv_path), self.schema, self.catalogue, key, id_pattern)
-        count = self.catalogue.set_attributes(sheet.rows, AttributeSource.IMPORTED, operator or self.operator)
-        digest = audit.sha256_hex(Path(csv_path).read_bytes())
-        self._record("attribute sheet", {**path_fields("file", csv_path), "sha256": digest, "values": count})
-        return sheet
+        return self.gallery.import_attribute_sheet(csv_path, key, id_pattern, operator)
 
     # -- photos (records for the window: dataclasses, never ORM objects) ----------------------------
     def photo(self, photo_id: int) -> PhotoRecord:
@@ -695,12 +282,13 @@ class Workspace:
 
     # -- search --------------------------------------------------------------------------------
     def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
-        return embed_sketches(self, sketches)
+        pixels = [sketch_pixels(s) for s in sketches]  # a sketch that cannot be read fails before the network loads
+        return embed_sketches(self.model, pixels)
 
     def search_embeddings(
         self, queries: np.ndarray, top_k: int = 10, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
     ) -> list[list[Candidate]]:
-        return search_embeddings(self, queries, top_k, where, min_confidence)
+        return search_embeddings(self.searched, queries, top_k, where, min_confidence)
 
     def search(
         self,
@@ -714,55 +302,24 @@ class Workspace:
         ranked = self.search_embeddings(queries, top_k, where, min_confidence)
         return [SearchResult(sketch_label(s, i), c) for i, (s, c) in enumerate(zip(sketches, ranked))]
 
-    # -- casework ------------------------------------------------------------------------------
-    def _record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
-        return self.casework.record_event(kind, self.operator, payload, case_id)
+    # -- casework (core.casework.desk) ----------------------------------------------------------
+    @property
+    def operator(self) -> str:
+        """Who is recorded for searches, reviews and changes (editable)."""
+        return self.desk.operator
 
-    def _log_in(self, connection: Connection, kind: str, payload: dict) -> None:
-        """An audit entry inside the caller's write transaction ``connection`` (committed with it)."""
-        self.casework.append_entry(connection, kind, self.operator, payload)
+    @operator.setter
+    def operator(self, operator: str) -> None:
+        self.desk.operator = operator
 
-    def _record_model_in_use(self) -> None:
-        """A model change (a gallery first opened with a model, or with another one) is logged."""
-        last = self.casework.last_event("model")
-        key = self.embedding_key
-        if last is None or last.payload.get("embedding_key") != key:
-            m = self.manifest  # read without loading the network
-            payload = {"name": m.name, "embedding_key": key, "weights_sha256": m.weights_sha256}
-            if last is not None:
-                payload["previous"] = last.payload.get("embedding_key")
-            self._record("model", payload)
+    def record_search(self, query: SearchQuery, candidates: Sequence[Candidate], **how) -> tuple[int, int]:
+        """Store a search that was shown: see :meth:`CaseDesk.record_search`, where every search is
+        recorded."""
+        return self.desk.record_search(query, candidates, **how)
 
-    def record_search(
-        self,
-        query: SearchQuery,
-        candidates: Sequence[Candidate],
-        *,
-        where: Mapping[str, str] | None,
-        min_confidence: float,
-        top_k: int,
-        started_at: datetime,
-        finished_at: datetime | None = None,
-        case_id: int | None = None,
-        revision_of: int | None = None,
-    ) -> tuple[int, int]:
-        """Store a search that was shown (or a re-rank of one, with ``revision_of``); returns
-        (search id, revision)."""
-        return self.casework.record_search(
-            query,
-            case_id=case_id,
-            operator=self.operator,
-            app_version=app_version(),
-            model_name=self.manifest.name,
-            embedding_key=self.embedding_key,
-            filters=dict(where or {}),
-            min_confidence=min_confidence,
-            top_k=top_k,
-            candidates=candidates,
-            started_at=started_at,
-            finished_at=finished_at or utcnow(),
-            revision_of=revision_of,
-        )
+    def record_drawn_search(self, pixels: np.ndarray, strokes_json: str, scan, candidates, **how) -> tuple[int, int]:
+        """Record a ranking the window showed for a drawn sketch: see :meth:`CaseDesk.record_drawn_search`."""
+        return self.desk.record_drawn_search(pixels, strokes_json, scan, candidates, **how)
 
     def search_file_recorded(
         self,
@@ -777,74 +334,46 @@ class Workspace:
         started = utcnow()
         query, pixels = file_query(path)
         ranked = self.search_embeddings(self.embed_sketches([pixels]), top_k, where, min_confidence)[0]
-        search_id, _ = self.record_search(
+        search_id, _ = self.desk.record_search(
             query, ranked, where=where, min_confidence=min_confidence, top_k=top_k, started_at=started, case_id=case_id
         )
         return SearchResult(str(path), ranked), search_id
 
-    def replay(self, search_id: int):
-        """Run a recorded search's newest ranking again and say what changed."""
-        search = self.casework.search(search_id)
-        then = search.latest
-        kind, data = self.casework.query_source(search_id)
-        label = search.query_name if kind == QueryKind.FILE else f"recorded search {search_id}"
-        embedding = self.embed_sketches([query_pixels(kind, data, label)])
-        ranked = self.search_embeddings(embedding, then.top_k, then.filters, then.min_confidence)[0]
-        records = {p.id: p for p in self.catalogue.photos([c.photo_id for c in ranked])}
-        now = [(c.photo_id, records[c.photo_id].sha256, c.score) for c in ranked if c.photo_id in records]
-        by_sha = self.catalogue.paths_by_sha()
-        present = {c.photo_sha256: by_sha[c.photo_sha256][0] for c in then.candidates if c.photo_sha256 in by_sha}
-        since = {records[pid].sha256 for pid, *_ in now if records[pid].imported_at > then.started_at}
-        return compare(
-            search,
-            now,
-            model_name=self.manifest.name,
-            embedding_key=self.embedding_key,
-            gallery_photos=self.catalogue.count_photos(),
-            last_import=self.catalogue.last_import_id(),
-            present=present,
-            imported_since=since,
-        )
+    def replay(self, search_id: int) -> ReplayReport:
+        """Run a recorded search's newest ranking again and say what changed (core.casework.replay)."""
+
+        def rank(pixels: np.ndarray, top_k: int, where: Mapping[str, str], min_confidence: float) -> list[Candidate]:
+            return self.search_embeddings(self.embed_sketches([pixels]), top_k, where, min_confidence)[0]
+
+        return replay(self.casework, self.catalogue, self.manifest, search_id, rank)
+
+    def review(
+        self, search_id: int, rank: int, mark: ReviewMark, note: str = "", photo_id: int | None = None
+    ) -> Review:
+        return self.desk.review(search_id, rank, mark, note, photo_id)
+
+    def new_case(self, number: str, title: str, notes: str = "") -> CaseInfo:
+        return self.desk.new_case(number, title, notes)
+
+    def open_case(self, number: str) -> CaseInfo:
+        """The case, opened again if it was closed."""
+        return self.desk.open_case(number)
+
+    def close_case(self, number: str) -> CaseInfo:
+        return self.desk.close_case(number)
+
+    def cases(self) -> list[CaseInfo]:
+        return self.casework.cases()
 
     def export_case_report(self, number: str, path: Path) -> Path:
-        """Write a case's PDF report; the export itself is recorded with the file's sha256. The
-        report states the full verification of the log (never "verified" when verify rejects it)
-        and the head it verified, which a later ``audit verify --against`` checks the log against."""
-        from core.casework.report import write_case_report  # fpdf2 loads only when a report is made
-
-        path = refuse_inside_data_folder(path, self.data_dir, "report")
-        case = self.casework.case(number)
-        searches = self.casework.searches_of_case(case.id)
-        marks = {s.id: self.casework.current_marks(s.id) for s in searches}
-        written = write_case_report(
-            path,
-            case,
-            searches,
-            marks,
-            self.casework.verify_audit(),
-            generated_by=self.operator,
-            app_version=app_version(),
-            sealed=self.casework.audit_key is not None,
-        )
-        digest = audit.sha256_hex(written.read_bytes())
-        payload = {"number": case.number, **path_fields("file", written), "sha256": digest, "searches": len(searches)}
-        self._record("report exported", payload, case.id)
-        return written
+        return self.desk.export_case_report(number, path)
 
     def export_audit_log(self, path: Path) -> tuple[Path, AuditCheck]:
-        """Write the log as one JSON document (core.casework.audit.export_document), atomically and
-        0600; returns the file and the full verification of the log at the time."""
-        path = refuse_inside_data_folder(path, self.data_dir, "export")
-        check = self.casework.verify_audit()
-        document = self.casework.export_document()
-        document["verified"] = {"ok": check.ok, "problems": list(check.problems)}
-        write_private_file(path, (json.dumps(document, indent=1) + "\n").encode(), "export")
-        return path, check
+        return self.desk.export_audit_log(path)
 
     # -- health --------------------------------------------------------------------------------
     def stats(self) -> CatalogueStats:
-        with self._lock:
-            indexed = len(self.index)
+        indexed = len(self.indexes)
         return CatalogueStats(
             photos=self.catalogue.count_photos(),
             indexed=indexed,
@@ -856,74 +385,7 @@ class Workspace:
     def verify(
         self, files: bool = False, rehash: bool = False, progress: Callable[[RehashProgress], None] | None = None
     ) -> VerifyReport:
-        """Do catalogue, stored embeddings and the index file agree? Is the attribute change log
-        whole (its table and triggers as created), and does each attribute cache file hold the
-        catalogue's values (one that does not is removed, and filters read the catalogue)?
-        ``files``: also check that every catalogued photo's file is still the one imported (a stat
-        each, a hash when touched); ``rehash``: hash every file instead, whatever its size and
-        modification time say (``progress`` is called after each file)."""
-        damage = self.catalogue.quick_check()
-        if damage:  # nothing else read from a damaged file can be trusted
-            shown = "; ".join(damage[:3]) + (f" (and {len(damage) - 3} more)" if len(damage) > 3 else "")
-            return VerifyReport(
-                ok=False,
-                problems=[
-                    f"{self.catalogue.path}: the catalogue file is damaged (SQLite quick_check: {shown}); restore it "
-                    "from a backup, or import the photos again into a new data folder"
-                ],
-            )
-        with self.catalogue.read_connection() as connection:
-            problems = [f"{self.catalogue.path}: {p}" for p in change_log_problems(connection)]
-        problems += self._attribute_cache_problems()
-        if files or rehash:
-            ids = self.catalogue.attribute_table({}).ids  # every photo, from the catalogue (never a cache)
-            problems += rehash_problems(self.catalogue, ids, progress) if rehash else self._file_problems(ids)
-        photos = self.catalogue.count_photos()
-        embedded = self.catalogue.embedded_ids(self.embedding_key)
-        if len(embedded) != photos:
-            problems.append(
-                f"{photos - len(embedded)} photo(s) have no embedding for model {self.manifest.name} "
-                f"(key {self.embedding_key[:12]})"
-            )
-        try:
-            on_disk = VectorIndex.load(self.index_path, self.embedding_dim, self.embedding_key)
-        except IndexFileError as exc:
-            problems.append(str(exc))
-        else:
-            if not np.array_equal(np.sort(on_disk.ids()), embedded):
-                problems.append(f"index file holds {len(on_disk)} photos, the catalogue {len(embedded)} embeddings")
-            else:
-                found: list[np.ndarray] = []  # filled in the same pass that compares the index
-                differ = index_vector_problems(on_disk, self.catalogue, self.embedding_key, damaged=found)
-                damaged = np.concatenate(found) if found else np.empty(0, np.int64)
-                if len(damaged):
-                    problems.append(
-                        f"{len(damaged)} stored embedding(s) are damaged (not finite unit vectors), photo id(s) "
-                        f"{', '.join(map(str, damaged[:10]))}: run rebuild-index to embed them again"
-                    )
-                problems.extend(differ)
-        return VerifyReport(ok=not problems, problems=problems)
-
-    def _file_problems(self, ids: np.ndarray) -> list[str]:
-        problems = []
-        for start in range(0, len(ids), 1000):
-            for record in self.catalogue.photos(ids[start : start + 1000]):
-                state = check_file(record)
-                if state is not FileCheck.OK:
-                    problems.append(f"photo {record.id}: {state.warning}: {record.path}")
-        return problems
-
-    def _attribute_cache_problems(self) -> list[str]:
-        """Each attribute cache file whose table is not the catalogue's: reported, and removed (this
-        workspace's table is read again from the catalogue when next needed)."""
-        problems = []
-        for mismatch in attribute_cache_mismatches(self.catalogue, self.attribute_cache_path.parent):
-            try:
-                mismatch.path.unlink(missing_ok=True)
-                done = "removed, so filters read the values from the catalogue"
-            except OSError as exc:
-                done = f"not trusted, but it could not be removed ({exc.strerror or exc}): delete it"
-            if mismatch.path == self.attribute_cache_path:
-                self.forget_attribute_table()
-            problems.append(f"{mismatch.describe()}; it was {done}")
-        return problems
+        """See :func:`core.gallery.verify.verify_gallery`."""
+        return verify_gallery(
+            self.catalogue, self.indexes, self.attribute_tables, self.manifest.name, files, rehash, progress
+        )

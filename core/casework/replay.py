@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from core.casework.records import RecordedSearch, ReplayReport
+import numpy as np
+
+from core.casework.query import query_pixels
+from core.casework.records import QueryKind, RecordedSearch, ReplayReport
+from core.casework.store import CaseworkStore
+from core.catalogue.catalogue import Catalogue
+from core.common.types import Candidate
+from core.model.manifest import Manifest
+
+# (query image, top K, filters, minimum confidence) -> the ranking the gallery gives it now
+Rank = Callable[[np.ndarray, int, Mapping[str, str], float], list[Candidate]]
 
 SCORE_TOLERANCE = 1e-5  # float noise between runs and devices; a real change is far larger
 
@@ -56,3 +66,28 @@ def compare(
         differences.append(f"scores changed by up to {drift:.6f}")
     identical = [sha for sha, _ in old] == [sha for sha, _ in new] and drift <= SCORE_TOLERANCE
     return ReplayReport(search.id, then.revision, identical, differences, list(now))
+
+
+def replay(store: CaseworkStore, catalogue: Catalogue, manifest: Manifest, search_id: int, rank: Rank) -> ReplayReport:
+    """Run a recorded search's newest ranking again (``rank``: the search as it runs now, from the
+    query's recorded bytes) and say what changed."""
+    search = store.search(search_id)
+    then = search.latest
+    kind, data = store.query_source(search_id)
+    label = search.query_name if kind == QueryKind.FILE else f"recorded search {search_id}"
+    ranked = rank(query_pixels(kind, data, label), then.top_k, then.filters, then.min_confidence)
+    records = {p.id: p for p in catalogue.photos([c.photo_id for c in ranked])}
+    now = [(c.photo_id, records[c.photo_id].sha256, c.score) for c in ranked if c.photo_id in records]
+    by_sha = catalogue.paths_by_sha()
+    present = {c.photo_sha256: by_sha[c.photo_sha256][0] for c in then.candidates if c.photo_sha256 in by_sha}
+    since = {records[pid].sha256 for pid, *_ in now if records[pid].imported_at > then.started_at}
+    return compare(
+        search,
+        now,
+        model_name=manifest.name,
+        embedding_key=manifest.embedding_key,
+        gallery_photos=catalogue.count_photos(),
+        last_import=catalogue.last_import_id(),
+        present=present,
+        imported_since=since,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
@@ -25,12 +25,9 @@ from core.casework.records import (
 from core.catalogue.catalogue import Catalogue
 from core.catalogue.orm import append_only_triggers
 from core.catalogue.structure import trigger_problems
+from core.common.clock import utcnow
 from core.common.errors import CaseworkError
 from core.common.types import Candidate
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _when(value) -> datetime | None:

@@ -10,7 +10,6 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from core.catalogue.migrations import upgrade
 from core.catalogue.orm import CHANGE_LOG_MARKER, Embedding, ImportFailureRow, ImportRun, Model, Photo, PhotoAttribute
 from core.catalogue.structure import change_log_problems
 from core.common import errors
+from core.common.clock import utcnow
 from core.common.errors import CatalogueError, UnknownPhotoError
 from core.common.private_files import create_private_file, make_private_folder
 from core.common.types import AttributeSource, AttributeValue, FolderSummary, ImportFailure, ImportSummary, PhotoRecord
@@ -34,10 +34,6 @@ MAX_SQLITE_INTEGER = 2**63 - 1
 # ``record(connection, photo ids)``: run inside a write's own transaction (its audit entry), so that
 # the write and its record are committed together or not at all
 Record = Callable[[Connection, list[int]], None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

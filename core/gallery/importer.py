@@ -36,6 +36,7 @@ from core.common.types import ImportFailure, ImportProgress, ImportSummary
 from core.gallery.pipeline import prepared_in_order
 from core.gallery.scanning import iter_image_files
 from core.model.embedded import require_finite
+from core.model.manifest import Manifest
 from core.model.modality import Modality
 
 if TYPE_CHECKING:  # the network loads only when an import embeds
@@ -51,16 +52,25 @@ BATCH_KIND = "import batch"
 
 
 @dataclass(frozen=True)
-class ImportTarget:
-    """What an import writes to: the catalogue (the source of truth), the model that embeds, and
-    the index kept beside them (reached through callbacks, so the importer needs no workspace)."""
+class GalleryTarget:
+    """What an ingest writes to: the catalogue (the source of truth) under one model's embedding key,
+    and the index kept beside it (reached through callbacks, so no ingest needs the workspace).
+    ``log`` writes an audit entry inside the caller's transaction, so that a committed batch and its
+    entry are never one without the other."""
 
     catalogue: Catalogue
-    model: EmbeddingModel
+    manifest: Manifest  # the model's key, dimension and attribute schema (read without loading the network)
     add_to_index: Callable[[np.ndarray, np.ndarray], None]  # (photo ids, unit vectors)
     forget_photos: Callable[[Sequence[int], Record | None], None]  # from the catalogue and the index
     save_index: Callable[[], None]
     log: Callable[[Connection, str, dict], None]  # (transaction, kind, payload): an audit entry in that transaction
+
+
+@dataclass(frozen=True)
+class ImportTarget(GalleryTarget):
+    """A folder import's target: a gallery target and the network that embeds the photos."""
+
+    model: EmbeddingModel
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,14 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.casework.logged_paths import path_fields
 from core.catalogue.catalogue import NewPhoto
 from core.common.types import ImportFailure, ImportProgress, ImportSummary
-from core.gallery.importer import ProgressCallback
+from core.gallery.importer import GalleryTarget, ProgressCallback
 from core.gallery.shards import check_embedding_key, check_rows, iter_rows, shard_files
-
-if TYPE_CHECKING:
-    from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +32,7 @@ BATCH_KIND = "import embeddings batch"
 
 
 def ingest_shards(
-    workspace: Workspace,
+    target: GalleryTarget,
     location: Path,
     *,
     progress: ProgressCallback | None = None,
@@ -44,10 +40,10 @@ def ingest_shards(
     batch_size: int = 256,
 ) -> ImportSummary:
     files = shard_files(location)
-    key, dim = workspace.embedding_key, workspace.embedding_dim
+    key, dim = target.manifest.embedding_key, target.manifest.embedding_dim
     check_embedding_key(files, key)  # refused before anything is written
-    check_rows(files, key, dim, workspace.schema)  # every row, before anything is written
-    catalogue = workspace.catalogue
+    check_rows(files, key, dim, target.manifest.attribute_schema)  # every row, before anything is written
+    catalogue = target.catalogue
     summary = ImportSummary()
     started = time.monotonic()
     known = set(catalogue.paths_by_sha())
@@ -62,10 +58,10 @@ def ingest_shards(
         payload["added"] = len(batch)
 
         def record(connection, ids: list[int]) -> None:
-            workspace.casework.append_entry(connection, BATCH_KIND, workspace.operator, payload)
+            target.log(connection, BATCH_KIND, payload)
 
         ids = catalogue.add_photos(batch, key, record=record)
-        workspace.index_add(np.asarray(ids, np.int64), np.stack([p.embedding for p in batch]))
+        target.add_to_index(np.asarray(ids, np.int64), np.stack([p.embedding for p in batch]))
         summary.added += len(batch)  # counted once committed: the import log never claims more
         batch.clear()
         numbers.clear()
@@ -117,7 +113,7 @@ def ingest_shards(
         # as a folder import does: the run's end records what was committed, and failed when it stopped
         # early; when that cannot be written either (a full disk) the ingest's own error is reported
         try:
-            workspace.save_index()
+            target.save_index()
             catalogue.record_failures(import_id, summary.failed)
             catalogue.finish_import(import_id, summary, failed=error is not None)
         except Exception as exc:

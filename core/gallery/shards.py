@@ -151,7 +151,7 @@ def iter_rows(files: list[Path], dim: int, batch_rows: int = 2048) -> Iterator[S
 
 
 # -- checking --------------------------------------------------------------------------------------
-UNIT_TOLERANCE = 1e-3  # |length - 1| of a stored vector: the tolerance workspace.unit_rows allows
+UNIT_TOLERANCE = 1e-3  # |length - 1| of a stored vector: the tolerance core.index.service.unit_rows allows
 _SHA256 = re.compile("[0-9a-f]{64}")
 _JPEG = b"\xff\xd8"  # the start of every JPEG file (thumbnails are JPEG)
 _PHOTO_FIELDS = ("sha256", "source_folder", "size_bytes", "mtime_ns", "width", "height", "thumbnail", "attributes")

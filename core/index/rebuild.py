@@ -1,28 +1,25 @@
 """Rebuilding the index off the calling thread when the gallery has outgrown it (flat -> IVF, or an
 IVF index whose clusters were trained on a much smaller gallery). Searches go on with the old index
-meanwhile; the new one is brought level with the photos added or forgotten during training, saved
-atomically and swapped in under the workspace's lock."""
+meanwhile; the new one is then brought level with the photos added or forgotten during training,
+saved atomically and swapped in by its owner (``core.index.service``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from core.catalogue.catalogue import Catalogue
 from core.index.vectors import FLAT, IndexPolicy, VectorIndex
 
-if TYPE_CHECKING:
-    from core.workspace import Workspace
-
 log = logging.getLogger(__name__)
 
 
 class RebuildCancelled(Exception):
-    """The workspace closed while a background rebuild ran; the old index file stays."""
+    """The index was closed while a background rebuild ran; the old index file stays."""
 
 
 class Built(NamedTuple):
@@ -44,7 +41,7 @@ def build_from_catalogue(
     An IVF index is trained on a random sample and filled chunk by chunk, so a gallery of millions
     never has all its float vectors in memory at once (10M x 896 floats would be 36 GB).
 
-    ``accept(vectors)`` says which rows of each chunk may be indexed (the workspace's check for
+    ``accept(vectors)`` says which rows of each chunk may be indexed (the index service's check for
     damaged embeddings): the others are left out and returned as ``rejected``, so the embeddings
     are checked in the same pass that indexes them instead of being read twice."""
     rejected = []
@@ -85,8 +82,12 @@ def build_from_catalogue(
 
 
 class BackgroundRebuild:
-    def __init__(self, workspace: Workspace):
-        self.workspace = workspace
+    """Runs ``build(cancel)`` on a thread, then hands what it built to ``install`` (which brings it
+    level with the live index, saves it and swaps it in, under the owner's lock)."""
+
+    def __init__(self, build: Callable[[threading.Event], Built], install: Callable[[Built], VectorIndex]):
+        self._build = build
+        self._install = install
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
         self._cancel = threading.Event()
@@ -112,22 +113,8 @@ class BackgroundRebuild:
         return thread is None or not thread.is_alive()
 
     def _run(self) -> None:
-        workspace = self.workspace
-        key, dim = workspace.embedding_key, workspace.embedding_dim
         try:
-            fresh, ids, _ = build_from_catalogue(
-                workspace.catalogue, key, dim, workspace.index_policy, cancel=self._cancel
-            )
-            with workspace._lock:
-                # Mirror the live index, not the catalogue: writers commit to SQLite first and add to
-                # the index after, so the live index is what they have finished with.
-                live = np.sort(workspace.index.ids())
-                fresh.remove(np.setdiff1d(ids, live, assume_unique=True))
-                added = np.setdiff1d(live, ids, assume_unique=True)
-                if len(added):
-                    fresh.add(*workspace.catalogue.embeddings_of(key, dim, added))
-                fresh.save(workspace.index_path)
-                workspace.index = fresh
+            fresh = self._install(self._build(self._cancel))
             log.info("index rebuilt in the background: %s, %d photos", fresh.kind, len(fresh))
         except RebuildCancelled:
             log.info("background index rebuild abandoned: the workspace closed")

@@ -235,7 +235,7 @@ def test_a_table_kept_while_another_workspace_prunes_the_log_is_read_again(tmp_p
     other.close()  # saves at its position, and prunes the log up to it
     with sqlite3.connect(workspace.catalogue.path) as db:
         marker = db.execute("SELECT seq, photo_id FROM attribute_changes ORDER BY seq LIMIT 1").fetchone()
-    assert marker[1] == 0 and marker[0] > workspace._table_seq  # past the first workspace's table
+    assert marker[1] == 0 and marker[0] > workspace.attribute_tables.seq  # past the first workspace's table
     assert_current(workspace)  # which therefore reads whole
 
 
@@ -257,7 +257,7 @@ def test_a_cache_file_that_cannot_be_trusted_is_read_again_from_the_catalogue(
     else:
         schema = {a.name: a.values for a in workspace.schema.attributes}
         table = workspace.attribute_table()
-        seq = workspace._table_seq
+        seq = workspace.attribute_tables.seq
         if damage == "another schema":
             schema = {**schema, "gender": (*schema["gender"], "other")}
         elif damage == "values out of range":
@@ -286,9 +286,9 @@ def test_a_cache_file_that_cannot_be_trusted_is_read_again_from_the_catalogue(
 def test_past_a_quarter_of_the_table_changed_it_is_read_whole(
     tmp_path, make_photos, open_workspace, reads, monkeypatch
 ):
-    import core.workspace
+    import core.index.attribute_table
 
-    monkeypatch.setattr(core.workspace, "REREAD_BY_ID_UP_TO", 0)
+    monkeypatch.setattr(core.index.attribute_table, "REREAD_BY_ID_UP_TO", 0)
     first = make_photos(4, tmp_path / "first")
     workspace = open_workspace()
     workspace.import_paths([first[0].parent])

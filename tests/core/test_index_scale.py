@@ -228,7 +228,7 @@ def test_rebuild_reads_each_stored_embedding_once_and_never_indexes_a_damaged_on
 
 
 def test_the_damage_check_refuses_every_vector_that_is_not_a_finite_unit_vector():
-    from core.workspace import unit_rows
+    from core.index.service import unit_rows
 
     vectors = clustered_vectors(6)
     vectors[1, 3] = np.nan

@@ -1,0 +1,169 @@
+"""Casework as the people using one gallery meet it: the store (``core.casework.store``), who is
+working (the operator, recorded with every search, review and change), and what they search with
+(the model, this program's version). Every search is recorded here (:meth:`CaseDesk.record_search`),
+whether the command line ran it on a file or the window showed it for a drawn sketch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Connection
+
+from core.casework import audit
+from core.casework.logged_paths import path_fields
+from core.casework.query import drawn_query
+from core.casework.records import AuditCheck, CaseInfo, Review, ReviewMark, SearchQuery
+from core.casework.store import CaseworkStore
+from core.common.clock import utcnow
+from core.common.operator import current_operator
+from core.common.paths import refuse_inside_data_folder
+from core.common.private_files import write_private_file
+from core.common.types import Candidate
+from core.common.version import app_version
+from core.model.manifest import Manifest
+
+
+class CaseDesk:
+    def __init__(self, store: CaseworkStore, manifest: Manifest, data_dir: Path):
+        self.store = store
+        self.manifest = manifest  # the model searches are recorded with (read without loading the network)
+        self.data_dir = data_dir  # exports are refused inside it
+        self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
+
+    # -- the audit log -------------------------------------------------------------------------
+    def record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
+        return self.store.record_event(kind, self.operator, payload, case_id)
+
+    def log_in(self, connection: Connection, kind: str, payload: dict) -> None:
+        """An audit entry inside the caller's write transaction ``connection`` (committed with it)."""
+        self.store.append_entry(connection, kind, self.operator, payload)
+
+    def record_model_in_use(self) -> None:
+        """A model change (a gallery first opened with a model, or with another one) is logged."""
+        last = self.store.last_event("model")
+        m = self.manifest
+        key = m.embedding_key
+        if last is None or last.payload.get("embedding_key") != key:
+            payload = {"name": m.name, "embedding_key": key, "weights_sha256": m.weights_sha256}
+            if last is not None:
+                payload["previous"] = last.payload.get("embedding_key")
+            self.record("model", payload)
+
+    # -- searches ------------------------------------------------------------------------------
+    def record_search(
+        self,
+        query: SearchQuery,
+        candidates: Sequence[Candidate],
+        *,
+        where: Mapping[str, str] | None,
+        min_confidence: float,
+        top_k: int,
+        started_at: datetime,
+        finished_at: datetime | None = None,
+        case_id: int | None = None,
+        revision_of: int | None = None,
+    ) -> tuple[int, int]:
+        """Store a search that was shown (or a re-rank of one, with ``revision_of``), with who ran it,
+        this program's version and the model; returns (search id, revision)."""
+        return self.store.record_search(
+            query,
+            case_id=case_id,
+            operator=self.operator,
+            app_version=app_version(),
+            model_name=self.manifest.name,
+            embedding_key=self.manifest.embedding_key,
+            filters=dict(where or {}),
+            min_confidence=min_confidence,
+            top_k=top_k,
+            candidates=candidates,
+            started_at=started_at,
+            finished_at=finished_at or utcnow(),
+            revision_of=revision_of,
+        )
+
+    def record_drawn_search(
+        self,
+        pixels: np.ndarray,
+        strokes_json: str,
+        scan: tuple[str, bytes] | None,
+        candidates: Sequence[Candidate],
+        *,
+        where: Mapping[str, str] | None,
+        min_confidence: float,
+        top_k: int,
+        started_at: datetime,
+        case_id: int | None = None,
+        revision_of: int | None = None,
+    ) -> tuple[int, int]:
+        """Record a ranking the window showed for a drawn sketch: the image given to the model, its
+        strokes and the scanned file under them (see :meth:`record_search`)."""
+        return self.record_search(
+            drawn_query(pixels, strokes_json, scan),
+            candidates,
+            where=where,
+            min_confidence=min_confidence,
+            top_k=top_k,
+            started_at=started_at,
+            case_id=case_id,
+            revision_of=revision_of,
+        )
+
+    def review(
+        self, search_id: int, rank: int, mark: ReviewMark, note: str = "", photo_id: int | None = None
+    ) -> Review:
+        return self.store.review(search_id, rank, mark, self.operator, note, photo_id)
+
+    # -- cases ---------------------------------------------------------------------------------
+    def new_case(self, number: str, title: str, notes: str = "") -> CaseInfo:
+        return self.store.new_case(number, title, self.operator, notes)
+
+    def open_case(self, number: str) -> CaseInfo:
+        """The case, opened again if it was closed."""
+        case = self.store.case(number)
+        if not case.is_open:
+            case = self.store.set_case_state(number, closed=False, operator=self.operator)
+        return case
+
+    def close_case(self, number: str) -> CaseInfo:
+        return self.store.set_case_state(number, closed=True, operator=self.operator)
+
+    # -- exports -------------------------------------------------------------------------------
+    def export_case_report(self, number: str, path: Path) -> Path:
+        """Write a case's PDF report; the export itself is recorded with the file's sha256. The
+        report states the full verification of the log (never "verified" when verify rejects it)
+        and the head it verified, which a later ``audit verify --against`` checks the log against."""
+        from core.casework.report import write_case_report  # fpdf2 loads only when a report is made
+
+        path = refuse_inside_data_folder(path, self.data_dir, "report")
+        store = self.store
+        case = store.case(number)
+        searches = store.searches_of_case(case.id)
+        marks = {s.id: store.current_marks(s.id) for s in searches}
+        written = write_case_report(
+            path,
+            case,
+            searches,
+            marks,
+            store.verify_audit(),
+            generated_by=self.operator,
+            app_version=app_version(),
+            sealed=store.audit_key is not None,
+        )
+        digest = audit.sha256_hex(written.read_bytes())
+        payload = {"number": case.number, **path_fields("file", written), "sha256": digest, "searches": len(searches)}
+        self.record("report exported", payload, case.id)
+        return written
+
+    def export_audit_log(self, path: Path) -> tuple[Path, AuditCheck]:
+        """Write the log as one JSON document (core.casework.audit.export_document), atomically and
+        0600; returns the file and the full verification of the log at the time."""
+        path = refuse_inside_data_folder(path, self.data_dir, "export")
+        check = self.store.verify_audit()
+        document = self.store.export_document()
+        document["verified"] = {"ok": check.ok, "problems": list(check.problems)}
+        write_private_file(path, (json.dumps(document, indent=1) + "\n").encode(), "export")
+        return path, check
