@@ -21,9 +21,10 @@ class _SearchHandle:
     """The id of a recorded search, set by the worker that records it (the ``record`` pool runs
     one task at a time, in order, so later tasks always see it)."""
 
-    def __init__(self):
+    def __init__(self, case_id: int | None = None):
         self.search_id: int | None = None
         self.revision = 0
+        self.case_id = case_id  # the case it is recorded in: another case's ranking is a new record
 
 
 class CaseRecorder(QObject):
@@ -78,11 +79,12 @@ class CaseRecorder(QObject):
         self._pending = None
         if shown is None or workspace is None:
             return
-        if fresh:
-            self._handle = _SearchHandle()
+        case_id = self.case.id if self.case is not None and self.case.is_open else None
+        if fresh or self._handle is None or self._handle.case_id != case_id:
+            fresh = True  # a closed case takes no revision; a case opened since records anew
+            self._handle = _SearchHandle(case_id)
             self._set_marks({})
         handle = self._handle
-        case_id = self.case.id if self.case is not None and self.case.is_open else None
 
         def record(task):
             search_id, revision = workspace.record_drawn_search(
@@ -185,8 +187,6 @@ class CaseRecorder(QObject):
         )
 
     def _set_case(self, case: CaseInfo | None) -> None:
-        if (case.id if case else None) != (self.case.id if self.case else None):
-            self._handle = None  # the next ranking is a new record: a closed case takes no revision
         self.case = case
         self.caseChanged.emit(case)
 

@@ -115,3 +115,34 @@ def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, 
     window.document.undo_stack.setClean()  # the test's drawing is not work to save
     window.close()
     workspace.close()
+
+
+def test_after_the_case_is_closed_its_ranking_takes_no_mark_and_the_next_is_a_new_record(
+    qtbot, make_window, tmp_path, inference_model, gallery_dir
+):
+    from core.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "data", model=inference_model)
+    workspace.import_paths([gallery_dir])
+    window = make_window(workspace)
+    window.recorder.new_case("2026-0078", "Bridge", "ana")
+    qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
+    draw_figure_strokes(qtbot, window.canvas)
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() is not None, timeout=60000)
+    in_case = window.recorder.current_search_id()
+
+    window.recorder.close_case()
+    qtbot.waitUntil(lambda: window.recorder.case is None, timeout=10000)
+    with qtbot.waitSignal(window.recorder.failed, timeout=10000) as failed:
+        window.case_controls.review_row(0, ReviewMark.POSSIBLE, "")
+    assert "case is closed" in failed.args[0]
+    assert workspace.casework.reviews(in_case) == []
+
+    window.grid.top_k.setValue(7)  # a re-rank of the ranking on screen: recorded anew, under no case
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, in_case), timeout=20000)
+    after = workspace.casework.search(window.recorder.current_search_id())
+    assert after.case_id is None and len(workspace.casework.search(in_case).revisions) == 1
+    assert workspace.casework.verify_audit().ok
+    window.document.undo_stack.setClean()
+    window.close()
+    workspace.close()
