@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.common.imaging import decode_image, load_rgb, read_file_bytes
+from core.common.imaging import decode_sketch, load_sketch_rgb, read_file_bytes
 from core.model.sketch_cleanup import crop_to_ink
 
 MAX_SIDE = 800  # canvas pixels; the model looks at far fewer
@@ -28,10 +28,10 @@ def prepare_scan(rgb: np.ndarray) -> np.ndarray:
 
 def load_scan(path: str | Path) -> np.ndarray:
     """Read a sketch image file (raises core's ImageLoadError with the reason) and prepare it."""
-    return prepare_scan(load_rgb(path))
+    return prepare_scan(load_sketch_rgb(path))
 
 
 def load_scan_with_bytes(path: str | Path) -> tuple[np.ndarray, bytes]:
     """The prepared scan and the file's bytes it was decoded from (kept with recorded searches)."""
     data = read_file_bytes(path)
-    return prepare_scan(np.asarray(decode_image(data, path))), data
+    return prepare_scan(np.asarray(decode_sketch(data, path))), data

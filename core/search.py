@@ -16,7 +16,7 @@ import numpy as np
 
 from core.catalogue.catalogue import AttributeTable, Catalogue
 from core.common.errors import SketchSearchError
-from core.common.imaging import load_rgb
+from core.common.imaging import load_sketch_rgb
 from core.common.types import AttributeSource, Candidate, FileCheck
 from core.gallery.file_check import check_file
 from core.index.attribute_table import AttributeTables
@@ -52,7 +52,7 @@ def sketch_label(sketch: Sketch, position: int) -> str:
 def sketch_pixels(sketch: Sketch) -> np.ndarray:
     """A file path or an image array -> H x W x 3 uint8 RGB (greyscale arrays are expanded)."""
     if isinstance(sketch, (str, Path)):
-        return load_rgb(sketch)
+        return load_sketch_rgb(sketch)
     array = np.asarray(sketch)
     if array.dtype != np.uint8:
         raise ValueError(f"a sketch array must be uint8, got {array.dtype}")

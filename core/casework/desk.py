@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from core.casework import audit
 from core.casework.logged_paths import path_fields
 from core.casework.query import drawn_query
+from core.casework.query_check import query_warnings
 from core.casework.records import AuditCheck, CaseInfo, Review, ReviewMark, SearchQuery
 from core.casework.store import CaseworkStore
 from core.common.clock import utcnow
@@ -68,9 +69,11 @@ class CaseDesk:
         revision_of: int | None = None,
     ) -> tuple[int, int]:
         """Store a search that was shown (or a re-rank of one, with ``revision_of``), with who ran it,
-        this program's version and the model; returns (search id, revision)."""
+        this program's version, the model and the warnings on its query (core.casework.query_check:
+        a photo rather than a drawing, a gallery photo); returns (search id, revision)."""
         return self.store.record_search(
             query,
+            query_warnings=query_warnings(query, self.store.catalogue.photo_with_sha256),
             case_id=case_id,
             operator=self.operator,
             app_version=app_version(),

@@ -12,7 +12,7 @@ from PIL import Image
 
 from core.casework.logged_paths import path_text
 from core.casework.records import QueryKind, SearchQuery
-from core.common.imaging import decode_image, read_file_bytes
+from core.common.imaging import decode_sketch, read_file_bytes
 
 REPORT_SIDE = 512  # a file's picture in reports; the file's own bytes are kept for replay
 
@@ -37,7 +37,7 @@ def drawn_query(pixels: np.ndarray, strokes_json: str, scan: tuple[str, bytes] |
 def file_query(path: str | Path) -> tuple[SearchQuery, np.ndarray]:
     """The query for a sketch file and the pixels decoded from exactly the bytes recorded."""
     data = read_file_bytes(path)
-    image = decode_image(data, path)
+    image = decode_sketch(data, path)  # a large scan decoded scaled down (core.common.imaging)
     picture = image.copy()
     picture.thumbnail((REPORT_SIDE, REPORT_SIDE))
     # the name as text (a byte that is not UTF-8 as \\xNN): a label; the bytes searched are recorded
@@ -46,4 +46,4 @@ def file_query(path: str | Path) -> tuple[SearchQuery, np.ndarray]:
 
 def query_pixels(kind: QueryKind, data: bytes, label: str) -> np.ndarray:
     """The pixels a recorded query gives the model (for replay)."""
-    return np.asarray(decode_image(data, label))
+    return np.asarray(decode_sketch(data, label))

@@ -85,6 +85,7 @@ class SearchRevision:
     operator: str
     audit_seq: int
     candidates: list[RecordedCandidate] = field(default_factory=list)
+    query_warnings: list[str] = field(default_factory=list)  # as recorded in its audit entry
 
 
 @dataclass(frozen=True)

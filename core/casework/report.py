@@ -115,6 +115,11 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
     pdf.set_y(top)
     for text in details:
         _text(pdf, text, 8.5, height=4.4, indent=34)
+    if latest.query_warnings:  # beside the query picture: what was found wrong with it when searched
+        pdf.set_text_color(160, 60, 0)
+        for text in latest.query_warnings:
+            _text(pdf, f"Query warning: {text}", 8.5, height=4.4, indent=34)
+        pdf.set_text_color(0)
     pdf.set_y(max(pdf.get_y(), top + 40))
     warning = weak_result_warning([c.score for c in latest.candidates])
     if warning:

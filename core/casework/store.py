@@ -36,6 +36,12 @@ def _when(value) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
+def _logged_query_warnings(c: Connection, seq: int | None) -> list[str]:
+    """The query warnings recorded in a search revision's audit entry (none before they were kept)."""
+    logged = audit.entry(c, seq) if seq is not None else None
+    return list(logged.payload.get("query_warnings", [])) if logged is not None else []
+
+
 def results_payload(candidates: Sequence[RecordedCandidate]) -> list[list]:
     """The results as they go into the audit entry: rank, photo id, sha256, score, thumbnail sha256."""
     return [
@@ -207,9 +213,11 @@ class CaseworkStore:
         started_at: datetime,
         finished_at: datetime,
         revision_of: int | None = None,
+        query_warnings: Sequence[str] = (),
     ) -> tuple[int, int]:
         """Store a search (or, with ``revision_of``, a new ranking of a recorded one) and its audit
-        entry in one transaction. Returns (search id, revision)."""
+        entry in one transaction. Returns (search id, revision). ``query_warnings`` (what was found
+        wrong with the query when it was searched) are recorded in the audit entry's payload."""
         with self.catalogue.write_transaction() as c:
             if revision_of is None:
                 self._refuse_closed(c, case_id, "record searches in it")
@@ -259,6 +267,7 @@ class CaseworkStore:
                 "finished_at": finished_at.isoformat(),
                 "app_version": app_version,
                 "results": results_payload(recorded),
+                "query_warnings": list(query_warnings),
             }
             seq = audit.next_seq(c)  # the revision row names its entry, and the entry binds the row
             revision_id = c.execute(
@@ -334,6 +343,7 @@ class CaseworkStore:
                     gallery=GalleryState(r[5], r[6]), filters=filters["where"],
                     min_confidence=filters["min_confidence"], top_k=r[8], started_at=_when(r[9]),
                     finished_at=_when(r[10]), operator=r[11], audit_seq=r[12], candidates=candidates,
+                    query_warnings=_logged_query_warnings(c, r[12]),
                 )
             )  # fmt: skip
         return RecordedSearch(

@@ -281,6 +281,12 @@ class Catalogue:
         with self._begin() as session:
             return {sha: (pid, path) for sha, pid, path in session.execute(select(Photo.sha256, Photo.id, Photo.path))}
 
+    def photo_with_sha256(self, sha256: str) -> tuple[int, str] | None:
+        """(id, path) of the catalogued photo whose file has this sha256, or None."""
+        with self._begin() as session:
+            row = session.execute(select(Photo.id, Photo.path).where(Photo.sha256 == sha256)).first()
+            return (row[0], row[1]) if row else None
+
     def present_photos(self) -> list[tuple[int, str, str]]:
         """(id, path, sha256) of the photos found at the last import, by id."""
         with self._begin() as session:

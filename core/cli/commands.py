@@ -392,10 +392,18 @@ def _search(workspace, args) -> int:
         workspace.search_file_recorded(sketch, args.top, where, args.min_confidence, case and case.id)
         for sketch in args.sketches
     ]
+    # the warnings on each query as recorded with its search (a photo, a gallery photo)
+    store = workspace.casework
+    query_warnings = {search_id: store.search(search_id).latest.query_warnings for _, search_id in recorded}
     if args.json:
         _print_json(
             [
-                {"query": r.query, "search_id": search_id, "candidates": [_candidate_json(c) for c in r.candidates]}
+                {
+                    "query": r.query,
+                    "search_id": search_id,
+                    "query_warnings": query_warnings[search_id],
+                    "candidates": [_candidate_json(c) for c in r.candidates],
+                }
                 for r, search_id in recorded
             ]
         )
@@ -403,6 +411,8 @@ def _search(workspace, args) -> int:
     for result, search_id in recorded:
         where = f" in case {shown(case.number)})" if case else ")"
         print(f"{shown(result.query)}  (recorded as search {search_id}{where}")
+        for warning in query_warnings[search_id]:
+            print(f"  warning: {shown(warning)}")
         warning = weak_result_warning([c.score for c in result.candidates])
         if warning:
             print(f"  {warning}")
@@ -561,6 +571,7 @@ def _show_case(workspace, args) -> None:
                 "model": latest.model_name,
                 "filters": latest.filters,
                 "gallery_photos": latest.gallery.photos,
+                "query_warnings": latest.query_warnings,
                 "weak_result": weak_result_warning([c.score for c in latest.candidates]),
                 "candidates": [
                     {
@@ -587,6 +598,8 @@ def _show_case(workspace, args) -> None:
             f"search {s['search_id']} rev {s['revision']}  {s['started_at']}  {printable(s['operator'])}  "
             f"{printable(s['query'])}"
         )
+        for warning in s["query_warnings"]:
+            print(f"  warning: {printable(warning)}")
         if s["weak_result"]:
             print(f"  {s['weak_result']}")
         for c in s["candidates"]:

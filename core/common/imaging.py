@@ -21,10 +21,20 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 # Refuse images above this many pixels (about 12k x 8k): such a file is either a decompression bomb
 # or nothing a person-search gallery needs, and decoding it could exhaust memory.
 MAX_PIXELS = 100_000_000
+# A sketch scan may be larger (a 1200-dpi page is about 108 megapixels): up to this many pixels it
+# is decoded scaled down (see decode_sketch); above it, it is refused like a photo above MAX_PIXELS.
+MAX_SKETCH_PIXELS = 400_000_000
+# A sketch above MAX_PIXELS is decoded at no less than this many pixels a side (the model sees a
+# few hundred, reports 512): a JPEG at 1/2, 1/4 or 1/8 scale while decoding, another format reduced
+# by a whole factor after decoding (so its peak memory is the full image's, 3 bytes a pixel for RGB).
+SKETCH_DECODE_SIDE = 2048
 # Refuse files above this size before reading them: a gallery photo is a few megabytes, and a
 # file this big is read whole into memory to be decoded.
 MAX_FILE_BYTES = 256 * 1024 * 1024
 THUMBNAIL_SIZE = 192
+# Pillow's own check refuses images above twice this when opened; every decode here checks its own
+# limit (MAX_PIXELS, or MAX_SKETCH_PIXELS for sketches) from the header before any pixel is decoded.
+Image.MAX_IMAGE_PIXELS = MAX_SKETCH_PIXELS // 2
 
 
 def _regular_file_size(path: str | Path) -> int:
@@ -102,30 +112,44 @@ def _corrupt(path: str | Path, exc: Exception) -> ImageLoadError:
     return ImageLoadError(path, f"corrupt image ({message})")
 
 
-def _check_pixels(width: int, height: int, path: str | Path) -> None:
-    if width * height > MAX_PIXELS:
-        raise ImageLoadError(path, f"decompression bomb: {width}x{height} pixels exceeds the {MAX_PIXELS:,} limit")
+def _check_pixels(width: int, height: int, path: str | Path, limit: int = MAX_PIXELS) -> None:
+    if width * height > limit:
+        raise ImageLoadError(path, f"decompression bomb: {width}x{height} pixels exceeds the {limit:,} limit")
 
 
-def decode_image(data: bytes, path: str | Path = "<memory>", at_least: int | None = None) -> Image.Image:
+def decode_image(
+    data: bytes, path: str | Path = "<memory>", at_least: int | None = None, *, sketch: bool = False
+) -> Image.Image:
     """Decode bytes into an upright RGB PIL image (EXIF orientation applied, CMYK, 16-bit, palette
     and alpha images converted; transparency becomes white, as on paper).
 
     ``at_least``: the caller needs no more than this many pixels on each side, so a JPEG may be
-    decoded at 1/2, 1/4 or 1/8 scale (much faster for camera-sized photos)."""
+    decoded at 1/2, 1/4 or 1/8 scale (much faster for camera-sized photos).
+
+    ``sketch``: a sketch scan, allowed up to MAX_SKETCH_PIXELS; one above MAX_PIXELS is decoded
+    scaled down to no less than SKETCH_DECODE_SIDE a side (one within it exactly as before)."""
     if not data:
         raise ImageLoadError(path, "empty file")
     try:
         with warnings.catch_warnings():
-            # Pillow warns from 89.5 megapixels; the documented limit is MAX_PIXELS, checked here
-            # (Pillow's own error, from 179 megapixels, is above it)
+            # Pillow warns from 89.5 megapixels; the documented limits are checked here, and
+            # Pillow's own error (above MAX_SKETCH_PIXELS) is no lower than either
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            _check_pixels(*image.size, path)
-            if at_least:
-                image.draft("RGB", (at_least, at_least))
+            _check_pixels(*image.size, path, MAX_SKETCH_PIXELS if sketch else MAX_PIXELS)
+            reduce_to = None
+            if sketch and image.size[0] * image.size[1] > MAX_PIXELS:
+                reduce_to = SKETCH_DECODE_SIDE if at_least is None else max(at_least, SKETCH_DECODE_SIDE)
+            if at_least or reduce_to:
+                image.draft("RGB", (reduce_to or at_least,) * 2)
             image.load()
             image = ImageOps.exif_transpose(image)
+            if reduce_to and min(image.size) // reduce_to > 1:
+                # not a JPEG (or one draft could not scale enough): a whole-factor box reduction
+                factor = min(image.size) // reduce_to
+                if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # what reduce() takes; P, 1, CMYK, I;16 ...
+                    image = to_rgb(image)
+                image = image.reduce(factor)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -158,6 +182,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read and decode an image file into an H x W x 3 uint8 RGB array."""
     return np.asarray(decode_image(read_file_bytes(path), path))
+
+
+def decode_sketch(data: bytes, path: str | Path = "<memory>") -> Image.Image:
+    """A sketch's bytes decoded: as :func:`decode_image`, a scan up to MAX_SKETCH_PIXELS allowed
+    (one above MAX_PIXELS scaled down on decode)."""
+    return decode_image(data, path, sketch=True)
+
+
+def load_sketch_rgb(path: str | Path) -> np.ndarray:
+    """A sketch file decoded into an H x W x 3 uint8 RGB array (see :func:`decode_sketch`)."""
+    return np.asarray(decode_sketch(read_file_bytes(path), path))
 
 
 # Gallery photos are only ever shown as thumbnails or fed to a network of a few hundred pixels;
