@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from core.casework.logged_paths import path_text
 from core.casework.records import QueryKind, SearchQuery
 from core.common.errors import ImageLoadError
 from core.common.imaging import decode_image
@@ -61,7 +62,7 @@ def gallery_photo_warning(sha256: str, photo: tuple[int, str] | None) -> str:
     if photo is None:
         return ""
     photo_id, path = photo
-    return f"The query is a gallery photo: its sha256 {sha256[:12]}... is photo #{photo_id} ({path})."
+    return f"The query is a gallery photo: its sha256 {sha256[:12]}... is photo #{photo_id} ({path_text(path)})."
 
 
 def query_warnings(query: SearchQuery, gallery_photo: Callable[[str], tuple[int, str] | None]) -> list[str]:

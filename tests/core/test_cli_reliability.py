@@ -70,7 +70,8 @@ def test_searching_an_empty_gallery_warns(tmp_path, capsys, make_photos, untrain
     sketch = make_photos(1)[0]
     (tmp_path / "empty").mkdir()
     code, out, err = cli(capsys, "--data-dir", tmp_path / "empty", "--model", untrained_model_dir, "search", sketch)
-    assert code == 0 and out.strip() == f"{sketch}  (recorded as search 1)"  # the query, no candidates
+    assert code == 0 and out.splitlines()[0] == f"{sketch}  (recorded as search 1)"  # the query, no candidates
+    assert all(line.startswith("  warning: The query looks like a photo") for line in out.splitlines()[1:])
     assert err.startswith("warning:") and "no photos" in err and err.count("\n") == 1
 
     photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=2)
@@ -88,7 +89,8 @@ def test_odd_file_names_print_on_one_line_and_round_trip_in_json(tmp_path, capsy
     assert cli(capsys, *data, "import", folder)[0] == 0
     sketch = os.path.join(os.fsencode(folder), b"plain.jpg")
     code, out, _ = cli(capsys, *data, "search", sketch, "--top", "3")
-    assert code == 0 and len(out.splitlines()) == 4  # the query and three candidates, one line each
+    lines = [line for line in out.splitlines() if not line.startswith("  warning: ")]  # a gallery photo searched
+    assert code == 0 and len(lines) == 4  # the query and three candidates, one line each
     assert "caf\\xe9.jpg" in out and "two\\nlines.jpg" in out
     code, out, _ = cli(capsys, *data, "search", sketch, "--top", "3", "--json")
     paths = {os.fsencode(c["path"]) for c in json.loads(out)[0]["candidates"]}
