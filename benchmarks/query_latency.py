@@ -13,6 +13,7 @@ scan below the IVF threshold (the 8-bit exhaustive index reads a quarter of the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -23,6 +24,7 @@ import numpy as np
 
 from core.catalogue.catalogue import NewPhoto
 from core.common.paths import default_model_dir
+from core.index.vectors import IndexPolicy
 from core.model.loading import load_model
 from core.workspace import Workspace
 
@@ -107,12 +109,19 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--top", type=int, default=50)
+    parser.add_argument(
+        "--quantise-from",
+        type=int,
+        default=IndexPolicy().quantise_from,
+        help="photos from which the exhaustive index reads 8-bit codes (a huge value: float32 throughout)",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     model = load_model(default_model_dir(), "cpu")  # the runtime the app and the command line use
 
     with tempfile.TemporaryDirectory() as tmp:
-        workspace = Workspace(Path(tmp) / "data", model=model)
+        policy = dataclasses.replace(IndexPolicy(), quantise_from=args.quantise_from)
+        workspace = Workspace(Path(tmp) / "data", model=model, index_policy=policy)
         start = time.perf_counter()
         photo_ids, vectors = populate(workspace, args.photos, rng)
         workspace.wait_for_index_rebuild()  # a flat index past its size turns 8-bit (or IVF) in the background
