@@ -21,7 +21,7 @@ from core.common.types import AttributeSource, Candidate, FileCheck
 from core.gallery.file_check import check_file
 from core.index.attribute_table import AttributeTables
 from core.index.service import IndexService
-from core.index.vectors import FLAT
+from core.index.vectors import FLAT, SCORE_SLACK, SQ8
 from core.model.attributes import AttributeSchema
 from core.model.embedded import require_finite
 from core.model.modality import Modality
@@ -116,7 +116,7 @@ def rescore_exactly(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The approximate index picks the candidates from quantised codes; the score shown for each is
     the exact cosine similarity with its embedding stored in the catalogue (a few rows read by
-    primary key), and the candidates are ordered by it."""
+    primary key), and the candidates are ordered by it (equal scores by photo id)."""
     queries = np.asarray(queries, np.float32).reshape(len(ids), -1)
     found, vectors = catalogue.embeddings_of(index.embedding_key, index.dim, np.unique(ids[ids >= 0]).tolist())
     rows = np.searchsorted(found, ids.clip(min=0))
@@ -124,9 +124,38 @@ def rescore_exactly(
     scores = np.full(ids.shape, -np.inf, np.float32)
     for q in range(len(ids)):
         scores[q, known[q]] = vectors[rows[q, known[q]]] @ queries[q]
-    order = np.argsort(-scores, axis=1, kind="stable")
     ids = np.where(known, ids, -1)
+    order = np.lexsort((ids, -scores), axis=1)  # best first; equal scores by photo id
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def exact_from_codes(
+    catalogue: Catalogue, index: IndexService, queries: np.ndarray, k: int, allowed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top ``k`` from an exhaustive 8-bit index: its best ``depth`` candidates by their
+    codes, re-scored from the stored float32 embeddings. A code's score is within the index's
+    ``error_bound`` of the exact one, so once the k-th exact score among the candidates is at least
+    the last candidate's code score plus that bound, no photo left out can beat it: the top k is the
+    exact top k. A query not so proven (a dense crowd of near scores) is searched again four times
+    as deep, until proven or every (allowed) photo is a candidate."""
+    queries = np.ascontiguousarray(queries, np.float32).reshape(-1, index.dim)
+    k = max(1, min(int(k), len(index) or 1))
+    depth = index.policy.rescore_depth(k)
+    out_scores = np.full((len(queries), k), -np.inf, np.float32)
+    out_ids = np.full((len(queries), k), -1, np.int64)
+    pending = np.arange(len(queries))
+    while len(pending):
+        codes, candidates, bound, total = index.search_codes(queries[pending], depth, allowed)
+        scores, ids = rescore_exactly(catalogue, index, queries[pending], candidates)
+        width = min(k, ids.shape[1])
+        out_scores[pending, :width], out_ids[pending, :width] = scores[:, :width], ids[:, :width]
+        if ids.shape[1] < k:
+            break  # fewer photos than k: every one was a candidate
+        every = (candidates < 0).any(axis=1) | (depth >= total)
+        proven = scores[:, k - 1] >= codes[:, -1] + bound + SCORE_SLACK
+        pending = pending[~(every | proven)]
+        depth *= 4
+    return out_scores, out_ids
 
 
 def contradicting(
@@ -182,9 +211,13 @@ def _ranked(
     allowed = (
         allowed_photo_ids(gallery.attributes.table(), gallery.schema, filters, min_confidence) if filters else None
     )
-    scores, ids = gallery.index.search(queries, top_k, allowed)
-    if gallery.index.kind != FLAT:
-        scores, ids = rescore_exactly(gallery.catalogue, gallery.index, queries, ids)
+    kind = gallery.index.kind
+    if kind == SQ8:
+        scores, ids = exact_from_codes(gallery.catalogue, gallery.index, queries, top_k, allowed)
+    else:
+        scores, ids = gallery.index.search(queries, top_k, allowed)
+        if kind != FLAT:
+            scores, ids = rescore_exactly(gallery.catalogue, gallery.index, queries, ids)
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
     # only the shown candidates' files are checked: a stat each, a hash only when one was touched
     records = {r.id: (r.path, r.attributes, check_file(r)) for r in gallery.catalogue.photos(wanted)}

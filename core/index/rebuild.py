@@ -1,5 +1,6 @@
 """Rebuilding the index off the calling thread when the gallery has outgrown it (flat -> IVF, or an
-IVF index whose clusters were trained on a much smaller gallery). Searches go on with the old index
+IVF index whose clusters were trained on a much smaller gallery, flat -> SQ8, or an SQ8 index whose
+ranges later photos fell far outside). Searches go on with the old index
 meanwhile; the new one is then brought level with the photos added or forgotten during training,
 saved atomically and swapped in by its owner (``core.index.service``)."""
 
@@ -13,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from core.catalogue.catalogue import Catalogue
-from core.index.vectors import FLAT, IndexPolicy, VectorIndex
+from core.index.vectors import FLAT, SQ8, IndexPolicy, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def build_from_catalogue(
     accept: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Built:
     """The index ``policy`` asks for, from the embeddings stored in SQLite, and the ids it holds.
-    An IVF index is trained on a random sample and filled chunk by chunk, so a gallery of millions
+    An IVF or SQ8 index is trained on a random sample and filled chunk by chunk, so a gallery of millions
     never has all its float vectors in memory at once (10M x 896 floats would be 36 GB).
 
     ``accept(vectors)`` says which rows of each chunk may be indexed (the index service's check for
@@ -61,7 +62,8 @@ def build_from_catalogue(
         return Built(index, ids, np.concatenate(rejected) if rejected else np.zeros(0, np.int64))
 
     ids = catalogue.embedded_ids(model_sha256)
-    if policy.kind_for(len(ids)) == FLAT:
+    kind = policy.kind_for(len(ids))
+    if kind == FLAT:
         ids, vectors = accepted(*catalogue.embeddings(model_sha256, dim))
         return result(VectorIndex.build(dim, model_sha256, ids, vectors, policy), [ids])
     sample_ids = ids
@@ -69,7 +71,8 @@ def build_from_catalogue(
         sample_ids = np.sort(np.random.default_rng(seed).choice(ids, policy.max_training_points, replace=False))
     # a rejected vector never trains the clusters either (the pass below records it)
     _, sample = accepted(*catalogue.embeddings_of(model_sha256, dim, sample_ids.tolist()), record=False)
-    index = VectorIndex.trained_ivf(dim, model_sha256, sample, len(ids), policy)
+    trained = VectorIndex.trained_sq8 if kind == SQ8 else VectorIndex.trained_ivf
+    index = trained(dim, model_sha256, sample, len(ids), policy)
     del sample
     held = []
     for chunk_ids, chunk_vectors in catalogue.iter_embeddings(model_sha256, dim):

@@ -14,7 +14,7 @@ import numpy as np
 
 from core.catalogue.catalogue import Catalogue
 from core.index.rebuild import BackgroundRebuild, Built, build_from_catalogue
-from core.index.vectors import FLAT, IndexFileError, IndexPolicy, VectorIndex
+from core.index.vectors import FLAT, SQ8, IndexFileError, IndexPolicy, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,9 @@ class IndexService:
             return len(self.index)
 
     def open(self, rebuild: Callable[[], VectorIndex]) -> None:
-        """Load the index file; ``rebuild()`` (which swaps its index in) when it is unreadable or holds
-        other photos than the catalogue's embedded ones."""
+        """Load the index file; ``rebuild()`` (which swaps its index in, saved atomically) when it is
+        unreadable, holds other photos than the catalogue's embedded ones, or is a float32 flat file
+        of a gallery the policy now scans as 8-bit codes (files written before SQ8 existed migrate)."""
         expected = self.catalogue.embedded_ids(self.embedding_key)
         try:
             index = VectorIndex.load(self.path, self.dim, self.embedding_key)
@@ -111,6 +112,10 @@ class IndexService:
                 len(index),
                 len(expected),
             )
+            rebuild()
+            return
+        if index.kind == FLAT and self.policy.kind_for(len(index)) == SQ8:
+            log.info("converting the float32 index of %d photos in %s to 8-bit codes", len(index), self.path)
             rebuild()
             return
         self._swap(index)
@@ -147,6 +152,15 @@ class IndexService:
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:
             return self.index.search(queries, k, allowed)
+
+    def search_codes(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """(scores, ids) as :meth:`search`, with the index's error bound and size read under the
+        same lock (an add meanwhile may raise the bound)."""
+        with self.lock:
+            scores, ids = self.index.search(queries, k, allowed)
+            return scores, ids, self.index.error_bound, len(self.index)
 
     def save(self) -> None:
         """Write the index file; a gallery that has outgrown its index starts a background rebuild."""

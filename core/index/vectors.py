@@ -1,10 +1,13 @@
 """The vector index: FAISS inner product over unit vectors (= cosine similarity), keyed by photo id.
 
-Two kinds, chosen by gallery size (``IndexPolicy``): an exact flat scan while the gallery is small,
-and above ``approximate_from`` photos an inverted-file index with scalar-quantised codes (IVF-SQ),
-trained on the stored embeddings: a query scans only the ``nprobe`` nearest of ``nlist`` clusters,
-and each vector takes a quarter or less of its float size. The choice and its settings are
-measured in benchmarks/index_scale.py (results in benchmarks/results/scale.md).
+Three kinds, chosen by gallery size (``IndexPolicy``): a float32 flat scan while the gallery is tiny
+(under ``quantise_from`` photos); then an exhaustive scan of 8-bit scalar-quantised codes (SQ8: a
+quarter of the bytes read per query), whose candidates the search re-scores exactly from the stored
+float32 embeddings, deep enough that its top K is provably the exact top K (``error_bound``); and
+above ``approximate_from`` photos an inverted-file index with scalar-quantised codes (IVF-SQ),
+trained on the stored embeddings: a query scans only the ``nprobe`` nearest of ``nlist`` clusters.
+The choice and its settings are measured in benchmarks/index_scale.py and
+benchmarks/query_latency.py (results in benchmarks/results/scale.md and performance.md).
 
 The file on disk is a cache of the embeddings stored in SQLite: it is written atomically, carries
 the model's embedding key (a sha256 of its weights and settings) and a checksum, and is rebuilt
@@ -26,7 +29,10 @@ MAGIC = b"SKETCHSEARCH-INDEX-1\n"
 # a filtered IVF search scans clusters expected to hold this many times K allowed photos
 FILTER_COVERAGE = 32
 FLAT = "flat"
+SQ8 = "sq8"
 IVF = "ivf"
+# FAISS computes a quantised score in float32: its rounding is far below this, added to the bound
+SCORE_SLACK = 1e-5
 # Below this many queries FAISS scans the vectors once per query and parallelises over queries
 # only, so extra OpenMP threads just spin; one thread is as fast, and much faster on a busy machine.
 SMALL_BATCH = 20
@@ -46,6 +52,20 @@ class IndexPolicy:
     its clusters keep following the gallery. ``quantiser``: the FAISS code of each vector."""
 
     approximate_from: int = 200_000
+    # below this many photos the float32 scan is fast anyway, and too few vectors to train the 8-bit
+    # ranges on; from here to approximate_from the exhaustive scan reads 8-bit codes
+    quantise_from: int = 2_000
+    # the 8-bit ranges are the trained minimum and maximum of each value widened by this share of
+    # their span on each side, so later photos rarely fall outside them
+    range_margin: float = 0.05
+    # an SQ8 index is retrained once a photo added later fell so far outside the trained ranges that
+    # the index's error bound grew past this many times its trained value (every search must then
+    # re-score more candidates to stay exact)
+    error_growth: float = 1.5
+    # candidates an SQ8 search re-scores exactly: max(rescore_factor x K, min_rescore) at first,
+    # widened (x4) for any query whose top K the error bound does not prove exact
+    rescore_factor: int = 4
+    min_rescore: int = 200
     regrow_factor: float = 2.0
     quantiser: str = "SQ6"
     # clusters scanned per query: this share of all clusters, at least min_probe (measured: recall@100
@@ -57,7 +77,12 @@ class IndexPolicy:
     max_training_points: int = 100_000
 
     def kind_for(self, count: int) -> str:
-        return IVF if count >= self.approximate_from else FLAT
+        if count >= self.approximate_from:
+            return IVF
+        return SQ8 if count >= self.quantise_from else FLAT
+
+    def rescore_depth(self, k: int) -> int:
+        return max(self.rescore_factor * k, self.min_rescore)
 
     def nlist_for(self, count: int) -> int:
         # about sqrt(N) clusters, with at least 39 training points each (FAISS's own minimum)
@@ -66,7 +91,9 @@ class IndexPolicy:
     def outgrown(self, index: VectorIndex) -> bool:
         """Should ``index`` be rebuilt (in the background) for the gallery it now holds?"""
         if index.kind == FLAT:
-            return self.kind_for(len(index)) == IVF
+            return self.kind_for(len(index)) != FLAT
+        if index.kind == SQ8:
+            return self.kind_for(len(index)) == IVF or index.error_bound > self.error_growth * index.trained_error
         return len(index) >= self.regrow_factor * max(index.trained_on, 1)
 
 
@@ -79,8 +106,13 @@ class VectorIndex:
         self.dim = dim
         self.model_sha256 = model_sha256
         self.kind = FLAT
-        self.trained_on = 0  # IVF only: how many photos the clusters were trained on
+        self.trained_on = 0  # IVF and SQ8: how many photos the clusters or ranges were trained on
         self.nprobe = 1
+        # SQ8: the largest distance between a held vector and its decoded code (in the sample trained
+        # on, and since): |q . (x - decoded x)| <= |x - decoded x| for a unit query q, so a quantised
+        # score is never further than this from the exact one (never lowered by a removal)
+        self.error_bound = 0.0
+        self.trained_error = 0.0
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
     @classmethod
@@ -94,7 +126,8 @@ class VectorIndex:
         seed: int = 0,
     ) -> VectorIndex:
         """The index ``policy`` asks for, holding ``vectors`` (trained on them when approximate)."""
-        if policy.kind_for(len(ids)) == FLAT:
+        kind = policy.kind_for(len(ids))
+        if kind == FLAT:
             index = cls(dim, model_sha256)
         else:
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -102,9 +135,37 @@ class VectorIndex:
             if len(vectors) > policy.max_training_points:
                 rows = np.random.default_rng(seed).choice(len(vectors), policy.max_training_points, replace=False)
                 sample = vectors[np.sort(rows)]
-            index = cls.trained_ivf(dim, model_sha256, sample, len(ids), policy)
+            trained = cls.trained_sq8 if kind == SQ8 else cls.trained_ivf
+            index = trained(dim, model_sha256, sample, len(ids), policy)
         index.add(ids, vectors)
         return index
+
+    @classmethod
+    def trained_sq8(
+        cls, dim: int, model_sha256: str, sample: np.ndarray, count: int, policy: IndexPolicy = DEFAULT_POLICY
+    ) -> VectorIndex:
+        """An empty exhaustive 8-bit index, its per-value ranges trained on ``sample``."""
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        quantiser = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        quantiser.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
+        quantiser.sq.rangestat_arg = policy.range_margin
+        quantiser.train(sample)
+        index = cls(dim, model_sha256)
+        index._index = faiss.IndexIDMap2(quantiser)
+        index.kind = SQ8
+        index.trained_on = count
+        index.trained_error = index.error_bound = index._code_error(sample)
+        return index
+
+    def _code_error(self, vectors: np.ndarray) -> float:
+        """The largest distance between one of ``vectors`` and its decoded 8-bit code."""
+        quantiser = faiss.downcast_index(self._index.index)
+        worst = 0.0
+        for start in range(0, len(vectors), 20_000):
+            chunk = vectors[start : start + 20_000]
+            decoded = quantiser.sa_decode(quantiser.sa_encode(chunk))
+            worst = max(worst, float(np.sqrt(np.einsum("ij,ij->i", chunk - decoded, chunk - decoded).max())))
+        return worst
 
     @classmethod
     def trained_ivf(
@@ -131,7 +192,7 @@ class VectorIndex:
         return self._index.ntotal
 
     def ids(self) -> np.ndarray:
-        if self.kind == FLAT:
+        if self.kind != IVF:
             return faiss.vector_to_array(self._index.id_map).astype(np.int64)
         lists = self._index.invlists
         parts = [
@@ -147,6 +208,8 @@ class VectorIndex:
         if vectors.shape != (len(ids), self.dim):
             raise ValueError(f"expected {len(ids)} x {self.dim} vectors, got {vectors.shape}")
         if len(ids):
+            if self.kind == SQ8:
+                self.error_bound = max(self.error_bound, self._code_error(vectors))
             self._index.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> int:
@@ -176,7 +239,7 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (scores, ids) per query; with ``allowed_ids`` only those photos compete, so a
         filtered search still returns k results whenever k allowed photos exist. Missing slots
-        have id -1."""
+        have id -1. The scores of SQ8 and IVF are those of the codes (see ``core.search``)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         k = max(1, min(int(k), len(self) or 1))
         selector = None
@@ -189,7 +252,7 @@ class VectorIndex:
         if len(queries) < SMALL_BATCH:
             faiss.omp_set_num_threads(1)
         try:
-            if self.kind == FLAT:
+            if self.kind != IVF:
                 params = faiss.SearchParameters(sel=selector) if selector is not None else None
                 return self._index.search(queries, k, params=params)
             return self._search_ivf(queries, k, selector, None if allowed_ids is None else len(allowed_ids))
@@ -231,6 +294,8 @@ class VectorIndex:
                     "kind": self.kind,
                     "trained_on": self.trained_on,
                     "nprobe": self.nprobe,
+                    "error_bound": self.error_bound,
+                    "trained_error": self.trained_error,
                     "payload_sha256": hashlib.sha256(payload).hexdigest(),
                 }
             ).encode()
@@ -260,8 +325,12 @@ class VectorIndex:
                 raise IndexFileError(f"{path}: made for another model")
             index = cls(dim, model_sha256)
             index.kind = header.get("kind", FLAT)  # files written before IVF existed are flat
+            if index.kind not in (FLAT, SQ8, IVF):
+                raise IndexFileError(f"{path}: unknown index kind {index.kind!r}")
             index.trained_on = int(header.get("trained_on", 0))
             index.nprobe = int(header.get("nprobe", 1))
+            index.error_bound = float(header.get("error_bound", 0.0))
+            index.trained_error = float(header.get("trained_error", 0.0))
             # FAISS reads the payload straight from the file into the index while it is hashed on
             # the way: half the time and memory of reading it into bytes and deserialising a copy
             digest = hashlib.sha256()
@@ -284,9 +353,14 @@ class VectorIndex:
             raise IndexFileError(f"{path}: checksum mismatch (corrupt or truncated)")
         if not readable:
             raise IndexFileError(f"{path}: unreadable index payload")
-        expected_type = faiss.IndexIDMap2 if index.kind == FLAT else faiss.IndexIVF
+        expected_type = faiss.IndexIVF if index.kind == IVF else faiss.IndexIDMap2
         if not isinstance(index._index, expected_type) or index._index.ntotal != header.get("count"):
             raise IndexFileError(f"{path}: unexpected index contents")
+        if index.kind != IVF:
+            inner = faiss.downcast_index(index._index.index)
+            wanted = faiss.IndexFlatIP if index.kind == FLAT else faiss.IndexScalarQuantizer
+            if not isinstance(inner, wanted) or (index.kind == SQ8 and not index.error_bound > 0):
+                raise IndexFileError(f"{path}: unexpected index contents")
         return index
 
 
