@@ -96,7 +96,7 @@ def paired(results: list[dict], gallery: str, key: str) -> str:
     after = np.mean([r[gallery]["with"][key] for r in results])
     t = (
         deltas.mean() / (deltas.std(ddof=1) / np.sqrt(len(deltas)))
-        if len(deltas) > 1 and deltas.std()
+        if len(deltas) > 1 and deltas.std() > 1e-9
         else float("nan")
     )
     higher = int((deltas > 0).sum())
