@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli.commands import COMMANDS as HEADLESS_COMMANDS  # light: torch loads only when a command runs
-from core.cli.commands import EXIT_ERROR, Parser
+from core.cli.parser import COMMANDS as HEADLESS_COMMANDS  # light: torch loads only when a command runs
+from core.cli.parser import EXIT_ERROR, Parser
 from core.common import environment
 from core.common.errors import SketchSearchError
 

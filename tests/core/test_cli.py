@@ -199,6 +199,18 @@ def count_photos(database: Path) -> int:
         return 0
 
 
+def kill_9_once_committed(process: subprocess.Popen, database: Path, photos: int) -> int:
+    """``kill -9`` the writing ``process`` once ``database`` holds at least ``photos`` photos;
+    returns how many it had committed."""
+    deadline = time.monotonic() + 120
+    while count_photos(database) < photos and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the writer finished before it could be killed; give it more work"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return count_photos(database)
+
+
 def logged(data: Path, kind: str) -> list[dict]:
     with sqlite3.connect(data / "catalogue.sqlite3") as db:
         rows = db.execute("SELECT payload_json FROM audit_log WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
@@ -215,13 +227,7 @@ def test_kill_9_during_import_loses_nothing_and_logs_every_committed_batch(tmp_p
     command = base + ["import", str(photos[0].parent)]
     env = {**os.environ, "SKETCHSEARCH_DEVICE": "cpu", "SKETCHSEARCH_AUDIT_KEY": str(key)}  # entries sealed
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while count_photos(data / "catalogue.sqlite3") < 32 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the import finished before it could be killed; give it more photos"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    killed_at = count_photos(data / "catalogue.sqlite3")
+    killed_at = kill_9_once_committed(process, data / "catalogue.sqlite3", 32)
     assert 0 < killed_at < 160
     # every committed batch has its entry, written with it; the run never got to its own
     assert sum(b["added"] for b in logged(data, "import batch")) == killed_at

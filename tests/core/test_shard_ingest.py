@@ -8,11 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from core.cluster.embed import shard_table  # noqa: E402
 from core.common.imaging import make_thumbnail  # noqa: E402
 from core.model.manifest import verified_manifest  # noqa: E402
 from tests.conftest import draw_person  # noqa: E402
+from tests.core.test_cli import count_photos, kill_9_once_committed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 THUMBNAIL = make_thumbnail(draw_person(0))
@@ -81,14 +80,6 @@ def audit_entries(data: Path, kind: str) -> list[dict]:
     with sqlite3.connect(data / "catalogue.sqlite3") as db:
         rows = db.execute("SELECT payload_json FROM audit_log WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
     return [json.loads(payload) for (payload,) in rows]
-
-
-def count_photos(database: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT count(*) FROM photos").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def _set(field, value):
@@ -238,14 +229,7 @@ def test_kill_9_during_an_ingest_leaves_an_audit_entry_for_every_committed_photo
     command = [sys.executable, "-m", "core.cli", "--data-dir", str(data), "--model", str(model_dir)]
     ingest = command + ["import-embeddings", str(tmp_path / "shards")]
     process = subprocess.Popen(ingest, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while count_photos(data / "catalogue.sqlite3") < 600 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert process.poll() is None, "the ingest finished before it could be killed; give it more rows"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-
-    committed = count_photos(data / "catalogue.sqlite3")
+    committed = kill_9_once_committed(process, data / "catalogue.sqlite3", 600)
     assert 0 < committed < total
     assert sum(b["added"] for b in audit_entries(data, "import embeddings batch")) == committed
     assert audit_entries(data, "import embeddings") == []  # the run never got to its end

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from core.catalogue.catalogue import NewPhoto
+from benchmarks.query_latency import populate
 from core.index.service import IndexService
 from core.index.vectors import FLAT, MAGIC, SQ8, IndexPolicy, VectorIndex
 from core.search import exact_from_codes
@@ -180,35 +180,10 @@ def header(path) -> dict:
         return json.loads(handle.readline())
 
 
-def add_synthetic_photos(workspace: Workspace, count: int, seed: int = 0) -> np.ndarray:
-    dim = workspace.model.embedding_dim
-    vectors = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    photos = [
-        NewPhoto(
-            path=f"/synthetic/{i}.jpg",
-            sha256=f"{i:064x}",
-            size_bytes=1,
-            mtime_ns=1,
-            width=128,
-            height=256,
-            source_folder="/synthetic",
-            thumbnail=b"",
-            embedding=vectors[i],
-            attributes={},
-        )
-        for i in range(count)
-    ]
-    ids = workspace.catalogue.add_photos(photos, workspace.model.embedding_key)
-    workspace.index_add(np.asarray(ids, np.int64), vectors)
-    workspace.save_index()
-    return vectors
-
-
 def test_a_float32_index_file_is_converted_to_8_bit_codes_when_opened(tmp_path, inference_model):
     data = tmp_path / "data"
     workspace = Workspace(data, model=inference_model, index_policy=IndexPolicy(quantise_from=10_000))
-    vectors = add_synthetic_photos(workspace, 300)
+    _, vectors = populate(workspace, 300, np.random.default_rng(0))  # as the latency benchmark fills one
     path = workspace.index_path
     assert workspace.index.kind == FLAT and header(path)["kind"] == FLAT
     float32_size = path.stat().st_size
