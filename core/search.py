@@ -8,13 +8,14 @@ a sketch goes from here to the model, the attribute table, the index and the cat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.catalogue.catalogue import AttributeTable, Catalogue
+from core.catalogue.videos import video_sources
 from core.common.errors import SketchSearchError
 from core.common.imaging import load_sketch_rgb
 from core.common.types import AttributeSource, Candidate, FileCheck
@@ -199,7 +200,15 @@ def search_embeddings(
         else:
             for photo_id in wrong:
                 del records[photo_id]
-    return [rank(scores[q], ids[q], records) for q in range(len(queries))]
+    return with_video_sources(gallery.catalogue, [rank(scores[q], ids[q], records) for q in range(len(queries))])
+
+
+def with_video_sources(catalogue: Catalogue, ranked: list[list[Candidate]]) -> list[list[Candidate]]:
+    """Candidates cut from video carry where they were seen (one read for every shown candidate)."""
+    sources = video_sources(catalogue, [c.photo_id for candidates in ranked for c in candidates])
+    if not sources:
+        return ranked
+    return [[replace(c, video=sources.get(c.photo_id)) for c in candidates] for candidates in ranked]
 
 
 def _ranked(

@@ -57,6 +57,7 @@ from core.search import (
     sketch_pixels,
     validate_filters,
 )
+from core.video.service import VideoImports
 
 if TYPE_CHECKING:
     from core.model.embedded import EmbeddingModel
@@ -114,6 +115,7 @@ class Workspace:
         self.desk = CaseDesk(self.casework, self.manifest, self.data_dir)
         self.desk.record_model_in_use()
         self.gallery = Gallery(self.catalogue, self.models, self.indexes, self.desk, self.writer)
+        self.videos = VideoImports(self.gallery, self.data_dir)  # video import, provenance, removal (core.video)
 
     def close(self) -> None:
         self.indexes.stop()
@@ -224,7 +226,7 @@ class Workspace:
         return self.gallery.prune_missing()
 
     def remove_folder(self, folder: str) -> int:
-        return self.gallery.remove_folder(folder)
+        return self.videos.remove_source(folder)  # a video's path: the video with its crops
 
     def count_unembedded(self) -> int:
         return self.gallery.count_unembedded()

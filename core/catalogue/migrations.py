@@ -20,6 +20,8 @@ History:
   7  audit_seals: an HMAC per audit entry under a key kept outside the data folder; casework rows
      are bound into the entries written with them (core.casework.binding), and the rows already
      there are bound by one entry the first time the casework store opens the upgraded file
+  8  videos and video_crops: video imports (where each stands, so that it resumes) and where each
+     crop catalogued from a video was seen (frame, time, box, detector, track); no data changes
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from sqlalchemy import Connection, text
 from core.catalogue.orm import Base, append_only_triggers, attribute_change_triggers
 from core.common.errors import CatalogueError
 
-LATEST_VERSION = 7
+LATEST_VERSION = 8
 
 
 def _v1_to_v2(connection: Connection) -> None:
@@ -177,6 +179,62 @@ def _add_audit_seals(connection: Connection) -> None:
             connection.exec_driver_sql(statement)
 
 
+# the video tables as version 8 adds them to an older file (frozen here, as the casework DDL above)
+VIDEO_DDL = """
+CREATE TABLE videos (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    sha256 VARCHAR(64) NOT NULL,
+    path VARCHAR NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    declared_fps DOUBLE NOT NULL,
+    declared_frames INTEGER NOT NULL,
+    codec VARCHAR NOT NULL,
+    samples_per_second DOUBLE NOT NULL,
+    detector VARCHAR NOT NULL,
+    detector_sha256 VARCHAR(64) NOT NULL,
+    status VARCHAR NOT NULL,
+    next_frame INTEGER NOT NULL,
+    next_due_ms DOUBLE NOT NULL,
+    frames_sampled INTEGER NOT NULL,
+    detections INTEGER NOT NULL,
+    tracks INTEGER NOT NULL,
+    open_tracks VARCHAR,
+    problem VARCHAR,
+    started_at DATETIME NOT NULL,
+    finished_at DATETIME,
+    CONSTRAINT video_status CHECK (status IN ('running', 'done', 'stopped')),
+    UNIQUE (sha256)
+);
+CREATE TABLE video_crops (
+    photo_id INTEGER NOT NULL,
+    video_id INTEGER NOT NULL,
+    track_id INTEGER NOT NULL,
+    frame_index INTEGER NOT NULL,
+    timestamp_ms DOUBLE NOT NULL,
+    x0 INTEGER NOT NULL,
+    y0 INTEGER NOT NULL,
+    x1 INTEGER NOT NULL,
+    y1 INTEGER NOT NULL,
+    score DOUBLE NOT NULL,
+    detector VARCHAR NOT NULL,
+    frame_file VARCHAR NOT NULL,
+    PRIMARY KEY (photo_id),
+    CONSTRAINT video_crops_one_per_track UNIQUE (video_id, track_id),
+    FOREIGN KEY(photo_id) REFERENCES photos (id) ON DELETE CASCADE,
+    FOREIGN KEY(video_id) REFERENCES videos (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_video_crops_video_id ON video_crops (video_id)
+"""
+
+
+def _add_videos(connection: Connection) -> None:
+    for statement in VIDEO_DDL.split(";"):
+        connection.exec_driver_sql(statement)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _v1_to_v2,
     2: _add_casework,
@@ -184,6 +242,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     4: _add_scale_indices,
     5: _add_attribute_change_log,
     6: _add_audit_seals,
+    7: _add_videos,
 }
 
 

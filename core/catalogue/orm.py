@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, String, TypeDecorator, event
+from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, String, TypeDecorator, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -334,3 +334,62 @@ def attribute_change_triggers() -> list[str]:
 def _create_triggers(_metadata, connection, **_kw) -> None:  # noqa: ANN001 - after every table exists
     for statement in append_only_triggers() + attribute_change_triggers():
         connection.exec_driver_sql(statement)
+
+
+# -- video (schema version 8) --------------------------------------------------------------------
+# A video imported is known by its sha256; each person followed across its sampled frames (a track)
+# gives one crop, catalogued as a photo, whose provenance row says where in the video it was seen.
+
+
+class VideoRow(Base):
+    """A video being imported or imported: where its import stands (the next frame to decode, the
+    next sample's time, the tracks still open, as JSON) is committed with each chunk, so that an
+    import stopped anywhere resumes there."""
+
+    __tablename__ = "videos"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'done', 'stopped')", name="video_status"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(FilePath)
+    size_bytes: Mapped[int]
+    mtime_ns: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    declared_fps: Mapped[float]
+    declared_frames: Mapped[int]
+    codec: Mapped[str]
+    samples_per_second: Mapped[float]
+    detector: Mapped[str]
+    detector_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str]  # running (or cancelled, or killed: resumes) | done | stopped (the file ends early)
+    next_frame: Mapped[int]
+    next_due_ms: Mapped[float]
+    frames_sampled: Mapped[int]
+    detections: Mapped[int]
+    tracks: Mapped[int]
+    open_tracks: Mapped[str | None]  # JSON: the tracker's state, None once done
+    problem: Mapped[str | None]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class VideoCropRow(Base):
+    __tablename__ = "video_crops"
+    __table_args__ = (UniqueConstraint("video_id", "track_id", name="video_crops_one_per_track"),)
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    track_id: Mapped[int]
+    frame_index: Mapped[int]
+    timestamp_ms: Mapped[float]
+    x0: Mapped[int]
+    y0: Mapped[int]
+    x1: Mapped[int]
+    y1: Mapped[int]
+    score: Mapped[float]
+    detector: Mapped[str]
+    frame_file: Mapped[str] = mapped_column(FilePath)  # the frame as stored at import

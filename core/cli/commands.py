@@ -78,7 +78,7 @@ def shown(text: str) -> str:
 
 
 def _candidate_json(candidate) -> dict:
-    return {
+    found = {
         "rank": candidate.rank,
         "photo_id": candidate.photo_id,
         "path": candidate.path,
@@ -87,6 +87,9 @@ def _candidate_json(candidate) -> dict:
         "attributes": {name: a.to_json() for name, a in sorted(candidate.attributes.items())},
         "file": candidate.file.value,  # ok | missing | changed since import
     }
+    if candidate.video is not None:  # a crop cut from video: where it was seen
+        found["video"] = candidate.video.to_json()
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,25 +148,109 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _import(workspace, args) -> int:
-    bar = _ProgressBar("importing")
+    from core.common.types import ImportSummary
+
+    videos = [p for p in args.paths if workspace.videos.is_video(p)]
+    files = [p for p in args.paths if not workspace.videos.is_video(p)]
     cancel = threading.Event()
-    try:
-        summary = workspace.import_paths(args.paths, progress=bar, cancel=cancel)
-    except KeyboardInterrupt:
-        cancel.set()
-        raise
-    finally:
-        bar.close()
+    # videos first: every one is checked before anything is imported, so a bad one changes nothing
+    imported_videos = _import_videos(workspace, videos, args.fps, cancel) if videos else []
+    summary = ImportSummary()
+    if files:
+        bar = _ProgressBar("importing")
+        try:
+            summary = workspace.import_paths(files, progress=bar, cancel=cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        finally:
+            bar.close()
     if args.json:
-        _print_json(summary.to_json())
-    else:
+        data = summary.to_json()
+        if videos:  # crops are photos added to the gallery; "videos" says where each came from
+            data["added"] += sum(v.added for v in imported_videos)
+            data["videos"] = [v.to_json() for v in imported_videos]
+        _print_json(data)
+        return _video_problems(imported_videos)
+    for video in imported_videos:
+        print(_video_line(video))
+    if files:
         print(
             f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
             f"failed {len(summary.failed)} in {summary.seconds:.1f} s"
         )
         for failure in summary.failed:
             print(f"  failed: {shown(failure.path)}: {shown(failure.reason)}")
-    return 0
+    return _video_problems(imported_videos)
+
+
+def _import_videos(workspace, videos, fps: float, cancel: threading.Event) -> list:
+    bar = _VideoBar()
+    try:
+        return workspace.videos.import_videos(videos, fps, progress=bar, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        bar.close()
+
+
+class _VideoBar:
+    """Frames sampled of about how many, the people kept and the time left, on a terminal."""
+
+    def __init__(self):
+        self.bar = None
+        self.path = None
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, progress) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if progress.path != self.path:
+            self.close()
+            self.path = progress.path
+            self.bar = tqdm(desc=os.path.basename(progress.path), unit="frame", dynamic_ncols=True)
+        if progress.stage == "checking":
+            self.bar.set_postfix_str("checking the file (sha256)")
+            return
+        self.bar.total = progress.frames_total or None
+        self.bar.n = progress.frames_done
+        left = "?" if progress.seconds_left is None else _clock(progress.seconds_left)
+        self.bar.set_postfix_str(f"people {progress.people}, {progress.rate:.1f} frames/s, {left} left", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def _video_line(video) -> str:
+    if video.status == "unchanged":
+        return f"video {shown(video.path)}: imported before, unchanged"
+    line = (
+        f"video {shown(video.path)}: {video.status}, {video.frames_sampled} frame(s) sampled, "
+        f"{video.detections} detection(s), {video.added} person crop(s) added in {video.seconds:.1f} s"
+    )
+    if video.status == "cancelled":
+        line += " (import it again to resume)"
+    return line
+
+
+def _video_problems(videos) -> int:
+    """A video that ended early keeps what was read; the run still ends with its one-line error."""
+    stopped = [v for v in videos if v.status == "stopped"]
+    for video in stopped:
+        print(f"error: {shown(video.path)}: {shown(video.problem)}", file=sys.stderr)
+    return EXIT_ERROR if stopped else 0
 
 
 def _attribute_text(value) -> str:
@@ -222,6 +309,8 @@ def _search(workspace, args) -> int:
             print(
                 f"  rank {c.rank:3d}  score {c.score:+.4f}  photo id {c.photo_id}  {shown(c.path)}  {attributes}{flag}"
             )
+            if c.video is not None:
+                print(f"           seen in {shown(c.video.describe())}")
     return 0
 
 

@@ -91,8 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("import", help="import photos from files or folders (recursively)")
+    p = sub.add_parser(
+        "import",
+        help="import photos from files or folders (recursively), and the people seen in videos (mp4, mov, avi, mkv)",
+    )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=2.0,
+        metavar="N",
+        help="frames of each video looked at per second of it (default 2; a resumed video keeps its rate)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("search", help="rank the gallery against one or more sketches")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -87,6 +88,7 @@ class Candidate:
     score: float  # cosine similarity of sketch and photo embeddings, in [-1, 1]
     attributes: dict[str, AttributeValue]
     file: FileCheck = FileCheck.OK  # the photo's file when the result was made
+    video: VideoSource | None = None  # where a photo cut from video was seen
 
 
 @dataclass(frozen=True)
@@ -193,3 +195,97 @@ class CatalogueStats:
 class VerifyReport:
     ok: bool
     problems: list[str]
+
+
+def format_time(milliseconds: float) -> str:
+    """A time in a video as hh:mm:ss.fff."""
+    total = int(round(max(float(milliseconds), 0.0)))
+    hours, rest = divmod(total, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """Where a photo cut from video was seen: the video (by its sha256 and the path it was imported
+    from), the frame and its presentation time, the detector's box on that frame and its score, and
+    the track (one person followed across the sampled frames) it is the kept crop of."""
+
+    video_sha256: str
+    video_path: str
+    frame_index: int  # from 0, in decoding order
+    timestamp_ms: float  # the frame's presentation time, from the container
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the frame's pixels (x1, y1 exclusive)
+    frame_size: tuple[int, int]  # width, height
+    detector: str
+    score: float  # the detector's score for the box, 0 to 1: how sure it is that a person is there
+    track_id: int  # within the video
+    frame_file: str = ""  # the frame as stored at import, beside the crop
+
+    @property
+    def time_text(self) -> str:
+        return format_time(self.timestamp_ms)
+
+    @property
+    def video_name(self) -> str:
+        return os.path.basename(self.video_path)
+
+    def describe(self) -> str:
+        """One line for a card, a report or the command line."""
+        x0, y0, x1, y1 = self.box
+        return (
+            f"{self.video_name} at {self.time_text} (frame {self.frame_index}), box {x0},{y0}-{x1},{y1}, "
+            f"track {self.track_id}, {self.detector} score {self.score:.2f}"
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "video_sha256": self.video_sha256,
+            "video_path": self.video_path,
+            "frame_index": self.frame_index,
+            "timestamp_ms": round(self.timestamp_ms, 3),
+            "time": self.time_text,
+            "box": list(self.box),
+            "frame_size": list(self.frame_size),
+            "detector": self.detector,
+            "detector_score": round(self.score, 4),
+            "track_id": self.track_id,
+        }
+
+
+@dataclass(frozen=True)
+class VideoProgress:
+    path: str
+    stage: str  # "checking" (hashing the file) or "sampling"
+    frames_done: int  # sampled frames handled, in this run and before it
+    frames_total: int  # about how many frames sampling gives (0: unknown)
+    people: int  # tracks kept so far (each one crop)
+    rate: float  # sampled frames per second in this run
+    seconds_left: float | None  # at this rate; None until known
+
+
+@dataclass
+class VideoSummary:
+    path: str
+    sha256: str = ""
+    status: str = ""  # imported | resumed | unchanged | cancelled | stopped (the file ends early)
+    frames_sampled: int = 0  # in this run
+    detections: int = 0  # in this run
+    tracks: int = 0  # people kept in this run (each one crop, catalogued)
+    added: int = 0  # crops added to the gallery in this run
+    seconds: float = 0.0
+    problem: str = ""  # why decoding stopped early, when it did
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "status": self.status,
+            "frames_sampled": self.frames_sampled,
+            "detections": self.detections,
+            "tracks": self.tracks,
+            "added": self.added,
+            "seconds": round(self.seconds, 3),
+            "problem": self.problem,
+        }

@@ -265,6 +265,8 @@ def test_old_files_get_the_attribute_change_log_and_log_every_write(tmp_path, ve
             for action in ("update", "delete"):  # and without what version 7 added
                 db.execute(f"DROP TRIGGER audit_seals_no_{action}")
             db.execute("DROP TABLE audit_seals")
+            db.execute("DROP TABLE video_crops")  # and what version 8 added
+            db.execute("DROP TABLE videos")
             db.execute("PRAGMA user_version = 5")
     else:
         old = frozen_catalogue(version, tmp_path)
