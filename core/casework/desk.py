@@ -19,6 +19,7 @@ from core.casework.query import drawn_query
 from core.casework.query_check import query_warnings
 from core.casework.records import AuditCheck, CaseInfo, Review, ReviewMark, SearchQuery
 from core.casework.store import CaseworkStore
+from core.catalogue.videos import video_sources_by_sha256
 from core.common.clock import utcnow
 from core.common.operator import current_operator
 from core.common.paths import refuse_inside_data_folder
@@ -155,6 +156,9 @@ class CaseDesk:
             generated_by=self.operator,
             app_version=app_version(),
             sealed=store.audit_key is not None,
+            video_sources=video_sources_by_sha256(
+                store.catalogue, [c.photo_sha256 for s in searches for c in s.latest.candidates]
+            ),
         )
         digest = audit.sha256_hex(written.read_bytes())
         payload = {"number": case.number, **path_fields("file", written), "sha256": digest, "searches": len(searches)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import textwrap
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from fpdf import FPDF
 from core.casework.records import AuditCheck, CaseInfo, RecordedSearch, Review
 from core.casework.weak import weak_result_warning
 from core.common.private_files import write_private_file
+from core.common.types import VideoSource
 
 DISCLAIMER = (
     "Candidates are investigative leads, not identifications. Each ranking is the model's "
@@ -158,6 +160,7 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
         for i, text in enumerate((f"#{c.photo_id}", sha[:22], sha[22:44], sha[44:])):
             pdf.set_xy(x, y + i * 3.8)  # fixed lines: cell, not multi_cell (line breaking is the slow part)
             pdf.cell(62, 3.8, text)
+        row += _video_provenance(pdf, c.photo_sha256, x, y + row)  # a candidate cut from video: where it was seen
         pdf.use_font(8.5)
         pdf.set_xy(x + 62, y)
         pdf.cell(18, 20, f"{c.score:+.4f}")
@@ -165,6 +168,29 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
             pdf.set_xy(review_x, y + i * 4.2)
             pdf.cell(0, 4.2, line)
         pdf.set_y(y + row)
+
+
+def video_provenance_text(source: VideoSource) -> str:
+    """Where a candidate cut from video was seen, as the report states it."""
+    x0, y0, x1, y1 = source.box
+    return (
+        f"Seen in video {source.video_name} at {source.time_text} (frame {source.frame_index}), "
+        f"box {x0},{y0}-{x1},{y1} of {source.frame_size[0]}x{source.frame_size[1]}, track {source.track_id}; "
+        f"found by {source.detector} (detector score {source.score:.2f}); video sha256 {source.video_sha256}"
+    )
+
+
+def _video_provenance(pdf: _ReportPDF, photo_sha256: str, x: float, y: float) -> float:
+    """The provenance line under a candidate cut from video; returns the height it took (0: none)."""
+    source = pdf.video_sources.get(photo_sha256)
+    if source is None:
+        return 0.0
+    lines = _wrap(pdf.clean(video_provenance_text(source)), 7, pdf.w - pdf.r_margin - x)
+    pdf.use_font(7)
+    for i, line in enumerate(lines):
+        pdf.set_xy(x, y + i * 3.4)
+        pdf.cell(0, 3.4, line)
+    return 3.4 * len(lines) + 1
 
 
 def write_case_report(
@@ -177,9 +203,12 @@ def write_case_report(
     generated_by: str,
     app_version: str,
     sealed: bool = False,
+    video_sources: Mapping[str, VideoSource] | None = None,
 ) -> Path:
-    """Write the report to ``path``; ``marks``: search id -> photo id -> current decision."""
+    """Write the report to ``path``; ``marks``: search id -> photo id -> current decision;
+    ``video_sources``: photo sha256 -> where a candidate cut from video was seen."""
     pdf = _ReportPDF(f"SketchSearch case {case.number}  |  audit head {audit.entries}:{audit.head_sha256[:16]}")
+    pdf.video_sources = dict(video_sources or {})
     pdf.set_title(f"Case {case.number}")
     pdf.set_creator(f"SketchSearch {app_version}")
     pdf.add_page()

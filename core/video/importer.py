@@ -75,6 +75,7 @@ class VideoTarget:
     detector: PersonDetector
     crops_dir: Path
     tracker: TrackerSettings = TrackerSettings()
+    chunk_samples: int = CHUNK_SAMPLES
 
 
 def video_sha256(
@@ -184,7 +185,7 @@ class _VideoImport:
                 self.summary.frames_sampled += 1
                 self.summary.detections += len(observations)
                 since_commit += 1
-                if since_commit >= CHUNK_SAMPLES or time.monotonic() - last_commit >= CHUNK_SECONDS:
+                if since_commit >= self.target.chunk_samples or time.monotonic() - last_commit >= CHUNK_SECONDS:
                     self._commit(finished, sampler.position, tracker, RUNNING)
                     finished, since_commit, last_commit = [], 0, time.monotonic()
                 rate = self.summary.frames_sampled / max(time.monotonic() - sampling_started, 1e-6)

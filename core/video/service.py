@@ -19,7 +19,7 @@ from core.common.errors import SketchSearchError, UnknownPhotoError
 from core.common.types import ImportSummary, VideoSource, VideoSummary
 from core.gallery.service import Gallery
 from core.video.detector import PersonDetector
-from core.video.importer import CROPS_FOLDER, VideoProgressCallback, VideoTarget, import_video
+from core.video.importer import CHUNK_SAMPLES, CROPS_FOLDER, VideoProgressCallback, VideoTarget, import_video
 from core.video.source import DEFAULT_SAMPLES_PER_SECOND, check_sample_rate, is_video_name, probe
 
 
@@ -49,15 +49,19 @@ class VideoImports:
         samples_per_second: float = DEFAULT_SAMPLES_PER_SECOND,
         progress: VideoProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        chunk_samples: int = CHUNK_SAMPLES,
     ) -> list[VideoSummary]:
         """Import each video in turn. Every file is checked before any is imported: one that is
         not a whole, decodable video with at least one frame is refused (a one-line error naming it)
         and nothing is imported. A video found to end early while decoding (cut off or damaged
-        after its header) keeps what was read; its summary says where it stopped."""
+        after its header) keeps what was read; its summary says where it stopped. Each
+        ``chunk_samples`` sampled frames (or 30 s of work) are committed together."""
         samples_per_second = check_sample_rate(samples_per_second)
         infos = [probe(path) for path in paths]
         gallery = self.gallery
-        target = VideoTarget(gallery.target(), gallery.models.model, self.detector, self.crops_dir)
+        target = VideoTarget(
+            gallery.target(), gallery.models.model, self.detector, self.crops_dir, chunk_samples=chunk_samples
+        )
         summaries: list[VideoSummary] = []
         with gallery.writer.exclusive():
             for info in infos:

@@ -46,12 +46,30 @@ def check_sample_rate(samples_per_second: float) -> float:
 
 
 def _quiet_ffmpeg():
-    """OpenCV's video module, with FFmpeg's own messages off: a damaged file is reported in one
-    line by this module, not by lines of decoder noise on stderr."""
+    """OpenCV's video module, with its own and FFmpeg's messages off: a damaged file is reported in
+    one line by this module, not by lines of decoder noise on stderr."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when a capture opens
     import cv2
 
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     return cv2
+
+
+def _declared_codec(path: str, container: str) -> str:
+    """The four-character code the container names for its video stream, read from its header
+    (best effort: '' when not found), to say which codec could not be decoded."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if container == "avi":
+        at = head.find(b"vids")  # the video stream header: 'vids', then its codec
+        code = head[at + 4 : at + 8] if at >= 0 else b""
+    elif container == "mp4":
+        at = head.find(b"stsd")
+        code = head[at + 16 : at + 20] if at >= 0 else b""
+    else:
+        code = b""
+    text = code.decode("latin-1").strip("\0 ")
+    return text if text.isprintable() else ""
 
 
 @dataclass(frozen=True)
@@ -97,7 +115,7 @@ def _check_mp4_boxes(path: str, size: int) -> None:
     'moov' (the index every frame is found by, written last by most recorders), means the file was
     cut off before it was finished."""
     found_index = False
-    offset = 0
+    offset = media = 0
     with open(path, "rb") as handle:
         while offset < size:
             handle.seek(offset)
@@ -121,9 +139,12 @@ def _check_mp4_boxes(path: str, size: int) -> None:
                     "(cut off before it was finished)",
                 )
             found_index |= kind == b"moov"
+            media += length - 8 if kind == b"mdat" else 0
             offset += length
     if not found_index:
         raise VideoError(path, "truncated or unfinished: it has no 'moov' index (the recording was not closed)")
+    if media == 0:
+        raise VideoError(path, "no frames (a video of zero length)")
 
 
 def _check_avi_size(path: str, size: int) -> None:
@@ -165,7 +186,11 @@ def probe(path: str | Path) -> VideoInfo:
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:
         if not capture.isOpened():
-            raise VideoError(path, "cannot be opened by the video decoder (damaged, or a format it does not read)")
+            codec = _declared_codec(path, container)
+            stream = f"its video stream ('{codec}')" if codec else "its video stream"
+            raise VideoError(
+                path, f"{stream} cannot be decoded here (no decoder for that codec, or the file is damaged)"
+            )
         fourcc = int(capture.get(cv2.CAP_PROP_FOURCC))
         codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\0 ") or "unknown"
         codec = codec if codec.isprintable() else f"0x{fourcc:08x}"
