@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -267,3 +270,38 @@ def test_a_version_7_catalogue_gains_the_video_tables_with_nothing_lost(tmp_path
     with sqlite3.connect(old / Catalogue.FILE_NAME) as db, sqlite3.connect(fresh / Catalogue.FILE_NAME) as new:
         query = "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_video%'"
         assert db.execute(query).fetchall() == new.execute(query).fetchall() == [("ix_video_crops_video_id",)]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_video_resumes_where_it_stopped_and_never_duplicates_a_track(bundled, tmp_path):
+    from tests.core.test_cli import count_photos, kill_9_once_committed, logged
+
+    people = people_photos(3)
+    # one person after another, so that tracks end (and are committed) while the video goes on
+    frames = [f for i, p in enumerate(people) for f in walking_frames([p], seconds=4, seed=i)]
+    clip = write_clip(tmp_path / "three.mp4", frames)
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "core.cli", "--data-dir", str(data), "import", str(clip), "--fps", "5"]
+    env = {**os.environ, "SKETCHSEARCH_DEVICE": "cpu"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed_at = kill_9_once_committed(process, data / "catalogue.sqlite3", 1)
+    with sqlite3.connect(data / "catalogue.sqlite3") as db:
+        (next_frame, status) = db.execute("SELECT next_frame, status FROM videos").fetchone()
+    assert status == "running" and 0 < next_frame < 120 and killed_at >= 1
+    assert sum(b["added"] for b in logged(data, "video batch")) == killed_at  # every committed chunk is logged
+
+    finished = subprocess.run(command + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    (video,) = json.loads(finished.stdout)["videos"]
+    assert video["status"] == "resumed" and video["frames_sampled"] < 60  # went on from where it stood
+
+    reference = bundled(tmp_path / "reference")
+    (whole,) = reference.videos.import_videos([clip], samples_per_second=5)
+    assert crops(data) == crops(tmp_path / "reference")  # the same tracks and crops: none twice, none lost
+    assert count_photos(data / "catalogue.sqlite3") == whole.added == killed_at + video["added"]
+    assert sum(b["added"] for b in logged(data, "video batch")) == whole.added
+    with sqlite3.connect(data / "catalogue.sqlite3") as db:
+        assert db.execute("SELECT status FROM import_runs ORDER BY id").fetchall() == [("interrupted",), ("done",)]
+    for check in (["verify", "--files"], ["audit", "verify"]):
+        result = subprocess.run(command[:5] + check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
