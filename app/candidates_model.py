@@ -4,6 +4,7 @@ thumbnails from the catalogue decoded off the GUI thread and cached."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 from html import escape
 from pathlib import PurePath
 
@@ -11,6 +12,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QSize, Qt, 
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
 from app.attribute_text import attributes_html, caption, format_attribute, value_label  # noqa: F401 - re-exported
+from app.video_frames import card_image, frame_with_box, provenance_html, video_source_of
 from app.workers import TaskRunner
 from core.casework.records import ReviewMark
 from core.common.errors import ImageLoadError
@@ -38,6 +40,8 @@ def card_text(candidate: Candidate, mark: ReviewMark | None = None) -> str:
     lines = [first, f"{file_name(candidate)} · id {candidate.photo_id}"]
     if candidate.file.warning:  # the ranked photo is the one imported, not what is on disk now
         lines.append(f"\u26a0 {candidate.file.warning}")
+    elif candidate.video is not None:  # cut from video: where and when it was seen
+        lines.append(f"{candidate.video.video_name} {candidate.video.time_text}")
     elif candidate.attributes:
         lines.append(caption(candidate.attributes))
     return "\n".join(lines)
@@ -94,6 +98,9 @@ class ThumbnailCache(QObject):
                 if image.isNull():
                     # an expected data problem (a damaged stored thumbnail): the card keeps its placeholder
                     raise ImageLoadError(f"thumbnail of photo {photo_id}", "cannot be decoded")
+                seen = video_source_of(workspace, photo_id)
+                if seen is not None:  # cut from video: the frame it came from, with the box, under it
+                    return photo_id, card_image(image, frame_with_box(seen[1], seen[0]), THUMB_SIZE)
                 if image.width() > THUMB_SIZE.width() or image.height() > THUMB_SIZE.height():
                     image = image.scaled(THUMB_SIZE, Qt.KeepAspectRatio, Qt.SmoothTransformation)
                 return photo_id, image
@@ -181,7 +188,7 @@ class CandidatesModel(QAbstractListModel):
         if row is None:
             return
         old = self.candidates[row]
-        self.candidates[row] = Candidate(old.rank, old.photo_id, old.path, old.score, dict(attributes), old.file)
+        self.candidates[row] = replace(old, attributes=dict(attributes))
         self.all_candidates = [self.candidates[row] if c.photo_id == photo_id else c for c in self.all_candidates]
         if row < self._shown:
             index = self.index(row)
@@ -229,6 +236,7 @@ class CandidatesModel(QAbstractListModel):
                 f"<b>{escape(file_name(candidate))}</b> · photo id {candidate.photo_id}<br>"
                 + (f"<b>{candidate.file.warning}</b><br>" if candidate.file.warning else "")
                 + (f"<b>{MARK_SYMBOLS[mark]}</b><br>" if mark else "")
+                + (f"Seen in {provenance_html(candidate.video)}<br>" if candidate.video else "")
                 + f"<small>{escape(candidate.path)}</small><br>{attributes_html(candidate.attributes, origin=True)}"
             )
         if role == CandidateRole:
@@ -240,6 +248,7 @@ class CandidatesModel(QAbstractListModel):
             return (
                 f"Rank {candidate.rank}, score {candidate.score:.3f}, {name}, photo id {candidate.photo_id}"
                 + (f", {mark.label}" if mark else "")
+                + (f", seen in {candidate.video.video_name} at {candidate.video.time_text}" if candidate.video else "")
                 + (f", {candidate.file.warning}" if candidate.file.warning else "")
             )
         return None

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.attribute_text import describe_origin, format_attribute, local_time
 from app.strokes import rgb_to_qimage
+from app.video_frames import VideoProvenanceBox, video_source_of
 from app.workers import TaskRunner
 
 NOT_SET = "— not set —"
@@ -175,6 +176,8 @@ class ComparisonDialog(QDialog):
         side_layout.addWidget(self.title)
         side_layout.addLayout(info)
         side_layout.addWidget(self.attribute_box)
+        self.video_box = VideoProvenanceBox()  # for a photo cut from video: the frame, where and when
+        side_layout.addWidget(self.video_box)
         side_layout.addStretch(1)
         body = QSplitter(Qt.Horizontal)
         body.addWidget(views)
@@ -239,16 +242,17 @@ class ComparisonDialog(QDialog):
             except Exception as exc:  # noqa: BLE001 - show the thumbnail and say why
                 image = QImage.fromData(workspace.thumbnail(photo_id))
                 problem = f"Showing the thumbnail: {exc}"
-            return request, record, image, problem
+            return request, record, image, problem, video_source_of(workspace, photo_id)
 
         self.runner.submit(
             load, pool="io", on_result=self._loaded, on_error=self._load_failed, name="photo", owner=self
         )
 
     def _loaded(self, result) -> None:
-        request, record, image, problem = result
+        request, record, image, problem, seen = result
         if request != self._request:
             return
+        self.video_box.show_source(seen)
         self.record = record
         self.photo_view.set_image(image)
         self.path_label.setText(record.path)

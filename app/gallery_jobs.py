@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 from app.controller import WindowController
 from app.import_dialog import GalleryJobDialog, ImportDialog, IndexingDialog
 from app.sketch_files import last_used_folder
+from app.video_import import VIDEO_FILTER, VideoImportDialog
 from app.workers import TaskRunner
 from core.gallery.attribute_sheet import DEFAULT_ID_PATTERN, sheet_key_column
 
@@ -38,7 +39,26 @@ class GalleryJobs(WindowController):
         if folder:
             self.start_import([folder])
 
-    def start_import(self, roots) -> GalleryJobDialog | None:
+    def choose_import_videos(self) -> None:
+        if self.workspace is None:
+            return
+        paths, _ = QFileDialog.getOpenFileNames(
+            self.dialog_parent, "Import video", last_used_folder(self.settings), VIDEO_FILTER
+        )
+        if not paths:
+            return
+        rate, ok = QInputDialog.getDouble(
+            self.dialog_parent, "Import video", "Frames to look at per second of video:", 2.0, 0.1, 30.0, 1
+        )
+        if ok:
+            self.start_video_import(paths, rate)
+
+    def start_video_import(self, paths, samples_per_second: float = 2.0) -> GalleryJobDialog | None:
+        return self.start_import(paths, samples_per_second)
+
+    def start_import(self, roots, samples_per_second: float = 2.0) -> GalleryJobDialog | None:
+        """Import folders or photos, or video files (a video's path re-scanned from the gallery panel
+        resumes or finds it unchanged)."""
         if self.workspace is None:
             self.alert.emit(STILL_OPENING, "Import")
             return None
@@ -46,7 +66,11 @@ class GalleryJobs(WindowController):
             self.job_dialog.raise_()
             self.message.emit(f"Wait for the running job: {self.job_dialog.windowTitle()}", 5000)
             return self.job_dialog
-        return self._start_job(ImportDialog(self.runner, self.workspace, [str(r) for r in roots], self.dialog_parent))
+        roots = [str(r) for r in roots]
+        if roots and all(self.workspace.videos.is_video(r) for r in roots):
+            dialog = VideoImportDialog(self.runner, self.workspace, roots, samples_per_second, self.dialog_parent)
+            return self._start_job(dialog)
+        return self._start_job(ImportDialog(self.runner, self.workspace, roots, self.dialog_parent))
 
     def index_if_needed(self, workspace) -> None:
         """A gallery imported with another model has no embeddings for this one: index it now (once

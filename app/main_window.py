@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
             (menus.import_sketch_action, files.choose_scan),
             (menus.save_sketch_action, files.choose_save_path),
             (menus.import_folder_action, jobs.choose_import_folder),
+            (menus.import_video_action, jobs.choose_import_videos),
             (menus.import_attributes_action, jobs.choose_attribute_sheet),
             (menus.settings_action, self.edit_settings),
             (menus.about_action, self.show_about),

@@ -47,6 +47,9 @@ class WindowMenus:
             "&Save sketch…", QKeySequence.Save, "save the strokes (.json) and a picture (.png)"
         )
         self.import_folder_action = action("Import &folder…", "Ctrl+I", "add the photos in a folder to the gallery")
+        self.import_video_action = action(
+            "Import &video…", tip="find the people in video files and add one photo of each person followed"
+        )
         self.import_attributes_action = action(
             "Import &attributes…", tip="read attribute values from a CSV sheet keyed by path, file name or person id"
         )
@@ -103,6 +106,7 @@ class WindowMenus:
             menu.addAction(action)
         menu.addSeparator()
         menu.addAction(self.import_folder_action)
+        menu.addAction(self.import_video_action)
         menu.addAction(self.import_attributes_action)
         menu.addSeparator()
         menu.addAction(self.settings_action)
@@ -160,6 +164,7 @@ class WindowMenus:
             self.new_case_action,
             self.open_case_action,
             self.import_folder_action,
+            self.import_video_action,
             self.import_attributes_action,
             self.use_model_action,
         ):
