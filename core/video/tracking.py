@@ -2,14 +2,13 @@
 not twenty.
 
 A detection may join an open track when it is about the size of the track's last box and either
-overlaps where the track was heading (its last box moved on at its speed) and looks like it
-(cosine similarity of the gallery model's photo embeddings), or looks very like it and is within
-walking distance of that place. Pairs are chosen by the Hungarian algorithm over similarity plus
-overlap. The rules are strict on purpose: a track that took over another person would keep one
-crop for two people and lose one of them, while a person split into two tracks only gives two
-crops. A track not seen for
-``max_gap_ms`` ends. Each track keeps its best crop: the sharpest times the largest, preferring one
-the frame does not cut.
+overlaps where the track was heading (its last box moved on at its speed) and looks like it, or
+looks very like it and is within walking distance of that place. Looks: the cosine similarity of
+the gallery model's photo embeddings, blended with clothing colours (:func:`colour_signature`).
+Pairs are taken best first by similarity plus overlap. The rules are strict on purpose: a track
+that took over another person would keep one crop for two people and lose one of them, while a
+person split into two tracks only gives two crops. A track not seen for ``max_gap_ms`` ends. Each
+track keeps its best crop: the sharpest times the largest, preferring one the frame does not cut.
 
 The whole state (open tracks with their best crop, embedding and frame) can be written to JSON and
 read back exactly, so that an import stopped anywhere resumes with the same tracks."""
@@ -273,8 +272,6 @@ class Tracker:
     def _assign(self, timestamp_ms: float, observations: list[Observation]) -> list[tuple[int, int]]:
         if not self.tracks or not observations:
             return []
-        from scipy.optimize import linear_sum_assignment
-
         s = self.settings
         scores = np.full((len(self.tracks), len(observations)), -np.inf)
         for t, track in enumerate(self.tracks):
@@ -294,11 +291,19 @@ class Tracker:
                 moved = np.hypot((box[0] + box[2] - ex0 - ex1) / 2, (box[1] + box[3] - ey0 - ey1) / 2) / height
                 if similarity >= s.strong_similarity and moved <= s.reach + s.max_speed * seconds:
                     scores[t, o] = similarity + overlap
-        allowed = np.isfinite(scores)
-        if not allowed.any():
-            return []
-        rows, cols = linear_sum_assignment(np.where(allowed, -scores, 1e6))
-        return [(int(t), int(o)) for t, o in zip(rows, cols) if allowed[t, o]]
+        # best pair first, each track and detection once: with a handful of people per frame this
+        # is what an optimal assignment gives, without SciPy in the package
+        pairs = []
+        taken_tracks, taken_observations = set(), set()
+        for flat in np.argsort(-scores, axis=None, kind="stable"):
+            t, o = divmod(int(flat), len(observations))
+            if not np.isfinite(scores[t, o]):
+                break
+            if t not in taken_tracks and o not in taken_observations:
+                pairs.append((t, o))
+                taken_tracks.add(t)
+                taken_observations.add(o)
+        return pairs
 
     def similarity(self, track: Track, observation: Observation) -> float:
         w = self.settings.colour_weight

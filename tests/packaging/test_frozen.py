@@ -80,3 +80,27 @@ def test_cpu_package_carries_no_torch_and_runs_on_onnx_runtime(tmp_path, make_ph
     )
     assert unexported.returncode == 2, unexported.stderr
     assert f"sketchsearch-train export-onnx {untrained_model_dir}" in unexported.stderr
+
+
+def test_the_cpu_package_imports_a_video_with_its_bundled_detector(tmp_path):
+    """The detector ships inside the CPU package (resources/detector, sha256 checked at load) and
+    runs there on ONNX Runtime: a generated clip is imported, and a search says where its crop was seen."""
+    from tests.conftest import PKU_ROOT
+    from tests.video_clips import people_photos, walking_frames, write_clip
+
+    detector = FROZEN.parent / "_internal" / "resources" / "detector"
+    assert {p.name for p in detector.iterdir()} >= {"ssdlite_pedestrian.onnx", "ssdlite_pedestrian.json", "LICENSE"}
+    clip = write_clip(tmp_path / "walker.mp4", walking_frames(people_photos(1), seconds=4))
+    data = tmp_path / "data"
+    imported = run_frozen("--data-dir", data, "import", clip, "--json", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    (video,) = json.loads(imported.stdout)["videos"]
+    assert video["status"] == "imported" and video["added"] == 1
+    found = run_frozen("--data-dir", data, "search", PKU_ROOT / "sketch" / "100.jpg", "--json", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    (candidate,) = json.loads(found.stdout)[0]["candidates"]
+    assert candidate["video"]["video_path"] == str(clip) and candidate["video"]["track_id"] == 1
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    refused = run_frozen("--data-dir", data, "import", broken, cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.strip().startswith(f"error: {broken}: not a video")
