@@ -12,7 +12,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QSize, Qt, 
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 
 from app.attribute_text import attributes_html, caption, format_attribute, value_label  # noqa: F401 - re-exported
-from app.video_frames import card_image, frame_with_box, provenance_html, video_source_of
+from app.video_frames import card_image, provenance_html, video_source_of
 from app.workers import TaskRunner
 from core.casework.records import ReviewMark
 from core.common.errors import ImageLoadError
@@ -41,7 +41,7 @@ def card_text(candidate: Candidate, mark: ReviewMark | None = None) -> str:
     if candidate.file.warning:  # the ranked photo is the one imported, not what is on disk now
         lines.append(f"\u26a0 {candidate.file.warning}")
     elif candidate.video is not None:  # cut from video: where and when it was seen
-        lines.append(f"{candidate.video.video_name} {candidate.video.time_text}")
+        lines.append(f"{candidate.video.time_text} · {candidate.video.video_name}")
     elif candidate.attributes:
         lines.append(caption(candidate.attributes))
     return "\n".join(lines)
@@ -100,7 +100,7 @@ class ThumbnailCache(QObject):
                     raise ImageLoadError(f"thumbnail of photo {photo_id}", "cannot be decoded")
                 seen = video_source_of(workspace, photo_id)
                 if seen is not None:  # cut from video: the frame it came from, with the box, under it
-                    return photo_id, card_image(image, frame_with_box(seen[1], seen[0]), THUMB_SIZE)
+                    return photo_id, card_image(image, seen[1], seen[0], THUMB_SIZE)
                 if image.width() > THUMB_SIZE.width() or image.height() > THUMB_SIZE.height():
                     image = image.scaled(THUMB_SIZE, Qt.KeepAspectRatio, Qt.SmoothTransformation)
                 return photo_id, image

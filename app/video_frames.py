@@ -31,19 +31,28 @@ def frame_with_box(frame_jpeg: bytes, source: VideoSource) -> QImage:
     return image
 
 
-def card_image(crop: QImage, frame: QImage, size: QSize) -> QImage:
-    """A card's picture for a crop cut from video: the crop above, the frame it came from (with the
-    box) below, in the card's size."""
+def card_image(crop: QImage, frame_jpeg: bytes, source: VideoSource, size: QSize) -> QImage:
+    """A card's picture for a crop cut from video: the crop above, the frame it came from below,
+    with the person's box drawn at the card's scale (so that it stays visible), in the card's size."""
     card = QImage(size, QImage.Format_RGB32)
     card.fill(QColor(245, 245, 245))
+    frame = QImage.fromData(frame_jpeg)
     frame_height = round(size.width() * frame.height() / max(frame.width(), 1)) if not frame.isNull() else 0
     crop_area = QSize(size.width(), size.height() - frame_height - 2)
     scaled = crop.scaled(crop_area, Qt.KeepAspectRatio, Qt.SmoothTransformation)
     painter = QPainter(card)
     painter.drawImage((size.width() - scaled.width()) // 2, (crop_area.height() - scaled.height()) // 2, scaled)
     if frame_height:
-        small = frame.scaled(QSize(size.width(), frame_height), Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
-        painter.drawImage(0, size.height() - frame_height, small)
+        top = size.height() - frame_height
+        painter.drawImage(QRect(0, top, size.width(), frame_height), frame)
+        scale = size.width() / frame.width()
+        x0, y0, x1, y1 = source.box
+        pen = QPen(BOX_COLOUR)
+        pen.setWidth(2)
+        painter.setPen(pen)
+        painter.drawRect(
+            QRect(round(x0 * scale), top + round(y0 * scale), round((x1 - x0) * scale), round((y1 - y0) * scale))
+        )
     painter.end()
     return card
 

@@ -53,7 +53,7 @@ def test_a_video_imported_from_the_menu_shows_where_each_candidate_was_seen(
     source = candidate.video
     assert source is not None and source.video_path == str(clip)
     card = window.candidates.data(window.candidates.index(0))
-    assert f"walker.mp4 {source.time_text}" in card.splitlines()[-1]
+    assert card.splitlines()[-1] == f"{source.time_text} · walker.mp4"
     photo_id = candidate.photo_id
     window.thumbnails.get(photo_id)
     qtbot.waitUntil(lambda: photo_id in window.thumbnails._pixmaps, timeout=10000)
