@@ -17,7 +17,7 @@ import numpy as np
 from core.casework.audit_key import load_audit_key
 from core.casework.desk import CaseDesk
 from core.casework.query import file_query
-from core.casework.records import AuditCheck, CaseInfo, ReplayReport, Review, ReviewMark, SearchQuery
+from core.casework.records import AuditCheck, CaseInfo, CaseMark, ReplayReport, Review, ReviewMark, SearchQuery
 from core.casework.replay import replay
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue, Record
@@ -351,6 +351,12 @@ class Workspace:
         self, search_id: int, rank: int, mark: ReviewMark, note: str = "", photo_id: int | None = None
     ) -> Review:
         return self.desk.review(search_id, rank, mark, note, photo_id)
+
+    def take_over_search(self, search_id: int, case_id: int | None, occasion: str = "") -> tuple[int, int]:
+        return self.desk.take_over_search(search_id, case_id, occasion)
+
+    def case_marks(self, case_id: int) -> dict[int, CaseMark]:
+        return self.desk.case_marks(case_id)
 
     def new_case(self, number: str, title: str, notes: str = "") -> CaseInfo:
         return self.desk.new_case(number, title, notes)

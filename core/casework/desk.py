@@ -15,10 +15,12 @@ from sqlalchemy import Connection
 
 from core.casework import audit
 from core.casework.logged_paths import path_fields
+from core.casework.marks import case_marks
 from core.casework.query import drawn_query
 from core.casework.query_check import query_warnings
-from core.casework.records import AuditCheck, CaseInfo, Review, ReviewMark, SearchQuery
+from core.casework.records import AuditCheck, CaseInfo, CaseMark, Review, ReviewMark, SearchQuery
 from core.casework.store import CaseworkStore
+from core.casework.takeover import take_over_search
 from core.common.clock import utcnow
 from core.common.operator import current_operator
 from core.common.paths import refuse_inside_data_folder
@@ -115,10 +117,18 @@ class CaseDesk:
             revision_of=revision_of,
         )
 
+    def take_over_search(self, search_id: int, case_id: int | None, occasion: str = "") -> tuple[int, int]:
+        """The search on screen recorded again in another case: see core.casework.takeover."""
+        return take_over_search(self.store, search_id, case_id, self.operator, occasion)
+
     def review(
         self, search_id: int, rank: int, mark: ReviewMark, note: str = "", photo_id: int | None = None
     ) -> Review:
         return self.store.review(search_id, rank, mark, self.operator, note, photo_id)
+
+    def case_marks(self, case_id: int) -> dict[int, CaseMark]:
+        """The case's newest mark on each photo: see core.casework.marks."""
+        return case_marks(self.store.catalogue, case_id)
 
     # -- cases ---------------------------------------------------------------------------------
     def new_case(self, number: str, title: str, notes: str = "") -> CaseInfo:

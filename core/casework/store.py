@@ -4,7 +4,7 @@ audit entry in one transaction (a crash leaves either both or neither)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, text
@@ -36,10 +36,11 @@ def _when(value) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
-def _logged_query_warnings(c: Connection, seq: int | None) -> list[str]:
-    """The query warnings recorded in a search revision's audit entry (none before they were kept)."""
+def _logged_payload(c: Connection, seq: int | None) -> dict:
+    """A search revision's audit entry payload: its query warnings (none before they were kept)
+    and, for a ranking taken over from another search, its origin."""
     logged = audit.entry(c, seq) if seq is not None else None
-    return list(logged.payload.get("query_warnings", [])) if logged is not None else []
+    return logged.payload if logged is not None else {}
 
 
 def results_payload(candidates: Sequence[RecordedCandidate]) -> list[list]:
@@ -182,7 +183,10 @@ class CaseworkStore:
         if closed[0] is not None:
             raise CaseworkError(f"the case is closed: open it again to {to_do}")
 
-    def _recorded_candidates(self, c: Connection, candidates: Sequence[Candidate]) -> list[RecordedCandidate]:
+    def _recorded_candidates(
+        self, c: Connection, candidates: Sequence[Candidate | RecordedCandidate]
+    ) -> list[RecordedCandidate]:
+        """A recorded candidate (a ranking copied from another search) is kept as it was recorded."""
         ids = [int(x.photo_id) for x in candidates]
         if not ids:
             return []
@@ -193,6 +197,9 @@ class CaseworkStore:
         }
         recorded = []
         for x in candidates:
+            if isinstance(x, RecordedCandidate):
+                recorded.append(x)
+                continue
             sha, thumbnail = found.get(int(x.photo_id), ("", b""))
             recorded.append(RecordedCandidate(int(x.rank), int(x.photo_id), sha, float(x.score), thumbnail))
         return recorded
@@ -209,15 +216,19 @@ class CaseworkStore:
         filters: dict[str, str],
         min_confidence: float,
         top_k: int,
-        candidates: Sequence[Candidate],
+        candidates: Sequence[Candidate | RecordedCandidate],
         started_at: datetime,
         finished_at: datetime,
         revision_of: int | None = None,
         query_warnings: Sequence[str] = (),
+        gallery: GalleryState | None = None,
+        provenance: Mapping[str, object] | None = None,
     ) -> tuple[int, int]:
         """Store a search (or, with ``revision_of``, a new ranking of a recorded one) and its audit
         entry in one transaction. Returns (search id, revision). ``query_warnings`` (what was found
-        wrong with the query when it was searched) are recorded in the audit entry's payload."""
+        wrong with the query when it was searched) are recorded in the audit entry's payload. A
+        ranking copied from another record (core.casework.takeover) gives the ``gallery`` it was
+        ranked in and its ``provenance``, added to the payload as given."""
         with self.catalogue.write_transaction() as c:
             if revision_of is None:
                 self._refuse_closed(c, case_id, "record searches in it")
@@ -249,7 +260,7 @@ class CaseworkStore:
                         text("SELECT max(revision) FROM search_revisions WHERE search_id = :i"), {"i": search_id}
                     ).scalar_one()
                 )
-            gallery = self._gallery_state(c)
+            gallery = gallery or self._gallery_state(c)
             recorded = self._recorded_candidates(c, candidates)
             stored_filters = {"where": dict(sorted(filters.items())), "min_confidence": float(min_confidence)}
             payload = {
@@ -268,6 +279,7 @@ class CaseworkStore:
                 "app_version": app_version,
                 "results": results_payload(recorded),
                 "query_warnings": list(query_warnings),
+                **(provenance or {}),
             }
             seq = audit.next_seq(c)  # the revision row names its entry, and the entry binds the row
             revision_id = c.execute(
@@ -326,7 +338,7 @@ class CaseworkStore:
             ),
             {"i": search_id},
         ).all():
-            filters = json.loads(r[7])
+            filters, logged = json.loads(r[7]), _logged_payload(c, r[12])
             candidates = [
                 RecordedCandidate(rank, pid, sha, score, thumb)
                 for rank, pid, sha, score, thumb in c.execute(
@@ -343,7 +355,7 @@ class CaseworkStore:
                     gallery=GalleryState(r[5], r[6]), filters=filters["where"],
                     min_confidence=filters["min_confidence"], top_k=r[8], started_at=_when(r[9]),
                     finished_at=_when(r[10]), operator=r[11], audit_seq=r[12], candidates=candidates,
-                    query_warnings=_logged_query_warnings(c, r[12]),
+                    query_warnings=list(logged.get("query_warnings", [])), origin=logged.get("origin", ""),
                 )
             )  # fmt: skip
         return RecordedSearch(
