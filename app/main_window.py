@@ -29,7 +29,7 @@ from app.gallery_panel import GalleryPanel
 from app.live_search import LiveSearch
 from app.menus import WindowMenus
 from app.model_switcher import ModelSwitcher
-from app.settings import Preferences, SettingsDialog
+from app.settings import Preferences, SettingsDialog, remember_case, remembered_case
 from app.sketch_files import SketchFiles
 from app.status_bar import WindowStatusBar
 from app.strokes import SketchDocument
@@ -143,8 +143,8 @@ class MainWindow(QMainWindow):
             (menus.exclude_action, lambda: case.review_selected(ReviewMark.EXCLUDED)),
             (menus.clear_mark_action, lambda: case.review_selected(ReviewMark.CLEAR)),
             (menus.note_mark_action, case.review_with_note),
-            (menus.new_case_action, case.choose_new_case),
-            (menus.open_case_action, case.choose_case_to_open),
+            (menus.new_case_action, lambda: case.choose_new_case()),
+            (menus.open_case_action, lambda: case.choose_case_to_open()),
             (menus.close_case_action, self.recorder.close_case),
             (menus.export_report_action, case.choose_report_path),
             (menus.adapt_action, lambda: self.model_switcher.adapt_to_gallery()),
@@ -160,10 +160,12 @@ class MainWindow(QMainWindow):
         self.live.busy.connect(self.grid.show_searching)
         self.live.failed.connect(self._search_failed)
         self.live.cleared.connect(self.grid.clear)
+        self.live.cleared.connect(self.recorder.screen_cleared)
         self.live.shown.connect(self.recorder.shown)
         self.document.changed.connect(self.recorder.sketch_changed)
         self.recorder.marksChanged.connect(self.candidates.set_marks)
         self.recorder.caseChanged.connect(self._case_changed)
+        self.recorder.caseChosen.connect(self._remember_case)
         self.recorder.failed.connect(self._status_error)
         self.filters.changed.connect(self._filters_changed)
         self.grid.top_k.valueChanged.connect(self._top_k_changed)
@@ -261,6 +263,7 @@ class MainWindow(QMainWindow):
         self.status_bar.showMessage(f"Gallery {workspace.data_dir}", 5000)
         self.live.where, self.live.min_confidence = self.filters.where(), self.filters.min_confidence()
         self._set_workspace(workspace)
+        self.case_controls.restore_case(remembered_case(self.settings, workspace.data_dir))
         self.refresh_gallery()
         self.gallery_jobs.index_if_needed(workspace)
         self.workspaceReady.emit()
@@ -310,6 +313,11 @@ class MainWindow(QMainWindow):
         self.status_bar.show_case(case)
         self.setWindowTitle(window_title(case))
         self.menus.set_case_open(case is not None)
+
+    def _remember_case(self, case) -> None:
+        """The case chosen is opened again at the next start on this gallery (none: no case)."""
+        if self.workspace is not None:
+            remember_case(self.settings, self.workspace.data_dir, case.number if case is not None else None)
 
     # -- comparison --------------------------------------------------------------------------
     def _compare_selected(self) -> None:

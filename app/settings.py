@@ -1,7 +1,9 @@
-"""Persistent preferences (QSettings): data folder, device, top K; and the dialog that edits them."""
+"""Persistent preferences (QSettings): data folder, device, top K; the case open in each data
+folder; and the dialog that edits the preferences."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,35 @@ from PySide6.QtWidgets import (
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_TOP_K = 50
 MAX_TOP_K = 1000
+OPEN_CASES_KEY = "casework/open_cases"  # JSON: data folder -> the number of the case open in it
+
+
+def _open_cases(settings: QSettings) -> dict[str, str]:
+    try:
+        cases = json.loads(str(settings.value(OPEN_CASES_KEY, "") or "{}"))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in cases.items()} if isinstance(cases, dict) else {}
+
+
+def _folder_key(data_dir: Path) -> str:
+    return str(Path(data_dir).resolve())
+
+
+def remembered_case(settings: QSettings, data_dir: Path) -> str | None:
+    """The number of the case that was open in ``data_dir`` when the window last worked on it."""
+    return _open_cases(settings).get(_folder_key(data_dir))
+
+
+def remember_case(settings: QSettings, data_dir: Path, number: str | None) -> None:
+    """Open ``number`` again at the next start on ``data_dir`` (None: start with no case)."""
+    cases = _open_cases(settings)
+    if number:
+        cases[_folder_key(data_dir)] = number
+    else:
+        cases.pop(_folder_key(data_dir), None)
+    settings.setValue(OPEN_CASES_KEY, json.dumps(cases, sort_keys=True))
+    settings.sync()
 
 
 @dataclass
