@@ -29,6 +29,7 @@ EarlierMarkRole = Qt.UserRole + 4  # the case's mark on the photo from an earlie
 NOT_REVIEWED = "not reviewed"  # the filter value for candidates without a mark
 MARK_COLOURS = {ReviewMark.POSSIBLE: QColor(215, 240, 210), ReviewMark.EXCLUDED: QColor(235, 225, 225)}
 EARLIER_COLOURS = {ReviewMark.POSSIBLE: QColor(238, 246, 236), ReviewMark.EXCLUDED: QColor(244, 240, 240)}
+BADGE_COLOURS = {ReviewMark.POSSIBLE: QColor(80, 110, 80, 215), ReviewMark.EXCLUDED: QColor(120, 85, 85, 215)}
 MARK_SYMBOLS = {ReviewMark.POSSIBLE: "✓ possible lead", ReviewMark.EXCLUDED: "✗ excluded"}
 MARK_LETTERS = {ReviewMark.POSSIBLE: "P", ReviewMark.EXCLUDED: "X"}
 
@@ -49,15 +50,11 @@ def earlier_badge(earlier: CaseMark) -> str:
     return f"{MARK_LETTERS[earlier.mark]} · search {earlier.search_id} · {mark_time(earlier.at)}"
 
 
-def card_text(candidate: Candidate, mark: ReviewMark | None = None, earlier: CaseMark | None = None) -> str:
-    """Under a thumbnail: rank and score (and the review mark, or the case's earlier one), then the
-    file name and photo id, then a short caption, or instead a warning that the file is no longer
-    the one ranked."""
-    first = f"#{candidate.rank} · score {candidate.score:.3f}"
-    if mark:
-        first += f" · {MARK_SYMBOLS[mark]}"
-    elif earlier:
-        first += f" · earlier {MARK_LETTERS[earlier.mark]}"
+def card_text(candidate: Candidate, mark: ReviewMark | None = None) -> str:
+    """Under a thumbnail: rank and score (and the review mark), then the file name and photo id, then
+    a short caption, or instead a warning that the file is no longer the one ranked. (A mark from an
+    earlier search of the case is on the thumbnail's badge.)"""
+    first = f"#{candidate.rank} · score {candidate.score:.3f}" + (f" · {MARK_SYMBOLS[mark]}" if mark else "")
     lines = [first, f"{file_name(candidate)} · id {candidate.photo_id}"]
     if candidate.file.warning:  # the ranked photo is the one imported, not what is on disk now
         lines.append(f"\u26a0 {candidate.file.warning}")
@@ -181,7 +178,7 @@ class CandidatesModel(QAbstractListModel):
         self.marks = dict(marks)
         self.earlier = {pid: m for pid, m in (earlier or {}).items() if pid not in self.marks}
         self._badged.clear()
-        self._refilter()
+        self._refilter(keep_rows=True)
 
     def set_mark_filter(self, mark: ReviewMark | str | None) -> None:
         self.mark_filter = mark
@@ -203,11 +200,13 @@ class CandidatesModel(QAbstractListModel):
             return mark is None
         return mark == self.mark_filter
 
-    def _refilter(self) -> None:
+    def _refilter(self, keep_rows: bool = False) -> None:
+        """Apply the mark filter. With ``keep_rows`` (new marks) and the same rows kept, they are
+        repainted rather than reset, so that the selection (the next card to mark) stays."""
         kept = [c for c in self.all_candidates if self._keeps(c)]
-        if kept == self.candidates and kept:
-            # the same rows: repainted, not reset, so that the selection (the next card to mark) stays
-            self.dataChanged.emit(self.index(0), self.index(max(0, self._shown - 1)))
+        if keep_rows and kept == self.candidates:
+            if self._shown:
+                self.dataChanged.emit(self.index(0), self.index(self._shown - 1))
             return
         self.beginResetModel()
         self.candidates = kept
@@ -265,7 +264,7 @@ class CandidatesModel(QAbstractListModel):
         mark = self.marks.get(candidate.photo_id)
         earlier = None if mark else self.earlier.get(candidate.photo_id)
         if role == Qt.DisplayRole:
-            return card_text(candidate, mark, earlier)
+            return card_text(candidate, mark)
         if role == Qt.BackgroundRole:
             return MARK_COLOURS.get(mark) if mark else EARLIER_COLOURS.get(earlier.mark) if earlier else None
         if role == MarkRole:
@@ -299,21 +298,29 @@ class CandidatesModel(QAbstractListModel):
         return None
 
     def _with_badge(self, photo_id: int, thumbnail: QPixmap, earlier: CaseMark) -> QPixmap:
-        """The thumbnail with the earlier mark's badge across its top, greyed: not this search's."""
+        """The thumbnail with a band across the foot of the card: ``earlier P``, then the search and
+        the time, in the mark's colour greyed (it is not a mark of this search)."""
         text = earlier_badge(earlier)
         key = (photo_id, thumbnail.cacheKey(), text)
         badged = self._badged.get(key)
         if badged is None:
-            badged = QPixmap(thumbnail)
+            badged = QPixmap(max(thumbnail.width(), THUMB_SIZE.width()), thumbnail.height())
+            badged.fill(Qt.transparent)
             painter = QPainter(badged)
+            painter.drawPixmap((badged.width() - thumbnail.width()) // 2, 0, thumbnail)
             font = QFont(painter.font())
-            font.setPointSizeF(max(6.0, font.pointSizeF() * 0.75))
+            font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
             painter.setFont(font)
-            band = QRect(0, 0, badged.width(), painter.fontMetrics().height() * 2 + 4)
-            painter.fillRect(band, QColor(90, 90, 96, 200))
-            painter.setPen(QColor(245, 245, 245))
             letter, rest = text.split(" · ", 1)
-            painter.drawText(band, Qt.AlignCenter | Qt.TextWordWrap, f"earlier {letter}\n{rest}")
+            lines = f"earlier {letter}\n{rest}"
+            flags = Qt.AlignHCenter | Qt.AlignTop | Qt.TextWordWrap
+            needed = painter.fontMetrics().boundingRect(QRect(0, 0, badged.width() - 4, 200), flags, lines)
+            band = QRect(
+                0, badged.height() - needed.height() - 4, badged.width(), needed.height() + 4
+            )  # not over a face
+            painter.fillRect(band, BADGE_COLOURS[earlier.mark])
+            painter.setPen(QColor(250, 250, 250))
+            painter.drawText(band.adjusted(2, 2, -2, -2), flags, lines)
             painter.end()
             self._badged[key] = badged
         return badged

@@ -97,11 +97,7 @@ class CaseControls(WindowController):
 
     def _say_taken_over(self, source: int, taken: int) -> None:
         where = f"case {self.recorder.case.number}" if self.recorder.case else "no case"
-        self.message.emit(
-            f"The search on screen (search {source}) is recorded in {where} as search {taken}: "
-            f"marks made from now on go there; earlier marks stay with search {source}",
-            15000,
-        )
+        self.message.emit(f"Search on screen recorded in {where} as search {taken} (from search {source})", 15000)
 
     # -- review marks -------------------------------------------------------------------------
     def review_row(self, row: int, mark: ReviewMark, note: str = "") -> bool:

@@ -243,12 +243,10 @@ class CaseRecorder(QObject):
             if case is not None and case.is_open:
                 return True
             if case is None:
-                refused(f"Case {number}, open when SketchSearch last closed, is not in this gallery: no case is open")
+                refused(f"Case {number}, open last session, is not in this gallery: no case is open")
             else:
-                refused(
-                    f"Case {number}, open when SketchSearch last closed, was closed since "
-                    f"({case.closed_at:%Y-%m-%d %H:%M} UTC): it stays closed and searches go under no case"
-                )
+                closed = f"{case.closed_at:%Y-%m-%d %H:%M} UTC"
+                refused(f"Case {number} was closed since the last session ({closed}): no case is open")
             self.caseChosen.emit(None)
             return False
 

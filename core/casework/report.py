@@ -112,6 +112,8 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
         f"Filters: {filters}; predicted values counted from confidence {latest.min_confidence:.2f}; top {latest.top_k}",
         f"Recorded by SketchSearch {search.app_version}; audit entry {latest.audit_seq}",
     ]
+    if search.origin:  # a ranking taken over from another record (core.casework.takeover)
+        details.insert(1, f"Origin: {search.origin}")
     pdf.set_y(top)
     for text in details:
         _text(pdf, text, 8.5, height=4.4, indent=34)

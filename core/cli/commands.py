@@ -372,6 +372,7 @@ def _show_case(workspace, args) -> None:
                 "filters": latest.filters,
                 "gallery_photos": latest.gallery.photos,
                 "query_warnings": latest.query_warnings,
+                "origin": search.origin,
                 "weak_result": weak_result_warning([c.score for c in latest.candidates]),
                 "candidates": [
                     {
@@ -398,6 +399,8 @@ def _show_case(workspace, args) -> None:
             f"search {s['search_id']} rev {s['revision']}  {s['started_at']}  {printable(s['operator'])}  "
             f"{printable(s['query'])}"
         )
+        if s["origin"]:
+            print(f"  origin: {printable(s['origin'])}")
         for warning in s["query_warnings"]:
             print(f"  warning: {printable(warning)}")
         if s["weak_result"]:

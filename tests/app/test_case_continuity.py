@@ -91,6 +91,7 @@ def test_a_case_started_after_importing_a_sketch_reports_the_search_and_its_mark
         window.recorder.export_report(str(report))
     text = report_text(report)
     assert "Searches: 1." in text and "No search has been recorded" not in text
+    assert f"Origin: taken over from search {before} (no case)" in text
     assert "possible lead (" in text and "taller than described" in text
     assert store.verify_audit().ok
 
@@ -185,6 +186,7 @@ def test_marking_without_a_case_records_it_under_no_case_and_asks_once(qtbot, sh
     when_modal(QMessageBox, click("Mark without a case"), asked)
     window.menus.exclude_action.trigger()  # the X key
     qtbot.waitUntil(lambda: len(window.candidates.marks) == 1, timeout=10000)
+    assert window.grid.current_row() == 0  # the card marked stays selected (the grid is not reset)
     window.grid.view.setCurrentIndex(window.candidates.index(1))
     window.menus.possible_action.trigger()  # not asked again
     qtbot.waitUntil(lambda: len(window.candidates.marks) == 2, timeout=10000)
@@ -252,7 +254,10 @@ def test_a_photo_marked_earlier_in_the_case_shows_its_mark_in_a_later_search(qtb
     earlier = card(marked, EarlierMarkRole)
     assert (earlier.mark, earlier.search_id, earlier.note) == (ReviewMark.POSSIBLE, first, "same scar")
     assert card(marked, MarkRole) is None  # not a mark of this search
-    assert "earlier" in card(marked) and f"search {first}" in card(marked, Qt.ToolTipRole)
+    assert "Earlier in this case: ✓ possible lead" in card(marked, Qt.ToolTipRole)
+    assert f"in search {first}" in card(marked, Qt.ToolTipRole) and "same scar" in card(marked, Qt.ToolTipRole)
+    assert f"possible lead earlier in search {first}" in card(marked, Qt.AccessibleTextRole)
+    assert card(marked, Qt.DecorationRole).cacheKey() != window.thumbnails.get(marked).cacheKey()  # badged
     assert card(excluded, EarlierMarkRole).mark == ReviewMark.EXCLUDED
     dimmed = card(marked, Qt.BackgroundRole)
     assert dimmed is not None and dimmed != MARK_COLOURS[ReviewMark.POSSIBLE]  # unlike a mark of this search
@@ -264,7 +269,7 @@ def test_a_photo_marked_earlier_in_the_case_shows_its_mark_in_a_later_search(qtb
     window.grid.view.setCurrentIndex(window.candidates.index(row[marked]))
     window.menus.exclude_action.trigger()  # a new mark: recorded against this search
     qtbot.waitUntil(lambda: card(marked, MarkRole) == ReviewMark.EXCLUDED, timeout=10000)
-    assert card(marked, EarlierMarkRole) is None and "earlier" not in card(marked)
+    assert card(marked, EarlierMarkRole) is None and "Earlier" not in card(marked, Qt.ToolTipRole)
     assert [(r.photo_id, r.mark) for r in workspace.casework.reviews(later)] == [(marked, ReviewMark.EXCLUDED)]
     assert len(workspace.casework.reviews(first)) == 2
     assert workspace.case_marks(window.recorder.case.id)[marked].search_id == later

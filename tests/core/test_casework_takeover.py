@@ -68,6 +68,8 @@ def test_a_search_taken_over_into_a_case_is_a_new_bound_search_that_says_where_i
 
     code, printed, _ = cli(capsys, *data, "audit", "verify")
     assert code == 0 and printed.startswith("ok: ")
+    code, printed, _ = cli(capsys, *data, "case", "show", "2026-0077")
+    assert code == 0 and f"origin: taken over from search {no_case} (no case)" in printed
 
     # the copy is bound like any search: a change behind the log is named
     tamper(tmp_path / "data" / "catalogue.sqlite3", f"UPDATE searches SET query_name = 'another' WHERE id = {taken}")
