@@ -388,6 +388,14 @@ class Pretrainer:
                 self.epoch_seconds += time.monotonic() - started
                 started = time.monotonic()
                 self.save_state()
+                log.info(
+                    "epoch %d step %d/%d: loss %.3f so far (%.1f s a step)",
+                    self.epoch + 1,
+                    self.step_in_epoch,
+                    self.steps_per_epoch,
+                    self.sums["loss"] / self.step_in_epoch,
+                    self.epoch_seconds / self.step_in_epoch,
+                )
             if stop:
                 raise PretrainStopped(
                     f"pre-training stopped at epoch {self.epoch + 1}, step {self.step_in_epoch} of "
