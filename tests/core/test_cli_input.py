@@ -200,6 +200,11 @@ def test_a_mistyped_command_or_option_suggests_the_nearest(tmp_path):
             "error: sketchsearch review: mark 'posible' is not one of possible, excluded, clear; did you mean "
             "'possible'?",
         ),
+        (  # a mistyped option before the command is named, not its value taken for the command
+            ["--dat-dir", tmp_path, "stats"],
+            "error: sketchsearch: '--dat-dir' is not an option; did you mean '--data-dir'?",
+        ),
+        (["--modle=m", "stats"], "error: sketchsearch: '--modle' is not an option; did you mean '--model'?"),
         (
             ["stats", "--data-dir", tmp_path],
             "error: sketchsearch stats: '--data-dir' is an option of sketchsearch itself: give it before the command",
