@@ -197,3 +197,18 @@ def test_a_damaged_thumbnail_keeps_its_placeholder_without_an_unexpected_error(
         qtbot.waitUntil(lambda: photo_id in window.thumbnails._failed, timeout=10000)
     assert window.thumbnails.get(photo_id) is window.thumbnails.placeholder
     assert "unexpected error" not in caplog.text
+
+
+def test_the_status_bar_names_the_model_without_nested_parentheses(qtbot, model_dir):
+    from app.status_bar import WindowStatusBar
+    from core.model.handle import ModelHandle
+
+    info = ModelHandle(model_dir, "cpu").info()  # the bundled model: "trained (IHDA-style …)"
+    bar = WindowStatusBar()
+    qtbot.addWidget(bar)
+    bar.show_model(info)
+    text = bar.model_label.text()
+    assert text == f"Model: {info.name} (trained)"
+    tooltip = bar.model_label.toolTip().splitlines()
+    assert tooltip[0] == info.name and tooltip[1] == "trained: IHDA-style sketch/photo co-training"
+    assert f"sha256: {info.sha256}" in tooltip and not any("{" in line for line in tooltip)  # no dumped dicts
