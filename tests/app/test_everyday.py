@@ -144,6 +144,24 @@ def test_quitting_asks_before_an_unsaved_drawing_is_lost(qtbot, window, tmp_path
     assert window.close() and len(asked) == 1
 
 
+def test_an_imported_scan_left_as_it_is_needs_no_saving_but_strokes_over_it_do(qtbot, window, tmp_path):
+    from PIL import Image, ImageDraw
+
+    page = Image.new("L", (400, 600), 175)
+    ImageDraw.Draw(page).rectangle([150, 150, 250, 400], outline=90, width=6)
+    page.save(tmp_path / "scan.jpg")
+    window.sketch_files.import_scan(tmp_path / "scan.jpg")
+    qtbot.waitUntil(lambda: window.document.background is not None, timeout=10000)
+    assert not window.document.has_unsaved_work()  # the scan is on disk: nothing to lose
+    asked: list[str] = []
+    assert window.sketch_files.confirm_discard("opening another sketch") and asked == []
+
+    draw_stroke(qtbot, window.canvas, [(100, 100), (140, 300)])  # drawn since the import: work to save
+    answer_next_question(qtbot, QMessageBox.Cancel, asked)
+    assert not window.close()
+    assert len(asked) == 1 and "quitting" in asked[0]
+
+
 def test_quitting_with_discard_closes(qtbot, window):
     asked: list[str] = []
     draw_stroke(qtbot, window.canvas, [(100, 100), (140, 300)])
