@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
 from app.controller import WindowController
 from app.import_dialog import GalleryJobDialog, ImportDialog, IndexingDialog
-from app.sketch_files import last_used_folder
+from app.settings import ATTRIBUTE_SHEETS, PHOTO_FOLDERS, last_folder, remember_folder
 from app.workers import TaskRunner
 from core.gallery.attribute_sheet import DEFAULT_ID_PATTERN, sheet_key_column
 
@@ -34,8 +34,11 @@ class GalleryJobs(WindowController):
     def choose_import_folder(self) -> None:
         if self.workspace is None:
             return
-        folder = QFileDialog.getExistingDirectory(self.dialog_parent, "Import photos from folder", str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(
+            self.dialog_parent, "Import photos from folder", last_folder(self.settings, PHOTO_FOLDERS)
+        )
         if folder:
+            remember_folder(self.settings, PHOTO_FOLDERS, folder)
             self.start_import([folder])
 
     def start_import(self, roots) -> GalleryJobDialog | None:
@@ -82,11 +85,12 @@ class GalleryJobs(WindowController):
         path, _ = QFileDialog.getOpenFileName(
             self.dialog_parent,
             "Import attributes",
-            last_used_folder(self.settings),
+            last_folder(self.settings, ATTRIBUTE_SHEETS),
             "Attribute sheets (*.csv);;All files (*)",
         )
         if not path:
             return
+        remember_folder(self.settings, ATTRIBUTE_SHEETS, path)
         key, pattern = None, None
         if sheet_key_column(Path(path)) == "id":  # one row per person: ask how file names give the id
             pattern, ok = QInputDialog.getText(

@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status_bar)
         self.sketch_files = SketchFiles(self.document, self.live, self.runner, self.settings, self)
         self.gallery_jobs = GalleryJobs(self.runner, self.settings, self)
-        self.case_controls = CaseControls(self.recorder, self.candidates, self.grid, self)
+        self.case_controls = CaseControls(self.recorder, self.candidates, self.grid, self, self.settings)
         self.model_switcher = ModelSwitcher(self.runner, self)
 
         self._build_layout()
