@@ -1,6 +1,7 @@
 """Work that changes the gallery: import a folder, index photos a new model has no embeddings for,
 read an attribute sheet, remove a folder, forget missing photos. Imports and indexing run one at a
-time, each in its progress dialog; ``galleryChanged`` says when the window should read it again."""
+time, each in its progress dialog; ``galleryChanged`` says when the window should read it again,
+``galleryGrew`` when a running job has committed more photos (its counts are read again)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ STILL_OPENING = "The gallery is still opening; try again in a moment."
 
 class GalleryJobs(WindowController):
     galleryChanged = Signal()
+    galleryGrew = Signal()
 
     def __init__(self, runner: TaskRunner, settings: QSettings, dialog_parent: QWidget):
         super().__init__(dialog_parent)
@@ -68,6 +70,7 @@ class GalleryJobs(WindowController):
         """One gallery job (import or indexing) at a time, shown in its progress dialog."""
         dialog.setAttribute(Qt.WA_DeleteOnClose)
         dialog.finished_import.connect(lambda summary: self._job_finished(dialog, summary))
+        dialog.committed.connect(self.galleryGrew)
         dialog.destroyed.connect(lambda: self.job_dialog is dialog and setattr(self, "job_dialog", None))
         self.job_dialog = dialog
         dialog.show()

@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self._comparisons: list[ComparisonDialog] = []
         self._settings_dialog: SettingsDialog | None = None
         self.last_error = ""
+        self._gallery_reading = self._gallery_stale = False  # see refresh_gallery
         self.runner = TaskRunner(self)
 
         self.document = SketchDocument(parent=self)
@@ -174,6 +175,7 @@ class MainWindow(QMainWindow):
         self.gallery.removeRequested.connect(jobs.confirm_remove_folder)
         self.gallery.pruneRequested.connect(jobs.prune_missing)
         jobs.galleryChanged.connect(self._gallery_changed)
+        jobs.galleryGrew.connect(self.refresh_gallery)
         self.model_switcher.modelChosen.connect(self.use_model)
 
     def _controllers(self) -> tuple[WindowController, ...]:
@@ -270,16 +272,29 @@ class MainWindow(QMainWindow):
         self.show_error(f"The gallery could not be opened: {message}", "Cannot open the gallery")
 
     def refresh_gallery(self) -> None:
+        """Read the gallery's counts again; asked again while a read runs (batches of an import
+        committing), it reads once more after that one."""
         if self.workspace is None:
             return
+        if self._gallery_reading:
+            self._gallery_stale = True
+            return
         workspace = self.workspace
+        self._gallery_reading, self._gallery_stale = True, False
 
         def read(task):
             return workspace.stats(), workspace.folders()
 
-        self.runner.submit(read, pool="io", on_result=self._gallery_read, on_error=self._status_error, name="stats")
+        def failed(message: str) -> None:
+            self._gallery_reading = False
+            self._status_error(message)
+
+        self.runner.submit(read, pool="io", on_result=self._gallery_read, on_error=failed, name="stats")
 
     def _gallery_read(self, result) -> None:
+        self._gallery_reading = False
+        if self._gallery_stale:
+            self.refresh_gallery()
         stats, folders = result
         self.grid.show_gallery(stats, sketch_drawn=not self.document.is_empty())
         self.gallery.set_folders(folders)

@@ -159,8 +159,10 @@ def _import(workspace, args) -> int:
     else:
         print(
             f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
-            f"failed {len(summary.failed)} in {summary.seconds:.1f} s"
+            f"duplicates {len(summary.duplicates)}, failed {len(summary.failed)} in {summary.seconds:.1f} s"
         )
+        for duplicate in summary.duplicates:
+            print(f"  duplicate: {shown(duplicate.path)} (same content as {shown(duplicate.of)})")
         for failure in summary.failed:
             print(f"  failed: {shown(failure.path)}: {shown(failure.reason)}")
     return 0
