@@ -24,7 +24,7 @@ from app.casework import CaseRecorder
 from app.comparison import ComparisonDialog
 from app.controller import WindowController
 from app.filters import FilterPanel
-from app.gallery_jobs import GalleryJobs
+from app.gallery_jobs import GalleryJobs, import_elsewhere_text, read_only_text
 from app.gallery_panel import GalleryPanel
 from app.live_search import LiveSearch
 from app.menus import WindowMenus
@@ -247,6 +247,8 @@ class MainWindow(QMainWindow):
         return show_about(self, self.workspace.model_info() if self.workspace is not None else None)
 
     def _set_workspace(self, workspace) -> None:
+        if self.workspace is not None and self.workspace is not workspace:
+            self.workspace.writer.release_window()  # another window may hold the gallery now
         self.workspace = workspace
         for part in (self.thumbnails, self.live, self.recorder, *self._controllers()):
             part.set_workspace(workspace)
@@ -262,10 +264,22 @@ class MainWindow(QMainWindow):
         self.status_bar.show_model(info)
         self.status_bar.showMessage(f"Gallery {workspace.data_dir}", 5000)
         self.live.where, self.live.min_confidence = self.filters.where(), self.filters.min_confidence()
+        self._hold_gallery(workspace)
         self._set_workspace(workspace)
         self.refresh_gallery()
         self.gallery_jobs.index_if_needed(workspace)
         self.workspaceReady.emit()
+
+    def _hold_gallery(self, workspace) -> None:
+        """Hold the gallery for this window, and say once, at the start, if another SketchSearch has
+        it: a window that holds it (this one is then read-only) or an import that runs."""
+        writer = workspace.writer
+        held = writer.hold_for_window()
+        self.gallery_jobs.refusal = "" if held else read_only_text(workspace.data_dir)
+        if not held:
+            self.show_error(self.gallery_jobs.refusal, "Gallery open in another window")
+        elif writer.running_elsewhere():
+            self.show_error(import_elsewhere_text(workspace.data_dir), "Import running elsewhere")
 
     def _workspace_failed(self, message: str) -> None:
         self.status_bar.show_no_model()
@@ -298,7 +312,8 @@ class MainWindow(QMainWindow):
         stats, folders = result
         self.grid.show_gallery(stats, sketch_drawn=not self.document.is_empty())
         self.gallery.set_folders(folders)
-        self.status_bar.show_gallery(stats, self.workspace.data_dir if self.workspace else None)
+        data_dir = self.workspace.data_dir if self.workspace else None
+        self.status_bar.show_gallery(stats, data_dir, self.gallery_jobs.refusal)
 
     def _gallery_changed(self) -> None:
         self.refresh_gallery()
@@ -413,6 +428,8 @@ class MainWindow(QMainWindow):
         # Cancel, but do not wait: a running batch finishes or dies with the process, and either way
         # SQLite (committed batches) and the index (atomic writes) stay whole, as after a kill -9.
         self.runner.shutdown(msecs=0)
+        if self.workspace is not None:
+            self.workspace.writer.release_window()
         if self._owns_workspace and self.workspace is not None:
             self.workspace.close()
         self.workspace = None

@@ -65,12 +65,14 @@ class WindowStatusBar(QStatusBar):
         runtime = RUNTIME_NAMES.get(info.runtime)
         self.device_label.setText(describe_device(info.device) + (f" · {runtime}" if runtime else ""))
 
-    def show_gallery(self, stats, data_dir: Path | None) -> None:
+    def show_gallery(self, stats, data_dir: Path | None, read_only: str = "") -> None:
+        """``read_only``: why this window changes nothing in the gallery ("" when it may)."""
         text = f"Gallery: {stats.photos} photo(s)"
         if stats.missing:
             text += f", {stats.missing} missing"
-        self.gallery_label.setText(text)
-        self.gallery_label.setToolTip(f"{stats.indexed} indexed · data folder {data_dir}" if data_dir else "")
+        self.gallery_label.setText(text + (" · read-only" if read_only else ""))
+        tooltip = f"{stats.indexed} indexed · data folder {data_dir}" if data_dir else ""
+        self.gallery_label.setToolTip("\n\n".join(t for t in (tooltip, read_only) if t))
 
     def show_case(self, case: CaseInfo | None) -> None:
         if case is None:

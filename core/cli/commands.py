@@ -23,6 +23,9 @@ from core.common.operator import current_operator
 from core.common.types import AttributeSource
 
 EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a program ended by SIGPIPE
+# commands that add or forget photos or rewrite the index: a window that has the gallery open
+# searches the index it loaded, and sees them only once it opens the gallery again
+CHANGES_PHOTOS = ("import", "import-embeddings", "rebuild-index", "prune")
 
 
 def _added_failed(progress) -> dict:
@@ -138,6 +141,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     if getattr(args, "operator", None):
         workspace.operator = args.operator
+    if args.command in CHANGES_PHOTOS:
+        warning = workspace.writer.window_warning()
+        if warning:
+            print(f"warning: {shown(warning)}", file=sys.stderr)
     try:
         return COMMAND_HANDLERS[args.command](workspace, args)
     finally:

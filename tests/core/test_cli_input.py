@@ -159,6 +159,22 @@ def test_an_import_while_another_runs_says_so_and_leaves_it_running(tmp_path, ca
         assert db.execute("SELECT status FROM import_runs WHERE id = ?", (running,)).fetchone() == ("interrupted",)
 
 
+def test_changing_a_gallery_a_window_holds_says_so_in_one_line(tmp_path, capsys, make_photos, untrained_model_dir):
+    from filelock import FileLock
+
+    photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=2)
+    more = make_photos(1, start=50)
+    with FileLock(tmp_path / "data" / "window.lock"):  # what an open window holds
+        done = run_cli(*data, "import", more[0])
+        assert done.returncode == 0 and done.stdout.startswith("added 1,")
+        assert done.stderr == (
+            f"warning: {tmp_path / 'data'}: a SketchSearch window has this gallery open; "
+            "it sees these changes once it opens the gallery again\n"
+        )
+        assert run_cli(*data, "stats").stderr == ""  # reading it changes nothing: no warning
+    assert run_cli(*data, "import", more[0]).stderr == ""
+
+
 def test_a_closed_pipe_ends_the_output_quietly(tmp_path, capsys, make_photos, untrained_model_dir):
     photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=3)
     for number in range(3):
