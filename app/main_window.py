@@ -164,6 +164,7 @@ class MainWindow(QMainWindow):
         self.live.shown.connect(self.recorder.shown)
         self.document.changed.connect(self.recorder.sketch_changed)
         self.recorder.marksChanged.connect(self.candidates.set_marks)
+        self.recorder.queryWarnings.connect(self._show_query_warnings)
         self.recorder.caseChanged.connect(self._case_changed)
         self.recorder.failed.connect(self._status_error)
         self.filters.changed.connect(self._filters_changed)
@@ -330,6 +331,10 @@ class MainWindow(QMainWindow):
     def _show_results(self, _request: int, candidates) -> None:
         drawn = not self.document.is_empty()
         self.grid.show_results(candidates, self.live.last_seconds, bool(self.live.where), drawn)
+
+    def _show_query_warnings(self, search_id: int, warnings: list) -> None:
+        if not self.document.is_empty():  # a search recorded just before the sketch was cleared
+            self.grid.show_query_warnings(search_id, warnings)
 
     def _search_failed(self, message: str) -> None:
         self.grid.show_failed()
