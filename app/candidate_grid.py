@@ -75,7 +75,8 @@ class CandidateGrid(QWidget):
         self.weak_warning.hide()
         self.query_warning = QLabel()  # what the search recorded on its query: a photo, a gallery photo
         self.query_warning.setWordWrap(True)
-        self.query_warning.setStyleSheet("color: #a04000;")
+        self.query_warning.setObjectName("query-warning")
+        self.query_warning.setStyleSheet("#query-warning { color: #a04000; }")  # not its tooltip
         self.query_warning.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.query_warning.hide()
         header = QHBoxLayout()

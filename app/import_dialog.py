@@ -87,8 +87,9 @@ class GalleryJobDialog(CancellableJobDialog):
         self.failures.setHeaderLabels(["File", "Why not added"])
         self.failures.setRootIsDecorated(False)
         self.failures.setSelectionMode(QTreeWidget.ExtendedSelection)
-        self.failures.header().setSectionResizeMode(0, QHeaderView.Stretch)
-        self.failures.header().setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        self.failures.header().setSectionResizeMode(QHeaderView.Interactive)  # both columns hold paths
+        self.failures.header().setStretchLastSection(True)
+        self.failures.setMinimumHeight(160)
         self.failures.hide()
         self.buttons = QDialogButtonBox(QDialogButtonBox.Cancel)
         self.buttons.rejected.connect(self.cancel)
@@ -160,6 +161,9 @@ class GalleryJobDialog(CancellableJobDialog):
             self.failures.addTopLevelItem(item)
         self.failures.setVisible(bool(rows))
         self.copy_button.setVisible(bool(rows))
+        if rows:  # room for the list: the paths in both columns read whole on a common screen
+            self.resize(max(self.width(), 900), max(self.height(), 420))
+            self.failures.setColumnWidth(0, self.width() // 2 - 30)
         self._done()
         self.finished_import.emit(summary)
 
@@ -170,8 +174,12 @@ class GalleryJobDialog(CancellableJobDialog):
 
     def _failed(self, message: str) -> None:
         self.error = message
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
+        if self.progress.maximum() == 0:  # refused, or failed before the files were counted
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("Not started")
+        else:  # where it stopped
+            self.progress.setFormat("Stopped at %v of %m")
         self.counts.setText(f"{self.windowTitle()} failed: {message}")
         self._done()
         self.finished_import.emit(None)

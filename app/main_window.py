@@ -403,7 +403,8 @@ class MainWindow(QMainWindow):
     def show_error(self, message: str, title: str = "SketchSearch") -> None:
         """A message box that does not block (the window keeps working) and a status bar line."""
         self.last_error = message
-        self.status_bar.showMessage(message, 15000)
+        # the box holds it whole; the status bar would cut a long one, so it names the box instead
+        self.status_bar.showMessage(message if self.status_bar.fits(message) else f"{title}: see the message", 15000)
         box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self)
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.open()

@@ -53,6 +53,12 @@ class WindowStatusBar(QStatusBar):
             label.setContentsMargins(6, 0, 6, 0)
             self.addPermanentWidget(label)
 
+    def fits(self, text: str) -> bool:
+        """Does ``text`` show whole beside the permanent labels?"""
+        labels = (self.case_label, self.model_label, self.device_label, self.gallery_label)
+        room = self.width() - sum(label.width() for label in labels) - 24  # the size grip and spacing
+        return self.fontMetrics().horizontalAdvance(text) <= room
+
     def show_model_loading(self) -> None:
         self.model_label.setText(LOADING_MODEL)
 

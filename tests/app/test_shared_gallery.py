@@ -32,6 +32,7 @@ def test_a_second_window_on_the_gallery_warns_once_and_refuses_to_change_it(
     assert str(data) in warning.text() and "read-only" in warning.text()
     assert len(shown_boxes()) == 1  # one dialog at start
     qtbot.waitUntil(lambda: "read-only" in second.status_bar.gallery_label.text(), timeout=10000)
+    assert second.status_bar.fits(second.status_bar.currentMessage())  # no line cut off beside the box
     warning.close()
 
     assert second.gallery_jobs.start_import([folder]) is None  # refused, whole, in a dialog
@@ -65,5 +66,6 @@ def test_an_import_running_elsewhere_is_said_at_start_and_its_refusal_is_read_wh
     refusal = dialog.counts
     assert "another import is running on this gallery; run this again when it has finished" in refusal.text()
     assert refusal.wordWrap()  # never cut off at the dialog's edge
+    assert dialog.progress.text() == "Not started"
     assert refusal.heightForWidth(refusal.width()) <= refusal.height()
     dialog.close()
