@@ -30,6 +30,7 @@ class _SearchHandle:
 class CaseRecorder(QObject):
     caseChanged = Signal(object)  # CaseInfo or None
     recorded = Signal(int, int)  # search id, revision
+    queryWarnings = Signal(int, list)  # search id, the warnings recorded on its query (core.casework.query_check)
     marksChanged = Signal(object)  # dict: photo id -> ReviewMark, for the search shown
     reportWritten = Signal(str)
     failed = Signal(str)
@@ -100,9 +101,14 @@ class CaseRecorder(QObject):
                 revision_of=None if fresh else handle.search_id,
             )
             handle.search_id, handle.revision = search_id, revision
-            return search_id, revision
+            return search_id, revision, workspace.casework.search(search_id).latest.query_warnings
 
-        self._submit(record, lambda result: self.recorded.emit(*result), "record search")
+        self._submit(record, self._recorded, "record search")
+
+    def _recorded(self, result) -> None:
+        search_id, revision, warnings = result
+        self.recorded.emit(search_id, revision)
+        self.queryWarnings.emit(search_id, warnings)
 
     def current_search_id(self) -> int | None:
         return self._handle.search_id if self._handle else None

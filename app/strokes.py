@@ -96,7 +96,7 @@ class SketchDocument(QObject):
         return not self.strokes and self.background is None
 
     def has_unsaved_work(self) -> bool:
-        """Something is drawn (or imported) that is not in a saved or opened sketch file."""
+        """Something was drawn since the sketch was last saved, opened or imported as a scan."""
         return not self.is_empty() and not self.undo_stack.isClean()
 
     def _touch(self) -> None:
@@ -122,9 +122,11 @@ class SketchDocument(QObject):
             self.undo_stack.push(_ReplaceState(self, "Clear", [], None, DEFAULT_SIZE))
 
     def set_background(self, grey: np.ndarray) -> None:
-        """Make ``grey`` (H x W uint8) the background; the document takes its size, strokes go."""
+        """Make ``grey`` (H x W uint8) the background; the document takes its size, strokes go. The
+        scan is on disk, so only strokes drawn over it from now on are work that can be lost."""
         height, width = grey.shape[:2]
         self.undo_stack.push(_ReplaceState(self, "Import sketch", [], np.ascontiguousarray(grey), (width, height)))
+        self.undo_stack.setClean()
 
     # -- rendering ---------------------------------------------------------------------------
     def stroke_layer(self) -> QImage:

@@ -877,7 +877,39 @@ class Catalogue:
                 .group_by(Photo.source_folder)
                 .order_by(Photo.source_folder)
             ).all()
-        return [FolderSummary(folder, photos, missing) for folder, photos, missing in rows]
+            failed = self._failed_in_last_import(session, [folder for folder, _, _ in rows])
+        return [FolderSummary(folder, photos, missing, failed[folder]) for folder, photos, missing in rows]
+
+    @staticmethod
+    def _failed_in_last_import(session: Session, folders: Sequence[str]) -> dict[str, int]:
+        """Per folder, the files under it that the last finished import of it (of the folder or of
+        one above it) recorded as failed."""
+        runs = session.execute(
+            select(ImportRun.id, ImportRun.roots).where(ImportRun.status != "running").order_by(ImportRun.id.desc())
+        ).all()
+        last_run: dict[str, int] = {}
+        for run_id, roots in runs:
+            # roots recorded as given before they were made absolute cover no folder here
+            prefixes = [root.rstrip(os.sep) + os.sep for root in json.loads(roots) if os.path.isabs(root)]
+            for folder in folders:
+                if folder not in last_run and any((folder + os.sep).startswith(p) for p in prefixes):
+                    last_run[folder] = run_id
+            if len(last_run) == len(folders):
+                break
+        failed = dict.fromkeys(folders, 0)
+        if not last_run:
+            return failed
+        paths_of_run: dict[int, set[str]] = {run_id: set() for run_id in last_run.values()}
+        for run_id, path in session.execute(
+            select(ImportFailureRow.import_id, ImportFailureRow.path).where(
+                ImportFailureRow.import_id.in_(paths_of_run)
+            )
+        ):
+            paths_of_run[run_id].add(path)
+        for folder, run_id in last_run.items():
+            under = folder.rstrip(os.sep) + os.sep
+            failed[folder] = sum(1 for path in paths_of_run[run_id] if path.startswith(under))
+        return failed
 
     def photo_ids_in_folder(self, folder: str) -> list[int]:
         with self._begin() as session:

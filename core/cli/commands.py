@@ -23,6 +23,9 @@ from core.common.operator import current_operator
 from core.common.types import AttributeSource
 
 EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a program ended by SIGPIPE
+# commands that add or forget photos or rewrite the index: a window that has the gallery open
+# searches the index it loaded, and sees them only once it opens the gallery again
+CHANGES_PHOTOS = ("import", "import-embeddings", "rebuild-index", "prune")
 
 
 def _added_failed(progress) -> dict:
@@ -138,6 +141,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     if getattr(args, "operator", None):
         workspace.operator = args.operator
+    if args.command in CHANGES_PHOTOS:
+        warning = workspace.writer.window_warning()
+        if warning:
+            print(f"warning: {shown(warning)}", file=sys.stderr)
     try:
         return COMMAND_HANDLERS[args.command](workspace, args)
     finally:
@@ -159,8 +166,10 @@ def _import(workspace, args) -> int:
     else:
         print(
             f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
-            f"failed {len(summary.failed)} in {summary.seconds:.1f} s"
+            f"duplicates {len(summary.duplicates)}, failed {len(summary.failed)} in {summary.seconds:.1f} s"
         )
+        for duplicate in summary.duplicates:
+            print(f"  duplicate: {shown(duplicate.path)} (same content as {shown(duplicate.of)})")
         for failure in summary.failed:
             print(f"  failed: {shown(failure.path)}: {shown(failure.reason)}")
     return 0

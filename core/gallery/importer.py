@@ -32,7 +32,7 @@ from core.catalogue.catalogue import Catalogue, FileState, NewPhoto, Record
 from core.common import errors
 from core.common.errors import ImageLoadError
 from core.common.imaging import decode_for_gallery, make_thumbnail, read_photo_file
-from core.common.types import ImportFailure, ImportProgress, ImportSummary
+from core.common.types import Duplicate, ImportFailure, ImportProgress, ImportSummary
 from core.gallery.pipeline import prepared_in_order
 from core.gallery.scanning import iter_image_files
 from core.model.embedded import require_finite
@@ -179,6 +179,7 @@ class _Importer:
         self.flush()
         if self.cancel and self.cancel.is_set():
             self.summary.cancelled = True
+            self._report("")  # where it stopped, with the batch committed last
 
     def consume(self, found: _Found, result, previous: FileState | None) -> None:
         if isinstance(result, ImportFailure):
@@ -191,8 +192,11 @@ class _Importer:
             self.target.forget_photos([previous.photo_id], self._recorder(removed=1, **gone))
             self.by_sha.pop(previous.sha256, None)
         outcome = self._place(found, result, "updated" if replaced else "added")
-        if outcome is not None:
-            outcome = "updated" if replaced else outcome
+        if replaced and outcome is not None:
+            if outcome == "duplicates":  # its old photo is forgotten: the path counts as updated
+                self.summary.duplicates.pop()
+            self._count("updated")
+        elif outcome not in (None, "duplicates"):
             self._count(outcome)
 
     def _count(self, field: str, n: int = 1) -> None:
@@ -223,7 +227,7 @@ class _Importer:
             return None
         photo_id, old_path = known
         if photo_id == -1:
-            return "unchanged"  # a copy of a photo still in the batch
+            return self._duplicate(found, old_path)  # a copy of a photo still in the batch
         if old_path == found.path or not os.path.exists(old_path):
             # the same file touched, or moved/renamed: follow it
             moved = {"photo": photo_id, "sha256": result.sha256, **path_fields("path", found.path)}
@@ -239,7 +243,11 @@ class _Importer:
             )
             self.by_sha[result.sha256] = (photo_id, found.path)
             return "unchanged" if old_path == found.path else "updated"
-        return "unchanged"  # a second copy of a catalogued photo
+        return self._duplicate(found, old_path)  # a second copy of a catalogued photo
+
+    def _duplicate(self, found: _Found, of: str) -> str:
+        self.summary.duplicates.append(Duplicate(found.path, of))
+        return "duplicates"
 
     def flush(self) -> None:
         if not self.batch:
@@ -277,8 +285,12 @@ class _Importer:
 
     def _advance(self, current: str) -> None:
         self.done += 1
+        if time.monotonic() - self._last_report >= 0.1 or self.done == self.total:
+            self._report(current)
+
+    def _report(self, current: str) -> None:
         now = time.monotonic()
-        if self.progress and (now - self._last_report >= 0.1 or self.done == self.total):
+        if self.progress:
             self._last_report = now
             elapsed = max(now - self.started, 1e-6)
             self.progress(
@@ -304,7 +316,8 @@ def import_paths(
     roots = [Path(r) for r in roots]
     importer = _Importer(target, progress, cancel, batch_size)
     catalogue = target.catalogue
-    import_id = importer.import_id = catalogue.start_import([str(r) for r in roots])
+    # absolute, so that the folders the run covered are known whatever folder it was started from
+    import_id = importer.import_id = catalogue.start_import([str(r.absolute()) for r in roots])
     error: BaseException | None = None
     try:
         files = find_files(roots, importer.summary)

@@ -60,6 +60,7 @@ class Gallery:
                 "added": summary.added,
                 "updated": summary.updated,
                 "unchanged": summary.unchanged,
+                "duplicates": len(summary.duplicates),
                 "failed": len(summary.failed),
                 "cancelled": summary.cancelled,
                 "photos_after": self.catalogue.count_photos(),

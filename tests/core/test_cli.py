@@ -253,3 +253,22 @@ def test_kill_9_during_import_loses_nothing_and_logs_every_committed_batch(tmp_p
     for check in (["verify"], ["audit", "verify"]):
         verify = subprocess.run(base + check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_the_import_summary_names_each_duplicate_and_the_file_it_copies(tmp_path, make_photos, untrained_model_dir):
+    from tests.core.test_cli_reliability import run_cli
+
+    photos = make_photos(3)
+    copies = [photos[0].parent / "zz-copy-1.jpg", photos[0].parent / "zz-copy-2.jpg"]
+    for copy in copies:
+        copy.write_bytes(photos[0].read_bytes())
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
+    first = run_cli(*data, "import", photos[0].parent)
+    lines = first.stdout.splitlines()
+    assert first.returncode == 0 and lines[0].startswith("added 3, updated 0, unchanged 0, duplicates 2, failed 0 in ")
+    assert lines[1:] == [f"  duplicate: {copy} (same content as {photos[0]})" for copy in copies]
+
+    again = run_cli(*data, "import", photos[0].parent, "--json")
+    summary = json.loads(again.stdout)
+    assert (summary["added"], summary["unchanged"]) == (0, 3)
+    assert summary["duplicates"] == [{"path": str(copy), "of": str(photos[0])} for copy in copies]
