@@ -14,25 +14,38 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Table, select, type_coerce
+from sqlalchemy.types import NullType
 
+from core.casework import tables
 from core.casework.audit import canonical_json
 
 
 @dataclass(frozen=True)
 class BoundTable:
-    name: str
+    table: Table
     key: str  # the rows sharing a key are bound together (a ranking's results), ordered by ``order``
     columns: tuple[str, ...]
     order: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    def rows(self):
+        """The bound columns as SQLite holds them (untyped: a time is the text stored, a damaged
+        value is read as it is, never converted on the way), ordered by key."""
+        raw = [type_coerce(self.table.c[column], NullType()) for column in self.columns]
+        order = [self.table.c[self.key]] + ([self.table.c[self.order]] if self.order else [])
+        return select(*raw).order_by(*order)
 
 
 # Every column a person reads in a case; a column added later must be added here with a migration
 # that binds the existing rows again.
 BOUND_TABLES = (
-    BoundTable("cases", "id", ("id", "number", "title", "operator", "notes", "opened_at", "closed_at")),
+    BoundTable(tables.cases, "id", ("id", "number", "title", "operator", "notes", "opened_at", "closed_at")),
     BoundTable(
-        "searches",
+        tables.searches,
         "id",
         (
             "id",
@@ -49,7 +62,7 @@ BOUND_TABLES = (
         ),
     ),  # fmt: skip
     BoundTable(
-        "search_revisions",
+        tables.search_revisions,
         "id",
         (
             "id",
@@ -68,13 +81,13 @@ BOUND_TABLES = (
         ),
     ),  # fmt: skip
     BoundTable(
-        "search_results",
+        tables.search_results,
         "revision_id",
         ("revision_id", "rank", "photo_id", "photo_sha256", "score", "thumbnail"),
         order="rank",
     ),
     BoundTable(
-        "reviews", "id", ("id", "search_id", "photo_id", "photo_sha256", "rank", "mark", "note", "operator", "at")
+        tables.reviews, "id", ("id", "search_id", "photo_id", "photo_sha256", "rank", "mark", "note", "operator", "at")
     ),
 )
 TABLES = {table.name: table for table in BOUND_TABLES}
@@ -99,16 +112,15 @@ def _digest(table: BoundTable, rows: list) -> str:
 def digests(connection: Connection, table_name: str, keys: Iterable[int] | None = None) -> dict[str, str]:
     """Key (as text) -> sha256 of the rows with that key, for ``keys`` or for every row."""
     table = TABLES[table_name]
-    query = f"SELECT {', '.join(table.columns)} FROM {table.name}"
+    query = table.rows()
     if keys is not None:
         keys = sorted({int(k) for k in keys})
         if not keys:
             return {}
-        query += f" WHERE {table.key} IN ({', '.join(str(k) for k in keys)})"  # ints only
-    query += f" ORDER BY {table.key}" + (f", {table.order}" if table.order else "")
+        query = query.where(table.table.c[table.key].in_(keys))
     key_at = table.columns.index(table.key)
     grouped: dict[str, list] = {}
-    for row in connection.execute(text(query)):
+    for row in connection.execute(query):
         grouped.setdefault(str(row[key_at]), []).append(tuple(row))
     return {key: _digest(table, rows) for key, rows in grouped.items()}
 

@@ -14,8 +14,8 @@ import pytest
 from core.casework import audit
 from core.casework.records import ReviewMark
 from core.casework.store import CaseworkStore
+from core.casework.tables import append_only_triggers
 from core.catalogue.catalogue import Catalogue
-from core.catalogue.orm import append_only_triggers
 from core.common.errors import CaseworkError
 from tests.core.test_casework import record
 from tests.core.test_catalogue import new_photo

@@ -17,9 +17,9 @@ import pytest
 
 from core.casework.records import QueryKind, ReviewMark
 from core.casework.store import CaseworkStore
+from core.casework.tables import APPEND_ONLY_TABLES
 from core.catalogue.catalogue import Catalogue
 from core.catalogue.migrations import LATEST_VERSION
-from core.catalogue.orm import APPEND_ONLY_TABLES
 from core.common.errors import CaseworkError
 from tests.core.test_catalogue import columns, frozen_catalogue, new_photo
 
