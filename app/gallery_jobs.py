@@ -46,7 +46,7 @@ class GalleryJobs(WindowController):
             self.job_dialog.raise_()
             self.message.emit(f"Wait for the running job: {self.job_dialog.windowTitle()}", 5000)
             return self.job_dialog
-        return self._start_job(ImportDialog(self.runner, self.workspace, [str(r) for r in roots], self.dialog_parent))
+        return self._start_job(ImportDialog(self.runner, self.workspace, [Path(r) for r in roots], self.dialog_parent))
 
     def index_if_needed(self, workspace) -> None:
         """A gallery imported with another model has no embeddings for this one: index it now (once

@@ -392,6 +392,15 @@ class CaseworkStore:
         with self.catalogue.write_transaction() as c:
             return self.append_entry(c, kind, operator, payload, case_id)
 
+    def record_import_run(self, kind: str, operator: str, import_id: int) -> int:
+        """The entry that ends an import run: it names the run's record in the catalogue's import log
+        (folders, status, counts) and binds that record's content (core.casework.binding), read in
+        the entry's own transaction, with the number of photos the gallery then holds."""
+        with self.catalogue.write_transaction() as c:
+            photos, _ = gallery_size(c)
+            run = binding.bind_import_run(c, import_id)
+            return self.append_entry(c, kind, operator, {"import_id": import_id, **run, "photos_after": photos})
+
     def last_event(self, kind: str):
         with self.catalogue.read_connection() as c:
             return audit.last_of_kind(c, kind)
@@ -414,6 +423,7 @@ class CaseworkStore:
             found: list[tuple[int | None, str]] = [
                 (problem.seq, problem.message) for problem in binding.compare(payloads.items(), c)
             ]
+            found += [(problem.seq, problem.message) for problem in binding.compare_import_runs(payloads.items(), c)]
             found += self._legacy_problems(c, payloads)
             found.sort(key=lambda item: (item[0] is None, item[0] or 0))
             # a dropped trigger is a sign of tampering; what was done with it is listed first

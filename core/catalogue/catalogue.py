@@ -899,11 +899,13 @@ class Catalogue:
             return list(session.scalars(select(Photo.id).where(Photo.source_folder == folder)))
 
     # -- import log ----------------------------------------------------------------------------
-    def start_import(self, roots: Sequence[str]) -> int:
+    def start_import(self, roots: Sequence[Path]) -> int:
+        """A run in the import log: its folders (or shard location) as JSON text, each path as Python
+        names it (a byte that is not UTF-8 as its \\udcXX escape: read back, the same path)."""
         with self._begin() as session:
             run = ImportRun(
                 started_at=utcnow(),
-                roots=json.dumps(list(roots)),
+                roots=json.dumps([os.fspath(root) for root in roots]),
                 status="running",
                 added=0,
                 updated=0,

@@ -13,7 +13,7 @@ import numpy as np
 
 from core.casework import audit
 from core.casework.desk import CaseDesk
-from core.casework.logged_paths import path_b64, path_fields, path_text, paths_fields
+from core.casework.logged_paths import path_b64, path_fields, path_text
 from core.catalogue.catalogue import Catalogue, Record
 from core.catalogue.writer_lock import WriterLock
 from core.common.types import AttributeSource, ImportSummary, PhotoRecord
@@ -48,23 +48,13 @@ class Gallery:
         cancel: threading.Event | None = None,
         batch_size: int = 32,
     ) -> ImportSummary:
-        roots = [str(r) for r in roots]
+        """Import the image files under ``roots``; the run is recorded in the catalogue's import log,
+        and its ``import`` entry names that record and binds its content."""
+        roots = [Path(root) for root in roots]
         target = ImportTarget(**self._target_fields(), model=self.models.model)
         with self.writer.exclusive():
             summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
-        self.desk.record(
-            "import",
-            {
-                **paths_fields("roots", roots),
-                "import_id": self.catalogue.last_import_id(),
-                "added": summary.added,
-                "updated": summary.updated,
-                "unchanged": summary.unchanged,
-                "failed": len(summary.failed),
-                "cancelled": summary.cancelled,
-                "photos_after": self.catalogue.count_photos(),
-            },
-        )
+            self.desk.record_import_run("import", self.catalogue.last_import_id())
         return summary
 
     def target(self) -> GalleryTarget:
@@ -93,17 +83,7 @@ class Gallery:
 
         with self.writer.exclusive():
             summary = ingest_shards(self.target(), Path(shards), progress=progress, cancel=cancel)
-        self.desk.record(
-            "import embeddings",
-            {
-                **path_fields("shards", shards),
-                "import_id": self.catalogue.last_import_id(),
-                "added": summary.added,
-                "unchanged": summary.unchanged,
-                "failed": len(summary.failed),
-                "photos_after": self.catalogue.count_photos(),
-            },
-        )
+            self.desk.record_import_run("import embeddings", self.catalogue.last_import_id())
         return summary
 
     def prune_missing(self) -> int:

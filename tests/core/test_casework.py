@@ -22,6 +22,7 @@ from core.catalogue.catalogue import Catalogue
 from core.catalogue.migrations import LATEST_VERSION
 from core.common.errors import CaseworkError
 from tests.core.test_catalogue import columns, frozen_catalogue, new_photo
+from tests.core.test_photo_audit import import_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -285,7 +286,8 @@ def test_gallery_and_model_changes_are_logged_by_the_workspace(open_workspace, m
         "model", "import batch", "import", "attribute correction", "attribute sheet", "remove folder", "model"
     ]  # fmt: skip
     by_kind = {e.kind: e for e in entries}
-    assert by_kind["import"].payload["added"] == 4 and by_kind["import"].operator == "ana"
+    assert import_run(again.data_dir, by_kind["import"].payload["import_id"])["added"] == 4
+    assert by_kind["import"].operator == "ana"
     assert by_kind["attribute correction"].payload == {
         "photo_id": 2, "photo_sha256": by_kind["remove folder"].payload["photos"][1][1],
         "values": {"gender": "female"}, "source": "manual",

@@ -17,6 +17,7 @@ from core.cli.commands import main
 from core.common.operator import current_operator
 from tests.conftest import draw_person
 from tests.core.test_imaging import bad_files
+from tests.core.test_photo_audit import run_entries
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -241,7 +242,7 @@ def test_kill_9_during_import_loses_nothing_and_logs_every_committed_batch(tmp_p
     assert summary["added"] + summary["unchanged"] == 160 and summary["failed"] == []
     assert summary["unchanged"] >= killed_at  # nothing committed before the kill is redone
     assert sum(b["added"] for b in logged(data, "import batch")) == 160
-    assert [r["added"] for r in logged(data, "import")] == [160 - killed_at]
+    assert [run["added"] for _, run in run_entries(data)] == [160 - killed_at]
 
     with sqlite3.connect(data / "catalogue.sqlite3") as db:
         assert db.execute("SELECT count(*), count(DISTINCT sha256), count(DISTINCT path) FROM photos").fetchone() == (
