@@ -53,7 +53,7 @@ class GalleryJobs(WindowController):
         per opening), rather than leave its photos out of every search."""
 
         def count(task):
-            return workspace.count_unembedded()
+            return workspace.gallery.count_unembedded()
 
         def start(unembedded: int) -> None:
             if unembedded and workspace is self.workspace and not self.job_running():
@@ -110,7 +110,7 @@ class GalleryJobs(WindowController):
             return
 
         def read(task):
-            return workspace.import_attribute_sheet(Path(path), key, id_pattern)
+            return workspace.gallery.import_attribute_sheet(Path(path), key, id_pattern)
 
         def done(sheet) -> None:
             message = (
@@ -144,7 +144,7 @@ class GalleryJobs(WindowController):
         if workspace is None:
             return
         self.runner.submit(
-            lambda task: workspace.remove_folder(folder),
+            lambda task: workspace.gallery.remove_folder(folder),
             pool="long",
             on_result=lambda n: self._changed(f"Removed {n} photo(s) of {folder}"),
             on_error=lambda m: self.alert.emit(m, "Cannot remove the folder"),
@@ -156,7 +156,7 @@ class GalleryJobs(WindowController):
         if workspace is None:
             return
         self.runner.submit(
-            lambda task: workspace.prune_missing(),
+            lambda task: workspace.gallery.prune_missing(),
             pool="long",
             on_result=lambda n: self._changed(f"Forgot {n} missing photo(s)"),
             on_error=lambda m: self.alert.emit(m, "Cannot forget missing photos"),

@@ -171,9 +171,9 @@ class IndexingDialog(GalleryJobDialog):
 
     def __init__(self, runner: TaskRunner, workspace, count: int, parent: QWidget | None = None):
         def run_indexing(task: Task) -> ImportSummary:
-            return workspace.embed_missing(progress=task.report, cancel=task.cancel)
+            return workspace.gallery.embed_missing(progress=task.report, cancel=task.cancel)
 
-        name = workspace.model_info().name
+        name = workspace.models.info().name
         super().__init__(
             runner,
             run_indexing,

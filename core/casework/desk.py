@@ -138,6 +138,9 @@ class CaseDesk:
     def close_case(self, number: str) -> CaseInfo:
         return self.store.set_case_state(number, closed=True, operator=self.operator)
 
+    def cases(self) -> list[CaseInfo]:
+        return self.store.cases()
+
     # -- exports -------------------------------------------------------------------------------
     def export_case_report(self, number: str, path: Path) -> Path:
         """Write a case's PDF report; the export itself is recorded with the file's sha256. The

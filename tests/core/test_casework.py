@@ -270,13 +270,13 @@ def test_kill_9_while_recording_leaves_no_half_record_and_a_valid_chain(tmp_path
 def test_gallery_and_model_changes_are_logged_by_the_workspace(open_workspace, make_photos, other_model, tmp_path):
     photos = make_photos(4)
     workspace = open_workspace()
-    workspace.operator = "ana"
+    workspace.desk.operator = "ana"
     workspace.import_paths([photos[0].parent])
-    workspace.set_attribute(2, "gender", "female")
+    workspace.gallery.set_attribute(2, "gender", "female")
     sheet = tmp_path / "sheet.csv"
     sheet.write_text(f"filename,hair\n{photos[0].name},long\n")
-    workspace.import_attribute_sheet(sheet)
-    workspace.remove_folder(str(photos[0].parent))
+    workspace.gallery.import_attribute_sheet(sheet)
+    workspace.gallery.remove_folder(str(photos[0].parent))
     workspace.close()
     upgraded = open_workspace(model=other_model)  # the same gallery opened with another model
     upgraded.close()

@@ -99,7 +99,7 @@ def _photo_ids(workspace: Workspace) -> list[int]:
 
 
 def _forget(workspace: Workspace, kind: str, folder) -> int:
-    return workspace.prune_missing() if kind == "prune" else workspace.remove_folder(str(folder))
+    return workspace.gallery.prune_missing() if kind == "prune" else workspace.gallery.remove_folder(str(folder))
 
 
 @pytest.mark.parametrize("kind", ["prune", "remove folder"])

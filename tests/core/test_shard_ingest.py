@@ -199,7 +199,7 @@ def test_each_committed_batch_is_in_the_audit_log_with_its_shard_and_rows(model,
     second = write_shard(tmp_path / "shards" / "b.parquet", rows, vectors)
     data = tmp_path / "data"
     with Workspace(data, model_dir) as workspace:
-        summary = ingest_shards(workspace.gallery_target(), tmp_path / "shards", batch_size=2)
+        summary = ingest_shards(workspace.gallery.target(), tmp_path / "shards", batch_size=2)
     assert summary.added == 8
     batches = audit_entries(data, "import embeddings batch")
     shards = [(b["shard"], b["rows"], b["added"]) for b in batches]
