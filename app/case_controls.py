@@ -47,7 +47,7 @@ class CaseControls(WindowController):
     def choose_new_case(self) -> None:
         if self.workspace is None:
             return
-        dialog = NewCaseDialog(self.workspace.operator, self.dialog_parent)
+        dialog = NewCaseDialog(self.workspace.desk.operator, self.dialog_parent)
         if dialog.exec() == NewCaseDialog.Accepted:
             self.recorder.new_case(
                 dialog.number.text().strip(),

@@ -88,7 +88,7 @@ class CaseRecorder(QObject):
         handle = self._handle
 
         def record(task):
-            search_id, revision = workspace.record_drawn_search(
+            search_id, revision = workspace.desk.record_drawn_search(
                 shown.pixels,
                 shown.strokes_json,
                 shown.scan,
@@ -125,7 +125,7 @@ class CaseRecorder(QObject):
         def review(task):
             if handle.search_id is None:
                 raise ValueError("the search could not be recorded, so its candidates cannot be marked")
-            return workspace.review(handle.search_id, rank, mark, note, photo_id)
+            return workspace.desk.review(handle.search_id, rank, mark, note, photo_id)
 
         def done(result) -> None:
             if handle is self._handle:
@@ -149,9 +149,9 @@ class CaseRecorder(QObject):
             return
         self.flush()
         if operator:
-            workspace.operator = operator
+            workspace.desk.operator = operator
         self._submit(
-            lambda task: workspace.new_case(number, title, notes),
+            lambda task: workspace.desk.new_case(number, title, notes),
             self._set_case,
             "new case",
         )
@@ -162,7 +162,7 @@ class CaseRecorder(QObject):
         if workspace is None:
             return
         self.flush()
-        self._submit(lambda task: workspace.open_case(number), self._set_case, "open case")
+        self._submit(lambda task: workspace.desk.open_case(number), self._set_case, "open case")
 
     def close_case(self) -> None:
         workspace, case = self.workspace, self.case
@@ -170,7 +170,7 @@ class CaseRecorder(QObject):
             return
         self.flush()
         self._submit(
-            lambda task: workspace.close_case(case.number),
+            lambda task: workspace.desk.close_case(case.number),
             lambda _closed: self._set_case(None),
             "close case",
         )
@@ -178,7 +178,7 @@ class CaseRecorder(QObject):
     def list_cases(self, on_result) -> None:
         workspace = self.workspace
         if workspace is not None:
-            self._submit(lambda task: workspace.cases(), on_result, "list cases")
+            self._submit(lambda task: workspace.desk.cases(), on_result, "list cases")
 
     def export_report(self, path: str) -> None:
         workspace, case = self.workspace, self.case
@@ -187,7 +187,7 @@ class CaseRecorder(QObject):
             return
         self.flush()
         self._submit(
-            lambda task: str(workspace.export_case_report(case.number, path)),
+            lambda task: str(workspace.desk.export_case_report(case.number, path)),
             self.reportWritten.emit,
             "export report",
         )

@@ -77,14 +77,14 @@ class GalleryJobs(WindowController):
             self.job_dialog.raise_()
             self.message.emit(f"Wait for the running job: {self.job_dialog.windowTitle()}", 5000)
             return self.job_dialog
-        return self._start_job(ImportDialog(self.runner, self.workspace, [str(r) for r in roots], self.dialog_parent))
+        return self._start_job(ImportDialog(self.runner, self.workspace, [Path(r) for r in roots], self.dialog_parent))
 
     def index_if_needed(self, workspace) -> None:
         """A gallery imported with another model has no embeddings for this one: index it now (once
         per opening), rather than leave its photos out of every search."""
 
         def count(task):
-            return workspace.count_unembedded()
+            return workspace.gallery.count_unembedded()
 
         def start(unembedded: int) -> None:
             if not unembedded or workspace is not self.workspace or self.job_running():
@@ -151,7 +151,7 @@ class GalleryJobs(WindowController):
             return
 
         def read(task):
-            return workspace.import_attribute_sheet(Path(path), key, id_pattern)
+            return workspace.gallery.import_attribute_sheet(Path(path), key, id_pattern)
 
         def done(sheet) -> None:
             message = (
@@ -187,7 +187,7 @@ class GalleryJobs(WindowController):
         if workspace is None or self._refused("Remove folder"):
             return
         self.runner.submit(
-            lambda task: workspace.remove_folder(folder),
+            lambda task: workspace.gallery.remove_folder(folder),
             pool="long",
             on_result=lambda n: self._changed(f"Removed {n} photo(s) of {folder}"),
             on_error=lambda m: self.alert.emit(m, "Cannot remove the folder"),
@@ -199,7 +199,7 @@ class GalleryJobs(WindowController):
         if workspace is None or self._refused("Forget missing photos"):
             return
         self.runner.submit(
-            lambda task: workspace.prune_missing(),
+            lambda task: workspace.gallery.prune_missing(),
             pool="long",
             on_result=lambda n: self._changed(f"Forgot {n} missing photo(s)"),
             on_error=lambda m: self.alert.emit(m, "Cannot forget missing photos"),

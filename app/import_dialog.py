@@ -5,6 +5,7 @@ files not added and why (failed, or a duplicate of another file), a list that ca
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -196,13 +197,14 @@ class GalleryJobDialog(CancellableJobDialog):
 class ImportDialog(GalleryJobDialog):
     """Imports ``roots`` (files and folders) into the workspace's gallery."""
 
-    def __init__(self, runner: TaskRunner, workspace, roots: list[str], parent: QWidget | None = None):
-        self.roots = [str(r) for r in roots]
+    def __init__(self, runner: TaskRunner, workspace, roots: list[Path], parent: QWidget | None = None):
+        self.roots = list(roots)
 
         def run_import(task: Task) -> ImportSummary:
             return workspace.import_paths(self.roots, progress=task.report, cancel=task.cancel)
 
-        super().__init__(runner, run_import, "Import photos", "Importing from " + ", ".join(self.roots), parent)
+        shown = ", ".join(map(str, self.roots))
+        super().__init__(runner, run_import, "Import photos", f"Importing from {shown}", parent)
 
 
 class IndexingDialog(GalleryJobDialog):
@@ -215,9 +217,9 @@ class IndexingDialog(GalleryJobDialog):
 
     def __init__(self, runner: TaskRunner, workspace, count: int, parent: QWidget | None = None):
         def run_indexing(task: Task) -> ImportSummary:
-            return workspace.embed_missing(progress=task.report, cancel=task.cancel)
+            return workspace.gallery.embed_missing(progress=task.report, cancel=task.cancel)
 
-        name = workspace.model_info().name
+        name = workspace.models.info().name
         super().__init__(
             runner,
             run_indexing,

@@ -205,7 +205,7 @@ class MainWindow(QMainWindow):
         self._set_workspace(None)
         data_dir, model_dir, device = self._data_dir(), self._model_dir(), self._device()
         key = (str(model_dir or ""), device or "auto")
-        reuse = old.loaded_model() if old is not None and key == self._model_key else None
+        reuse = old.models.loaded() if old is not None and key == self._model_key else None
         self._model_key = key
         runner = self.runner
 
@@ -245,7 +245,7 @@ class MainWindow(QMainWindow):
         self.open_workspace()
 
     def show_about(self):
-        return show_about(self, self.workspace.model_info() if self.workspace is not None else None)
+        return show_about(self, self.workspace.models.info() if self.workspace is not None else None)
 
     def _set_workspace(self, workspace) -> None:
         if self.workspace is not None and self.workspace is not workspace:
@@ -260,7 +260,7 @@ class MainWindow(QMainWindow):
 
     def _workspace_ready(self, workspace, owned: bool) -> None:
         self._owns_workspace = owned
-        info = workspace.model_info()
+        info = workspace.models.info()
         self.filters.set_schema(workspace.schema, predicted=info.attributes_trained)
         self.status_bar.show_model(info)
         self.status_bar.showMessage(f"Gallery {workspace.data_dir}", 5000)

@@ -36,6 +36,21 @@ MAX_SQLITE_INTEGER = 2**63 - 1
 Record = Callable[[Connection, list[int]], None]
 
 
+def gallery_size(connection: Connection) -> tuple[int, int | None]:
+    """(photos catalogued, id of the newest import run or None), read in the caller's transaction
+    (a search is recorded with the gallery it ranked, in its own write)."""
+    photos = connection.execute(select(func.count(Photo.id))).scalar_one()
+    return photos, connection.execute(select(func.max(ImportRun.id))).scalar()
+
+
+def photo_hashes_and_thumbnails(connection: Connection, photo_ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+    """id -> (sha256, JPEG thumbnail) of those of ``photo_ids`` still catalogued, read in the caller's
+    transaction (a recorded ranking keeps them: a photo pruned later still shows in it)."""
+    ids = [int(i) for i in photo_ids]
+    rows = connection.execute(select(Photo.id, Photo.sha256, Photo.thumbnail).where(Photo.id.in_(ids)))
+    return {photo_id: (sha256, thumbnail) for photo_id, sha256, thumbnail in rows}
+
+
 @dataclass(frozen=True)
 class FileState:
     """What the catalogue knows of a path, enough to skip an unchanged file without reading it."""
@@ -916,11 +931,13 @@ class Catalogue:
             return list(session.scalars(select(Photo.id).where(Photo.source_folder == folder)))
 
     # -- import log ----------------------------------------------------------------------------
-    def start_import(self, roots: Sequence[str]) -> int:
+    def start_import(self, roots: Sequence[Path]) -> int:
+        """A run in the import log: its folders (or shard location) as JSON text, each path as Python
+        names it (a byte that is not UTF-8 as its \\udcXX escape: read back, the same path)."""
         with self._begin() as session:
             run = ImportRun(
                 started_at=utcnow(),
-                roots=json.dumps(list(roots)),
+                roots=json.dumps([os.fspath(root) for root in roots]),
                 status="running",
                 added=0,
                 updated=0,

@@ -12,7 +12,8 @@ added and how many replace a photo whose file now holds other content, with the 
 their consecutive ids), a photo forgotten because its file was replaced (``removed``), and a photo
 followed to a new path (``relocated``, with its ``previous_path``) or given a new modification time
 (``relocated`` at the same path). Each entry has the four counts, so the catalogue changes by the
-sum of added + updated - removed. The run's ``import`` entry (written by the workspace) follows."""
+sum of added + updated - removed. The run's ``import`` entry (written by the gallery service, naming
+the run's row in the catalogue's import log and binding its content) follows."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,7 +96,7 @@ class _KnownContent:
     sha256: str
 
 
-def find_files(roots: Sequence[str | Path], summary: ImportSummary) -> list[_Found]:
+def find_files(roots: Sequence[Path], summary: ImportSummary) -> list[_Found]:
     """Every image under ``roots`` once (overlapping roots are fine), with its size and mtime."""
     found: dict[str, _Found] = {}
 
@@ -103,7 +104,7 @@ def find_files(roots: Sequence[str | Path], summary: ImportSummary) -> list[_Fou
         summary.failed.append(ImportFailure(str(path), reason))
 
     for root in roots:
-        root_path = Path(root).absolute()
+        root_path = root.absolute()
         folder = str(root_path if root_path.is_dir() else root_path.parent)
         for path in iter_image_files(root_path, on_error=fail):
             key = str(path)
@@ -307,17 +308,16 @@ class _Importer:
 
 def import_paths(
     target: ImportTarget,
-    roots: Iterable[str | Path],
+    roots: Sequence[Path],
     *,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     batch_size: int = 32,
 ) -> ImportSummary:
-    roots = [Path(r) for r in roots]
     importer = _Importer(target, progress, cancel, batch_size)
     catalogue = target.catalogue
     # absolute, so that the folders the run covered are known whatever folder it was started from
-    import_id = importer.import_id = catalogue.start_import([str(r.absolute()) for r in roots])
+    import_id = importer.import_id = catalogue.start_import([root.absolute() for root in roots])
     error: BaseException | None = None
     try:
         files = find_files(roots, importer.summary)

@@ -16,7 +16,7 @@ def test_filters_narrow_the_grid_without_re_embedding(qtbot, make_window, own_ga
     ids = gallery_workspace.photo_ids().tolist()
     women = set(ids[:3])
     for photo_id in ids:
-        gallery_workspace.set_attribute(photo_id, "gender", "female" if photo_id in women else "male")
+        gallery_workspace.gallery.set_attribute(photo_id, "gender", "female" if photo_id in women else "male")
     assert "gender" in window.filters.combos
 
     draw_figure_strokes(qtbot, window.canvas)
@@ -252,7 +252,7 @@ def test_a_gallery_imported_with_another_model_is_indexed_on_opening(
     qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
     assert dialog.summary.updated == 4 and not dialog.summary.failed
     assert "4 photo(s) indexed" in dialog.counts.text()
-    assert workspace.count_unembedded() == 0 and workspace.verify().ok
+    assert workspace.gallery.count_unembedded() == 0 and workspace.verify().ok
     draw_figure_strokes(qtbot, window.canvas)
     wait_for_results(qtbot, window, 4)
     dialog.close()

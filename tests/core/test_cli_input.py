@@ -144,7 +144,7 @@ def test_an_import_while_another_runs_says_so_and_leaves_it_running(tmp_path, ca
     database = tmp_path / "data" / "catalogue.sqlite3"
     with FileLock(tmp_path / "data" / "import.lock"):  # as a running import holds it, with its run 'running'
         catalogue = Catalogue(tmp_path / "data")
-        running = catalogue.start_import([str(photos[0].parent)])
+        running = catalogue.start_import([photos[0].parent])
         catalogue.close()
         second = run_cli(*data, "import", photos[0].parent)
         assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr

@@ -107,7 +107,7 @@ def test_removed_files_are_flagged_then_pruned(open_workspace, make_photos, tmp_
     assert workspace.import_paths([photos[0].parent]).unchanged == 4
     assert [path for _, path in workspace.catalogue.missing_photos()] == [str(photos[1])]
 
-    assert workspace.prune_missing() == 1
+    assert workspace.gallery.prune_missing() == 1
     assert set(photo_paths(workspace)) == {str(photos[i]) for i in (0, 2, 3, 4)}
     assert len(workspace.index) == 4 and workspace.verify().ok
 
@@ -195,7 +195,7 @@ def test_deleted_or_corrupt_index_is_rebuilt_from_the_catalogue(open_workspace, 
     workspace.import_paths([photos[0].parent])
     query = workspace.index.reconstruct(photo_paths(workspace)[str(photos[2])])
     expected = workspace.search_embeddings(query[None], top_k=5)[0]
-    index_path = workspace.index_path
+    index_path = workspace.indexes.path
     workspace.close()
 
     index_path.unlink()
@@ -218,10 +218,10 @@ def test_stale_index_is_rebuilt(open_workspace, make_photos):
     photos = make_photos(4)
     workspace = open_workspace()
     workspace.import_paths([photos[0].parent])
-    stale = workspace.index_path.read_bytes()
+    stale = workspace.indexes.path.read_bytes()
     make_photos(2, start=100)
     workspace.import_paths([photos[0].parent])
-    workspace.index_path.write_bytes(stale)  # as if the process died before saving the index
+    workspace.indexes.path.write_bytes(stale)  # as if the process died before saving the index
     workspace.close()
     reopened = open_workspace()
     assert len(reopened.index) == 6 and reopened.verify().ok
