@@ -6,13 +6,16 @@ open asks first where it should go, so that no case's report silently leaves it 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
 from app.candidate_grid import CandidateGrid
 from app.candidates_model import CandidatesModel
 from app.casework import CaseRecorder, NewCaseDialog
 from app.controller import WindowController
+from app.settings import REPORTS, last_folder, remember_folder
 from core.casework.records import CaseInfo, ReviewMark
 
 REPORT_FILTER = "PDF report (*.pdf)"
@@ -28,9 +31,15 @@ def window_title(case: CaseInfo | None) -> str:
 
 class CaseControls(WindowController):
     def __init__(
-        self, recorder: CaseRecorder, candidates: CandidatesModel, grid: CandidateGrid, dialog_parent: QWidget
+        self,
+        recorder: CaseRecorder,
+        candidates: CandidatesModel,
+        grid: CandidateGrid,
+        dialog_parent: QWidget,
+        settings: QSettings,
     ):
         super().__init__(dialog_parent)
+        self.settings = settings
         self.recorder = recorder
         self.candidates = candidates
         self.grid = grid
@@ -46,7 +55,7 @@ class CaseControls(WindowController):
         made then waits for it)."""
         if self.workspace is None:
             return
-        dialog = NewCaseDialog(self.workspace.operator, self.dialog_parent)
+        dialog = NewCaseDialog(self.workspace.desk.operator, self.dialog_parent)
         if dialog.exec() == NewCaseDialog.Accepted:
             self.recorder.new_case(
                 dialog.number.text().strip(),
@@ -83,10 +92,10 @@ class CaseControls(WindowController):
         case = self.recorder.case
         if case is None:
             return
-        path, _ = QFileDialog.getSaveFileName(
-            self.dialog_parent, "Export case report", f"case-{case.number}.pdf", REPORT_FILTER
-        )
+        suggested = str(Path(last_folder(self.settings, REPORTS)) / f"case-{case.number}.pdf")
+        path, _ = QFileDialog.getSaveFileName(self.dialog_parent, "Export case report", suggested, REPORT_FILTER)
         if path:
+            remember_folder(self.settings, REPORTS, path)
             self.message.emit(f"Writing the report of case {case.number}…", 0)
             self.recorder.export_report(path)
 

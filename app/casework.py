@@ -38,6 +38,7 @@ class CaseRecorder(QObject):
     caseChanged = Signal(object)  # CaseInfo or None
     caseChosen = Signal(object)  # the same, when a person chose it (to be opened again at the next start)
     recorded = Signal(int, int)  # search id, revision
+    queryWarnings = Signal(int, list)  # search id, the warnings recorded on its query (core.casework.query_check)
     takenOver = Signal(int, int)  # the search on screen, and its copy in the case now open (or under no case)
     marksChanged = Signal(object, object)  # photo id -> ReviewMark of the search shown; photo id -> earlier CaseMark
     reportWritten = Signal(str)
@@ -114,7 +115,7 @@ class CaseRecorder(QObject):
         handle = self._handle
 
         def record(task):
-            search_id, revision = workspace.record_drawn_search(
+            search_id, revision = workspace.desk.record_drawn_search(
                 shown.pixels,
                 shown.strokes_json,
                 shown.scan,
@@ -127,12 +128,14 @@ class CaseRecorder(QObject):
                 revision_of=None if fresh else handle.search_id,
             )
             handle.search_id, handle.revision = search_id, revision
-            return search_id, revision, self._read_case_marks(workspace, case_id)
+            warnings = workspace.casework.search(search_id).latest.query_warnings
+            return search_id, revision, warnings, self._read_case_marks(workspace, case_id)
 
         def done(result) -> None:
-            search_id, revision, case_marks = result
+            search_id, revision, warnings, case_marks = result
             self._case_marks_read(case_marks, case_id)
             self.recorded.emit(search_id, revision)
+            self.queryWarnings.emit(search_id, warnings)
 
         self._submit(record, done, "record search")
 
@@ -163,7 +166,7 @@ class CaseRecorder(QObject):
         def review(task):
             if handle.search_id is None:
                 raise ValueError("the search could not be recorded, so its candidates cannot be marked")
-            workspace.review(handle.search_id, rank, mark, note, photo_id)
+            workspace.desk.review(handle.search_id, rank, mark, note, photo_id)
             return self._read_case_marks(workspace, case_id)
 
         def done(case_marks) -> None:
@@ -189,14 +192,14 @@ class CaseRecorder(QObject):
         def take_over(task):
             if source.search_id is None:
                 raise ValueError("the search on screen could not be recorded, so it cannot be taken over")
-            taken.search_id, taken.revision = workspace.take_over_search(source.search_id, case_id, occasion)
+            taken.search_id, taken.revision = workspace.desk.take_over_search(source.search_id, case_id, occasion)
             return source.search_id, taken.search_id
 
         self._submit(take_over, lambda result: self.takenOver.emit(*result), "take over search")
 
     @staticmethod
     def _read_case_marks(workspace, case_id: int | None) -> dict[int, CaseMark] | None:
-        return workspace.case_marks(case_id) if case_id is not None else None
+        return workspace.desk.case_marks(case_id) if case_id is not None else None
 
     def _case_marks_read(self, case_marks: dict[int, CaseMark] | None, case_id: int | None) -> None:
         if case_id is not None and case_id == self._open_case_id():
@@ -220,14 +223,14 @@ class CaseRecorder(QObject):
         if workspace is None:
             return
         if operator:
-            workspace.operator = operator
-        self._switch_case(lambda: workspace.new_case(number, title, notes), "started", "new case")
+            workspace.desk.operator = operator
+        self._switch_case(lambda: workspace.desk.new_case(number, title, notes), "started", "new case")
 
     def open_case(self, number: str) -> None:
         """Work in a case (opened again if it was closed)."""
         workspace = self.workspace
         if workspace is not None:
-            self._switch_case(lambda: workspace.open_case(number), "opened", "open case")
+            self._switch_case(lambda: workspace.desk.open_case(number), "opened", "open case")
 
     def resume_case(self, number: str, refused: Callable[[str], None]) -> None:
         """Work again in the case open at the last start, unless it was closed since (or is gone):
@@ -237,7 +240,7 @@ class CaseRecorder(QObject):
             return
 
         def find() -> CaseInfo | None:
-            return next((c for c in workspace.cases() if c.number == number), None)
+            return next((c for c in workspace.desk.cases() if c.number == number), None)
 
         def unless_closed(case: CaseInfo | None) -> bool:
             if case is not None and case.is_open:
@@ -273,8 +276,8 @@ class CaseRecorder(QObject):
             taken = None
             if source is not None and source.case_id != case.id and source.search_id is not None:
                 occasion = f"on screen when case {case.number} was {verb}"
-                taken = workspace.take_over_search(source.search_id, case.id, occasion)
-            return case, taken, workspace.case_marks(case.id)
+                taken = workspace.desk.take_over_search(source.search_id, case.id, occasion)
+            return case, taken, workspace.desk.case_marks(case.id)
 
         def done(result) -> None:
             case, taken, case_marks = result
@@ -322,12 +325,12 @@ class CaseRecorder(QObject):
             self._set_case(None, chosen=True)
             self._set_marks(self.marks)
 
-        self._submit(lambda task: workspace.close_case(case.number), closed, "close case")
+        self._submit(lambda task: workspace.desk.close_case(case.number), closed, "close case")
 
     def list_cases(self, on_result) -> None:
         workspace = self.workspace
         if workspace is not None:
-            self._submit(lambda task: workspace.cases(), on_result, "list cases")
+            self._submit(lambda task: workspace.desk.cases(), on_result, "list cases")
 
     def export_report(self, path: str) -> None:
         workspace, case = self.workspace, self.case
@@ -336,7 +339,7 @@ class CaseRecorder(QObject):
             return
         self.flush()
         self._submit(
-            lambda task: str(workspace.export_case_report(case.number, path)),
+            lambda task: str(workspace.desk.export_case_report(case.number, path)),
             self.reportWritten.emit,
             "export report",
         )

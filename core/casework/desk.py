@@ -41,6 +41,10 @@ class CaseDesk:
     def record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
         return self.store.record_event(kind, self.operator, payload, case_id)
 
+    def record_import_run(self, kind: str, import_id: int, extra: Mapping | None = None) -> int:
+        """The entry that ends an import run: see :meth:`CaseworkStore.record_import_run`."""
+        return self.store.record_import_run(kind, self.operator, import_id, extra)
+
     def log_in(self, connection: Connection, kind: str, payload: dict) -> None:
         """An audit entry inside the caller's write transaction ``connection`` (committed with it)."""
         self.store.append_entry(connection, kind, self.operator, payload)
@@ -143,6 +147,9 @@ class CaseDesk:
 
     def close_case(self, number: str) -> CaseInfo:
         return self.store.set_case_state(number, closed=True, operator=self.operator)
+
+    def cases(self) -> list[CaseInfo]:
+        return self.store.cases()
 
     # -- exports -------------------------------------------------------------------------------
     def export_case_report(self, number: str, path: Path) -> Path:

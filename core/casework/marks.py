@@ -7,14 +7,13 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from core.casework.records import CaseMark, ReviewMark
+from core.casework.tables import reviews, searches
 from core.catalogue.catalogue import Catalogue
-from core.catalogue.orm import ReviewRow, SearchRow
 
 
 def case_marks(catalogue: Catalogue, case_id: int) -> dict[int, CaseMark]:
     """photo id -> the case's newest decision on it, in one query; a photo whose newest decision
     withdrew the mark (CLEAR) has none."""
-    reviews, searches = ReviewRow.__table__, SearchRow.__table__
     newest_first = func.row_number().over(partition_by=reviews.c.photo_id, order_by=reviews.c.id.desc())
     ranked = (
         select(reviews, newest_first.label("newness"))

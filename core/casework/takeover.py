@@ -10,13 +10,12 @@ from sqlalchemy import select
 
 from core.casework.records import QueryKind, SearchQuery
 from core.casework.store import CaseworkStore
-from core.catalogue.orm import SearchRow
+from core.casework.tables import searches
 from core.common.errors import CaseworkError
 
 
 def recorded_query(store: CaseworkStore, search_id: int) -> SearchQuery:
     """What a recorded search searched with, as it was recorded."""
-    searches = SearchRow.__table__
     columns = (searches.c.query_kind, searches.c.query_name, searches.c.query_png)
     with store.catalogue.read_connection() as c:
         row = c.execute(

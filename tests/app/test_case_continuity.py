@@ -98,7 +98,7 @@ def test_a_case_started_after_importing_a_sketch_reports_the_search_and_its_mark
 
 def test_opening_a_case_with_nothing_on_screen_records_nothing(qtbot, make_window, own_gallery_workspace):
     workspace = own_gallery_workspace
-    case = workspace.new_case("2026-0080", "Harbour")
+    case = workspace.desk.new_case("2026-0080", "Harbour")
     window = make_window(workspace)
     window.recorder.open_case("2026-0080")
     qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
@@ -162,7 +162,7 @@ def shown_search(qtbot, make_window, own_gallery_workspace):
 
 def all_reviews(workspace):
     return [r for s in workspace.casework.searches_of_case(None) for r in workspace.casework.reviews(s.id)] + [
-        r for c in workspace.cases() for s in workspace.casework.searches_of_case(c.id)
+        r for c in workspace.desk.cases() for s in workspace.casework.searches_of_case(c.id)
         for r in workspace.casework.reviews(s.id)
     ]  # fmt: skip
 
@@ -212,7 +212,7 @@ def test_marking_with_no_case_can_start_one_first(qtbot, shown_search):
 
 def test_marking_with_no_case_can_open_one_first(qtbot, shown_search):
     window, workspace, search_id = shown_search
-    workspace.new_case("2026-0081", "Market")
+    workspace.desk.new_case("2026-0081", "Market")
     photo = window.candidates.candidate(0).photo_id
     when_modal(QMessageBox, click("Open case…"))
     when_modal(QInputDialog, pick_case("2026-0081"))
@@ -272,4 +272,4 @@ def test_a_photo_marked_earlier_in_the_case_shows_its_mark_in_a_later_search(qtb
     assert card(marked, EarlierMarkRole) is None and "Earlier" not in card(marked, Qt.ToolTipRole)
     assert [(r.photo_id, r.mark) for r in workspace.casework.reviews(later)] == [(marked, ReviewMark.EXCLUDED)]
     assert len(workspace.casework.reviews(first)) == 2
-    assert workspace.case_marks(window.recorder.case.id)[marked].search_id == later
+    assert workspace.desk.case_marks(window.recorder.case.id)[marked].search_id == later

@@ -29,7 +29,7 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     window.recorder.new_case("2026-0077", "Station assault", "ana", "witness sketch")
     qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
     assert window.status_bar.case_label.text() == "Case 2026-0077" and "2026-0077" in window.windowTitle()
-    assert workspace.operator == "ana"
+    assert workspace.desk.operator == "ana"
 
     draw_figure_strokes(qtbot, window.canvas)  # one burst of two strokes
     qtbot.waitUntil(lambda: window.candidates.total() == GALLERY_SIZE, timeout=60000)

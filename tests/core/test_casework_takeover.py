@@ -22,12 +22,12 @@ def test_a_search_taken_over_into_a_case_is_a_new_bound_search_that_says_where_i
     photos = make_photos(6)
     data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
     with Workspace(tmp_path / "data", untrained_model_dir, "cpu") as workspace:
-        workspace.operator = "ana"
+        workspace.desk.operator = "ana"
         workspace.import_paths([photos[0].parent])
-        _, no_case = workspace.search_file_recorded(photos[2], top_k=4, where={}, min_confidence=0.0)
-        workspace.review(no_case, 1, ReviewMark.POSSIBLE, "marked before the case was opened")
-        case = workspace.new_case("2026-0077", "Station assault")
-        taken, revision = workspace.take_over_search(no_case, case.id, "on screen when case 2026-0077 was opened")
+        _, no_case = workspace.searcher.search_file_recorded(photos[2], top_k=4, where={}, min_confidence=0.0)
+        workspace.desk.review(no_case, 1, ReviewMark.POSSIBLE, "marked before the case was opened")
+        case = workspace.desk.new_case("2026-0077", "Station assault")
+        taken, revision = workspace.desk.take_over_search(no_case, case.id, "on screen when case 2026-0077 was opened")
         store = workspace.casework
 
         assert (taken, revision) == (no_case + 1, 1)
@@ -54,16 +54,16 @@ def test_a_search_taken_over_into_a_case_is_a_new_bound_search_that_says_where_i
         # the case now holds the search; the marks made before stay with the original
         assert [s.id for s in store.searches_of_case(case.id)] == [taken] and store.case("2026-0077").searches == 1
         assert store.current_marks(taken) == {} and len(store.current_marks(no_case)) == 1
-        review = workspace.review(taken, 2, ReviewMark.EXCLUDED, "taller than described")
+        review = workspace.desk.review(taken, 2, ReviewMark.EXCLUDED, "taller than described")
         assert review.search_id == taken and store.current_marks(taken)[review.photo_id].mark == ReviewMark.EXCLUDED
 
         with pytest.raises(CaseworkError, match="in that case already"):
-            workspace.take_over_search(taken, case.id)
-        workspace.close_case("2026-0077")
+            workspace.desk.take_over_search(taken, case.id)
+        workspace.desk.close_case("2026-0077")
         with pytest.raises(CaseworkError, match="closed"):
-            workspace.take_over_search(no_case, case.id)
+            workspace.desk.take_over_search(no_case, case.id)
         # out of the closed case, under no case again (what "Mark without a case" does)
-        out, _ = workspace.take_over_search(taken, None, "marked without a case")
+        out, _ = workspace.desk.take_over_search(taken, None, "marked without a case")
         assert store.search(out).origin == f"taken over from search {taken} (case 2026-0077): marked without a case"
 
     code, printed, _ = cli(capsys, *data, "audit", "verify")
