@@ -5,6 +5,7 @@ models."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -21,7 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.adapt_run import AdaptRun
-from core.model.registry import InstalledModel, installed_models
+
+if TYPE_CHECKING:
+    from core.model.registry import InstalledModel
 
 
 class CloseQuestion(QMessageBox):
@@ -30,12 +33,11 @@ class CloseQuestion(QMessageBox):
 
     def __init__(self, parent: QWidget):
         super().__init__(
-            QMessageBox.Question,
-            "The adaptation is still running",
+            QMessageBox.Question, "Adapt the model to this gallery", "The adaptation is still running.", parent=parent
+        )
+        self.setInformativeText(
             "Keep it running in the background? The status bar shows its progress, and clicking there "
-            "(or Model → Adapt to this gallery…) brings this window back.",
-            QMessageBox.NoButton,
-            parent,
+            "(or Model → Adapt to this gallery…) brings this window back."
         )
         self.keep_button = self.addButton("Keep running in the background", QMessageBox.AcceptRole)
         self.cancel_button = self.addButton("Cancel the adaptation", QMessageBox.DestructiveRole)
@@ -75,6 +77,10 @@ class AdaptDialog(QDialog):
         self.progress.setFormat("%p% (%v of %m steps)")
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setToolTip(
+            "Time left: the median time of the recent training steps times the steps left, plus the "
+            "collapse guard's measurement at the end of each epoch, as long as the last one took"
+        )
         self.losses = QLabel()
         self.losses.setToolTip("Training losses of the last step (lower: the model agrees more with itself)")
         self.guard = QLabel()
@@ -196,6 +202,8 @@ class ModelChooser(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Use a model")
         self.setMinimumWidth(520)
+        from core.model.registry import installed_models
+
         self.models: list[InstalledModel] = installed_models(data_dir)
         self.list = QListWidget()
         self.list.setAccessibleName("Installed models")

@@ -4,27 +4,28 @@ the dialog that shows it, so hiding that dialog never loses it and there is one 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Signal
 
 from app.workers import Cancelled, Task, TaskRunner
 from core.common.private_files import make_private_folder
-from core.model.registry import models_dir
 
 READING = "Reading the gallery…"
 
 
 def adapted_folder(data_dir: Path, base_sha256: str, photos_sha256: str) -> Path:
     """One folder per (base model, gallery contents): adapting again the same gallery from the same
-    model resumes the run that was cancelled or interrupted there."""
+    model resumes the run that was cancelled or interrupted there. Called on the training thread:
+    the model registry imports torch, seconds the window must not stand still for."""
+    from core.model.registry import models_dir
+
     return models_dir(data_dir) / f"adapted-{photos_sha256[:8]}-from-{base_sha256[:8]}"
 
 
-def describe_time_left(seconds: float | None) -> str:
+def describe_time_left(seconds: float) -> str:
     """Rounded as a person would say it: the estimate is a median of recent steps, not a promise."""
-    if seconds is None:
-        return "time left known after the first step"
     if seconds < 10:
         return "a few seconds left"
     if seconds < 90:
@@ -110,9 +111,16 @@ class AdaptRun(QObject):
             self.changed.emit()
 
     def stop(self, msecs: int) -> bool:
-        """On quitting: cancel and wait until the run has stopped (its state written whole)."""
+        """On quitting: cancel and wait until the run has stopped (its state written whole), a step
+        at most. The window keeps painting meanwhile (what it says: stopping) but takes no input."""
         self.cancel()
-        return self.runner.pools["train"].waitForDone(msecs)
+        deadline = time.monotonic() + msecs / 1000
+        pool = self.runner.pools["train"]
+        while not pool.waitForDone(50):
+            if time.monotonic() > deadline:
+                return False
+            QCoreApplication.processEvents(QEventLoop.ExcludeUserInputEvents)
+        return True
 
     # -- what is shown -----------------------------------------------------------------------------
     def stage(self) -> str:
@@ -126,15 +134,15 @@ class AdaptRun(QObject):
             text = p.message
         else:
             text = f"Epoch {p.epoch} of {p.epochs} · step {p.step} of {p.steps}"
-        if p is not None and p.total:
+        if self.cancelling:  # the time left no longer applies: the run stops within the step under way
+            return f"Cancelling — {text}"
+        if p is not None and p.seconds_left is not None:
             text += f" · {describe_time_left(p.seconds_left)}"
-        if self.cancelling:
-            text = f"Cancelling — {text}"
         return text
 
     def percent(self) -> int | None:
         p = self.progress
-        return round(100 * p.done / p.total) if p is not None and p.total else None
+        return 100 * p.done // p.total if p is not None and p.total else None  # as the progress bar shows it
 
     def summary(self) -> str:
         """One short line for the status bar."""
@@ -146,9 +154,13 @@ class AdaptRun(QObject):
             return "Adaptation failed"
         if self.cancelling:
             return "Adapting the model: cancelling…"
+        p = self.progress
+        stage = (p.message if p is not None and p.message else READING).lower()
         if self.percent() is None:
-            return f"Adapting the model: {(self.progress.message if self.progress else READING).lower()}"
-        return f"Adapting the model: {self.percent()}% · {describe_time_left(self.progress.seconds_left)}"
+            return f"Adapting the model: {stage}"
+        if p.seconds_left is None:
+            return f"Adapting the model: {self.percent()}% · {stage}"
+        return f"Adapting the model: {self.percent()}% · {describe_time_left(p.seconds_left)}"
 
     # -- reported by the task ----------------------------------------------------------------------
     def _progressed(self, progress) -> None:

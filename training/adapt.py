@@ -735,6 +735,8 @@ class Adaptation:
         resumed_at = (self.epoch + 1, self.step) if self.resumed else None
         if self.resumed:
             log.info("resumed from %s at epoch %d, step %d", self.work, self.epoch + 1, self.step)
+            at = self._progress(self.epoch, self.step, self.steps)
+            report(replace(at, message=f"Resuming after {at.done} of {at.total} steps…"))
         else:
             self._start_afresh()
         self.started = True
@@ -749,7 +751,8 @@ class Adaptation:
             self.settings,
             {"command": self.command, "guard": self.guard_log, "torch": torch.__version__, "device": str(self.device)},
         )
-        report(self._progress(s.epochs, 0, self.steps, message="Writing the model…"))
+        writing = self._progress(s.epochs, 0, self.steps, message="Writing the model…")
+        report(replace(writing, seconds_left=None))  # no write timed yet to estimate it from
         try:
             self.stop_if_cancelled(cancel, "before writing the model")
             written = write_model_atomically(

@@ -6,8 +6,12 @@ re-indexes the gallery."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import shiboken6
@@ -236,3 +240,40 @@ def test_use_switches_among_installed_models(qtbot, make_window, own_gallery_wor
     window.use_model(chooser.chosen().path)
     wait_for_model(qtbot, window, other_model.sha256)
     wait_indexed(qtbot, window)
+
+
+def test_opening_the_adaptation_window_leaves_torch_to_the_training_thread():
+    """Loading torch takes seconds (12 s seen on a busy machine): on the window's thread it froze the
+    window at the first Model → Adapt, the menu drawn open and no click taken."""
+    code = (
+        "import sys\n"
+        "import app.main_window, app.adapt_dialog, app.adapt_run, app.model_switcher\n"
+        "print(sorted(m for m in ('torch', 'training.adapt', 'core.model.checkpoint') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_status_bar_button_never_widens_the_window(qtbot):
+    """Its text changes every step; at its natural width it pushed the window wider (seen under X)."""
+    from app.adapt_indicator import MIN_WIDTH, AdaptIndicator
+    from app.status_bar import WindowStatusBar
+
+    bar = WindowStatusBar()
+    qtbot.addWidget(bar)
+    bar.model_label.setText("Model: a long adapted model name (adapted to a gallery (AMA, unsupervised))")
+    indicator = AdaptIndicator()
+    bar.addPermanentWidget(indicator)
+    before = bar.minimumSizeHint().width()
+
+    class Running:
+        def summary(self):
+            return "Adapting the model: 23% · about 50 s left, and more words than any bar has room for"
+
+    indicator.show_run(Running())
+    bar.show()
+    assert bar.minimumSizeHint().width() - before <= MIN_WIDTH + 40  # its margin and the bar's spacing
+    assert indicator.sizeHint().width() > MIN_WIDTH  # where there is room, the whole text

@@ -79,6 +79,7 @@ def test_adapt_reports_its_steps_and_writes_a_model_whose_manifest_names_base_ga
     steps = [p for p in reports if not p.message and p.guard is None]
     assert [(p.done, p.total) for p in steps] == [(1, 2), (2, 2)]  # the run's steps, counted
     assert all(p.seconds_left is not None and p.seconds_left >= 0 for p in steps)  # from the steps timed
+    assert [p.seconds_left for p in reports if p.message == "Writing the model…"] == [None]  # never guessed
     network, manifest = load_checkpoint(out)
     base_network, base = load_checkpoint(model_dir)
     # by default the batch-norm statistics stay the base model's (pseudo-sketches are not the
@@ -116,7 +117,9 @@ def test_cancelled_run_resumes_where_it_stopped(tmp_path, gallery, model_dir):
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"half")
     steps = []
-    result = adapt(model_dir, gallery, out, settings=settings, progress=lambda p: steps.append((p.epoch, p.step)))
+    result = adapt(
+        model_dir, gallery, out, settings=settings, progress=lambda p: p.message or steps.append((p.epoch, p.step))
+    )
     assert result.resumed_at == (1, 1)
     assert (1, 1) not in steps and (1, 2) in steps and (2, 2) in steps  # the first step is not run again
     load_checkpoint(out)
