@@ -85,6 +85,7 @@ class MainWindow(QMainWindow):
         self.gallery_jobs = GalleryJobs(self.runner, self.settings, self)
         self.case_controls = CaseControls(self.recorder, self.candidates, self.grid, self, self.settings)
         self.model_switcher = ModelSwitcher(self.runner, self)
+        self.status_bar.addPermanentWidget(self.model_switcher.indicator)
 
         self._build_layout()
         self._case_changed(None)
@@ -239,6 +240,9 @@ class MainWindow(QMainWindow):
     def use_model(self, folder) -> None:
         """Reopen the gallery with the model in ``folder`` (remembered for the next start); photos
         without an embedding for it are indexed in the background as for any model change."""
+        if not folder:
+            self._status_error("No model to switch to; the model in use is unchanged.")
+            return
         self.options.model_dir = Path(folder)
         if self.workspace is not None:  # the same gallery, whatever opened it
             self.options.data_dir = self.workspace.data_dir
@@ -439,6 +443,7 @@ class MainWindow(QMainWindow):
         self.recorder.flush()  # the search shown last is recorded before the window goes
         self.runner.pools["record"].waitForDone(30000)
         self.live.workspace = None
+        self.model_switcher.stop()  # an adaptation stops at its next step and keeps a whole state
         # Cancel, but do not wait: a running batch finishes or dies with the process, and either way
         # SQLite (committed batches) and the index (atomic writes) stay whole, as after a kill -9.
         self.runner.shutdown(msecs=0)
