@@ -15,10 +15,12 @@ from sqlalchemy import Connection
 
 from core.casework import audit
 from core.casework.logged_paths import path_fields
+from core.casework.marks import case_marks
 from core.casework.query import drawn_query
 from core.casework.query_check import query_warnings
-from core.casework.records import AuditCheck, CaseInfo, Review, ReviewMark, SearchQuery
+from core.casework.records import AuditCheck, CaseInfo, CaseMark, Review, ReviewMark, SearchQuery
 from core.casework.store import CaseworkStore
+from core.casework.takeover import take_over_search
 from core.catalogue.videos import video_sources_by_sha256
 from core.common.clock import utcnow
 from core.common.operator import current_operator
@@ -39,6 +41,10 @@ class CaseDesk:
     # -- the audit log -------------------------------------------------------------------------
     def record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
         return self.store.record_event(kind, self.operator, payload, case_id)
+
+    def record_import_run(self, kind: str, import_id: int, extra: Mapping | None = None) -> int:
+        """The entry that ends an import run: see :meth:`CaseworkStore.record_import_run`."""
+        return self.store.record_import_run(kind, self.operator, import_id, extra)
 
     def log_in(self, connection: Connection, kind: str, payload: dict) -> None:
         """An audit entry inside the caller's write transaction ``connection`` (committed with it)."""
@@ -116,10 +122,18 @@ class CaseDesk:
             revision_of=revision_of,
         )
 
+    def take_over_search(self, search_id: int, case_id: int | None, occasion: str = "") -> tuple[int, int]:
+        """The search on screen recorded again in another case: see core.casework.takeover."""
+        return take_over_search(self.store, search_id, case_id, self.operator, occasion)
+
     def review(
         self, search_id: int, rank: int, mark: ReviewMark, note: str = "", photo_id: int | None = None
     ) -> Review:
         return self.store.review(search_id, rank, mark, self.operator, note, photo_id)
+
+    def case_marks(self, case_id: int) -> dict[int, CaseMark]:
+        """The case's newest mark on each photo: see core.casework.marks."""
+        return case_marks(self.store.catalogue, case_id)
 
     # -- cases ---------------------------------------------------------------------------------
     def new_case(self, number: str, title: str, notes: str = "") -> CaseInfo:
@@ -134,6 +148,9 @@ class CaseDesk:
 
     def close_case(self, number: str) -> CaseInfo:
         return self.store.set_case_state(number, closed=True, operator=self.operator)
+
+    def cases(self) -> list[CaseInfo]:
+        return self.store.cases()
 
     # -- exports -------------------------------------------------------------------------------
     def export_case_report(self, number: str, path: Path) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from fpdf import FPDF
 
 from core.casework.records import AuditCheck, CaseInfo, RecordedSearch, Review
+from core.casework.report_video import draw_video_provenance
 from core.casework.weak import weak_result_warning
 from core.common.private_files import write_private_file
 from core.common.types import VideoSource
@@ -114,6 +115,8 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
         f"Filters: {filters}; predicted values counted from confidence {latest.min_confidence:.2f}; top {latest.top_k}",
         f"Recorded by SketchSearch {search.app_version}; audit entry {latest.audit_seq}",
     ]
+    if search.origin:  # a ranking taken over from another record (core.casework.takeover)
+        details.insert(1, f"Origin: {search.origin}")
     pdf.set_y(top)
     for text in details:
         _text(pdf, text, 8.5, height=4.4, indent=34)
@@ -160,7 +163,7 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
         for i, text in enumerate((f"#{c.photo_id}", sha[:22], sha[22:44], sha[44:])):
             pdf.set_xy(x, y + i * 3.8)  # fixed lines: cell, not multi_cell (line breaking is the slow part)
             pdf.cell(62, 3.8, text)
-        row += _video_provenance(pdf, c.photo_sha256, x, y + row)  # a candidate cut from video: where it was seen
+        row += draw_video_provenance(pdf, pdf.video_sources.get(sha), x, y + row)  # cut from video: where it was seen
         pdf.use_font(8.5)
         pdf.set_xy(x + 62, y)
         pdf.cell(18, 20, f"{c.score:+.4f}")
@@ -168,29 +171,6 @@ def _search_block(pdf: _ReportPDF, search: RecordedSearch, marks: dict[int, Revi
             pdf.set_xy(review_x, y + i * 4.2)
             pdf.cell(0, 4.2, line)
         pdf.set_y(y + row)
-
-
-def video_provenance_text(source: VideoSource) -> str:
-    """Where a candidate cut from video was seen, as the report states it."""
-    x0, y0, x1, y1 = source.box
-    return (
-        f"Seen in video {source.video_name} at {source.time_text} (frame {source.frame_index}), "
-        f"box {x0},{y0}-{x1},{y1} of {source.frame_size[0]}x{source.frame_size[1]}, track {source.track_id}; "
-        f"found by {source.detector} (detector score {source.score:.2f}); video sha256 {source.video_sha256}"
-    )
-
-
-def _video_provenance(pdf: _ReportPDF, photo_sha256: str, x: float, y: float) -> float:
-    """The provenance line under a candidate cut from video; returns the height it took (0: none)."""
-    source = pdf.video_sources.get(photo_sha256)
-    if source is None:
-        return 0.0
-    lines = _wrap(pdf.clean(video_provenance_text(source)), 7, pdf.w - pdf.r_margin - x)
-    pdf.use_font(7)
-    for i, line in enumerate(lines):
-        pdf.set_xy(x, y + i * 3.4)
-        pdf.cell(0, 3.4, line)
-    return 3.4 * len(lines) + 1
 
 
 def write_case_report(

@@ -67,7 +67,7 @@ class VideoImports:
             for info in infos:
                 if cancel is not None and cancel.is_set():
                     break
-                import_id = self.catalogue.start_import([info.path])
+                import_id = self.catalogue.start_import([Path(info.path)])
                 summary, failed = VideoSummary(info.path), True
                 try:
                     summary = import_video(target, info, samples_per_second, import_id, progress, cancel)
@@ -78,17 +78,15 @@ class VideoImports:
                     self.catalogue.finish_import(import_id, run, failed=failed)
                     gallery.indexes.save()
                 summaries.append(summary)
-                gallery.desk.record(
+                # the entry binds the run's record (the video's path, counts, status); the rest is the video's
+                gallery.desk.record_import_run(
                     "import video",
+                    import_id,
                     {
-                        **path_fields("video", info.path),
                         "sha256": summary.sha256,
-                        "import_id": import_id,
-                        "status": summary.status,
+                        "video_status": summary.status,
                         "frames_sampled": summary.frames_sampled,
-                        "added": summary.added,
                         "problem": summary.problem,
-                        "photos_after": self.catalogue.count_photos(),
                     },
                 )
         return summaries

@@ -81,3 +81,47 @@ def test_a_video_imported_from_the_menu_shows_where_each_candidate_was_seen(
     window.gallery_jobs.remove_folder(str(clip))
     qtbot.waitUntil(lambda: tree.topLevelItemCount() == 0, timeout=10000)
     assert bundled_workspace.catalogue.count_photos() == 0
+
+
+def test_the_video_dialog_opens_where_the_last_video_was_chosen_and_a_read_only_window_refuses_it(
+    qtbot, make_window, open_workspace, settings, tmp_path, monkeypatch
+):
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from app.settings import PHOTO_FOLDERS, last_folder
+
+    camera = tmp_path / "camera-7"
+    camera.mkdir()
+    clip = camera / "walker.mp4"
+    clip.write_bytes(b"not read: the refusal comes first")
+    data = tmp_path / "data"
+    first = make_window(open_workspace(data))
+    qtbot.waitUntil(lambda: first.menus.import_video_action.isEnabled(), timeout=30000)
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: asked.append(a[2]) or ([str(clip)], ""))
+    monkeypatch.setattr(QInputDialog, "getDouble", lambda *a, **k: (2.0, False))  # the rate not given: no import
+    first.menus.import_video_action.trigger()
+    first.menus.import_video_action.trigger()
+    assert asked[0] != str(camera) and asked[1] == str(camera)  # the folder the last video came from
+    assert last_folder(settings, PHOTO_FOLDERS) != str(camera)  # photo folders keep their own
+    assert first.gallery_jobs.job_dialog is None
+
+    def boxes_saying(fragment: str) -> list[QMessageBox]:
+        return [
+            w
+            for w in QApplication.topLevelWidgets()
+            if isinstance(w, QMessageBox) and w.isVisible() and fragment in w.text()
+        ]
+
+    second = make_window(open_workspace(data))  # the gallery held by the first window: read-only
+    qtbot.waitUntil(lambda: bool(boxes_saying("read-only")), timeout=10000)
+    boxes_saying("read-only")[0].close()
+    qtbot.waitUntil(lambda: second.menus.import_video_action.isEnabled(), timeout=30000)
+    second.menus.import_video_action.trigger()
+    qtbot.waitUntil(lambda: bool(boxes_saying("refuses imports")), timeout=10000)
+    boxes_saying("refuses imports")[0].close()
+    assert len(asked) == 2  # refused before a file is asked for
+    assert second.gallery_jobs.start_video_import([clip]) is None
+    qtbot.waitUntil(lambda: bool(boxes_saying("refuses imports")), timeout=10000)
+    boxes_saying("refuses imports")[0].close()
+    assert second.gallery_jobs.job_dialog is None and second.workspace.catalogue.count_photos() == 0

@@ -150,7 +150,7 @@ def test_removing_a_video_removes_its_crops_and_where_its_import_stood(bundled, 
     workspace.import_paths([photos[0].parent])
     workspace.videos.import_videos([one_walker])
     folder = Path(workspace.photo(max(workspace.photo_ids().tolist())).path).parent
-    assert workspace.remove_folder(str(one_walker)) == 1
+    assert workspace.videos.remove_source(str(one_walker)) == 1
     assert not folder.exists()  # the crops and frames SketchSearch wrote
     assert workspace.catalogue.count_photos() == 2 and crops(tmp_path / "data") == []
     with sqlite3.connect(tmp_path / "data" / "catalogue.sqlite3") as db:
@@ -160,7 +160,7 @@ def test_removing_a_video_removes_its_crops_and_where_its_import_stood(bundled, 
     assert workspace.casework.verify_audit().ok
     (again,) = workspace.videos.import_videos([one_walker])  # imported afresh, not "unchanged"
     assert again.status == "imported" and again.added == 1
-    assert workspace.remove_folder(str(photos[0].parent)) == 2  # a folder is removed as before
+    assert workspace.videos.remove_source(str(photos[0].parent)) == 2  # a folder is removed as before
 
 
 def test_a_video_cut_off_keeps_what_was_read_and_says_so(bundled, tmp_path, capsys):
@@ -227,13 +227,40 @@ def test_bad_videos_are_refused_in_one_line_and_the_gallery_is_untouched(tmp_pat
     assert main(["--data-dir", str(data), "verify", "--files"]) == 0
 
 
+def test_the_import_video_entry_binds_its_runs_record_and_an_edit_of_it_is_detected(bundled, one_walker, tmp_path):
+    workspace = bundled()
+    (summary,) = workspace.videos.import_videos([one_walker])
+    (entry,) = [e for e in workspace.casework.audit_entries() if e.kind == "import video"]
+    with sqlite3.connect(tmp_path / "data" / "catalogue.sqlite3") as db:
+        roots, status, added = db.execute(
+            "SELECT roots, status, added FROM import_runs WHERE id = ?", (entry.payload["import_id"],)
+        ).fetchone()
+    # the path, status and counts are the run's record, bound by its hash; the entry adds the video's own
+    assert (json.loads(roots), status, added) == ([str(one_walker.absolute())], "done", summary.added)
+    assert sorted(entry.payload) == [
+        "frames_sampled",
+        "import_id",
+        "import_run_sha256",
+        "photos_after",
+        "problem",
+        "sha256",
+        "video_status",
+    ]
+    assert entry.payload["sha256"] == summary.sha256 and entry.payload["video_status"] == "imported"
+    assert workspace.casework.verify_audit().ok
+    with sqlite3.connect(tmp_path / "data" / "catalogue.sqlite3") as db:
+        db.execute("UPDATE import_runs SET added = added + 1 WHERE id = ?", (entry.payload["import_id"],))
+    check = workspace.casework.verify_audit()
+    assert not check.ok and f"import run {entry.payload['import_id']} differs" in check.problem
+
+
 def test_the_report_lists_where_a_candidate_was_seen(bundled, one_walker, tmp_path):
     workspace = bundled()
     workspace.videos.import_videos([one_walker])
-    workspace.new_case("V-1", "video")
+    workspace.desk.new_case("V-1", "video")
     sketch = PKU_ROOT / "sketch" / "100.jpg"
-    workspace.search_file_recorded(sketch, top_k=3, case_id=workspace.casework.case("V-1").id)
-    report = workspace.export_case_report("V-1", tmp_path / "report.pdf")
+    workspace.searcher.search_file_recorded(sketch, top_k=3, case_id=workspace.casework.case("V-1").id)
+    report = workspace.desk.export_case_report("V-1", tmp_path / "report.pdf")
     text = " ".join("\n".join(page.extract_text() for page in PdfReader(report).pages).split())
     (photo_id,) = workspace.photo_ids().tolist()
     source = workspace.videos.sources([photo_id])[photo_id]
