@@ -18,7 +18,9 @@ from core.casework.audit_key import load_audit_key
 from core.casework.desk import CaseDesk
 from core.casework.query import file_query
 from core.casework.records import AuditCheck, CaseInfo, ReplayReport, Review, ReviewMark, SearchQuery
+from core.casework.regions import QueryRegions, RegionCompare
 from core.casework.replay import replay
+from core.casework.report_data import DEFAULT_TOP
 from core.casework.store import CaseworkStore, utcnow
 from core.catalogue.catalogue import AttributeTable, Catalogue, Record
 from core.catalogue.writer_lock import WriterLock
@@ -112,6 +114,7 @@ class Workspace:
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
         self.desk = CaseDesk(self.casework, self.manifest, self.data_dir)
+        self.regions = RegionCompare(self.catalogue, self.manifest, self.models.weights_file, self._embed_one)
         self.desk.record_model_in_use()
         self.gallery = Gallery(self.catalogue, self.models, self.indexes, self.desk, self.writer)
 
@@ -285,6 +288,13 @@ class Workspace:
         pixels = [sketch_pixels(s) for s in sketches]  # a sketch that cannot be read fails before the network loads
         return embed_sketches(self.model, pixels)
 
+    def _embed_one(self, pixels: np.ndarray) -> np.ndarray:
+        return self.embed_sketches([pixels])[0]
+
+    def region_comparison(self, pixels: np.ndarray, photo_ids: Sequence[int]) -> QueryRegions:
+        """Which regions of the sketch and each photo agree (core.casework.regions)."""
+        return self.regions.for_pixels(pixels, photo_ids)
+
     def search_embeddings(
         self, queries: np.ndarray, top_k: int = 10, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
     ) -> list[list[Candidate]]:
@@ -311,6 +321,9 @@ class Workspace:
     @operator.setter
     def operator(self, operator: str) -> None:
         self.desk.operator = operator
+
+    def set_operator(self, name: str, remember: bool = False) -> str:
+        return self.desk.set_operator(name, remember)
 
     def record_search(self, query: SearchQuery, candidates: Sequence[Candidate], **how) -> tuple[int, int]:
         """Store a search that was shown: see :meth:`CaseDesk.record_search`, where every search is
@@ -365,8 +378,8 @@ class Workspace:
     def cases(self) -> list[CaseInfo]:
         return self.casework.cases()
 
-    def export_case_report(self, number: str, path: Path) -> Path:
-        return self.desk.export_case_report(number, path)
+    def export_case_report(self, number: str, path: Path, top: int = DEFAULT_TOP) -> Path:
+        return self.desk.export_case_report(number, path, top, self.regions)
 
     def export_audit_log(self, path: Path) -> tuple[Path, AuditCheck]:
         return self.desk.export_audit_log(path)

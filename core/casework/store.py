@@ -27,6 +27,7 @@ from core.catalogue.orm import append_only_triggers
 from core.catalogue.structure import trigger_problems
 from core.common.clock import utcnow
 from core.common.errors import CaseworkError
+from core.common.operator import os_account
 from core.common.types import Candidate
 
 
@@ -59,7 +60,9 @@ class CaseworkStore:
             self._bind_existing_rows()
 
     def append_entry(self, c: Connection, kind: str, operator: str, payload: dict, case_id: int | None = None) -> int:
-        """One entry in the caller's write transaction ``c``, sealed under this store's key."""
+        """One entry in the caller's write transaction ``c``, sealed under this store's key, with
+        the operating-system account beside the operator named."""
+        payload = {**payload, "os_account": payload.get("os_account", os_account())}
         return audit.append(c, kind, operator, payload, case_id, key=self.audit_key)
 
     def _bind_existing_rows(self) -> None:

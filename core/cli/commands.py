@@ -19,7 +19,7 @@ from core.casework.weak import weak_result_warning
 from core.cli.parser import EXIT_ERROR, build_parser
 from core.common import environment
 from core.common.errors import SketchSearchError
-from core.common.operator import current_operator
+from core.common.operator import describe, operator_name, resolve_operator
 from core.common.types import AttributeSource
 
 EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a program ended by SIGPIPE
@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         check_change_log=args.command != "verify",
     )
     if getattr(args, "operator", None):
-        workspace.operator = args.operator
+        workspace.operator = operator_name(args.operator, "--operator")
     try:
         return COMMAND_HANDLERS[args.command](workspace, args)
     finally:
@@ -245,7 +245,7 @@ def _attributes(workspace, args) -> int:
         for name in sheet.ambiguous:
             print(f"  not applied: '{shown(name)}' matches photos in several folders (use a 'path' column)")
         return 0
-    operator = args.operator or current_operator()
+    operator = workspace.operator
     workspace.set_attributes_by_hand(args.photo_id, dict(args.values), operator=operator)  # all or none
     print(f"photo {args.photo_id}: " + ", ".join(f"{n}={v}" for n, v in args.values) + f" (set by {operator})")
     return 0
@@ -335,7 +335,7 @@ def _case(workspace, args) -> int:
         return 0 if report.identical else 1
     elif action == "report":
         number = store.case(args.number).number
-        path = workspace.export_case_report(number, args.pdf)
+        path = workspace.export_case_report(number, args.pdf, args.top)
         print(f"report of case {shown(number)} written to {shown(path)}")
     return 0
 
@@ -457,6 +457,16 @@ def _import_embeddings(workspace, args) -> int:
     return 0
 
 
+def _operator(workspace, args) -> int:
+    if args.name:
+        workspace.set_operator(args.name, remember=True)
+        print(f"operator of {shown(workspace.data_dir)} set to {shown(workspace.operator)}")
+        return 0
+    who = resolve_operator(workspace.data_dir)
+    print(f"operator: {shown(describe(who.name, who.os_account))}, from {who.source}")
+    return 0
+
+
 COMMAND_HANDLERS = {
     "import": _import,
     "search": _search,
@@ -469,6 +479,7 @@ COMMAND_HANDLERS = {
     "review": _review,
     "audit": _audit,
     "import-embeddings": _import_embeddings,
+    "operator": _operator,
 }
 
 

@@ -8,12 +8,13 @@ import shutil
 import subprocess
 
 import numpy as np
-from app_helpers import GALLERY_SIZE, draw_figure_strokes
+from app_helpers import GALLERY_SIZE, draw_figure_strokes, draw_stroke
 from PIL import Image
 from pypdf import PdfReader
 
 from core.casework.records import ReviewMark
 from core.casework.report import DISCLAIMER
+from core.common.operator import os_account
 
 
 def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp_path, inference_model, gallery_dir):
@@ -67,7 +68,9 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
         window.recorder.export_report(str(report))
     text = " ".join("\n".join(p.extract_text() for p in PdfReader(report).pages).split())
     assert "2026-0077" in text and "Station assault" in text
-    assert "possible lead (ana" in text and "excluded (ana" in text and "taller than described" in text
+    account = f"(OS account: {os_account()})" if os_account() != "ana" else ""
+    assert f"Possible lead: ana {account}" in text and f"Excluded: ana {account}" in text
+    assert "taller than described" in text
     assert " ".join(DISCLAIMER.split()) in text
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", report, tmp_path / "page"], check=True)
@@ -79,7 +82,7 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
 
 
 def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, tmp_path, inference_model, gallery_dir):
-    from app_helpers import draw_stroke
+
     from PIL import ImageDraw
 
     from core.workspace import Workspace
@@ -99,7 +102,7 @@ def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, 
     kind, data = workspace.casework.query_source(search_id)
     recorded = workspace.casework.search(search_id)
     assert recorded.case_id is None  # no case open: recorded under no case
-    assert "scan.jpg" in recorded.query_name and "drawn over" in recorded.query_name
+    assert recorded.query_name.startswith("drawing over imported scan ") and "scan.jpg" in recorded.query_name
     with workspace.catalogue.read_connection() as c:
         from sqlalchemy import text
 
@@ -111,7 +114,7 @@ def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, 
     window.document.clear()  # a new drawing without the scan records no scan
     draw_stroke(qtbot, window.canvas, [(100, 100), (140, 200)])
     qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, search_id), timeout=30000)
-    assert workspace.casework.search(window.recorder.current_search_id()).query_name == "drawn sketch"
+    assert workspace.casework.search(window.recorder.current_search_id()).query_name == "drawing"
     window.document.undo_stack.setClean()  # the test's drawing is not work to save
     window.close()
     workspace.close()
@@ -143,6 +146,43 @@ def test_after_the_case_is_closed_its_ranking_takes_no_mark_and_the_next_is_a_ne
     after = workspace.casework.search(window.recorder.current_search_id())
     assert after.case_id is None and len(workspace.casework.search(in_case).revisions) == 1
     assert workspace.casework.verify_audit().ok
+    window.document.undo_stack.setClean()
+    window.close()
+    workspace.close()
+
+
+def test_an_undo_back_to_an_imported_scan_is_recorded_as_that_scan(
+    qtbot, make_window, tmp_path, inference_model, gallery_dir
+):
+    from PIL import ImageDraw
+
+    from core.workspace import Workspace
+
+    for name, box in (("first.png", [150, 150, 250, 400]), ("second.png", [120, 100, 280, 500])):
+        page = Image.new("L", (400, 600), 230)
+        ImageDraw.Draw(page).rectangle(box, outline=40, width=6)
+        page.save(tmp_path / name)
+    workspace = Workspace(tmp_path / "data", model=inference_model)
+    workspace.import_paths([gallery_dir])
+    window = make_window(workspace)
+
+    def searched_name(after: int | None) -> str:
+        qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, after), timeout=30000)
+        return workspace.casework.search(window.recorder.current_search_id()).query_name
+
+    window.sketch_files.import_scan(tmp_path / "first.png")
+    qtbot.waitUntil(lambda: window.document.background is not None, timeout=10000)
+    first = searched_name(None)
+    assert first.startswith("imported scan ") and "first.png" in first  # searched as imported: no strokes
+    window.sketch_files.import_scan(tmp_path / "second.png")
+    qtbot.waitUntil(lambda: window.document.undo_stack.count() == 2, timeout=10000)
+    second = searched_name(window.recorder.current_search_id())
+    assert "second.png" in second
+    window.document.undo_stack.undo()  # back to the first scan
+    again = searched_name(window.recorder.current_search_id())
+    assert again.startswith("imported scan ") and "first.png" in again
+    draw_stroke(qtbot, window.canvas, [(100, 100), (120, 160)])
+    assert searched_name(window.recorder.current_search_id()).startswith("drawing over imported scan ")
     window.document.undo_stack.setClean()
     window.close()
     workspace.close()

@@ -1,0 +1,210 @@
+"""What a case report states, gathered from the store, the catalogue and the audit log into typed
+records (core.casework.report lays them out): each search's query described plainly, the
+candidates shown (the top N and every reviewed one) with their files, the OS account each action
+ran under, and the region figures where the model open now made the search."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import Connection, func, select
+
+from core.casework.records import AuditCheck, CaseInfo, QueryKind, RecordedCandidate, RecordedSearch, Review
+from core.casework.regions import QueryRegions, RegionCompare, RegionComparison
+from core.casework.store import CaseworkStore
+from core.catalogue.orm import AuditEntryRow, ReviewRow, SearchRow
+
+DEFAULT_TOP = 10  # candidates shown per search besides every reviewed one
+
+
+@dataclass(frozen=True)
+class QueryDescription:
+    """What was searched with, in plain words."""
+
+    kind: str  # "sketch file", "drawing", "imported scan" or "drawing over imported scan"
+    file_name: str  # the sketch file or scan as it was named ("" for a drawing)
+    file_sha256: str  # of that file's bytes as read ("" for a drawing)
+    picture_sha256: str  # of the picture the model was given (PNG) for a window search; the file's for a file
+    strokes: int  # drawn in the window
+
+
+@dataclass(frozen=True)
+class ShownCandidate:
+    candidate: RecordedCandidate
+    file_name: str  # "" when the photo is no longer catalogued
+    folder: str
+    where_note: str  # "" or why the file named may not be the one ranked (removed, missing, replaced)
+    review: Review | None
+    review_account: str | None  # the OS account the review was recorded under (None: not recorded)
+    regions: RegionComparison | None
+
+
+@dataclass(frozen=True)
+class ReportSearch:
+    search: RecordedSearch
+    query: QueryDescription
+    account: str | None  # OS account of the newest ranking's entry
+    shown: list[ShownCandidate]
+    total: int  # candidates in the newest ranking
+    top: int
+    sketch_view_png: bytes | None  # the query as the model saw it (region grid)
+    regions_unavailable: str  # why no region figures, for the search as a whole
+
+
+@dataclass(frozen=True)
+class CaseReport:
+    case: CaseInfo
+    case_account: str | None
+    searches: list[ReportSearch]
+    audit: AuditCheck
+    sealed: bool
+    generated_by: str  # 'J. Smith (OS account: root)'
+    app_version: str
+    top: int
+
+
+def describe_query(kind: QueryKind, name: str, png_sha256: str, strokes_json: str | None, file: bytes | None):
+    """A search's query in plain words (records older than these words are read the same way)."""
+    if kind == QueryKind.FILE:
+        return QueryDescription("sketch file", name, png_sha256, png_sha256, 0)
+    try:
+        strokes = len(json.loads(strokes_json or "{}").get("strokes", []))
+    except (ValueError, AttributeError):
+        strokes = 0
+    if file is None:
+        return QueryDescription("drawing", "", "", png_sha256, strokes)
+    scan = _scan_name(name)
+    kind_text = "drawing over imported scan" if strokes else "imported scan"
+    return QueryDescription(kind_text, scan, hashlib.sha256(file).hexdigest(), png_sha256, strokes)
+
+
+def _scan_name(query_name: str) -> str:
+    """The scan's path inside a window search's recorded name ('… scan PATH (file sha256 …)…')."""
+    head = query_name.split(" (file sha256 ", 1)[0]
+    for prefix in ("drawing over imported scan ", "imported scan ", "scanned sketch "):
+        if head.startswith(prefix):
+            return head[len(prefix) :]
+    return head
+
+
+def _accounts(c: Connection, seqs: list[int]) -> dict[int, str | None]:
+    if not seqs:
+        return {}
+    rows = c.execute(select(AuditEntryRow.seq, AuditEntryRow.payload_json).where(AuditEntryRow.seq.in_(seqs)))
+    found = {}
+    for seq, payload in rows:
+        try:
+            found[seq] = json.loads(payload).get("os_account")
+        except (ValueError, AttributeError):
+            found[seq] = None
+    return found
+
+
+def _review_seqs(c: Connection, search_id: int) -> dict[int, int]:
+    """photo id -> the audit entry of its newest review."""
+    newest = (
+        select(func.max(ReviewRow.id)).where(ReviewRow.search_id == search_id).group_by(ReviewRow.photo_id)
+    ).scalar_subquery()
+    rows = c.execute(select(ReviewRow.photo_id, ReviewRow.audit_seq).where(ReviewRow.id.in_(newest)))
+    return {photo_id: seq for photo_id, seq in rows}
+
+
+def _query_row(c: Connection, search_id: int) -> tuple[str | None, bytes | None]:
+    row = c.execute(select(SearchRow.query_strokes, SearchRow.query_file).where(SearchRow.id == search_id)).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _case_seq(c: Connection, case_id: int) -> int | None:
+    return c.execute(
+        select(func.min(AuditEntryRow.seq)).where(AuditEntryRow.case_id == case_id, AuditEntryRow.kind == "case opened")
+    ).scalar()
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def shown_candidates(search: RecordedSearch, marks: dict[int, Review], top: int) -> list[RecordedCandidate]:
+    """The top ``top`` of the newest ranking and every candidate with a mark, in rank order."""
+    return [c for c in search.latest.candidates if c.rank <= top or c.photo_id in marks]
+
+
+def gather_report(
+    store: CaseworkStore,
+    number: str,
+    *,
+    top: int = DEFAULT_TOP,
+    regions: RegionCompare | None,
+    generated_by: str,
+    app_version: str,
+) -> CaseReport:
+    case = store.case(number)
+    searches = [s for s in store.searches_of_case(case.id) if s.revisions]
+    catalogue = store.catalogue
+    reported = []
+    with catalogue.read_connection() as c:
+        case_seq = _case_seq(c, case.id)
+        case_account = _accounts(c, [case_seq]).get(case_seq) if case_seq else None
+        per_search = {s.id: (_query_row(c, s.id), _review_seqs(c, s.id)) for s in searches}
+        accounts = _accounts(
+            c,
+            [s.latest.audit_seq for s in searches] + [q for _, seqs in per_search.values() for q in seqs.values()],
+        )
+    for search in searches:
+        (strokes_json, file), review_seqs = per_search[search.id]
+        marks = store.current_marks(search.id)
+        shown = shown_candidates(search, marks, top)
+        ids = [x.photo_id for x in shown]
+        found = regions.for_search(search, ids, store.query_source) if regions else QueryRegions(None, {}, "")
+        records = {p.id: p for p in catalogue.photos(ids)}
+        rows = []
+        for x in shown:
+            record = records.get(x.photo_id)
+            if record is None:
+                name, folder, note = "", "", "no longer in the gallery"
+            else:
+                path = PurePath(record.path)
+                name, folder, note = path.name, str(path.parent), ""
+                if record.sha256 != x.photo_sha256:
+                    note = "the file catalogued under this id now has another sha256"
+                elif record.missing:
+                    note = "the file was missing at the last check"
+            review = marks.get(x.photo_id)
+            account = accounts.get(review_seqs.get(x.photo_id)) if review else None
+            rows.append(ShownCandidate(x, name, folder, note, review, account, found.by_photo.get(x.photo_id)))
+        query = describe_query(search.query_kind, search.query_name, search.query_sha256, strokes_json, file)
+        reported.append(
+            ReportSearch(
+                search=search,
+                query=query,
+                account=accounts.get(search.latest.audit_seq),
+                shown=rows,
+                total=len(search.latest.candidates),
+                top=top,
+                sketch_view_png=_png(found.sketch_view) if found.sketch_view is not None else None,
+                regions_unavailable=found.unavailable if regions else "region figures were not asked for",
+            )
+        )
+    return CaseReport(
+        case=case,
+        case_account=case_account,
+        searches=reported,
+        audit=store.verify_audit(),
+        sealed=store.audit_key is not None,
+        generated_by=generated_by,
+        app_version=app_version,
+        top=top,
+    )
+
+
+def short(sha256: str) -> str:
+    """The first 12 hex digits, as the report prints a hash (the full value is in its appendix)."""
+    return sha256[:12]
