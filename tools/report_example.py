@@ -53,19 +53,19 @@ def figure_photo(seed: int, size: tuple[int, int] = (128, 256)) -> Image.Image:
         draw.rectangle([cx - head, h * 0.09, cx - head * 0.7, h * 0.2], fill=hair)
         draw.rectangle([cx + head * 0.7, h * 0.09, cx + head, h * 0.2], fill=hair)
     shoulders, waist = h * 0.2, h * rng.uniform(0.48, 0.55)
-    draw.polygon(
-        [(cx - width / 2, shoulders), (cx + width / 2, shoulders), (cx + width * 0.4, waist), (cx - width * 0.4, waist)],
-        fill=top,
-    )
+    half, low = width / 2, width * 0.4
+    draw.polygon([(cx - half, shoulders), (cx + half, shoulders), (cx + low, waist), (cx - low, waist)], fill=top)
     arm = w * 0.07
     for side in (-1, 1):
         x = cx + side * width / 2
-        draw.polygon([(x, shoulders), (x + side * arm, shoulders + 8), (x + side * arm * 1.4, waist), (x, waist)], fill=top)
-        draw.ellipse([x + side * arm * 1.4 - 5, waist - 4, x + side * arm * 1.4 + 5, waist + 6], fill=skin)
+        hand = x + side * arm * 1.4
+        draw.polygon([(x, shoulders), (x + side * arm, shoulders + 8), (hand, waist), (x, waist)], fill=top)
+        draw.ellipse([hand - 5, waist - 4, hand + 5, waist + 6], fill=skin)
     gap = w * 0.03
     for side in (-1, 1):
         inner, outer = cx + side * gap, cx + side * width * 0.38
-        draw.polygon([(inner, waist), (outer, waist), (outer - side * 2, h * 0.93), (inner + side * 2, h * 0.93)], fill=legs)
+        foot = h * 0.93
+        draw.polygon([(inner, waist), (outer, waist), (outer - side * 2, foot), (inner + side * 2, foot)], fill=legs)
         draw.rectangle([min(inner, outer) - 2, h * 0.93, max(inner, outer) + 2, h * 0.96], fill=(30, 30, 30))
     noise = rng.normal(0, 6, (h, w, 3))
     return Image.fromarray(np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255).astype(np.uint8)).filter(
