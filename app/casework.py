@@ -142,12 +142,23 @@ class CaseRecorder(QObject):
         if workspace is None:
             return
         self.flush()
-        if operator:
-            workspace.operator = operator
+
+        def open_new(task):
+            if operator and operator != workspace.operator:  # the data folder's operator from now on, CLI too
+                workspace.set_operator(operator, remember=True)
+            return workspace.new_case(number, title, notes)
+
+        self._submit(open_new, self._set_case, "new case")
+
+    def set_operator(self, operator: str, on_result=None) -> None:
+        """Work as ``operator`` from now on, in the window and on the command line (the data
+        folder's setting, recorded in the audit log)."""
+        workspace = self.workspace
+        if workspace is None or not operator or operator == workspace.operator:
+            return
+        self.flush()
         self._submit(
-            lambda task: workspace.new_case(number, title, notes),
-            self._set_case,
-            "new case",
+            lambda task: workspace.set_operator(operator, remember=True), on_result or (lambda _n: None), "operator"
         )
 
     def open_case(self, number: str) -> None:

@@ -346,13 +346,17 @@ class MainWindow(QMainWindow):
             origin = "the saved setting"
         else:
             origin = "the default" if in_use == default else ""
-        dialog = SettingsDialog(self.preferences, default, self, in_use=in_use, in_use_origin=origin)
+        operator = self.workspace.operator if self.workspace is not None else None
+        dialog = SettingsDialog(self.preferences, default, self, in_use=in_use, in_use_origin=origin, operator=operator)
         self._settings_dialog = dialog  # tests reach the open (modal) dialog here
         accepted = dialog.exec() == SettingsDialog.Accepted
         self._settings_dialog = None
         if not accepted:
             return
         new = dialog.preferences()
+        chosen = dialog.operator.text().strip()
+        if operator is not None and chosen and chosen != operator:
+            self.recorder.set_operator(chosen, lambda name: self.status_bar.showMessage(f"Operator: {name}", 5000))
         data_changed = new.data_dir != self.preferences.data_dir
         device_changed = new.device != self.preferences.device
         self.preferences = new

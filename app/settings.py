@@ -60,6 +60,7 @@ class SettingsDialog(QDialog):
         *,
         in_use: Path | None = None,
         in_use_origin: str = "",
+        operator: str | None = None,
     ):
         """``in_use``: the data folder open now (from --data-dir, the saved setting or the default),
         shown as it is; leaving it unchanged keeps the saved setting as it was."""
@@ -88,6 +89,13 @@ class SettingsDialog(QDialog):
         form.addRow("", self.in_use_note)
         form.addRow("Device", self.device)
         form.addRow("Candidates (top K)", self.top_k)
+        self.operator = QLineEdit(operator or "")
+        self.operator.setEnabled(operator is not None)  # kept in the data folder: none open, none to set
+        self.operator.setToolTip(
+            "Recorded with every search, review and report, beside the OS account; kept in the data folder, so "
+            "the command line uses it too (--operator or SKETCHSEARCH_OPERATOR override it there)"
+        )
+        form.addRow("Operator", self.operator)
         note = QLabel("A new data folder or device takes effect at once (the gallery is reopened).")
         note.setWordWrap(True)
         form.addRow(note)

@@ -14,7 +14,7 @@ from pypdf import PdfReader
 
 from core.casework.records import ReviewMark
 from core.casework.report import DISCLAIMER
-from core.common.operator import os_account
+from core.common.operator import os_account, stored_operator
 
 
 def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp_path, inference_model, gallery_dir):
@@ -30,6 +30,7 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
     assert window.status_bar.case_label.text() == "Case 2026-0077" and "2026-0077" in window.windowTitle()
     assert workspace.operator == "ana"
+    assert stored_operator(workspace.data_dir) == "ana"  # the data folder's operator: the command line's too
 
     draw_figure_strokes(qtbot, window.canvas)  # one burst of two strokes
     qtbot.waitUntil(lambda: window.candidates.total() == GALLERY_SIZE, timeout=60000)
