@@ -51,7 +51,7 @@ _FONT_PATHS = (
     "/Library/Fonts/Arial Unicode.ttf",
 )
 PICTURE_W, PICTURE_H = 27.0, 54.0  # mm: each picture of a candidate row (three times the earlier 9 x 18)
-RANK_W = 16.0
+RANK_W = 18.0
 GAP = 1.5
 ROW_H = PICTURE_H + 4
 ORANGE = (160, 60, 0)
@@ -349,7 +349,7 @@ def _candidate_row(pdf: _ReportPDF, item: ReportSearch, shown: ShownCandidate) -
     rect = _picture(pdf, sketch, x, y)
     if similarity is not None:
         _grid(pdf, rect, similarity.rows, similarity.columns, similarity.mirrored)
-    _caption(pdf, x, y, "query")
+    _caption(pdf, x, y, "query (model's view)" if item.sketch_view_png else "query")
     x += PICTURE_W + GAP
     _picture(pdf, c.thumbnail, x, y)
     _caption(pdf, x, y, "photo")
