@@ -25,7 +25,8 @@ def test_the_operator_set_in_settings_is_the_data_folder_s_for_the_command_line_
 
     QTimer.singleShot(0, set_and_accept)
     window.edit_settings()
-    qtbot.waitUntil(lambda: workspace.operator == "J. Smith", timeout=10000)
+    qtbot.waitUntil(lambda: workspace.casework.last_event("operator set") is not None, timeout=10000)
+    assert workspace.operator == "J. Smith"
     assert resolve_operator(workspace.data_dir).name == "J. Smith"  # what a command on this folder reads
     entry = workspace.casework.last_event("operator set")
     assert (entry.operator, entry.payload["os_account"]) == ("J. Smith", os_account())
