@@ -114,7 +114,7 @@ class Workspace:
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
         self.desk = CaseDesk(self.casework, self.manifest, self.data_dir)
-        self.regions = RegionCompare(self.catalogue, self.manifest, self.models.weights_file, self._embed_one)
+        self.regions = RegionCompare(self.catalogue, self.manifest, self.models.weights_file, self.embed_sketches)
         self.desk.record_model_in_use()
         self.gallery = Gallery(self.catalogue, self.models, self.indexes, self.desk, self.writer)
 
@@ -287,9 +287,6 @@ class Workspace:
     def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
         pixels = [sketch_pixels(s) for s in sketches]  # a sketch that cannot be read fails before the network loads
         return embed_sketches(self.model, pixels)
-
-    def _embed_one(self, pixels: np.ndarray) -> np.ndarray:
-        return self.embed_sketches([pixels])[0]
 
     def region_comparison(self, pixels: np.ndarray, photo_ids: Sequence[int]) -> QueryRegions:
         """Which regions of the sketch and each photo agree (core.casework.regions)."""

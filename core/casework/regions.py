@@ -18,9 +18,10 @@ from core.model.modality import Modality
 from core.model.preprocess import prepare, resize_rgb
 from core.model.regions import RegionLayout, RegionSimilarity, RegionsUnavailable, region_layout, region_similarity
 
+BATCH = 16  # queries embedded together for a report (a case of hundreds of searches)
 SCORE_AGREEMENT = 1e-3  # the regions' shares add up to the recorded score to float noise, or the figure is not shown
 
-EmbedSketch = Callable[[np.ndarray], np.ndarray]  # query pixels -> its unit embedding (the model open now)
+EmbedSketches = Callable[[list[np.ndarray]], np.ndarray]  # query pixels -> unit embeddings (the model open now)
 QuerySource = Callable[[int], tuple[QueryKind, bytes]]  # search id -> the recorded query's bytes
 
 
@@ -44,9 +45,10 @@ class QueryRegions:
 
 
 class RegionCompare:
-    def __init__(self, catalogue: Catalogue, manifest: Manifest, weights_file: Path | None, embed: EmbedSketch):
+    def __init__(self, catalogue: Catalogue, manifest: Manifest, weights_file: Path | None, embed: EmbedSketches):
         self.catalogue = catalogue
         self.manifest = manifest
+        self.key = manifest.embedding_key
         self.embed = embed
         try:
             self.layout: RegionLayout | None = region_layout(manifest, weights_file)
@@ -68,8 +70,13 @@ class RegionCompare:
         add up to it (the photo embedded again since, say) is left out and says so."""
         if self.layout is None:
             return QueryRegions(None, {}, self.unavailable)
-        query = np.asarray(self.embed(pixels), dtype=np.float32).reshape(-1)
-        ids, vectors = self.catalogue.embeddings_of(self.manifest.embedding_key, self.manifest.embedding_dim, photo_ids)
+        return self._compare(self.embed([pixels])[0], pixels, photo_ids, recorded)
+
+    def _compare(
+        self, query: np.ndarray, pixels: np.ndarray, photo_ids: Sequence[int], recorded: dict[int, float] | None
+    ) -> QueryRegions:
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        ids, vectors = self.catalogue.embeddings_of(self.key, self.manifest.embedding_dim, photo_ids)
         stored = {int(i): v for i, v in zip(ids, vectors, strict=True)}
         found = {}
         for photo_id in photo_ids:
@@ -87,20 +94,36 @@ class RegionCompare:
             found[photo_id] = RegionComparison(photo_id, similarity, model_name=self.manifest.name)
         return QueryRegions(self.sketch_view(pixels), found)
 
-    def for_search(self, search: RecordedSearch, photo_ids: Sequence[int], source: QuerySource) -> QueryRegions:
-        """A recorded search's newest ranking, when it was made with the model open now."""
-        latest = search.latest
-        if latest.embedding_key != self.manifest.embedding_key:
-            return QueryRegions(
-                None,
-                {},
-                f"the search was made with {latest.model_name} (key {latest.embedding_key[:12]}); the model open "
-                f"now is {self.manifest.name} (key {self.manifest.embedding_key[:12]})",
-            )
-        kind, data = source(search.id)
-        pixels = query_pixels(kind, data, search.query_name if kind == QueryKind.FILE else f"search {search.id}")
-        scores = {c.photo_id: c.score for c in latest.candidates}
-        return self.for_pixels(pixels, photo_ids, recorded=scores)
+    def for_searches(
+        self, wanted: Sequence[tuple[RecordedSearch, Sequence[int]]], source: QuerySource
+    ) -> list[QueryRegions]:
+        """Each recorded search's newest ranking against the photos asked for, when it was made with
+        the model open now; the queries are embedded a batch at a time."""
+        results: list[QueryRegions | None] = []
+        for start in range(0, len(wanted), BATCH):
+            pending = []
+            for search, photo_ids in wanted[start : start + BATCH]:
+                latest = search.latest
+                if latest.embedding_key != self.key:
+                    why = (
+                        f"the search was made with {latest.model_name} (key {latest.embedding_key[:12]}); the model "
+                        f"open now is {self.manifest.name} (key {self.key[:12]})"
+                    )
+                    results.append(QueryRegions(None, {}, why))
+                    continue
+                if self.layout is None:
+                    results.append(QueryRegions(None, {}, self.unavailable))
+                    continue
+                kind, data = source(search.id)
+                label = search.query_name if kind == QueryKind.FILE else f"search {search.id}"
+                scores = {c.photo_id: c.score for c in latest.candidates}
+                pending.append((len(results), query_pixels(kind, data, label), photo_ids, scores))
+                results.append(None)
+            if pending:
+                queries = self.embed([pixels for _, pixels, _, _ in pending])
+                for (i, pixels, photo_ids, scores), query in zip(pending, queries, strict=True):
+                    results[i] = self._compare(query, pixels, photo_ids, scores)
+        return [r for r in results if r is not None]
 
     def _none(self, photo_id: int, why: str) -> RegionComparison:
         return RegionComparison(photo_id, None, why, self.manifest.name)

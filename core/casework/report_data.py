@@ -158,12 +158,16 @@ def gather_report(
             c,
             [s.latest.audit_seq for s in searches] + [q for _, seqs in per_search.values() for q in seqs.values()],
         )
-    for search in searches:
+    marks_of = {s.id: store.current_marks(s.id) for s in searches}
+    shown_of = {s.id: shown_candidates(s, marks_of[s.id], top) for s in searches}
+    wanted = [(s, [x.photo_id for x in shown_of[s.id]]) for s in searches]
+    figures = (
+        regions.for_searches(wanted, store.query_source) if regions else [QueryRegions(None, {}, "")] * len(wanted)
+    )
+    for search, found in zip(searches, figures, strict=True):
         (strokes_json, file), review_seqs = per_search[search.id]
-        marks = store.current_marks(search.id)
-        shown = shown_candidates(search, marks, top)
+        marks, shown = marks_of[search.id], shown_of[search.id]
         ids = [x.photo_id for x in shown]
-        found = regions.for_search(search, ids, store.query_source) if regions else QueryRegions(None, {}, "")
         records = {p.id: p for p in catalogue.photos(ids)}
         rows = []
         for x in shown:
