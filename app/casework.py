@@ -40,6 +40,7 @@ class CaseRecorder(QObject):
         self.workspace = None
         self.case: CaseInfo | None = None
         self.marks: dict[int, ReviewMark] = {}
+        self.report_top = 10  # candidates a report lists per search besides the reviewed (a preference)
         self._pending: ShownSearch | None = None
         self._pending_fresh = False
         self._handle: _SearchHandle | None = None
@@ -191,8 +192,9 @@ class CaseRecorder(QObject):
             self.failed.emit("Open a case to export its report")
             return
         self.flush()
+        top = self.report_top
         self._submit(
-            lambda task: str(workspace.export_case_report(case.number, path)),
+            lambda task: str(workspace.export_case_report(case.number, path, top)),
             self.reportWritten.emit,
             "export report",
         )

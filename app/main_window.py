@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
         self.live = LiveSearch(self.runner, self.document, self)
         self.live.top_k = self.preferences.top_k
         self.recorder = CaseRecorder(self.runner, self)
+        self.recorder.report_top = self.preferences.report_top
         self.filters = FilterPanel()
         self.gallery = GalleryPanel()
         self.grid = CandidateGrid(self.candidates, self.preferences.top_k)
@@ -360,6 +361,7 @@ class MainWindow(QMainWindow):
         data_changed = new.data_dir != self.preferences.data_dir
         device_changed = new.device != self.preferences.device
         self.preferences = new
+        self.recorder.report_top = new.report_top
         self.preferences.save(self.settings)
         self.grid.top_k.setValue(new.top_k)
         if data_changed:

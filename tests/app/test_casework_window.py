@@ -65,6 +65,7 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     assert workspace.casework.search(search_id).latest.top_k == 5
 
     report = tmp_path / "report.pdf"
+    window.recorder.report_top = 3  # Settings: "Report: top N per search"
     with qtbot.waitSignal(window.recorder.reportWritten, timeout=60000):
         window.recorder.export_report(str(report))
     text = " ".join("\n".join(p.extract_text() for p in PdfReader(report).pages).split())
@@ -73,6 +74,7 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     assert f"Possible lead: ana {account}" in text and f"Excluded: ana {account}" in text
     assert "taller than described" in text
     assert " ".join(DISCLAIMER.split()) in text
+    assert "Candidates: 3 of 5 shown (the top 3 and every reviewed one)" in text
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", report, tmp_path / "page"], check=True)
         assert Image.open(tmp_path / "page-1.png").size[0] > 100
