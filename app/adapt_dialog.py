@@ -1,9 +1,11 @@
-"""Model menu dialogs: adapting the model to the open gallery (in the background, with progress,
-cancel and resume) and choosing among the installed models."""
+"""Model menu dialogs: the window of an adaptation of the model to the open gallery (its progress,
+time left, cancel, resume, and Use once the model is written) and the choice among the installed
+models."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -12,51 +14,56 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app.job_dialog import CancellableJobDialog
-from app.workers import Cancelled, Task, TaskRunner
-from core.common.private_files import make_private_folder
-from core.model.registry import InstalledModel, installed_models, models_dir
+from app.adapt_run import AdaptRun
+
+if TYPE_CHECKING:
+    from core.model.registry import InstalledModel
 
 
-def adapted_folder(data_dir: Path, base_sha256: str, photos_sha256: str) -> Path:
-    """One folder per (base model, gallery contents): adapting again the same gallery from the same
-    model resumes the run that was cancelled or interrupted there."""
-    return models_dir(data_dir) / f"adapted-{photos_sha256[:8]}-from-{base_sha256[:8]}"
+class CloseQuestion(QMessageBox):
+    """Closing the window of a running adaptation asks what to do with the run: hiding it silently
+    would leave minutes of training running out of sight."""
+
+    def __init__(self, parent: QWidget):
+        super().__init__(
+            QMessageBox.Question, "Adapt the model to this gallery", "The adaptation is still running.", parent=parent
+        )
+        self.setInformativeText(
+            "Keep it running in the background? The status bar shows its progress, and clicking there "
+            "(or Model → Adapt to this gallery…) brings this window back."
+        )
+        self.keep_button = self.addButton("Keep running in the background", QMessageBox.AcceptRole)
+        self.cancel_button = self.addButton("Cancel the adaptation", QMessageBox.DestructiveRole)
+        self.back_button = self.addButton("Go back", QMessageBox.RejectRole)
+        self.setDefaultButton(self.keep_button)
+        self.setEscapeButton(self.back_button)
 
 
-class AdaptDialog(CancellableJobDialog):
-    """Adapts ``model_dir`` to the gallery in ``data_dir`` in the ``train`` pool; searches keep
-    running on the current model meanwhile. ``useModel`` carries the new model's folder when the
-    user chooses to switch to it."""
+class AdaptDialog(QDialog):
+    """Shows an :class:`AdaptRun`; searches keep running on the current model meanwhile. ``useModel``
+    carries the new model's folder when the user switches to it; ``resumeRequested`` asks for a new
+    run after a cancel or a failure (it resumes from the state kept)."""
 
     useModel = Signal(object)
-    finishedRun = Signal(str)  # "done", "cancelled" or "failed"
+    resumeRequested = Signal()
 
-    def __init__(
-        self,
-        runner: TaskRunner,
-        model_dir: Path,
-        data_dir: Path,
-        base_sha256: str,
-        settings=None,
-        parent: QWidget | None = None,
-    ):
+    def __init__(self, run: AdaptRun, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Adapt the model to this gallery")
         self.setMinimumWidth(560)
-        self.state = "running"
-        self.out: Path | None = None
-        self.message = ""
+        self.run: AdaptRun | None = None
+        self.question: CloseQuestion | None = None
         heading = QLabel(
             "Training a copy of the current model on this gallery's photos and pencil drawings made from "
-            "them (no labels). Searches keep using the current model. Cancel keeps what is done: adapt "
-            "again to resume."
+            "them (no labels). Searches keep using the current model meanwhile. Cancel keeps the steps done: "
+            "Resume continues from there, now or after a restart."
         )
         heading.setWordWrap(True)
         expectation = QLabel(
@@ -67,9 +74,15 @@ class AdaptDialog(CancellableJobDialog):
         )
         expectation.setWordWrap(True)
         self.progress = QProgressBar()
-        self.progress.setRange(0, 0)
-        self.status = QLabel("Reading the gallery…")
+        self.progress.setFormat("%p% (%v of %m steps)")
+        self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setToolTip(
+            "Time left: the median time of the recent training steps times the steps left, plus the "
+            "collapse guard's measurement at the end of each epoch, as long as the last one took"
+        )
+        self.losses = QLabel()
+        self.losses.setToolTip("Training losses of the last step (lower: the model agrees more with itself)")
         self.guard = QLabel()
         self.guard.setWordWrap(True)
         self.guard.setToolTip(
@@ -78,112 +91,108 @@ class AdaptDialog(CancellableJobDialog):
             "without writing a model."
         )
         self.use_button = QPushButton("Use the adapted model")
-        self.use_button.hide()
+        self.background_button = QPushButton("Run in background")
+        self.background_button.setToolTip("Hide this window; the status bar shows the progress")
+        self.cancel_button = QPushButton("Cancel adaptation")
+        self.resume_button = QPushButton("Resume")
+        self.close_button = QPushButton("Close")
+        self.buttons = QDialogButtonBox()
+        for button, role in (
+            (self.use_button, QDialogButtonBox.AcceptRole),
+            (self.background_button, QDialogButtonBox.ActionRole),
+            (self.resume_button, QDialogButtonBox.ActionRole),
+            (self.cancel_button, QDialogButtonBox.ActionRole),
+            (self.close_button, QDialogButtonBox.RejectRole),
+        ):
+            button.setAutoDefault(False)  # Enter never cancels a run nor hides it by chance
+            self.buttons.addButton(button, role)  # shows the button: visibility is set after, in _show
         self.use_button.clicked.connect(self._use)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Cancel)
-        self.buttons.addButton(self.use_button, QDialogButtonBox.AcceptRole)
-        self.buttons.rejected.connect(self.cancel)
+        self.background_button.clicked.connect(self.hide)
+        self.cancel_button.clicked.connect(self._cancel)
+        self.resume_button.clicked.connect(self.resumeRequested)
+        self.close_button.clicked.connect(self.close)
         layout = QVBoxLayout(self)
-        for widget in (heading, expectation, self.progress, self.status, self.guard):
+        for widget in (heading, expectation, self.progress, self.status, self.losses, self.guard):
             layout.addWidget(widget)
         layout.addWidget(self.buttons)
+        self.follow(run)
 
-        def work(task: Task):
-            from training.adapt import AdaptationCancelled, AdaptSettings, adapt, read_gallery
+    def follow(self, run: AdaptRun) -> None:
+        """Show ``run`` (a new one after Resume) in this window."""
+        if self.run is not None:
+            self.run.changed.disconnect(self._show)
+        self.run = run
+        run.changed.connect(self._show)
+        self.losses.clear()
+        self.progress.setRange(0, 0)  # busy until the first step count arrives
+        self._show()
 
-            gallery = read_gallery(data_dir)
-            out = adapted_folder(data_dir, base_sha256, gallery.photos_sha256)
-            if out.is_dir():
-                return out, True
-            make_private_folder(out.parent)  # adapted models hold what the gallery taught them
-            try:
-                adapt(
-                    model_dir,
-                    data_dir,
-                    out,
-                    settings=settings or AdaptSettings(),
-                    progress=task.report,
-                    cancel=task.cancel,
-                    device=None,
-                    command="SketchSearch: Model > Adapt to this gallery",
-                )
-            except AdaptationCancelled as exc:
-                raise Cancelled() from exc
-            return out, False
-
-        self.task = runner.submit(
-            work,
-            pool="train",
-            on_result=self._finished,
-            on_error=self._failed,
-            on_progress=self._progress,
-            on_cancel=self._cancelled,
-            name="adapt",
-            owner=self,
-        )
-        if self.task is None:
-            self._failed("the application is closing")
-
-    def running(self) -> bool:
-        return self.state == "running"
-
-    def _progress(self, progress) -> None:
-        if progress.steps:
-            total = progress.epochs * progress.steps
-            self.progress.setRange(0, total)
-            self.progress.setValue((progress.epoch - 1) * progress.steps + progress.step)
-        text = (
-            progress.message or f"Epoch {progress.epoch} of {progress.epochs}, step {progress.step} of {progress.steps}"
-        )
-        if progress.losses:
-            text += " · loss " + ", ".join(f"{k} {v:.3f}" for k, v in progress.losses.items())
-        self.status.setText(text)
-        if progress.guard:
+    def _show(self) -> None:
+        run, progress = self.run, self.run.progress
+        running = run.running()
+        self.status.setText(run.stage())
+        if run.state == "done":
+            self.progress.setRange(0, max(1, progress.total if progress else 1))
+            self.progress.setValue(self.progress.maximum())
+        elif progress is not None and progress.total:
+            self.progress.setRange(0, progress.total)
+            self.progress.setValue(progress.done)
+        elif not running:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        if progress is not None and progress.losses:
+            self.losses.setText("Last step's losses: " + ", ".join(f"{k} {v:.3f}" for k, v in progress.losses.items()))
+        if progress is not None and progress.guard:
             self.guard.setText(
                 f"After epoch {progress.epoch}: embedding spread {progress.guard['spread']:.4f}, "
                 f"drawings finding their own photo first {100 * progress.guard['agreement']:.0f}%"
             )
+        done = run.state == "done" and run.out is not None
+        self.use_button.setEnabled(done)
+        self.use_button.setDefault(done)
+        self.background_button.setVisible(running)
+        self.cancel_button.setVisible(running)
+        self.cancel_button.setEnabled(running and not run.cancelling)
+        self.resume_button.setVisible(run.state in ("cancelled", "failed"))
+        self.resume_button.setText("Try again" if run.state == "failed" else "Resume")
+        self.close_button.setVisible(not running)
+        if not running and self.question is not None and self.question.isVisible():
+            self.question.done(QMessageBox.Cancel)  # nothing left to decide
 
-    def status_label(self) -> QLabel:
-        return self.status
-
-    def _finished(self, result) -> None:
-        self.out, existed = result
-        self.state = "done"
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
-        self.message = (
-            f"This gallery was already adapted from this model: {self.out}"
-            if existed
-            else f"Adapted model written to {self.out}. Switching to it re-indexes the gallery."
-        )
-        self.status.setText(self.message)
-        self.use_button.show()
-        self._done()
-
-    def _failed(self, message: str) -> None:
-        self.state = "failed"
-        self.message = message
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status.setText(f"Adaptation failed: {message}")
-        self._done()
-
-    def _cancelled(self) -> None:
-        self.state = "cancelled"
-        self.message = "Adaptation cancelled; Model → Adapt to this gallery… resumes it."
-        self.status.setText(self.message)
-        self._done()
-
-    def _done(self) -> None:
-        self.buttons.removeButton(self.buttons.button(QDialogButtonBox.Cancel))
-        self.buttons.addButton(QDialogButtonBox.Close)
-        self.buttons.setEnabled(True)
-        self.finishedRun.emit(self.state)
+    def _cancel(self) -> None:
+        self.run.cancel()
 
     def _use(self) -> None:
-        self.useModel.emit(self.out)
+        if self.run.state != "done" or self.run.out is None:
+            return
+        self.useModel.emit(self.run.out)
         self.accept()
+
+    # -- closing: a running adaptation is never hidden without a word ------------------------------
+    def _ask_what_to_do(self) -> None:
+        if self.question is None:
+            self.question = CloseQuestion(self)
+            self.question.buttonClicked.connect(self._answered)
+        self.question.open()
+
+    def _answered(self, button) -> None:
+        if button is self.question.keep_button:
+            self.hide()
+        elif button is self.question.cancel_button:
+            self.run.cancel()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if self.run.running():
+            event.ignore()
+            self._ask_what_to_do()
+        else:
+            super().closeEvent(event)
+
+    def reject(self) -> None:  # Escape
+        if self.run.running():
+            self._ask_what_to_do()
+        else:
+            super().reject()
 
 
 class ModelChooser(QDialog):
@@ -193,6 +202,8 @@ class ModelChooser(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Use a model")
         self.setMinimumWidth(520)
+        from core.model.registry import installed_models
+
         self.models: list[InstalledModel] = installed_models(data_dir)
         self.list = QListWidget()
         self.list.setAccessibleName("Installed models")

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from app.candidates_model import NOT_REVIEWED, THUMB_SIZE, CandidatesModel
 from app.settings import MAX_TOP_K
+from core.casework.query_check import measure_source
 from core.casework.records import ReviewMark
 from core.casework.weak import weak_result_warning
 
@@ -72,6 +73,12 @@ class CandidateGrid(QWidget):
         self.weak_warning.setWordWrap(True)
         self.weak_warning.setStyleSheet("color: #a04000;")
         self.weak_warning.hide()
+        self.query_warning = QLabel()  # what the search recorded on its query: a photo, a gallery photo
+        self.query_warning.setWordWrap(True)
+        self.query_warning.setObjectName("query-warning")
+        self.query_warning.setStyleSheet("#query-warning { color: #a04000; }")  # not its tooltip
+        self.query_warning.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.query_warning.hide()
         header = QHBoxLayout()
         header.addWidget(QLabel("<b>Candidates</b>"))
         header.addWidget(self.mark_filter)
@@ -88,6 +95,7 @@ class CandidateGrid(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(header)
         layout.addWidget(self.weak_warning)
+        layout.addWidget(self.query_warning)
         layout.addWidget(self.results_stack, 1)
 
     def _build_empty_gallery_guide(self) -> QWidget:
@@ -140,6 +148,14 @@ class CandidateGrid(QWidget):
         self.weak_warning.setVisible(bool(warning))
         self.say_if_nothing_to_search(sketch_drawn)
 
+    def show_query_warnings(self, search_id: int, warnings: list[str]) -> None:
+        """The warnings recorded with the search on its query, as recorded; where each measure comes
+        from in the tooltip."""
+        self.query_warning.setText("\n".join(warnings))
+        sources = [f"{w.split(':')[0]}: {measure_source(w)}" for w in warnings if measure_source(w)]
+        self.query_warning.setToolTip("\n\n".join([f"As recorded with search {search_id}.", *sources]))
+        self.query_warning.setVisible(bool(warnings))
+
     def say_if_nothing_to_search(self, sketch_drawn: bool) -> None:
         """An empty result of an empty (or unindexed) gallery says why, whichever arrives first."""
         if self._nothing_to_search and self.candidates.total() == 0 and sketch_drawn:
@@ -155,4 +171,5 @@ class CandidateGrid(QWidget):
     def clear(self) -> None:
         self.candidates.clear()
         self.weak_warning.hide()
+        self.query_warning.hide()
         self.search_state.setText(READY_TO_SEARCH)

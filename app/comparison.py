@@ -365,7 +365,7 @@ class ComparisonDialog(QDialog):
         self.status.setText("Saving…")
 
         def save(task):
-            return workspace.set_attributes_by_hand(photo_id, changes)  # who and when are recorded with them
+            return workspace.gallery.set_attributes_by_hand(photo_id, changes)  # who and when are recorded with them
 
         self.runner.submit(
             save, pool="io", on_result=self._saved, on_error=self._save_failed, name="save attributes", owner=self
@@ -402,7 +402,7 @@ class ComparisonDialog(QDialog):
         )
 
         def compare(task):
-            return request, workspace.region_comparison(pixels, [photo_id])
+            return request, workspace.regions.for_pixels(pixels, [photo_id])
 
         self.runner.submit(
             compare,

@@ -1,4 +1,5 @@
-"""The gallery panel: imported folders with their photo counts; import, re-scan, remove."""
+"""The gallery panel: imported folders with their photo counts (photos, missing, and files the last
+import of each could not read); import, re-scan, remove."""
 
 from __future__ import annotations
 
@@ -26,13 +27,17 @@ class GalleryPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Folder", "Photos", "Missing"])
+        self.tree.setHeaderLabels(["Folder", "Photos", "Missing", "Failed"])
+        self.tree.headerItem().setToolTip(2, "Photos whose files were found gone (Forget missing removes them)")
+        self.tree.headerItem().setToolTip(
+            3, "Files under the folder that its last import could not read (Re-scan tries again)"
+        )
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
         header = self.tree.header()
         header.setSectionResizeMode(0, QHeaderView.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+        for column in (1, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
         self.tree.itemSelectionChanged.connect(self._selection_changed)
         self.total = QLabel("No gallery loaded.")
 
@@ -68,18 +73,21 @@ class GalleryPanel(QWidget):
         selected = self.selected_folder()
         self.tree.clear()
         for summary in folders:
-            item = QTreeWidgetItem([summary.folder, str(summary.photos), str(summary.missing or "")])
+            counts = [str(summary.photos), str(summary.missing or ""), str(summary.failed or "")]
+            item = QTreeWidgetItem([summary.folder, *counts])
             item.setData(0, Qt.UserRole, summary.folder)
             item.setToolTip(0, summary.folder)
-            item.setTextAlignment(1, Qt.AlignRight | Qt.AlignVCenter)
-            item.setTextAlignment(2, Qt.AlignRight | Qt.AlignVCenter)
+            for column in (1, 2, 3):
+                item.setTextAlignment(column, Qt.AlignRight | Qt.AlignVCenter)
             self.tree.addTopLevelItem(item)
             if summary.folder == selected:
                 item.setSelected(True)
         photos = sum(f.photos for f in folders)
         missing = sum(f.missing for f in folders)
+        failed = sum(f.failed for f in folders)
         text = f"{photos} photo(s) in {len(folders)} folder(s)"
-        self.total.setText(text + (f", {missing} missing" if missing else ""))
+        text += (f", {missing} missing" if missing else "") + (f", {failed} failed" if failed else "")
+        self.total.setText(text)
         self._selection_changed()
 
     def selected_folder(self) -> str | None:

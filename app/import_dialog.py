@@ -1,17 +1,20 @@
 """Long gallery jobs: importing photos, and indexing the catalogued photos for a new model. Progress
 with count, rate and cancel while the job runs in the background, then a summary that lists the
-files that failed and why."""
+files not added and why (failed, or a duplicate of another file), a list that can be copied."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QDialogButtonBox,
     QHeaderView,
     QLabel,
     QProgressBar,
+    QPushButton,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -29,9 +32,17 @@ def summary_text(summary: ImportSummary) -> str:
         f"{summary.added} added",
         f"{summary.updated} updated",
         f"{summary.unchanged} unchanged",
+        f"{len(summary.duplicates)} duplicate(s)",
         f"{len(summary.failed)} failed",
     ]
     return f"{head} in {summary.seconds:.1f} s: " + ", ".join(parts) + "."
+
+
+def not_added_heading(summary: ImportSummary) -> str:
+    parts = [f"{len(summary.failed)} failed"] if summary.failed else []
+    if summary.duplicates:
+        parts.append(f"{len(summary.duplicates)} duplicate(s) of files catalogued in their stead")
+    return "Files not added: " + ", ".join(parts) + ":"
 
 
 def indexing_text(summary: ImportSummary) -> str:
@@ -41,9 +52,10 @@ def indexing_text(summary: ImportSummary) -> str:
 
 class GalleryJobDialog(CancellableJobDialog):
     """Runs ``work(task) -> ImportSummary`` in the ``long`` pool; ``finished_import`` carries the
-    summary (None if the job could not run)."""
+    summary (None if the job could not run); ``committed`` says that more photos were committed."""
 
     finished_import = Signal(object)
+    committed = Signal()
     describe = staticmethod(summary_text)  # the summary's one-line text
     done_word = "added"  # what progress.added counts
     first_step = "Looking for photos…"  # shown until the first progress report
@@ -61,22 +73,31 @@ class GalleryJobDialog(CancellableJobDialog):
         self.setMinimumWidth(560)
         self.summary: ImportSummary | None = None
         self.error: str | None = None
+        self._committed = 0  # photos committed, as the last progress report said
 
         self.heading = QLabel(heading)
         self.heading.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # busy until the files are counted
         self.counts = QLabel(self.first_step)
+        self.counts.setWordWrap(True)  # a refusal names the data folder: it is read whole
+        self.counts.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.current = QLabel()
         self.current.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.failures = QTreeWidget()
-        self.failures.setHeaderLabels(["File", "Reason"])
+        self.failures = QTreeWidget()  # the files not added: failed, or duplicates
+        self.failures.setHeaderLabels(["File", "Why not added"])
         self.failures.setRootIsDecorated(False)
-        self.failures.header().setSectionResizeMode(0, QHeaderView.Stretch)
-        self.failures.header().setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        self.failures.setSelectionMode(QTreeWidget.ExtendedSelection)
+        self.failures.header().setSectionResizeMode(QHeaderView.Interactive)  # both columns hold paths
+        self.failures.header().setStretchLastSection(True)
+        self.failures.setMinimumHeight(160)
         self.failures.hide()
         self.buttons = QDialogButtonBox(QDialogButtonBox.Cancel)
         self.buttons.rejected.connect(self.cancel)
+        self.copy_button = QPushButton("Copy list")
+        self.copy_button.setToolTip("Copy the files not added, with why, one per line (file, tab, why)")
+        self.copy_button.clicked.connect(self.copy_list)
+        self.copy_button.hide()
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.heading)
@@ -84,6 +105,7 @@ class GalleryJobDialog(CancellableJobDialog):
         layout.addWidget(self.counts)
         layout.addWidget(self.current)
         layout.addWidget(self.failures, 1)
+        layout.addWidget(self.copy_button, 0, Qt.AlignLeft)
         layout.addWidget(self.buttons)
 
         self.task = runner.submit(
@@ -112,28 +134,53 @@ class GalleryJobDialog(CancellableJobDialog):
         )
         if progress.current:
             self.current.setText(self.fontMetrics().elidedText(progress.current, Qt.ElideMiddle, 520))
+        if progress.added > self._committed:
+            self._committed = progress.added
+            self.committed.emit()
 
     def status_label(self) -> QLabel:
         return self.counts
 
     def _finished(self, summary: ImportSummary) -> None:
         self.summary = summary
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
+        if summary.cancelled:  # the bar stays where the job stopped
+            if self.progress.maximum() == 0:  # stopped before the files were counted
+                self.progress.setRange(0, 1)
+                self.progress.setValue(0)
+            self.progress.setFormat("Cancelled at %v of %m")
+        else:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(1)
         self.counts.setText(self.describe(summary))
-        self.current.setText("Files that could not be imported:" if summary.failed else "")
-        for failure in summary.failed:
-            item = QTreeWidgetItem([failure.path, failure.reason])
-            item.setToolTip(0, failure.path)
+        rows = [(f.path, f.reason) for f in summary.failed]
+        rows += [(d.path, f"duplicate of {d.of}") for d in summary.duplicates]
+        self.current.setText(not_added_heading(summary) if rows else "")
+        for path, why in rows:
+            item = QTreeWidgetItem([path, why])
+            item.setToolTip(0, path)
+            item.setToolTip(1, why)
             self.failures.addTopLevelItem(item)
-        self.failures.setVisible(bool(summary.failed))
+        self.failures.setVisible(bool(rows))
+        self.copy_button.setVisible(bool(rows))
+        if rows:  # room for the list: the paths in both columns read whole on a common screen
+            self.resize(max(self.width(), 900), max(self.height(), 420))
+            self.failures.setColumnWidth(0, self.width() // 2 - 30)
         self._done()
         self.finished_import.emit(summary)
 
+    def copy_list(self) -> None:
+        """The files not added, one per line: the file, a tab, why."""
+        items = (self.failures.topLevelItem(i) for i in range(self.failures.topLevelItemCount()))
+        QApplication.clipboard().setText("\n".join(f"{item.text(0)}\t{item.text(1)}" for item in items) + "\n")
+
     def _failed(self, message: str) -> None:
         self.error = message
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
+        if self.progress.maximum() == 0:  # refused, or failed before the files were counted
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("Not started")
+        else:  # where it stopped
+            self.progress.setFormat("Stopped at %v of %m")
         self.counts.setText(f"{self.windowTitle()} failed: {message}")
         self._done()
         self.finished_import.emit(None)
@@ -150,13 +197,14 @@ class GalleryJobDialog(CancellableJobDialog):
 class ImportDialog(GalleryJobDialog):
     """Imports ``roots`` (files and folders) into the workspace's gallery."""
 
-    def __init__(self, runner: TaskRunner, workspace, roots: list[str], parent: QWidget | None = None):
-        self.roots = [str(r) for r in roots]
+    def __init__(self, runner: TaskRunner, workspace, roots: list[Path], parent: QWidget | None = None):
+        self.roots = list(roots)
 
         def run_import(task: Task) -> ImportSummary:
             return workspace.import_paths(self.roots, progress=task.report, cancel=task.cancel)
 
-        super().__init__(runner, run_import, "Import photos", "Importing from " + ", ".join(self.roots), parent)
+        shown = ", ".join(map(str, self.roots))
+        super().__init__(runner, run_import, "Import photos", f"Importing from {shown}", parent)
 
 
 class IndexingDialog(GalleryJobDialog):
@@ -169,9 +217,9 @@ class IndexingDialog(GalleryJobDialog):
 
     def __init__(self, runner: TaskRunner, workspace, count: int, parent: QWidget | None = None):
         def run_indexing(task: Task) -> ImportSummary:
-            return workspace.embed_missing(progress=task.report, cancel=task.cancel)
+            return workspace.gallery.embed_missing(progress=task.report, cancel=task.cancel)
 
-        name = workspace.model_info().name
+        name = workspace.models.info().name
         super().__init__(
             runner,
             run_indexing,

@@ -24,12 +24,12 @@ from app.casework import CaseRecorder
 from app.comparison import ComparisonDialog
 from app.controller import WindowController
 from app.filters import FilterPanel
-from app.gallery_jobs import GalleryJobs
+from app.gallery_jobs import GalleryJobs, import_elsewhere_text, read_only_text
 from app.gallery_panel import GalleryPanel
 from app.live_search import LiveSearch
 from app.menus import WindowMenus
 from app.model_switcher import ModelSwitcher
-from app.settings import Preferences, SettingsDialog
+from app.settings import Preferences, SettingsDialog, remember_case, remembered_case
 from app.sketch_files import SketchFiles
 from app.status_bar import WindowStatusBar
 from app.strokes import SketchDocument
@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self._comparisons: list[ComparisonDialog] = []
         self._settings_dialog: SettingsDialog | None = None
         self.last_error = ""
+        self._gallery_reading = self._gallery_stale = False  # see refresh_gallery
         self.runner = TaskRunner(self)
 
         self.document = SketchDocument(parent=self)
@@ -83,8 +84,9 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status_bar)
         self.sketch_files = SketchFiles(self.document, self.live, self.runner, self.settings, self)
         self.gallery_jobs = GalleryJobs(self.runner, self.settings, self)
-        self.case_controls = CaseControls(self.recorder, self.candidates, self.grid, self)
+        self.case_controls = CaseControls(self.recorder, self.candidates, self.grid, self, self.settings)
         self.model_switcher = ModelSwitcher(self.runner, self)
+        self.status_bar.addPermanentWidget(self.model_switcher.indicator)
 
         self._build_layout()
         self._case_changed(None)
@@ -144,8 +146,8 @@ class MainWindow(QMainWindow):
             (menus.exclude_action, lambda: case.review_selected(ReviewMark.EXCLUDED)),
             (menus.clear_mark_action, lambda: case.review_selected(ReviewMark.CLEAR)),
             (menus.note_mark_action, case.review_with_note),
-            (menus.new_case_action, case.choose_new_case),
-            (menus.open_case_action, case.choose_case_to_open),
+            (menus.new_case_action, lambda: case.choose_new_case()),
+            (menus.open_case_action, lambda: case.choose_case_to_open()),
             (menus.close_case_action, self.recorder.close_case),
             (menus.export_report_action, case.choose_report_path),
             (menus.adapt_action, lambda: self.model_switcher.adapt_to_gallery()),
@@ -161,10 +163,13 @@ class MainWindow(QMainWindow):
         self.live.busy.connect(self.grid.show_searching)
         self.live.failed.connect(self._search_failed)
         self.live.cleared.connect(self.grid.clear)
+        self.live.cleared.connect(self.recorder.screen_cleared)
         self.live.shown.connect(self.recorder.shown)
         self.document.changed.connect(self.recorder.sketch_changed)
         self.recorder.marksChanged.connect(self.candidates.set_marks)
+        self.recorder.queryWarnings.connect(self._show_query_warnings)
         self.recorder.caseChanged.connect(self._case_changed)
+        self.recorder.caseChosen.connect(self._remember_case)
         self.recorder.failed.connect(self._status_error)
         self.filters.changed.connect(self._filters_changed)
         self.grid.top_k.valueChanged.connect(self._top_k_changed)
@@ -175,6 +180,7 @@ class MainWindow(QMainWindow):
         self.gallery.removeRequested.connect(jobs.confirm_remove_folder)
         self.gallery.pruneRequested.connect(jobs.prune_missing)
         jobs.galleryChanged.connect(self._gallery_changed)
+        jobs.galleryGrew.connect(self.refresh_gallery)
         self.model_switcher.modelChosen.connect(self.use_model)
 
     def _controllers(self) -> tuple[WindowController, ...]:
@@ -203,7 +209,7 @@ class MainWindow(QMainWindow):
         self._set_workspace(None)
         data_dir, model_dir, device = self._data_dir(), self._model_dir(), self._device()
         key = (str(model_dir or ""), device or "auto")
-        reuse = old.loaded_model() if old is not None and key == self._model_key else None
+        reuse = old.models.loaded() if old is not None and key == self._model_key else None
         self._model_key = key
         runner = self.runner
 
@@ -235,6 +241,9 @@ class MainWindow(QMainWindow):
     def use_model(self, folder) -> None:
         """Reopen the gallery with the model in ``folder`` (remembered for the next start); photos
         without an embedding for it are indexed in the background as for any model change."""
+        if not folder:
+            self._status_error("No model to switch to; the model in use is unchanged.")
+            return
         self.options.model_dir = Path(folder)
         if self.workspace is not None:  # the same gallery, whatever opened it
             self.options.data_dir = self.workspace.data_dir
@@ -243,9 +252,11 @@ class MainWindow(QMainWindow):
         self.open_workspace()
 
     def show_about(self):
-        return show_about(self, self.workspace.model_info() if self.workspace is not None else None)
+        return show_about(self, self.workspace.models.info() if self.workspace is not None else None)
 
     def _set_workspace(self, workspace) -> None:
+        if self.workspace is not None and self.workspace is not workspace:
+            self.workspace.writer.release_window()  # another window may hold the gallery now
         self.workspace = workspace
         for part in (self.thumbnails, self.live, self.recorder, *self._controllers()):
             part.set_workspace(workspace)
@@ -256,35 +267,62 @@ class MainWindow(QMainWindow):
 
     def _workspace_ready(self, workspace, owned: bool) -> None:
         self._owns_workspace = owned
-        info = workspace.model_info()
+        info = workspace.models.info()
         self.filters.set_schema(workspace.schema, predicted=info.attributes_trained)
         self.status_bar.show_model(info)
         self.status_bar.showMessage(f"Gallery {workspace.data_dir}", 5000)
         self.live.where, self.live.min_confidence = self.filters.where(), self.filters.min_confidence()
+        self._hold_gallery(workspace)
         self._set_workspace(workspace)
+        self.case_controls.restore_case(remembered_case(self.settings, workspace.data_dir))
         self.refresh_gallery()
         self.gallery_jobs.index_if_needed(workspace)
         self.workspaceReady.emit()
+
+    def _hold_gallery(self, workspace) -> None:
+        """Hold the gallery for this window, and say once, at the start, if another SketchSearch has
+        it: a window that holds it (this one is then read-only) or an import that runs."""
+        writer = workspace.writer
+        held = writer.hold_for_window()
+        self.gallery_jobs.refusal = "" if held else read_only_text(workspace.data_dir)
+        if not held:
+            self.show_error(self.gallery_jobs.refusal, "Gallery open in another window")
+        elif writer.running_elsewhere():
+            self.show_error(import_elsewhere_text(workspace.data_dir), "Import running elsewhere")
 
     def _workspace_failed(self, message: str) -> None:
         self.status_bar.show_no_model()
         self.show_error(f"The gallery could not be opened: {message}", "Cannot open the gallery")
 
     def refresh_gallery(self) -> None:
+        """Read the gallery's counts again; asked again while a read runs (batches of an import
+        committing), it reads once more after that one."""
         if self.workspace is None:
             return
+        if self._gallery_reading:
+            self._gallery_stale = True
+            return
         workspace = self.workspace
+        self._gallery_reading, self._gallery_stale = True, False
 
         def read(task):
             return workspace.stats(), workspace.folders()
 
-        self.runner.submit(read, pool="io", on_result=self._gallery_read, on_error=self._status_error, name="stats")
+        def failed(message: str) -> None:
+            self._gallery_reading = False
+            self._status_error(message)
+
+        self.runner.submit(read, pool="io", on_result=self._gallery_read, on_error=failed, name="stats")
 
     def _gallery_read(self, result) -> None:
+        self._gallery_reading = False
+        if self._gallery_stale:
+            self.refresh_gallery()
         stats, folders = result
         self.grid.show_gallery(stats, sketch_drawn=not self.document.is_empty())
         self.gallery.set_folders(folders)
-        self.status_bar.show_gallery(stats, self.workspace.data_dir if self.workspace else None)
+        data_dir = self.workspace.data_dir if self.workspace else None
+        self.status_bar.show_gallery(stats, data_dir, self.gallery_jobs.refusal)
 
     def _gallery_changed(self) -> None:
         self.refresh_gallery()
@@ -302,6 +340,10 @@ class MainWindow(QMainWindow):
         drawn = not self.document.is_empty()
         self.grid.show_results(candidates, self.live.last_seconds, bool(self.live.where), drawn)
 
+    def _show_query_warnings(self, search_id: int, warnings: list) -> None:
+        if not self.document.is_empty():  # a search recorded just before the sketch was cleared
+            self.grid.show_query_warnings(search_id, warnings)
+
     def _search_failed(self, message: str) -> None:
         self.grid.show_failed()
         self._status_error(message)
@@ -311,6 +353,11 @@ class MainWindow(QMainWindow):
         self.status_bar.show_case(case)
         self.setWindowTitle(window_title(case))
         self.menus.set_case_open(case is not None)
+
+    def _remember_case(self, case) -> None:
+        """The case chosen is opened again at the next start on this gallery (none: no case)."""
+        if self.workspace is not None:
+            remember_case(self.settings, self.workspace.data_dir, case.number if case is not None else None)
 
     # -- comparison --------------------------------------------------------------------------
     def _compare_selected(self) -> None:
@@ -347,7 +394,7 @@ class MainWindow(QMainWindow):
             origin = "the saved setting"
         else:
             origin = "the default" if in_use == default else ""
-        operator = self.workspace.operator if self.workspace is not None else None
+        operator = self.workspace.desk.operator if self.workspace is not None else None
         dialog = SettingsDialog(self.preferences, default, self, in_use=in_use, in_use_origin=origin, operator=operator)
         self._settings_dialog = dialog  # tests reach the open (modal) dialog here
         accepted = dialog.exec() == SettingsDialog.Accepted
@@ -374,7 +421,8 @@ class MainWindow(QMainWindow):
     def show_error(self, message: str, title: str = "SketchSearch") -> None:
         """A message box that does not block (the window keeps working) and a status bar line."""
         self.last_error = message
-        self.status_bar.showMessage(message, 15000)
+        # the box holds it whole; the status bar would cut a long one, so it names the box instead
+        self.status_bar.showMessage(message if self.status_bar.fits(message) else f"{title}: see the message", 15000)
         box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self)
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.open()
@@ -401,9 +449,12 @@ class MainWindow(QMainWindow):
         self.recorder.flush()  # the search shown last is recorded before the window goes
         self.runner.pools["record"].waitForDone(30000)
         self.live.workspace = None
+        self.model_switcher.stop()  # an adaptation stops at its next step and keeps a whole state
         # Cancel, but do not wait: a running batch finishes or dies with the process, and either way
         # SQLite (committed batches) and the index (atomic writes) stay whole, as after a kill -9.
         self.runner.shutdown(msecs=0)
+        if self.workspace is not None:
+            self.workspace.writer.release_window()
         if self._owns_workspace and self.workspace is not None:
             self.workspace.close()
         self.workspace = None

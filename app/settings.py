@@ -1,11 +1,13 @@
-"""Persistent preferences (QSettings): data folder, device, top K; and the dialog that edits them."""
+"""Persistent preferences (QSettings): data folder, device, top K; the case open in each data
+folder; the folder each kind of file dialog used last; and the dialog that edits them."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QStandardPaths
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -24,6 +26,57 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_TOP_K = 50
 MAX_TOP_K = 1000
 DEFAULT_REPORT_TOP = 10  # candidates a case report lists per search besides every reviewed one
+OPEN_CASES_KEY = "casework/open_cases"  # JSON: data folder -> the number of the case open in it
+
+
+def _open_cases(settings: QSettings) -> dict[str, str]:
+    try:
+        cases = json.loads(str(settings.value(OPEN_CASES_KEY, "") or "{}"))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in cases.items()} if isinstance(cases, dict) else {}
+
+
+def _folder_key(data_dir: Path) -> str:
+    return str(Path(data_dir).resolve())
+
+
+def remembered_case(settings: QSettings, data_dir: Path) -> str | None:
+    """The number of the case that was open in ``data_dir`` when the window last worked on it."""
+    return _open_cases(settings).get(_folder_key(data_dir))
+
+
+def remember_case(settings: QSettings, data_dir: Path, number: str | None) -> None:
+    """Open ``number`` again at the next start on ``data_dir`` (None: start with no case)."""
+    cases = _open_cases(settings)
+    if number:
+        cases[_folder_key(data_dir)] = number
+    else:
+        cases.pop(_folder_key(data_dir), None)
+    settings.setValue(OPEN_CASES_KEY, json.dumps(cases, sort_keys=True))
+    settings.sync()
+
+
+# The kinds of file a dialog opens or saves: each opens in the folder last used for its own kind,
+# so that a scan read from one place does not decide where sketches or reports are saved.
+SKETCHES, SCANS, REPORTS, PHOTO_FOLDERS, ATTRIBUTE_SHEETS = "sketch", "scan", "report", "photos", "attributes"
+
+
+def default_folder() -> str:
+    """The user's documents folder, else home: never the folder the program was started in."""
+    documents = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
+    return documents if documents and Path(documents).is_dir() else str(Path.home())
+
+
+def last_folder(settings: QSettings, kind: str) -> str:
+    """The folder a dialog of this kind last opened from or saved in (if it is still there)."""
+    last = str(settings.value(f"{kind}/folder", "") or "")
+    return last if last and Path(last).is_dir() else default_folder()
+
+
+def remember_folder(settings: QSettings, kind: str, chosen: str | Path) -> None:
+    """Remember the folder of the file chosen (of the folder chosen: beside it, for its siblings)."""
+    settings.setValue(f"{kind}/folder", str(Path(chosen).resolve().parent))
 
 
 @dataclass

@@ -5,25 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from app.controller import WindowController
 from app.live_search import LiveSearch
+from app.settings import SCANS, SKETCHES, last_folder, remember_folder
 from app.strokes import SketchDocument
 from app.workers import TaskRunner, user_message
 
 SKETCH_FILTER = "SketchSearch sketch (*.json *.png)"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"
-
-
-def last_used_folder(settings: QSettings) -> str:
-    """The folder a sketch was last opened from or saved in, else the user's documents."""
-    last = str(settings.value("sketch/folder", "") or "")
-    if last and Path(last).is_dir():
-        return last
-    documents = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
-    return documents if documents and Path(documents).is_dir() else str(Path.home())
 
 
 class SketchFiles(WindowController):
@@ -43,10 +35,10 @@ class SketchFiles(WindowController):
 
     def sketch_folder(self) -> str:
         """Where the sketch file dialogs open: the folder last used, else the user's documents."""
-        return last_used_folder(self.settings)
+        return last_folder(self.settings, SKETCHES)
 
     def _remember_folder(self, path: str | Path) -> None:
-        self.settings.setValue("sketch/folder", str(Path(path).resolve().parent))
+        remember_folder(self.settings, SKETCHES, path)
 
     def confirm_discard(self, doing: str) -> bool:
         """True when no unsaved drawing would be lost, or the user saved it or chose to discard it."""
@@ -101,10 +93,10 @@ class SketchFiles(WindowController):
     def choose_scan(self) -> None:
         if not self.confirm_discard("importing a scan in its place"):
             return
-        folder = self.sketch_folder()
+        folder = last_folder(self.settings, SCANS)
         path, _ = QFileDialog.getOpenFileName(self.dialog_parent, "Import scanned sketch", folder, IMAGE_FILTER)
         if path:
-            self._remember_folder(path)
+            remember_folder(self.settings, SCANS, path)
             self.import_scan(path)
 
     def import_scan(self, path: str | Path) -> None:

@@ -96,18 +96,19 @@ class SketchDocument(QObject):
         return not self.strokes and self.background is None
 
     def has_unsaved_work(self) -> bool:
-        """Something is drawn (or imported) that is not in a saved or opened sketch file."""
+        """Something was drawn since the sketch was last saved, opened or imported as a scan."""
         return not self.is_empty() and not self.undo_stack.isClean()
 
-    def _touch(self) -> None:
+    def mark_changed(self) -> None:
+        """After an edit (by the undo commands below): the drawing is made again and listeners told."""
         self._layer = None
         self.changed.emit()
 
-    def _set_state(self, strokes: list[Stroke], background: np.ndarray | None, size: tuple[int, int]) -> None:
+    def set_state(self, strokes: list[Stroke], background: np.ndarray | None, size: tuple[int, int]) -> None:
         self.strokes = list(strokes)
         self.background = background
         self.width, self.height = size
-        self._touch()
+        self.mark_changed()
 
     def state(self) -> tuple[list[Stroke], np.ndarray | None, tuple[int, int]]:
         return list(self.strokes), self.background, (self.width, self.height)
@@ -122,9 +123,11 @@ class SketchDocument(QObject):
             self.undo_stack.push(_ReplaceState(self, "Clear", [], None, DEFAULT_SIZE))
 
     def set_background(self, grey: np.ndarray) -> None:
-        """Make ``grey`` (H x W uint8) the background; the document takes its size, strokes go."""
+        """Make ``grey`` (H x W uint8) the background; the document takes its size, strokes go. The
+        scan is on disk, so only strokes drawn over it from now on are work that can be lost."""
         height, width = grey.shape[:2]
         self.undo_stack.push(_ReplaceState(self, "Import sketch", [], np.ascontiguousarray(grey), (width, height)))
+        self.undo_stack.setClean()
 
     # -- rendering ---------------------------------------------------------------------------
     def stroke_layer(self) -> QImage:
@@ -218,11 +221,11 @@ class _AddStroke(QUndoCommand):
 
     def redo(self) -> None:
         self.document.strokes.append(self.stroke)
-        self.document._touch()
+        self.document.mark_changed()
 
     def undo(self) -> None:
         self.document.strokes.pop()
-        self.document._touch()
+        self.document.mark_changed()
 
 
 class _ReplaceState(QUndoCommand):
@@ -233,10 +236,10 @@ class _ReplaceState(QUndoCommand):
         self.after = (list(strokes), background, tuple(size))
 
     def redo(self) -> None:
-        self.document._set_state(*self.after)
+        self.document.set_state(*self.after)
 
     def undo(self) -> None:
-        self.document._set_state(*self.before)
+        self.document.set_state(*self.before)
 
 
 def qimage_to_rgb(image: QImage) -> np.ndarray:

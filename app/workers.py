@@ -159,6 +159,14 @@ class TaskRunner(QObject):
     def pending(self) -> int:
         return len(self._tasks)
 
+    def cancel(self, task: Task) -> None:
+        """Ask ``task`` to stop; one still waiting for a thread never starts and is reported cancelled
+        at once, so that a Cancel never waits on the work queued before it."""
+        task.cancel.set()
+        if any(pool.tryTake(task) for pool in self.pools.values()):
+            task.signals.cancelled.emit()
+            task.signals.done.emit()
+
     def cancel_all(self) -> None:
         for task in list(self._tasks):
             task.cancel.set()

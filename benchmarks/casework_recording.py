@@ -4,8 +4,8 @@ result and review against its entry; the seals under a key).
 
     python -m benchmarks.casework_recording [--photos 100000] [--records 200] [--case-searches 500]
 
-Recording is ``Workspace.record_search`` (``CaseDesk.record_search``, which the window's
-``record_drawn_search`` reaches after each shown search), with an already drawn query: the
+Recording is ``CaseDesk.record_search`` (``Workspace.desk``; the window's ``record_drawn_search``
+reaches it after each shown search), with an already drawn query: the
 query PNG and strokes, the gallery state (photo count, last import), the top-K candidates with
 their sha256 and thumbnails (real JPEG thumbnails, as an import stores them), the audit entry, all
 in one transaction. Targets: under 20 ms per search at 100k photos; a 500-search case exported
@@ -84,10 +84,10 @@ def main() -> None:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         ranked = [workspace.search_embeddings(q[None], args.top)[0] for q in queries]
         query = a_drawn_query(rng)
-        case = workspace.casework.new_case("BENCH-1", "benchmark", workspace.operator)
+        case = workspace.casework.new_case("BENCH-1", "benchmark", workspace.desk.operator)
 
         def record(candidates, case_id=None):
-            return workspace.record_search(
+            return workspace.desk.record_search(
                 query, candidates, where={}, min_confidence=0.5, top_k=args.top, started_at=utcnow(), case_id=case_id
             )
 
@@ -101,7 +101,7 @@ def main() -> None:
         first, _ = record(ranked[0])
         for candidates in ranked[:50]:
             start = time.perf_counter()
-            workspace.record_search(
+            workspace.desk.record_search(
                 query, candidates, where={"gender": "female"}, min_confidence=0.5, top_k=args.top,
                 started_at=utcnow(), revision_of=first,
             )  # fmt: skip
@@ -112,13 +112,13 @@ def main() -> None:
             if i % 10 == 0:
                 from core.casework.records import ReviewMark
 
-                workspace.casework.review(search_id, 1, ReviewMark.EXCLUDED, workspace.operator, "ruled out")
+                workspace.casework.review(search_id, 1, ReviewMark.EXCLUDED, workspace.desk.operator, "ruled out")
         start = time.perf_counter()
         check = workspace.casework.verify_audit()
         verify_s = time.perf_counter() - start
         assert check.ok, check.problem
         start = time.perf_counter()
-        report = workspace.export_case_report("BENCH-1", Path(tmp) / "case.pdf")
+        report = workspace.desk.export_case_report("BENCH-1", Path(tmp) / "case.pdf")
         export_s = time.perf_counter() - start
         size_mb = report.stat().st_size / 1e6
         entries = check.entries

@@ -202,7 +202,7 @@ def after_an_import(folder: Path, schema, count: int = 1000) -> list[str]:
             for i in range(batch, min(batch + 32, count))
         ]
         ids = workspace.catalogue.add_photos(photos, workspace.embedding_key)
-        workspace.index_add(np.asarray(ids, np.int64), vectors[batch : batch + len(ids)])
+        workspace.indexes.add(np.asarray(ids, np.int64), vectors[batch : batch + len(ids)])
     results.append(
         f"  {f'(committing {count} photos in batches of 32)':58s} {(time.perf_counter() - start) * 1000:10.1f} ms"
     )

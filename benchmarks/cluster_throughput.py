@@ -6,7 +6,7 @@
    ``sketchsearch-cluster embed`` on a local Ray instance (one model replica using every core):
    photos/s of each, the Ray job's fixed cost (a one-photo job), and the ratio (target >= 0.8).
 2. Ingest: the shards' rows are replicated (new sha256 and path per copy) into ``--ingest-rows``
-   rows and ingested with ``Workspace.import_embeddings``; rows/s and the time a million would take
+   rows and ingested with ``Workspace.gallery.import_embeddings``; rows/s and the time a million would take
    at that rate (extrapolated, said so; target < 10 minutes).
 
 Needs the ``cluster`` extra. The machine was shared with other work while measuring."""
@@ -69,7 +69,7 @@ def main() -> None:
         replicate_shards(tmp / "shards", tmp / "replica", args.ingest_rows)
         workspace = Workspace(tmp / "ingested", model=model)
         start = time.perf_counter()
-        ingested = workspace.import_embeddings(tmp / "replica")
+        ingested = workspace.gallery.import_embeddings(tmp / "replica")
         ingest_seconds = time.perf_counter() - start
         workspace.close()
 

@@ -148,7 +148,7 @@ def main() -> None:
     flat = VectorIndex.build(dim, "bench", ids, vectors, IndexPolicy(approximate_from=args.size + 1))
     flat_build = time.perf_counter() - start
     flat_mem = rss_mb() - before
-    truth = flat._index.search(queries, K)[1]
+    truth = flat.search(queries, K)[1]
     flat_times = latencies(flat, queries[: args.flat_queries])
     with tempfile.TemporaryDirectory() as tmp:
         flat.save(Path(tmp) / "flat.faiss")

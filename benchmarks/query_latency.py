@@ -60,10 +60,10 @@ def populate(workspace: Workspace, count: int, rng: np.random.Generator) -> tupl
                 )
             )
         ids = workspace.catalogue.add_photos(photos, workspace.model.embedding_key)
-        workspace.index_add(np.asarray(ids, np.int64), vectors)
+        workspace.indexes.add(np.asarray(ids, np.int64), vectors)
         all_ids.append(np.asarray(ids, np.int64))
         all_vectors.append(vectors)
-    workspace.save_index()
+    workspace.indexes.save()
     return np.concatenate(all_ids), np.concatenate(all_vectors)
 
 
@@ -124,10 +124,10 @@ def main() -> None:
         workspace = Workspace(Path(tmp) / "data", model=model, index_policy=policy)
         start = time.perf_counter()
         photo_ids, vectors = populate(workspace, args.photos, rng)
-        workspace.wait_for_index_rebuild()  # a flat index past its size turns 8-bit (or IVF) in the background
+        workspace.indexes.wait_for_rebuild()  # a flat index past its size turns 8-bit (or IVF) in the background
         build = time.perf_counter() - start
         kind = workspace.index.kind
-        file_mb = workspace.index_path.stat().st_size / 1e6
+        file_mb = workspace.indexes.path.stat().st_size / 1e6
         float32_mb = float32_file_size(model.embedding_dim, args.photos) / 1e6
         queries = rng.standard_normal((args.queries, model.embedding_dim), dtype=np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)

@@ -122,14 +122,14 @@ def steps(data_dir: Path, workspace, profile: bool) -> list[str]:
     """The reads behind opening, again one by one (the network already loaded), and the first searches
     (the attribute table's cache file removed first, so that the first filter reads it whole)."""
     rows: list[str] = []
-    model = workspace.loaded_model()
-    workspace.attribute_cache_path.unlink(missing_ok=True)
+    model = workspace.models.loaded()
+    workspace.attribute_tables.path.unlink(missing_ok=True)
     again = timed(
         "open the workspace (catalogue, index load and check)", lambda: Workspace(data_dir, model=model), rows, profile
     )
     timed("statistics (status bar)", again.stats, rows, profile)
     timed("folder summary (gallery panel)", again.folders, rows, profile)
-    timed("photos without an embedding (indexing offered)", again.count_unembedded, rows, profile)
+    timed("photos without an embedding (indexing offered)", again.gallery.count_unembedded, rows, profile)
     rng = np.random.default_rng(1)
     query = rng.standard_normal((1, again.embedding_dim)).astype(np.float32)
     query /= np.linalg.norm(query)
@@ -196,9 +196,9 @@ def rebuild_at_opening(data_dir: Path, workspace) -> list[str]:
     clusters trained on a small sample so that k-means (which varies with the machine's load far
     more than a pass does) stays out of the comparison."""
     rows = []
-    model = workspace.loaded_model()
+    model = workspace.models.loaded()
     key, dim, catalogue = model.embedding_key, model.embedding_dim, workspace.catalogue
-    index_path = workspace.index_path
+    index_path = workspace.indexes.path
     kept = index_path.with_suffix(".kept")
     os.replace(index_path, kept)
     try:

@@ -3,7 +3,8 @@ photos that match the attribute filters (as a selector inside the search, so K m
 whenever K exist).
 
 Each function is given what it reads (a :class:`SearchedGallery`, the model), never the workspace:
-a sketch goes from here to the model, the attribute table, the index and the catalogue, and back."""
+a sketch goes from here to the model, the attribute table, the index and the catalogue, and back.
+:class:`Searcher` holds them for one gallery, and records a search with a sketch file."""
 
 from __future__ import annotations
 
@@ -14,16 +15,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.casework.desk import CaseDesk
+from core.casework.query import file_query
+from core.casework.records import ReplayReport
+from core.casework.replay import replay as replay_search
 from core.catalogue.catalogue import AttributeTable, Catalogue
+from core.common.clock import utcnow
 from core.common.errors import SketchSearchError
 from core.common.imaging import load_sketch_rgb
-from core.common.types import AttributeSource, Candidate, FileCheck
+from core.common.types import AttributeSource, Candidate, FileCheck, SearchResult
 from core.gallery.file_check import check_file
 from core.index.attribute_table import AttributeTables
 from core.index.service import IndexService
 from core.index.vectors import FLAT, SCORE_SLACK, SQ8
 from core.model.attributes import AttributeSchema
 from core.model.embedded import require_finite
+from core.model.handle import ModelHandle
 from core.model.modality import Modality
 
 if TYPE_CHECKING:  # the network loads only when a sketch is embedded
@@ -228,3 +235,60 @@ def embed_sketches(model: EmbeddingModel, sketches: Sequence[Sketch]) -> np.ndar
     """Sketches (files or arrays) -> unit embeddings, as one batch through the sketch encoder."""
     pixels = [sketch_pixels(s) for s in sketches]
     return require_finite(model.embed_images(pixels, Modality.SKETCH), model, Modality.SKETCH).embeddings
+
+
+class Searcher:
+    """A gallery searched with its model: sketches embedded (the network loads with the first),
+    ranked in a :class:`SearchedGallery`, and a search with a sketch file recorded at the
+    :class:`CaseDesk` with the very bytes it read, or run again from its record."""
+
+    def __init__(self, models: ModelHandle, gallery: SearchedGallery, desk: CaseDesk):
+        self.models = models
+        self.gallery = gallery
+        self.desk = desk
+
+    def embed_sketches(self, sketches: Sequence[Sketch]) -> np.ndarray:
+        pixels = [sketch_pixels(s) for s in sketches]  # a sketch that cannot be read fails before the network loads
+        return embed_sketches(self.models.model, pixels)
+
+    def search_embeddings(
+        self, queries: np.ndarray, top_k: int = 10, where: Mapping[str, str] | None = None, min_confidence: float = 0.0
+    ) -> list[list[Candidate]]:
+        return search_embeddings(self.gallery, queries, top_k, where, min_confidence)
+
+    def search(
+        self,
+        sketches: Sequence[Sketch],
+        top_k: int = 10,
+        where: Mapping[str, str] | None = None,
+        min_confidence: float = 0.0,
+    ) -> list[SearchResult]:
+        validate_filters(self.gallery.schema, where)  # a bad filter fails before any sketch is embedded
+        ranked = self.search_embeddings(self.embed_sketches(sketches), top_k, where, min_confidence)
+        return [SearchResult(sketch_label(s, i), c) for i, (s, c) in enumerate(zip(sketches, ranked))]
+
+    def search_file_recorded(
+        self,
+        path: Path,
+        top_k: int = 10,
+        where: Mapping[str, str] | None = None,
+        min_confidence: float = 0.0,
+        case_id: int | None = None,
+    ) -> tuple[SearchResult, int]:
+        """Search with a sketch file and record it (the bytes searched are the bytes recorded)."""
+        validate_filters(self.gallery.schema, where)
+        started = utcnow()
+        query, pixels = file_query(path)
+        ranked = self.search_embeddings(self.embed_sketches([pixels]), top_k, where, min_confidence)[0]
+        search_id, _ = self.desk.record_search(
+            query, ranked, where=where, min_confidence=min_confidence, top_k=top_k, started_at=started, case_id=case_id
+        )
+        return SearchResult(str(path), ranked), search_id
+
+    def replay(self, search_id: int) -> ReplayReport:
+        """Run a recorded search's newest ranking again and say what changed (core.casework.replay)."""
+
+        def rank(pixels: np.ndarray, top_k: int, where: Mapping[str, str], min_confidence: float) -> list[Candidate]:
+            return self.search_embeddings(self.embed_sketches([pixels]), top_k, where, min_confidence)[0]
+
+        return replay_search(self.desk.store, self.gallery.catalogue, self.models.manifest, search_id, rank)

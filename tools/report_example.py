@@ -109,22 +109,24 @@ def build(out: Path, photos: int, png: Path | None) -> Path:
         for seed in range(photos):
             figure_photo(seed).save(gallery / f"cam3_{1400 + seed * 7:05d}.jpg", quality=92)
         with Workspace(work / "data") as workspace:
-            workspace.set_operator("A. Moreau", remember=True)
+            workspace.desk.set_operator("A. Moreau", remember=True)
             workspace.import_paths([gallery])
-            case = workspace.new_case("2026-0142", "Harbour street robbery", "Witness sketch, drawn on 29 November")
+            case = workspace.desk.new_case(
+                "2026-0142", "Harbour street robbery", "Witness sketch, drawn on 29 November"
+            )
             size = (400, 800)
             drawn = figure_strokes(*size, long_hair=True)
             pixels = render(drawn, size)
             strokes_json = json.dumps({"strokes": [{"points": [[x, y, 1.0] for x, y in s]} for s in drawn]})
             started = datetime.now(UTC)
             ranked = workspace.search_embeddings(workspace.embed_sketches([pixels]), 50)[0]
-            search_id, _ = workspace.record_drawn_search(
+            search_id, _ = workspace.desk.record_drawn_search(
                 pixels, strokes_json, None, ranked, where={}, min_confidence=0.0, top_k=50, started_at=started,
                 case_id=case.id,
             )  # fmt: skip
-            workspace.review(search_id, 1, ReviewMark.POSSIBLE, "same build and jacket", ranked[0].photo_id)
-            workspace.review(search_id, 2, ReviewMark.EXCLUDED, "much shorter than described", ranked[1].photo_id)
-            workspace.review(search_id, 17, ReviewMark.POSSIBLE, "hair as the witness said", ranked[16].photo_id)
+            workspace.desk.review(search_id, 1, ReviewMark.POSSIBLE, "same build and jacket", ranked[0].photo_id)
+            workspace.desk.review(search_id, 2, ReviewMark.EXCLUDED, "much shorter than described", ranked[1].photo_id)
+            workspace.desk.review(search_id, 17, ReviewMark.POSSIBLE, "hair as the witness said", ranked[16].photo_id)
             paper = Image.new("L", size, 236)
             scan_strokes = figure_strokes(*size, long_hair=False)
             scanned = Image.fromarray(render(scan_strokes, size, paper, width=3)).convert("L")
@@ -134,11 +136,11 @@ def build(out: Path, photos: int, png: Path | None) -> Path:
             over_pixels = render(over, size, scanned)
             over_json = json.dumps({"strokes": [{"points": [[x, y, 1.0] for x, y in s]} for s in over]})
             ranked = workspace.search_embeddings(workspace.embed_sketches([over_pixels]), 50)[0]
-            workspace.record_drawn_search(
+            workspace.desk.record_drawn_search(
                 over_pixels, over_json, (str(scan_file), scan_file.read_bytes()), ranked, where={},
                 min_confidence=0.0, top_k=50, started_at=datetime.now(UTC), case_id=case.id,
             )  # fmt: skip
-            written = workspace.export_case_report(case.number, out)
+            written = workspace.desk.export_case_report(case.number, out)
         if png is not None:
             subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "2", "-l", "2", str(written), str(work / "page")])
             shutil.copyfile(next(work.glob("page-*.png")), png)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ from torch.utils.data import Dataset
 from core.catalogue.catalogue import Catalogue
 from core.common.errors import ImageLoadError, SketchSearchError
 from core.common.imaging import load_rgb
-from core.common.private_files import atomic_private_file
+from core.common.private_files import atomic_private_file, make_private_folder, write_private_file
 from core.gallery.scanning import iter_image_files
 from core.model.checkpoint import Manifest, load_checkpoint, read_manifest, save_checkpoint
 from core.model.inference import InferenceModel, choose_device
@@ -58,12 +60,16 @@ STATE_EVERY = 50  # steps between saves of the training state within an epoch
 SETTINGS_FILE = "settings.json"
 LOG_FILE = "log.csv"
 # what an adaptation writes into its work folder, and nothing else: only these are ever deleted
-STATE_FILES = (SETTINGS_FILE, STATE_FILE, STATE_FILE + ".tmp", LOG_FILE)
+STATE_FILES = (SETTINGS_FILE, STATE_FILE, LOG_FILE)
+LOG_COLUMNS = ("epoch", "seconds", "steps", "distillation", "alignment", "loss", "spread", "neighbour_agreement")
 IDENTITY_KEYS = frozenset({"base_weights_sha256", "gallery_photos_sha256", "sketches", "settings", "out"})
+GUARD_CHUNK = 16  # probe photos embedded between two looks at the cancel flag
+RECENT_STEPS = 20  # the step times the time left is estimated from
 
 
 class AdaptationCancelled(SketchSearchError):
-    """The run was cancelled; its state is saved and the same command resumes it."""
+    """The run was cancelled: what it trained is kept as a whole state the same command resumes
+    from, or, if it trained nothing yet, nothing is kept."""
 
 
 class AdaptationCollapsed(SketchSearchError):
@@ -110,7 +116,22 @@ class AdaptProgress:
     steps: int  # steps per epoch
     losses: dict[str, float] = field(default_factory=dict)
     guard: dict | None = None  # the collapse guard's figures after an epoch
-    message: str = ""
+    message: str = ""  # the stage, when it is not a training step
+    done: int = 0  # steps done in the whole run, resumed ones included
+    total: int = 0  # steps of the whole run
+    seconds_left: float | None = None  # None until a step has been timed
+
+
+def seconds_left(
+    step_seconds: list[float], steps_left: int, measure_seconds: float | None, measures_left: int
+) -> float | None:
+    """Time left, from the steps timed so far in this run: the median of the recent ones (the first,
+    which starts the data thread, and a busy moment of the machine weigh little) times the steps
+    left, plus a collapse-guard measurement at the end of each epoch left, timed when one was made."""
+    if steps_left > 0 and not step_seconds:
+        return None
+    per_step = float(np.median(step_seconds[-RECENT_STEPS:])) if step_seconds else 0.0
+    return steps_left * per_step + measures_left * (measure_seconds or 0.0)
 
 
 @dataclass(frozen=True)
@@ -171,7 +192,7 @@ def check_work_dir(work: Path) -> None:
         raise SketchSearchError(f"{work}: cannot read the work folder ({exc.strerror or exc})") from None
     if not entries:
         return
-    foreign = [p.name for p in entries if p.name not in STATE_FILES or p.is_symlink() or not p.is_file()]
+    foreign = [p.name for p in entries if not is_state_file(p.name) or p.is_symlink() or not p.is_file()]
     reason = ""
     if foreign:
         shown = ", ".join(repr(name) for name in foreign[:3]) + (
@@ -195,9 +216,19 @@ def _holds_identity(path: Path) -> bool:
     return isinstance(identity, dict) and IDENTITY_KEYS <= identity.keys()
 
 
+def is_state_file(name: str) -> bool:
+    """One of an adaptation's files, or what a run killed while writing one of them left beside it
+    (the temporary file of an atomic write, or that of an earlier version: ``state.pt.tmp``)."""
+    return name in STATE_FILES or (name.endswith(".tmp") and name.startswith(STATE_FILES))
+
+
 def remove_state(work: Path) -> None:
     """Delete an adaptation's state: its own files, then the folder if nothing else is left in it."""
-    for name in STATE_FILES:
+    try:
+        names = [p.name for p in work.iterdir() if is_state_file(p.name)]
+    except OSError:
+        return  # no work folder
+    for name in names:
         try:
             (work / name).unlink(missing_ok=True)
         except OSError as exc:
@@ -349,17 +380,23 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def write_model_atomically(network: SketchPhotoNet, manifest: Manifest, out: Path) -> Manifest:
-    """Write the checkpoint into a hidden folder beside ``out``, flush it, then rename it to ``out``."""
+def write_model_atomically(
+    network: SketchPhotoNet, manifest: Manifest, out: Path, stop: Callable[[], None] = lambda: None
+) -> Manifest:
+    """Write the checkpoint into a hidden folder beside ``out``, flush it, then rename it to ``out``.
+    ``stop`` raises to cancel; it is called between the parts of the write, and a cancelled write
+    leaves nothing."""
     out = Path(out).absolute()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         save_checkpoint(network, manifest, tmp)
+        stop()
         export_onnx(tmp)  # the adapted model runs on ONNX Runtime in the app, as the bundled one does
         written = read_manifest(tmp)
         for item in tmp.iterdir():
             _fsync(item)
         _fsync(tmp)
+        stop()
         os.rename(tmp, out)
         _fsync(out.parent)
     except BaseException:
@@ -430,6 +467,11 @@ class Adaptation:
         self.probe_paths = [self.gallery.paths[i] for i in sorted(probe)]
         self.epoch, self.step, self.guard_log = 0, 0, []
         self.base_figures: GuardFigures | None = None
+        self.started = False  # the work folder holds this run's identity (a state resumed, or afresh)
+        self.resumed = False
+        self.saved_at: tuple[int, int] | None = None  # (epoch, step) of the state on disk
+        self.step_seconds: list[float] = []  # this session's steps, for the time left
+        self.measure_seconds: float | None = None  # the collapse guard's last measurement
 
     # -- identity of a run: a rerun resumes only the same adaptation ---------------------------
     def identity(self) -> dict:
@@ -442,7 +484,9 @@ class Adaptation:
         }
 
     def save_state(self) -> None:
-        self.work.mkdir(parents=True, exist_ok=True)
+        """The state whole or not at all (a temporary file renamed over it), readable by the user
+        alone: it holds what the gallery taught the network."""
+        make_private_folder(self.work, warn=False)
         state = {
             "network": self.network.state_dict(),
             "teacher": self.teacher.network.state_dict(),
@@ -453,12 +497,12 @@ class Adaptation:
             "base_figures": json.dumps(self.base_figures.to_json() if self.base_figures else None),
             "torch_rng": torch.get_rng_state(),
         }
-        tmp = self.work / (STATE_FILE + ".tmp")
         try:
-            torch.save(state, tmp)
-            tmp.replace(self.work / STATE_FILE)
+            with atomic_private_file(self.work / STATE_FILE) as handle:
+                torch.save(state, handle)
         except (OSError, RuntimeError) as exc:
             raise SketchSearchError(f"{self.work}: cannot save the training state ({exc})") from None
+        self.saved_at = (self.epoch, self.step)
 
     def load_state(self) -> bool:
         settings_path, state_path = self.work / SETTINGS_FILE, self.work / STATE_FILE
@@ -477,6 +521,7 @@ class Adaptation:
         self.teacher.network.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.saved_at = (self.epoch, self.step)
         self.guard_log = json.loads(state["guard_log"])
         base = json.loads(state["base_figures"])
         self.base_figures = GuardFigures(**base) if base else None
@@ -485,25 +530,55 @@ class Adaptation:
 
     def _start_afresh(self) -> None:
         remove_state(self.work)
-        self.work.mkdir(parents=True, exist_ok=True)
+        make_private_folder(self.work, warn=False)
         with atomic_private_file(self.work / SETTINGS_FILE) as handle:
             handle.write((json.dumps(self.identity(), indent=2) + "\n").encode("utf-8"))
 
     # -- guard -----------------------------------------------------------------------------------
-    def guard_figures(self, network: SketchPhotoNet) -> GuardFigures:
-        """The probe photos and their pseudo-sketches embedded as search embeds them."""
+    def guard_figures(self, network: SketchPhotoNet, stop: Callable[[], None] = lambda: None) -> GuardFigures:
+        """The probe photos and their pseudo-sketches embedded as search embeds them, a chunk at a
+        time; ``stop`` (which raises to cancel) is called between chunks."""
+        started = time.monotonic()
         embedder = InferenceModel.from_network(network, self.base, self.device)
         photos, sketches = [], []
-        for path in self.probe_paths:
-            try:
-                image = load_rgb(path)
-            except ImageLoadError:
-                continue
-            photos.append(image)
-            sketches.append(pencil_sketch(image))
-        return measure(
-            embedder.embed_images(photos, Modality.PHOTO).embeddings,
-            embedder.embed_images(sketches, Modality.SKETCH).embeddings,
+        for start in range(0, len(self.probe_paths), GUARD_CHUNK):
+            stop()
+            images = []
+            for path in self.probe_paths[start : start + GUARD_CHUNK]:
+                try:
+                    images.append(load_rgb(path))
+                except ImageLoadError:
+                    continue
+            photos.append(embedder.embed_images(images, Modality.PHOTO).embeddings)
+            sketches.append(embedder.embed_images([pencil_sketch(i) for i in images], Modality.SKETCH).embeddings)
+        stop()
+        figures = measure(np.concatenate(photos), np.concatenate(sketches))
+        self.measure_seconds = time.monotonic() - started
+        return figures
+
+    # -- cancel ------------------------------------------------------------------------------------
+    def stop_if_cancelled(self, cancel: threading.Event | None, where: str) -> None:
+        """At a cancel, keep what was trained as a whole state a rerun resumes from, or nothing when
+        this run has trained nothing yet; then stop."""
+        if cancel is None or not cancel.is_set():
+            return
+        if not self.started:
+            raise AdaptationCancelled(f"adaptation cancelled {where}; nothing was changed")
+        if not self.resumed and (self.epoch, self.step) == (0, 0):
+            remove_state(self.work)
+            raise AdaptationCancelled(f"adaptation cancelled {where}; nothing was trained yet, nothing kept")
+        if self.saved_at != (self.epoch, self.step):
+            self.save_state()
+        raise AdaptationCancelled(f"adaptation cancelled {where}; run it again to resume")
+
+    def _progress(self, epoch: int, step: int, steps: int, **fields) -> AdaptProgress:
+        """A report for ``step`` steps done in ``epoch`` (0-based), with the run's count and time left."""
+        epochs = self.settings.epochs
+        done = min(epoch, epochs) * self.steps + step
+        total = epochs * self.steps
+        left = seconds_left(self.step_seconds, total - done, self.measure_seconds, epochs - epoch)
+        return AdaptProgress(
+            min(epoch + 1, epochs), epochs, step, steps, done=done, total=total, seconds_left=left, **fields
         )
 
     # -- training --------------------------------------------------------------------------------
@@ -557,13 +632,18 @@ class Adaptation:
         }
 
     def _log(self, row: dict) -> None:
+        """One row an epoch, the file rewritten whole (it is small) so that it is never half a row."""
         path = self.work / LOG_FILE
-        new = not path.is_file()
-        with open(path, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow({k: f"{v:.5f}" if isinstance(v, float) else v for k, v in row.items()})
+        try:
+            old = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = ""
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        if not old:
+            writer.writeheader()
+        writer.writerow({k: f"{v:.5f}" if isinstance(v, float) else v for k, v in row.items()})
+        write_private_file(path, (old + text.getvalue()).encode("utf-8"), "training log")
 
     def _collapsed(self, epoch: int, reason: str) -> AdaptationCollapsed:
         remove_state(self.work)  # a rerun must not resume a collapsed network
@@ -575,8 +655,10 @@ class Adaptation:
     def _epochs(self, report: Callable[[AdaptProgress], None], cancel: threading.Event | None) -> None:
         s = self.settings
         if self.base_figures is None:
-            report(AdaptProgress(1, s.epochs, 0, self.steps, message="Measuring the base model…"))
-            self.base_figures = self.guard_figures(self.teacher.network)
+            report(self._progress(self.epoch, self.step, self.steps, message="Measuring the base model…"))
+            self.base_figures = self.guard_figures(
+                self.teacher.network, lambda: self.stop_if_cancelled(cancel, "while measuring the base model")
+            )
             self.guard_log = [{"epoch": 0, **self.base_figures.to_json()}]
             log.info(
                 "base model: spread %.4f, neighbour agreement %.3f",
@@ -589,6 +671,7 @@ class Adaptation:
             self.photos.epoch = self.user_sketches.epoch = epoch
             batches = epoch_batches(len(self.photos), s.batch, s.seed, epoch)
             sums: dict[str, float] = {}
+            trained = 0
             epoch_started = time.monotonic()
             self._train_mode()
             inputs = (
@@ -596,26 +679,31 @@ class Adaptation:
                 for i in range(self.step, len(batches))
             )
             with closing(prefetched(inputs)) as loaded:
+                step_started = time.monotonic()
                 for step, (batch, extra) in enumerate(loaded, start=self.step):
-                    if cancel is not None and cancel.is_set():
-                        self.save_state()
-                        raise AdaptationCancelled(
-                            f"adaptation cancelled at epoch {epoch + 1}, step {step}; run it again to resume"
-                        )
+                    self.stop_if_cancelled(cancel, f"at epoch {epoch + 1}, step {step}")
                     losses = self.train_step(batch, extra)
                     for name, value in losses.items():
                         sums[name] = sums.get(name, 0.0) + value
+                    trained += 1
                     self.step = step + 1
                     if self.step % STATE_EVERY == 0:  # a killed run loses at most this many steps
                         self.save_state()
-                    report(AdaptProgress(epoch + 1, s.epochs, self.step, len(batches), losses))
-            figures = self.guard_figures(self.teacher.network)
+                    now = time.monotonic()
+                    self.step_seconds.append(now - step_started)
+                    step_started = now
+                    report(self._progress(epoch, self.step, len(batches), losses=losses))
+            report(
+                self._progress(epoch, self.step, len(batches), message=f"Measuring the model after epoch {epoch + 1}…")
+            )
+            measuring = partial(self.stop_if_cancelled, cancel, f"while measuring epoch {epoch + 1}")
+            figures = self.guard_figures(self.teacher.network, measuring)
             self._train_mode()
-            steps = max(1, len(batches))
             row = {
                 "epoch": epoch + 1,
                 "seconds": time.monotonic() - epoch_started,
-                **{name: value / steps for name, value in sums.items()},
+                "steps": trained,
+                **{name: value / max(1, trained) for name, value in sums.items()},
                 "spread": figures.spread,
                 "neighbour_agreement": figures.agreement,
             }
@@ -627,7 +715,7 @@ class Adaptation:
                 s.epochs,
                 {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
             )
-            report(AdaptProgress(epoch + 1, s.epochs, len(batches), len(batches), guard=figures.to_json()))
+            report(self._progress(epoch, len(batches), len(batches), guard=figures.to_json()))
             reason = guard.problem(figures)
             if reason:
                 raise self._collapsed(epoch + 1, reason)
@@ -642,12 +730,16 @@ class Adaptation:
         started = time.monotonic()
         report = progress or (lambda p: None)
         remove_partial_models(self.out)
-        resumed = self.load_state()
-        resumed_at = (self.epoch + 1, self.step) if resumed else None
-        if resumed:
+        self.stop_if_cancelled(cancel, "before it started")
+        self.resumed = self.load_state()
+        resumed_at = (self.epoch + 1, self.step) if self.resumed else None
+        if self.resumed:
             log.info("resumed from %s at epoch %d, step %d", self.work, self.epoch + 1, self.step)
+            at = self._progress(self.epoch, self.step, self.steps)
+            report(replace(at, message=f"Resuming after {at.done} of {at.total} steps…"))
         else:
             self._start_afresh()
+        self.started = True
         # the same sums in less time: convolutions and batch norms folded, freed feature maps reused
         with folded_batch_norms(self.network, self.teacher.network), reused_heap():
             self._epochs(report, cancel)
@@ -659,9 +751,16 @@ class Adaptation:
             self.settings,
             {"command": self.command, "guard": self.guard_log, "torch": torch.__version__, "device": str(self.device)},
         )
-        report(AdaptProgress(s.epochs, s.epochs, self.steps, self.steps, message="Writing the model…"))
+        writing = self._progress(s.epochs, 0, self.steps, message="Writing the model…")
+        report(replace(writing, seconds_left=None))  # no write timed yet to estimate it from
         try:
-            written = write_model_atomically(self.teacher.network.eval(), manifest, self.out)
+            self.stop_if_cancelled(cancel, "before writing the model")
+            written = write_model_atomically(
+                self.teacher.network.eval(),
+                manifest,
+                self.out,
+                lambda: self.stop_if_cancelled(cancel, "while writing the model"),
+            )
         except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _io_reason(exc)
             raise SketchSearchError(
@@ -685,7 +784,11 @@ def adapt(
     progress: Callable[[AdaptProgress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> AdaptResult:
-    """Adapt ``model_dir`` to the gallery in ``data_dir``; write the new model to ``out``."""
+    """Adapt ``model_dir`` to the gallery in ``data_dir``; write the new model to ``out``. ``cancel``
+    is looked at between the stages and within each (every step, every chunk of a measurement, the
+    parts of the write): a cancelled run keeps a whole state to resume from, or nothing."""
+    if cancel is not None and cancel.is_set():
+        raise AdaptationCancelled("adaptation cancelled before it started; nothing was changed")
     run = Adaptation(
         model_dir,
         data_dir,

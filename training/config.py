@@ -75,7 +75,9 @@ class FitConfig:
     share_backbone: bool = False  # one set of convolutions for both encoders, normalisation per modality
     # with share_backbone: the stem and this many first backbone stages keep a copy per modality (0: none)
     separate_early_stages: int = 0
-    init: str | None = None  # checkpoint folder to start from (else ImageNet backbones)
+    # checkpoint folder to start from (a pretrain's model/): its tensors that fit this run's network
+    # by name and shape are loaded over the ImageNet backbones
+    init: str | None = None
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
     height: int = 256
     width: int = 128
@@ -177,3 +179,95 @@ class FitConfig:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+PRETRAIN_SOURCES = ("reid",)
+# settings that change how fast a run goes, never what it learns: a rerun may change them and resume
+SPEED_ONLY = frozenset({"device", "workers", "threads", "progress"})
+
+
+@dataclass
+class PretrainConfig:
+    """Re-ID pre-training of the network's encoders on labelled person photos (``pretrain``)."""
+
+    out: str
+    source_root: str  # a re-ID photo folder, <id>_<cam>_<k>.<ext>
+    source: str = "reid"
+    source_ids: str | None = None  # keep ids FIRST-LAST (default for the shared CUHK03: 0000-0742)
+    validation_identities: int = 50  # people held out to measure photo -> photo re-ID each epoch
+    limit_identities: int | None = None  # keep only this many people: quick runs
+
+    # the network, as fit builds it (a matching fit --init takes every tensor of it)
+    backbone: str = "efficientnet_lite0"
+    backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
+    embedding_dim: int | None = None
+    parts: int = 1
+    part_columns: int = 1
+    feature_stride: int = 32
+    share_backbone: bool = False
+    separate_early_stages: int = 0
+    height: int = 256
+    width: int = 128
+    crop_min: float = 0.85
+    pad: float = 0.05
+    # each photo also drawn as a pencil sketch (XDoG) and used as a sketch of that person: the
+    # sketch encoder learns too, and the MATHM triplet aligns the two modalities
+    pseudo_sketches: bool = False
+    clean_sketches: bool = True
+    test_time_flip: bool = True
+
+    epochs: int = 30
+    steps_per_epoch: int | None = None  # default: training identities / P
+    p: int = 8
+    k: int = 4
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    margin: float = 0.3
+    w_identity: float = 1.0  # label-smoothed identity cross-entropy over the training people
+    w_triplet: float = 1.0  # batch-hard triplet among the batch's photos
+    w_mathm: float = 1.0  # modality-aware triplet over photos and pseudo-sketches (with pseudo_sketches)
+
+    device: str = "auto"
+    workers: int | None = None
+    threads: int | None = None
+    seed: int = 0
+    eval_every: int = 1
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def identity(self) -> dict:
+        """What makes two runs the same run: a rerun resumes only when this is unchanged."""
+        return {k: v for k, v in self.to_json().items() if k not in SPEED_ONLY}
+
+    def data_terms(self) -> tuple[str, str]:
+        """(licence, data terms) of the pre-trained checkpoint."""
+        terms = f"{DATA_TERMS[self.source]}; respect the privacy of the people pictured"
+        return "research use only: bound by the terms of its training data", terms
+
+    def check(self) -> None:
+        if self.source not in PRETRAIN_SOURCES:
+            raise ConfigError(f"pretrain source must be one of {PRETRAIN_SOURCES}")
+        if self.epochs < 1 or self.p < 2 or self.k < 2:
+            raise ConfigError("pretrain needs epochs >= 1, P >= 2 and K >= 2 (the triplet needs two people)")
+        if self.validation_identities < 0:
+            raise ConfigError("validation_identities must be 0 or more")
+        if self.parts < 1 or self.part_columns < 1:
+            raise ConfigError("parts and part_columns must be at least 1")
+        try:
+            backbone_spec(self.backbone).feature_dim(self.feature_stride)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.separate_early_stages and not self.share_backbone:
+            raise ConfigError("separate_early_stages needs share_backbone (without it every layer is per modality)")
+        try:
+            backbone_spec(self.backbone).early_layers(self.feature_stride, self.separate_early_stages)
+        except ValueError as exc:
+            raise ConfigError(f"separate_early_stages: {exc}") from None
+        if not 0 < self.crop_min <= 1:
+            raise ConfigError("crop_min must be in (0, 1]")
+        if not 0 <= self.pad < 1:
+            raise ConfigError("pad must be in [0, 1)")

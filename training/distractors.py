@@ -14,13 +14,21 @@ from pathlib import Path
 import numpy as np
 
 from core.model.network import Modality
-from training.data import DataError, ImageRecord, in_id_range, reid_folder
+from training.data import DataError, ImageRecord, in_id_range, parse_id_range, reid_folder
 from training.evaluate import Embedder, embed_records
 
 # data set (folder name) -> inclusive id range of its distractor identities; None: every identity
 DISTRACTOR_IDENTITIES: dict[str, tuple[int, int] | None] = {"cuhk01": None, "cuhk03": (743, 842)}
 # what a training source takes from a shared set when no --source-ids is given
 SOURCE_IDS_DEFAULT: dict[str, tuple[int, int]] = {"cuhk03": (0, 742)}
+
+
+def source_id_range(root: Path, ids: str | None) -> tuple[int, int] | None:
+    """The ids a re-ID training source keeps: ``ids`` (FIRST-LAST) when given, else the shared set's
+    default (CUHK03: 0000-0742, the ids that are not large-gallery distractors), else all."""
+    if ids:
+        return parse_id_range(ids)
+    return SOURCE_IDS_DEFAULT.get(Path(root).resolve().name)
 
 
 def is_distractor(record: ImageRecord) -> bool:

@@ -37,7 +37,7 @@ from training import data as datasets
 from training.config import FitConfig, LossWeights
 from training.data import ImageRecord, Split
 from training.dataset import SOURCE_PHOTO, Augmentation, TrainingImages
-from training.distractors import SOURCE_IDS_DEFAULT, check_no_distractors
+from training.distractors import check_no_distractors, source_id_range
 from training.evaluate import evaluate_records, headline
 from training.losses import (
     AttributeConsistencyLoss,
@@ -52,6 +52,7 @@ from training.losses import (
     dann_strength,
 )
 from training.sampler import IdentityBatchSampler
+from training.warm_start import warm_start
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -101,12 +102,10 @@ def load_source(config: FitConfig, schema: AttributeSchema) -> list[ImageRecord]
 def reid_source_ids(config: FitConfig) -> tuple[int, int] | None:
     """The ids a re-ID source keeps: ``--source-ids``, else the shared set's default (CUHK03:
     0000-0742, the ids that are not large-gallery distractors), else all."""
-    if config.source_ids:
-        return datasets.parse_id_range(config.source_ids)
-    default = SOURCE_IDS_DEFAULT.get(Path(config.source_root).resolve().name)
-    if default:
-        log.info("source %s: ids %04d-%04d (the others are large-gallery distractors)", config.source_root, *default)
-    return default
+    kept = source_id_range(Path(config.source_root), config.source_ids)
+    if kept and not config.source_ids:
+        log.info("source %s: ids %04d-%04d (the others are large-gallery distractors)", config.source_root, *kept)
+    return kept
 
 
 def prepare_data(config: FitConfig, schema: AttributeSchema = PERSON_ATTRIBUTES) -> FitData:
@@ -197,11 +196,8 @@ def init_attribute_biases(network: SketchPhotoNet, records: list[ImageRecord]) -
 
 
 def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
-    if config.init:
-        network, manifest = load_checkpoint(Path(config.init))
-        if manifest.attribute_schema != schema:
-            raise ValueError(f"{config.init}: attribute schema differs from the training schema")
-        return network.train()
+    """The run's network as its configuration describes it: ImageNet backbones, then with
+    ``config.init`` every tensor of that checkpoint that fits (a pre-training, an earlier model)."""
     network = SketchPhotoNet(
         config.backbone,
         schema,
@@ -213,7 +209,20 @@ def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
         feature_stride=config.feature_stride,
     )
     load_pretrained_backbones(network, Path(config.backbone_weights) if config.backbone_weights else None)
-    return network
+    if config.init:
+        warm_start(network, Path(config.init))
+    return network.train()
+
+
+def _init_provenance(folder: Path) -> dict:
+    """What a run started from (``--init``): the checkpoint's name, weights and kind."""
+    manifest = read_manifest(folder)
+    return {
+        "folder": str(folder),
+        "name": manifest.name,
+        "weights_sha256": manifest.weights_sha256,
+        "kind": manifest.provenance.get("kind"),
+    }
 
 
 def selection_score(validation: dict) -> tuple[float, float]:
@@ -485,6 +494,7 @@ class Trainer:
                 "source_identities": len(datasets.identities(self.data.source)),
             },
             "split": self.data.split_name,
+            **({"init": _init_provenance(Path(config.init))} if config.init else {}),
             "seed": config.seed,
             "git": git_commit(),
             "config": config.to_json(),

@@ -20,9 +20,11 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.dialects.sqlite import insert as upsert
 
 from core.casework.records import AuditCheck, AuditEntry
+from core.casework.tables import audit_head, audit_log, audit_seals
 
 GENESIS = "0" * 64
 
@@ -77,26 +79,20 @@ def append(
     content = content_hash(at, kind, operator, case_id, payload_json)
     entry = chain_hash(prev, content)
     connection.execute(
-        text(
-            "INSERT INTO audit_log (seq, at, kind, operator, case_id, payload_json, content_sha256, prev_sha256, "
-            "entry_sha256) VALUES (:seq, :at, :kind, :operator, :case_id, :payload, :content, :prev, :entry)"
-        ),
-        dict(
-            seq=seq, at=at, kind=kind, operator=operator, case_id=case_id, payload=payload_json, content=content,
-            prev=prev, entry=entry,
-        ),
+        insert(audit_log).values(
+            seq=seq, at=at, kind=kind, operator=operator, case_id=case_id, payload_json=payload_json,
+            content_sha256=content, prev_sha256=prev, entry_sha256=entry,
+        )
     )  # fmt: skip
+    new_head = upsert(audit_head).values(id=1, seq=seq, entry_sha256=entry)
     connection.execute(
-        text(
-            "INSERT INTO audit_head (id, seq, entry_sha256) VALUES (1, :seq, :entry) "
-            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, entry_sha256 = excluded.entry_sha256"
-        ),
-        dict(seq=seq, entry=entry),
+        new_head.on_conflict_do_update(
+            index_elements=[audit_head.c.id],
+            set_={"seq": new_head.excluded.seq, "entry_sha256": new_head.excluded.entry_sha256},
+        )
     )
     if key is not None:
-        connection.execute(
-            text("INSERT INTO audit_seals (seq, mac) VALUES (:seq, :mac)"), dict(seq=seq, mac=seal(key, seq, entry))
-        )
+        connection.execute(insert(audit_seals).values(seq=seq, mac=seal(key, seq, entry)))
     return seq
 
 
@@ -109,22 +105,28 @@ def _row_to_entry(row) -> AuditEntry:
     return AuditEntry(seq, at, kind, operator, case_id, payload, content, prev, entry)
 
 
-_COLUMNS = "seq, at, kind, operator, case_id, payload_json, content_sha256, prev_sha256, entry_sha256"
+_COLUMNS = ("seq", "at", "kind", "operator", "case_id", "payload_json", "content_sha256", "prev_sha256", "entry_sha256")
+_ENTRIES = select(*(audit_log.c[name] for name in _COLUMNS)).order_by(audit_log.c.seq)
 
 
 def entries(connection: Connection, kind: str | None = None) -> Iterator[AuditEntry]:
-    query = f"SELECT {_COLUMNS} FROM audit_log" + (" WHERE kind = :kind" if kind else "") + " ORDER BY seq"
-    for row in connection.execute(text(query), {"kind": kind} if kind else {}):
+    for row in connection.execute(_ENTRIES if kind is None else _ENTRIES.where(audit_log.c.kind == kind)):
         yield _row_to_entry(row)
 
 
 def entry(connection: Connection, seq: int) -> AuditEntry | None:
-    row = connection.execute(text(f"SELECT {_COLUMNS} FROM audit_log WHERE seq = :seq"), {"seq": seq}).first()
+    row = connection.execute(_ENTRIES.where(audit_log.c.seq == seq)).first()
     return _row_to_entry(row) if row else None
 
 
+def last_of_kind(connection: Connection, kind: str) -> AuditEntry | None:
+    """The newest entry of ``kind``, or None."""
+    seq = connection.execute(select(func.max(audit_log.c.seq)).where(audit_log.c.kind == kind)).scalar()
+    return entry(connection, seq) if seq is not None else None
+
+
 def head(connection: Connection) -> tuple[int, str]:
-    row = connection.execute(text("SELECT seq, entry_sha256 FROM audit_head WHERE id = 1")).first()
+    row = connection.execute(select(audit_head.c.seq, audit_head.c.entry_sha256).where(audit_head.c.id == 1)).first()
     return (row[0], row[1]) if row else (0, GENESIS)
 
 
@@ -149,13 +151,7 @@ def verify(
     def bad(seq: int, problem: str) -> AuditCheck:
         return AuditCheck(False, count, previous_hash, seq, problem)
 
-    rows = connection.execute(
-        text(
-            "SELECT seq, at, kind, operator, case_id, payload_json, content_sha256, prev_sha256, entry_sha256 "
-            "FROM audit_log ORDER BY seq"
-        )
-    )
-    for seq, at, kind, operator, case_id, payload_json, content, prev, entry_hash in rows:
+    for seq, at, kind, operator, case_id, payload_json, content, prev, entry_hash in connection.execute(_ENTRIES):
         if seq != expected_seq:
             return bad(expected_seq, f"entry {expected_seq} is missing: removed from the log (next is {seq})")
         if content_hash(at, kind, operator, case_id, payload_json) != content:
@@ -169,7 +165,7 @@ def verify(
             )
         previous_hash, expected_seq, count = entry_hash, seq + 1, count + 1
         hashes[seq] = entry_hash
-    head_rows = connection.execute(text("SELECT count(*) FROM audit_head")).scalar_one()
+    head_rows = connection.execute(select(func.count()).select_from(audit_head)).scalar_one()
     if head_rows > 1:
         return bad(count, f"the log's head table holds {head_rows} rows, not one: rows were added behind the log")
     head_seq, head_hash = head(connection)
@@ -182,7 +178,7 @@ def verify(
         if problem:
             return AuditCheck(False, count, previous_hash, against[0] or 1, problem)
     if key is not None:
-        seals = dict(connection.execute(text("SELECT seq, mac FROM audit_seals")).all())
+        seals = _seals(connection)
         stray = sorted(set(seals) - set(hashes))
         if stray:
             return AuditCheck(
@@ -200,6 +196,10 @@ def verify(
                     "(or the key is another)",
                 )  # fmt: skip
     return AuditCheck(True, count, previous_hash)
+
+
+def _seals(connection: Connection) -> dict[int, str]:
+    return dict(connection.execute(select(audit_seals.c.seq, audit_seals.c.mac)).all())
 
 
 def _not_extending(hashes: dict[int, str], seq: int | None, digest: str) -> str:
@@ -224,25 +224,9 @@ def export_document(connection: Connection, exported_at: str) -> dict:
     """The whole log as one JSON document that a third party can check with nothing but Python's
     standard library (tools/check_audit_export.py): each entry with its payload text exactly as it
     was hashed, its seal when it has one, and the head."""
-    seals = dict(connection.execute(text("SELECT seq, mac FROM audit_seals")).all())
-    rows = connection.execute(
-        text(
-            "SELECT seq, at, kind, operator, case_id, payload_json, content_sha256, prev_sha256, entry_sha256 "
-            "FROM audit_log ORDER BY seq"
-        )
-    )
-    names = (
-        "seq",
-        "at",
-        "kind",
-        "operator",
-        "case_id",
-        "payload_json",
-        "content_sha256",
-        "prev_sha256",
-        "entry_sha256",
-    )
-    entries = [dict(zip(names, row, strict=True)) | {"seal": seals.get(row[0])} for row in rows]
+    seals = _seals(connection)
+    rows = connection.execute(_ENTRIES)
+    entries = [dict(zip(_COLUMNS, row, strict=True)) | {"seal": seals.get(row[0])} for row in rows]
     seq, digest = head(connection)
     return {
         "format": EXPORT_FORMAT,

@@ -15,12 +15,14 @@ from sqlalchemy import Connection
 
 from core.casework import audit
 from core.casework.logged_paths import path_fields
+from core.casework.marks import case_marks
 from core.casework.query import drawn_query
 from core.casework.query_check import query_warnings
-from core.casework.records import AuditCheck, CaseInfo, Review, ReviewMark, SearchQuery
+from core.casework.records import AuditCheck, CaseInfo, CaseMark, Review, ReviewMark, SearchQuery
 from core.casework.regions import RegionCompare
 from core.casework.report_data import DEFAULT_TOP, gather_report
 from core.casework.store import CaseworkStore
+from core.casework.takeover import take_over_search
 from core.common.clock import utcnow
 from core.common.errors import CaseworkError
 from core.common.operator import describe, os_account, resolve_operator, save_operator
@@ -32,10 +34,11 @@ from core.model.manifest import Manifest
 
 
 class CaseDesk:
-    def __init__(self, store: CaseworkStore, manifest: Manifest, data_dir: Path):
+    def __init__(self, store: CaseworkStore, manifest: Manifest, data_dir: Path, regions: RegionCompare | None = None):
         self.store = store
         self.manifest = manifest  # the model searches are recorded with (read without loading the network)
         self.data_dir = data_dir  # exports are refused inside it
+        self.regions = regions  # a report's region maps (none without: the report says so)
         # who is recorded for searches, reviews and changes (editable): --operator, the variable, the
         # data folder's setting or the OS account (core.common.operator); the OS account goes beside it
         self.operator = resolve_operator(data_dir).name
@@ -59,6 +62,10 @@ class CaseDesk:
     # -- the audit log -------------------------------------------------------------------------
     def record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
         return self.store.record_event(kind, self.operator, payload, case_id)
+
+    def record_import_run(self, kind: str, import_id: int, extra: Mapping | None = None) -> int:
+        """The entry that ends an import run: see :meth:`CaseworkStore.record_import_run`."""
+        return self.store.record_import_run(kind, self.operator, import_id, extra)
 
     def log_in(self, connection: Connection, kind: str, payload: dict) -> None:
         """An audit entry inside the caller's write transaction ``connection`` (committed with it)."""
@@ -136,10 +143,18 @@ class CaseDesk:
             revision_of=revision_of,
         )
 
+    def take_over_search(self, search_id: int, case_id: int | None, occasion: str = "") -> tuple[int, int]:
+        """The search on screen recorded again in another case: see core.casework.takeover."""
+        return take_over_search(self.store, search_id, case_id, self.operator, occasion)
+
     def review(
         self, search_id: int, rank: int, mark: ReviewMark, note: str = "", photo_id: int | None = None
     ) -> Review:
         return self.store.review(search_id, rank, mark, self.operator, note, photo_id)
+
+    def case_marks(self, case_id: int) -> dict[int, CaseMark]:
+        """The case's newest mark on each photo: see core.casework.marks."""
+        return case_marks(self.store.catalogue, case_id)
 
     # -- cases ---------------------------------------------------------------------------------
     def new_case(self, number: str, title: str, notes: str = "") -> CaseInfo:
@@ -155,12 +170,13 @@ class CaseDesk:
     def close_case(self, number: str) -> CaseInfo:
         return self.store.set_case_state(number, closed=True, operator=self.operator)
 
+    def cases(self) -> list[CaseInfo]:
+        return self.store.cases()
+
     # -- exports -------------------------------------------------------------------------------
-    def export_case_report(
-        self, number: str, path: Path, top: int = DEFAULT_TOP, regions: RegionCompare | None = None
-    ) -> Path:
+    def export_case_report(self, number: str, path: Path, top: int = DEFAULT_TOP) -> Path:
         """Write a case's PDF report (each search's top ``top`` candidates and every reviewed one;
-        ``regions``: region maps where the model open now made the search); the export itself is
+        region maps where the model open now made the search); the export itself is
         recorded with the file's sha256. The report states the full verification of the log
         (never "verified" when verify rejects it) and the head it verified, which a later ``audit
         verify --against`` checks the log against."""
@@ -170,7 +186,12 @@ class CaseDesk:
             raise CaseworkError(f"a report shows at least the top 1 candidate of each search, not {top}")
         path = refuse_inside_data_folder(path, self.data_dir, "report")
         report = gather_report(
-            self.store, number, top=top, regions=regions, generated_by=self.operator_label, app_version=app_version()
+            self.store,
+            number,
+            top=top,
+            regions=self.regions,
+            generated_by=self.operator_label,
+            app_version=app_version(),
         )
         written = write_case_report(path, report)
         digest = audit.sha256_hex(written.read_bytes())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
 
 
 def path_text(path: str | bytes | os.PathLike) -> str:
@@ -23,12 +22,6 @@ def path_b64(path: str | bytes | os.PathLike) -> str:
 def path_fields(key: str, path: str | bytes | os.PathLike) -> dict[str, str]:
     """``{key: text, key_b64: raw bytes}`` for one path."""
     return {key: path_text(path), f"{key}_b64": path_b64(path)}
-
-
-def paths_fields(key: str, paths: Iterable[str | bytes | os.PathLike]) -> dict[str, list[str]]:
-    """``{key: [text, ...], key_b64: [raw bytes, ...]}`` for a list of paths, in order."""
-    paths = list(paths)
-    return {key: [path_text(p) for p in paths], f"{key}_b64": [path_b64(p) for p in paths]}
 
 
 def path_from_b64(text: str) -> str:

@@ -128,10 +128,13 @@ def new_case_fields(number: str, title: str, notes: str, existing: Iterable[str]
 def lookup_number(connection: Connection, number: str) -> str:
     """The number to find a case by: as given when a case is stored under exactly that (one from a
     catalogue written before numbers were normalised, which may hold anything), else normalised."""
-    from sqlalchemy import text  # here: the command line prints with this module before any database is read
+    # here: the command line prints with this module before any database is read
+    from sqlalchemy import select
+
+    from core.casework.tables import cases
 
     given = str(number)
     if not any(0xD800 <= ord(ch) <= 0xDFFF for ch in given):  # SQLite text cannot hold a lone surrogate
-        if connection.execute(text("SELECT 1 FROM cases WHERE number = :n"), {"n": given}).first():
+        if connection.execute(select(cases.c.id).where(cases.c.number == given)).first():
             return given
     return case_number(given)

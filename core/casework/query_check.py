@@ -49,11 +49,33 @@ def colour_share(image: Image.Image | np.ndarray) -> float:
     return float((departure > COLOUR_DEVIATION).mean())
 
 
+PHOTO_LIKE = "The query looks like a photo, not a drawing"
+GALLERY_PHOTO = "The query is a gallery photo"
+# where each warning's measure comes from, for a person weighing it
+MEASURE_SOURCES = {
+    PHOTO_LIKE: (
+        "Colour measure of the query (its scanned file, if any): the share of pixels whose colour departs "
+        f"from the paper's tint by more than {COLOUR_DEVIATION:.0f} of 255. Sketches of PKU-Sketch and CUFS, "
+        "plain and tinted as scanned paper, measured at most 1.35%, their photos at least 3.92% "
+        f"(benchmarks/results/query-check.md); warned from {PHOTO_COLOUR_SHARE:.0%}."
+    ),
+    GALLERY_PHOTO: (
+        "The sha256 of the query file's bytes equals that of a gallery photo, as catalogued at import: "
+        "a search for a photo finds that photo first."
+    ),
+}
+
+
+def measure_source(warning: str) -> str:
+    """Where the measure behind a recorded warning comes from ("" for a warning of no known check)."""
+    return next((source for head, source in MEASURE_SOURCES.items() if warning.startswith(head)), "")
+
+
 def photo_like_warning(share: float) -> str:
     if share < PHOTO_COLOUR_SHARE:
         return ""
     return (
-        f"The query looks like a photo, not a drawing: {share:.0%} of its pixels are in colour "
+        f"{PHOTO_LIKE}: {share:.0%} of its pixels are in colour "
         f"(sketches measured below {PHOTO_COLOUR_SHARE:.0%}). The model is trained to match sketches to photos."
     )
 
@@ -62,7 +84,7 @@ def gallery_photo_warning(sha256: str, photo: tuple[int, str] | None) -> str:
     if photo is None:
         return ""
     photo_id, path = photo
-    return f"The query is a gallery photo: its sha256 {sha256[:12]}... is photo #{photo_id} ({path_text(path)})."
+    return f"{GALLERY_PHOTO}: its sha256 {sha256[:12]}... is photo #{photo_id} ({path_text(path)})."
 
 
 def query_warnings(query: SearchQuery, gallery_photo: Callable[[str], tuple[int, str] | None]) -> list[str]:

@@ -86,6 +86,7 @@ class SearchRevision:
     audit_seq: int
     candidates: list[RecordedCandidate] = field(default_factory=list)
     query_warnings: list[str] = field(default_factory=list)  # as recorded in its audit entry
+    origin: str = ""  # where a ranking copied from another search comes from, as its audit entry says
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class RecordedSearch:
     def latest(self) -> SearchRevision:
         return self.revisions[-1]
 
+    @property
+    def origin(self) -> str:
+        """Empty for a search run here; else where its ranking was taken over from."""
+        return self.revisions[0].origin if self.revisions else ""
+
 
 @dataclass(frozen=True)
 class Review:
@@ -113,6 +119,20 @@ class Review:
     photo_sha256: str
     rank: int
     mark: ReviewMark
+    note: str
+    operator: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CaseMark:
+    """A case's newest decision on a photo, in whichever of the case's searches it was made (a
+    withdrawn mark is none): what a later search of the case shows on that photo's card."""
+
+    photo_id: int
+    mark: ReviewMark
+    search_id: int
+    rank: int
     note: str
     operator: str
     at: datetime

@@ -272,6 +272,8 @@ def _search_block(pdf: _ReportPDF, item: ReportSearch) -> None:
     operator = describe(latest.operator, item.account)
     details = [
         *_query_lines(item),
+        # a ranking taken over from another record (core.casework.takeover)
+        *([f"Origin: {search.origin}"] if search.origin else []),
         f"Searched {_when(latest.started_at)} to {_when(latest.finished_at)} by {operator}"
         + (f"; first searched by {search.operator}" if latest.operator != search.operator else ""),
         f"Model: {latest.model_name}, embedding key {latest.embedding_key[:16]}",

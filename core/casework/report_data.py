@@ -18,7 +18,7 @@ from sqlalchemy import Connection, func, select
 from core.casework.records import AuditCheck, CaseInfo, QueryKind, RecordedCandidate, RecordedSearch, Review
 from core.casework.regions import QueryRegions, RegionCompare, RegionComparison
 from core.casework.store import CaseworkStore
-from core.catalogue.orm import AuditEntryRow, ReviewRow, SearchRow
+from core.casework.tables import audit_log, reviews, searches
 
 DEFAULT_TOP = 10  # candidates shown per search besides every reviewed one
 
@@ -96,7 +96,7 @@ def _scan_name(query_name: str) -> str:
 def _accounts(c: Connection, seqs: list[int]) -> dict[int, str | None]:
     if not seqs:
         return {}
-    rows = c.execute(select(AuditEntryRow.seq, AuditEntryRow.payload_json).where(AuditEntryRow.seq.in_(seqs)))
+    rows = c.execute(select(audit_log.c.seq, audit_log.c.payload_json).where(audit_log.c.seq.in_(seqs)))
     found = {}
     for seq, payload in rows:
         try:
@@ -108,21 +108,21 @@ def _accounts(c: Connection, seqs: list[int]) -> dict[int, str | None]:
 
 def _review_seqs(c: Connection, search_id: int) -> dict[int, int]:
     """photo id -> the audit entry of its newest review."""
-    newest = (
-        select(func.max(ReviewRow.id)).where(ReviewRow.search_id == search_id).group_by(ReviewRow.photo_id)
-    ).scalar_subquery()
-    rows = c.execute(select(ReviewRow.photo_id, ReviewRow.audit_seq).where(ReviewRow.id.in_(newest)))
+    r = reviews.c
+    newest = select(func.max(r.id)).where(r.search_id == search_id).group_by(r.photo_id).scalar_subquery()
+    rows = c.execute(select(r.photo_id, r.audit_seq).where(r.id.in_(newest)))
     return {photo_id: seq for photo_id, seq in rows}
 
 
 def _query_row(c: Connection, search_id: int) -> tuple[str | None, bytes | None]:
-    row = c.execute(select(SearchRow.query_strokes, SearchRow.query_file).where(SearchRow.id == search_id)).first()
+    s = searches.c
+    row = c.execute(select(s.query_strokes, s.query_file).where(s.id == search_id)).first()
     return (row[0], row[1]) if row else (None, None)
 
 
 def _case_seq(c: Connection, case_id: int) -> int | None:
     return c.execute(
-        select(func.min(AuditEntryRow.seq)).where(AuditEntryRow.case_id == case_id, AuditEntryRow.kind == "case opened")
+        select(func.min(audit_log.c.seq)).where(audit_log.c.case_id == case_id, audit_log.c.kind == "case opened")
     ).scalar()
 
 

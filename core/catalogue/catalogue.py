@@ -36,6 +36,21 @@ MAX_SQLITE_INTEGER = 2**63 - 1
 Record = Callable[[Connection, list[int]], None]
 
 
+def gallery_size(connection: Connection) -> tuple[int, int | None]:
+    """(photos catalogued, id of the newest import run or None), read in the caller's transaction
+    (a search is recorded with the gallery it ranked, in its own write)."""
+    photos = connection.execute(select(func.count(Photo.id))).scalar_one()
+    return photos, connection.execute(select(func.max(ImportRun.id))).scalar()
+
+
+def photo_hashes_and_thumbnails(connection: Connection, photo_ids: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+    """id -> (sha256, JPEG thumbnail) of those of ``photo_ids`` still catalogued, read in the caller's
+    transaction (a recorded ranking keeps them: a photo pruned later still shows in it)."""
+    ids = [int(i) for i in photo_ids]
+    rows = connection.execute(select(Photo.id, Photo.sha256, Photo.thumbnail).where(Photo.id.in_(ids)))
+    return {photo_id: (sha256, thumbnail) for photo_id, sha256, thumbnail in rows}
+
+
 @dataclass(frozen=True)
 class FileState:
     """What the catalogue knows of a path, enough to skip an unchanged file without reading it."""
@@ -877,18 +892,52 @@ class Catalogue:
                 .group_by(Photo.source_folder)
                 .order_by(Photo.source_folder)
             ).all()
-        return [FolderSummary(folder, photos, missing) for folder, photos, missing in rows]
+            failed = self._failed_in_last_import(session, [folder for folder, _, _ in rows])
+        return [FolderSummary(folder, photos, missing, failed[folder]) for folder, photos, missing in rows]
+
+    @staticmethod
+    def _failed_in_last_import(session: Session, folders: Sequence[str]) -> dict[str, int]:
+        """Per folder, the files under it that the last finished import of it (of the folder or of
+        one above it) recorded as failed."""
+        runs = session.execute(
+            select(ImportRun.id, ImportRun.roots).where(ImportRun.status != "running").order_by(ImportRun.id.desc())
+        ).all()
+        last_run: dict[str, int] = {}
+        for run_id, roots in runs:
+            # roots recorded as given before they were made absolute cover no folder here
+            prefixes = [root.rstrip(os.sep) + os.sep for root in json.loads(roots) if os.path.isabs(root)]
+            for folder in folders:
+                if folder not in last_run and any((folder + os.sep).startswith(p) for p in prefixes):
+                    last_run[folder] = run_id
+            if len(last_run) == len(folders):
+                break
+        failed = dict.fromkeys(folders, 0)
+        if not last_run:
+            return failed
+        paths_of_run: dict[int, set[str]] = {run_id: set() for run_id in last_run.values()}
+        for run_id, path in session.execute(
+            select(ImportFailureRow.import_id, ImportFailureRow.path).where(
+                ImportFailureRow.import_id.in_(paths_of_run)
+            )
+        ):
+            paths_of_run[run_id].add(path)
+        for folder, run_id in last_run.items():
+            under = folder.rstrip(os.sep) + os.sep
+            failed[folder] = sum(1 for path in paths_of_run[run_id] if path.startswith(under))
+        return failed
 
     def photo_ids_in_folder(self, folder: str) -> list[int]:
         with self._begin() as session:
             return list(session.scalars(select(Photo.id).where(Photo.source_folder == folder)))
 
     # -- import log ----------------------------------------------------------------------------
-    def start_import(self, roots: Sequence[str]) -> int:
+    def start_import(self, roots: Sequence[Path]) -> int:
+        """A run in the import log: its folders (or shard location) as JSON text, each path as Python
+        names it (a byte that is not UTF-8 as its \\udcXX escape: read back, the same path)."""
         with self._begin() as session:
             run = ImportRun(
                 started_at=utcnow(),
-                roots=json.dumps(list(roots)),
+                roots=json.dumps([os.fspath(root) for root in roots]),
                 status="running",
                 added=0,
                 updated=0,

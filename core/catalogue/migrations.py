@@ -1,9 +1,10 @@
 """Schema versions of the catalogue file and the forward migrations between them.
 
 The version lives in SQLite's ``PRAGMA user_version``. A new file gets the newest schema straight
-from the ORM; an older file is migrated step by step inside one transaction (all or nothing); a
-file from a newer SketchSearch is refused rather than guessed at. Each older version is kept as a
-file it wrote, under tests/data, and the tests migrate those copies.
+from the ORM, and the casework tables from the steps that added them; an older file is migrated
+step by step inside one transaction (all or nothing); a file from a newer SketchSearch is refused
+rather than guessed at. Each older version is kept as a file it wrote, under tests/data, and the
+tests migrate those copies.
 
 History:
   1  photos, attributes, models, embeddings, import log
@@ -28,7 +29,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 
-from core.catalogue.orm import Base, append_only_triggers, attribute_change_triggers
+from core.catalogue.orm import Base, attribute_change_triggers
 from core.common.errors import CatalogueError
 
 LATEST_VERSION = 7
@@ -132,12 +133,33 @@ CREATE TABLE audit_head (
 """
 
 
+def _append_only(table: str) -> list[str]:
+    return [
+        f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+        for action in ("UPDATE", "DELETE")
+    ]
+
+
+# the triggers that keep casework's records append-only (and its cases kept), as versions 3 and 7
+# created them (core.casework.tables declares the same, which audit verify looks for)
+_CASEWORK_TRIGGERS = [
+    *_append_only("searches"),
+    *_append_only("search_revisions"),
+    *_append_only("search_results"),
+    *_append_only("reviews"),
+    *_append_only("audit_log"),
+    "CREATE TRIGGER cases_no_delete BEFORE DELETE ON cases BEGIN SELECT RAISE(ABORT, 'cases are kept'); END",
+]
+_SEAL_TRIGGERS = _append_only("audit_seals")
+CASEWORK_TRIGGERS = _CASEWORK_TRIGGERS + _SEAL_TRIGGERS
+
+
 def _add_casework(connection: Connection) -> None:
     for statement in _CASEWORK_DDL.split(";"):
         connection.exec_driver_sql(statement)
-    for statement in append_only_triggers():
-        if " ON audit_seals " not in statement:  # that table comes with version 7
-            connection.exec_driver_sql(statement)
+    for statement in _CASEWORK_TRIGGERS:
+        connection.exec_driver_sql(statement)
 
 
 def _add_attribute_provenance(connection: Connection) -> None:
@@ -172,10 +194,13 @@ def _add_audit_seals(connection: Connection) -> None:
     connection.exec_driver_sql(
         "CREATE TABLE audit_seals (seq INTEGER NOT NULL, mac VARCHAR(64) NOT NULL, PRIMARY KEY (seq))"
     )
-    for statement in append_only_triggers():
-        if " ON audit_seals " in statement:
-            connection.exec_driver_sql(statement)
+    for statement in _SEAL_TRIGGERS:
+        connection.exec_driver_sql(statement)
 
+
+# The casework tables are declared in core.casework.tables, a room above this one: a new file gets
+# them from the steps that added them to older files, so both hold the same tables.
+CASEWORK_STEPS = (_add_casework, _add_audit_seals)
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _v1_to_v2,
@@ -202,6 +227,8 @@ def upgrade(connection: Connection, location: str) -> int:
     tables = connection.execute(text("SELECT count(*) FROM sqlite_master WHERE type = 'table'")).scalar_one()
     if found == 0 and tables == 0:
         Base.metadata.create_all(connection)
+        for step in CASEWORK_STEPS:
+            step(connection)
         _set_version(connection, LATEST_VERSION)
         return found
     if found == 0:

@@ -1,6 +1,7 @@
 """ORM tables (internal to the catalogue: callers get dataclasses from ``core.common.types``).
 
-These classes describe the newest schema; ``migrations`` brings older files up to it."""
+These classes describe the newest schema of the catalogue's own tables; ``migrations`` brings older
+files up to it, and adds the casework tables (declared in ``core.casework.tables``) to a new file."""
 
 from __future__ import annotations
 
@@ -127,161 +128,6 @@ class ImportFailureRow(Base):
     reason: Mapped[str] = mapped_column(FilePath)  # may quote a path
 
 
-# -- casework (schema version 3) ---------------------------------------------------------------
-# Search records, reviews and the audit log are append-only: triggers refuse UPDATE and DELETE, so
-# a bug (or a careless script) cannot rewrite history; the hash chain catches anyone who drops them.
-
-
-class Case(Base):
-    __tablename__ = "cases"
-    __table_args__ = {"sqlite_autoincrement": True}
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    number: Mapped[str] = mapped_column(unique=True)
-    title: Mapped[str]
-    operator: Mapped[str]
-    notes: Mapped[str]
-    opened_at: Mapped[datetime]
-    closed_at: Mapped[datetime | None]
-
-
-class SearchRow(Base):
-    __tablename__ = "searches"
-    __table_args__ = {"sqlite_autoincrement": True}
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
-    query_kind: Mapped[str]  # strokes | file
-    query_name: Mapped[str]
-    query_sha256: Mapped[str] = mapped_column(String(64))  # of query_file for a file, of query_png for strokes
-    query_png: Mapped[bytes] = mapped_column(LargeBinary)  # the pixels the model was given
-    query_strokes: Mapped[str | None]  # JSON, for a drawn sketch
-    query_file: Mapped[bytes | None] = mapped_column(LargeBinary)  # the imported file's bytes, as read
-    operator: Mapped[str]
-    app_version: Mapped[str]
-    created_at: Mapped[datetime]
-
-
-class SearchRevisionRow(Base):
-    """One ranking of a search: the first, or a re-rank of the same query with other filters or K."""
-
-    __tablename__ = "search_revisions"
-    __table_args__ = {"sqlite_autoincrement": True}
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id"), index=True)
-    revision: Mapped[int]  # 1, 2, ... within the search
-    model_name: Mapped[str]
-    embedding_key: Mapped[str] = mapped_column(String(64))
-    gallery_photos: Mapped[int]
-    gallery_last_import: Mapped[int | None]
-    filters_json: Mapped[str]
-    top_k: Mapped[int]
-    started_at: Mapped[datetime]
-    finished_at: Mapped[datetime]
-    operator: Mapped[str]
-    audit_seq: Mapped[int]
-
-
-class SearchResultRow(Base):
-    __tablename__ = "search_results"
-
-    # no foreign key to photos: a photo pruned later stays in old records by its sha256 and thumbnail
-    revision_id: Mapped[int] = mapped_column(ForeignKey("search_revisions.id"), primary_key=True)
-    rank: Mapped[int] = mapped_column(primary_key=True)
-    photo_id: Mapped[int]
-    photo_sha256: Mapped[str] = mapped_column(String(64))
-    score: Mapped[float]
-    thumbnail: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class ReviewRow(Base):
-    """A person's decision on one candidate of a search; the newest per (search, photo) holds."""
-
-    __tablename__ = "reviews"
-    __table_args__ = (
-        CheckConstraint("mark IN ('possible', 'excluded', 'clear')", name="review_mark"),
-        Index("ix_reviews_search_photo", "search_id", "photo_id"),
-        {"sqlite_autoincrement": True},
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id"))
-    photo_id: Mapped[int]
-    photo_sha256: Mapped[str] = mapped_column(String(64))
-    rank: Mapped[int]
-    mark: Mapped[str]
-    note: Mapped[str]
-    operator: Mapped[str]
-    at: Mapped[datetime]
-    audit_seq: Mapped[int]
-
-
-class AuditEntryRow(Base):
-    __tablename__ = "audit_log"
-
-    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # 1, 2, ... without gaps
-    at: Mapped[str]  # ISO 8601 UTC, stored as hashed
-    kind: Mapped[str]
-    operator: Mapped[str]
-    case_id: Mapped[int | None]
-    payload_json: Mapped[str]
-    content_sha256: Mapped[str] = mapped_column(String(64))
-    prev_sha256: Mapped[str] = mapped_column(String(64))
-    entry_sha256: Mapped[str] = mapped_column(String(64))
-
-
-class AuditHeadRow(Base):
-    """The chain's newest entry, written in the same transaction: a removed last entry shows."""
-
-    __tablename__ = "audit_head"
-    __table_args__ = (CheckConstraint("id = 1", name="audit_head_single_row"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    seq: Mapped[int]
-    entry_sha256: Mapped[str] = mapped_column(String(64))
-
-
-class AuditSealRow(Base):
-    """An entry's seal: HMAC-SHA256 of its sequence number and hash under a key kept outside the
-    data folder (schema 7); written only while a key is set."""
-
-    __tablename__ = "audit_seals"
-
-    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    mac: Mapped[str] = mapped_column(String(64))
-
-
-APPEND_ONLY_TABLES = ("searches", "search_revisions", "search_results", "reviews", "audit_log", "audit_seals")
-
-
-def append_only_triggers() -> list[str]:
-    """DDL shared by new files (below) and the migration that adds these tables."""
-    statements = []
-    for table in APPEND_ONLY_TABLES:
-        for action in ("UPDATE", "DELETE"):
-            statements.append(
-                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-            )
-    statements.append(
-        "CREATE TRIGGER cases_no_delete BEFORE DELETE ON cases BEGIN SELECT RAISE(ABORT, 'cases are kept'); END"
-    )
-    return statements
-
-
-CASEWORK_TABLES = [
-    Case.__table__,
-    SearchRow.__table__,
-    SearchRevisionRow.__table__,
-    SearchResultRow.__table__,
-    ReviewRow.__table__,
-    AuditEntryRow.__table__,
-    AuditHeadRow.__table__,
-    AuditSealRow.__table__,
-]
-
-
 # -- the attribute change log (schema version 6) ---------------------------------------------------
 
 
@@ -332,5 +178,5 @@ def attribute_change_triggers() -> list[str]:
 
 @event.listens_for(Base.metadata, "after_create")
 def _create_triggers(_metadata, connection, **_kw) -> None:  # noqa: ANN001 - after every table exists
-    for statement in append_only_triggers() + attribute_change_triggers():
+    for statement in attribute_change_triggers():
         connection.exec_driver_sql(statement)

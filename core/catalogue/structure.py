@@ -16,8 +16,8 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable
 
-from core.catalogue.migrations import ATTRIBUTE_CHANGES_DDL
-from core.catalogue.orm import AttributeChange, append_only_triggers, attribute_change_triggers
+from core.catalogue.migrations import ATTRIBUTE_CHANGES_DDL, CASEWORK_TRIGGERS
+from core.catalogue.orm import AttributeChange, attribute_change_triggers
 
 LOG_TABLE = AttributeChange.__tablename__
 # a trigger on these, other than the ones created here, can change what the log records
@@ -80,7 +80,7 @@ def change_log_problems(connection: Connection) -> list[str]:
             problems.append(f"trigger {name} (of the attribute change log) is missing")
         elif normalised(triggers[name][1] or "") != sql:
             problems.append(f"trigger {name} was altered (its SQL is not the one SketchSearch creates)")
-    known = set(expected) | set(_triggers(append_only_triggers()))
+    known = set(expected) | set(_triggers(CASEWORK_TRIGGERS))
     for name, (table, _) in sorted(triggers.items()):
         if table in WATCHED_TABLES and name not in known:
             problems.append(f"trigger {name} on {table} is not one SketchSearch creates")

@@ -23,6 +23,9 @@ from core.common.operator import describe, operator_name, resolve_operator
 from core.common.types import AttributeSource
 
 EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a program ended by SIGPIPE
+# commands that add or forget photos or rewrite the index: a window that has the gallery open
+# searches the index it loaded, and sees them only once it opens the gallery again
+CHANGES_PHOTOS = ("import", "import-embeddings", "rebuild-index", "prune")
 
 
 def _added_failed(progress) -> dict:
@@ -137,7 +140,11 @@ def _run(args: argparse.Namespace) -> int:
         check_change_log=args.command != "verify",
     )
     if getattr(args, "operator", None):
-        workspace.operator = operator_name(args.operator, "--operator")
+        workspace.desk.operator = operator_name(args.operator, "--operator")
+    if args.command in CHANGES_PHOTOS:
+        warning = workspace.writer.window_warning()
+        if warning:
+            print(f"warning: {shown(warning)}", file=sys.stderr)
     try:
         return COMMAND_HANDLERS[args.command](workspace, args)
     finally:
@@ -159,8 +166,10 @@ def _import(workspace, args) -> int:
     else:
         print(
             f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
-            f"failed {len(summary.failed)} in {summary.seconds:.1f} s"
+            f"duplicates {len(summary.duplicates)}, failed {len(summary.failed)} in {summary.seconds:.1f} s"
         )
+        for duplicate in summary.duplicates:
+            print(f"  duplicate: {shown(duplicate.path)} (same content as {shown(duplicate.of)})")
         for failure in summary.failed:
             print(f"  failed: {shown(failure.path)}: {shown(failure.reason)}")
     return 0
@@ -189,7 +198,7 @@ def _search(workspace, args) -> int:
         print(f"warning: {workspace.data_dir}: {empty}", file=sys.stderr)
     case = workspace.casework.case(args.case) if args.case else None
     recorded = [
-        workspace.search_file_recorded(sketch, args.top, where, args.min_confidence, case and case.id)
+        workspace.searcher.search_file_recorded(sketch, args.top, where, args.min_confidence, case and case.id)
         for sketch in args.sketches
     ]
     # the warnings on each query as recorded with its search (a photo, a gallery photo)
@@ -240,13 +249,13 @@ def _one_value_per_attribute(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 def _attributes(workspace, args) -> int:
     if args.attributes_command == "import":
-        sheet = workspace.import_attribute_sheet(args.csv, args.key, args.id_pattern, args.operator)
+        sheet = workspace.gallery.import_attribute_sheet(args.csv, args.key, args.id_pattern, args.operator)
         print(f"set {len(sheet.rows)} attribute value(s); {len(sheet.unmatched)} row(s) matched no photo")
         for name in sheet.ambiguous:
             print(f"  not applied: '{shown(name)}' matches photos in several folders (use a 'path' column)")
         return 0
-    operator = workspace.operator
-    workspace.set_attributes_by_hand(args.photo_id, dict(args.values), operator=operator)  # all or none
+    operator = workspace.desk.operator
+    workspace.gallery.set_attributes_by_hand(args.photo_id, dict(args.values), operator=operator)  # all or none
     print(f"photo {args.photo_id}: " + ", ".join(f"{n}={v}" for n, v in args.values) + f" (set by {operator})")
     return 0
 
@@ -267,10 +276,10 @@ def _verify(workspace, args) -> int:
 
 
 def _rebuild_index(workspace, args) -> int:
-    summary = workspace.embed_missing()
-    index = workspace.rebuild_index()
+    summary = workspace.gallery.embed_missing()
+    index = workspace.gallery.rebuild_index()
     print(f"index rebuilt: {len(index)} photo(s), {summary.updated} newly embedded")
-    for failure in summary.failed + workspace.repair_failures:
+    for failure in summary.failed + workspace.gallery.repair_failures:
         print(f"  not embedded: {shown(failure.path)}: {shown(failure.reason)}")
     return 0
 
@@ -291,21 +300,21 @@ def _stats(workspace, args) -> int:
 
 
 def _prune(workspace, args) -> int:
-    print(f"pruned {workspace.prune_missing()} photo(s) whose files are gone")
+    print(f"pruned {workspace.gallery.prune_missing()} photo(s) whose files are gone")
     return 0
 
 
 def _case(workspace, args) -> int:
     store, action = workspace.casework, args.case_command
     if action == "new":
-        case = store.new_case(args.number, args.title, workspace.operator, args.notes)
+        case = store.new_case(args.number, args.title, workspace.desk.operator, args.notes)
         print(f"case {shown(case.number)} opened by {shown(case.operator)}")
         warning = mixed_scripts_warning(case.number)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     elif action in ("open", "close"):
         number = store.case(args.number).number  # as stored: the number the record names
-        case = store.set_case_state(number, closed=action == "close", operator=workspace.operator)
+        case = store.set_case_state(number, closed=action == "close", operator=workspace.desk.operator)
         print(f"case {shown(case.number)} {'closed' if action == 'close' else 'open again'}")
     elif action == "list":
         cases = store.cases()
@@ -317,7 +326,7 @@ def _case(workspace, args) -> int:
     elif action == "show":
         _show_case(workspace, args)
     elif action == "replay":
-        report = workspace.replay(args.search_id)
+        report = workspace.searcher.replay(args.search_id)
         if args.json:
             _print_json(
                 {
@@ -335,7 +344,7 @@ def _case(workspace, args) -> int:
         return 0 if report.identical else 1
     elif action == "report":
         number = store.case(args.number).number
-        path = workspace.export_case_report(number, args.pdf, args.top)
+        path = workspace.desk.export_case_report(number, args.pdf, args.top)
         print(f"report of case {shown(number)} written to {shown(path)}")
     return 0
 
@@ -372,6 +381,7 @@ def _show_case(workspace, args) -> None:
                 "filters": latest.filters,
                 "gallery_photos": latest.gallery.photos,
                 "query_warnings": latest.query_warnings,
+                "origin": search.origin,
                 "weak_result": weak_result_warning([c.score for c in latest.candidates]),
                 "candidates": [
                     {
@@ -398,6 +408,8 @@ def _show_case(workspace, args) -> None:
             f"search {s['search_id']} rev {s['revision']}  {s['started_at']}  {printable(s['operator'])}  "
             f"{printable(s['query'])}"
         )
+        if s["origin"]:
+            print(f"  origin: {printable(s['origin'])}")
         for warning in s["query_warnings"]:
             print(f"  warning: {printable(warning)}")
         if s["weak_result"]:
@@ -410,7 +422,7 @@ def _show_case(workspace, args) -> None:
 def _review(workspace, args) -> int:
     from core.casework.records import ReviewMark
 
-    review = workspace.casework.review(args.search_id, args.rank, ReviewMark(args.mark), workspace.operator, args.note)
+    review = workspace.desk.review(args.search_id, args.rank, ReviewMark(args.mark), args.note)
     print(f"search {review.search_id} rank {review.rank} (photo #{review.photo_id}): {review.mark.label}")
     return 0
 
@@ -433,7 +445,7 @@ def _audit(workspace, args) -> int:
         for problem in check.problems or (check.problem,):
             print(f"  {printable(problem)}")
         return 1
-    path, check = workspace.export_audit_log(args.file)
+    path, check = workspace.desk.export_audit_log(args.file)
     state = "verified" if check.ok else f"NOT VERIFIED: {printable(check.problem)}"
     print(f"audit log written to {path}: {check.entries} entries, head {check.entries}:{check.head_sha256} ({state})")
     return 0
@@ -442,7 +454,7 @@ def _audit(workspace, args) -> int:
 def _import_embeddings(workspace, args) -> int:
     bar = _ProgressBar("ingesting")
     try:
-        summary = workspace.import_embeddings(args.shards, progress=bar)
+        summary = workspace.gallery.import_embeddings(args.shards, progress=bar)
     finally:
         bar.close()
     if args.json:
@@ -459,8 +471,8 @@ def _import_embeddings(workspace, args) -> int:
 
 def _operator(workspace, args) -> int:
     if args.name:
-        workspace.set_operator(args.name, remember=True)
-        print(f"operator of {shown(workspace.data_dir)} set to {shown(workspace.operator)}")
+        workspace.desk.set_operator(args.name, remember=True)
+        print(f"operator of {shown(workspace.data_dir)} set to {shown(workspace.desk.operator)}")
         return 0
     who = resolve_operator(workspace.data_dir)
     print(f"operator: {shown(describe(who.name, who.os_account))}, from {who.source}")

@@ -43,6 +43,7 @@ class Parser(argparse.ArgumentParser):
     def parse_strictly(self, argv: list[str]) -> argparse.Namespace:
         """Parse, and refuse what no parser knew, naming the command it was given to and the option
         it was nearest to."""
+        self._refuse_unknown_leading_options(argv)
         args, extras = self.parse_known_args(argv)
         if not extras:
             return args
@@ -56,6 +57,29 @@ class Parser(argparse.ArgumentParser):
         nearest = difflib.get_close_matches(option, list(parser._option_string_actions), n=1)
         hint = f"did you mean '{nearest[0]}'?" if nearest else f"see '{parser.prog} --help'"
         parser.error(f"'{option}' is not an option; {hint}")
+
+    def _refuse_unknown_leading_options(self, argv: list[str]) -> None:
+        """An unknown option before the command would leave its value to be taken for the command
+        ("'DIR' is not a command"): name the option instead."""
+        words = iter(argv)
+        for word in words:
+            if not word.startswith("-") or word in ("-", "--"):
+                return  # the command: what follows is its own
+            option = word.split("=", 1)[0]
+            action = self._option_string_actions.get(option)
+            if action is None and option.startswith("--"):  # argparse takes an unambiguous prefix
+                longer = [a for name, a in self._option_string_actions.items() if name.startswith(option)]
+                if len(longer) > 1:
+                    return  # ambiguous: argparse names the options it could be
+                action = longer[0] if longer else None
+            elif action is None and self._option_string_actions.get(option[:2]) is not None:
+                return  # short flags run together (-vv): argparse reads them
+            if action is None:
+                nearest = difflib.get_close_matches(option, list(self._option_string_actions), n=1)
+                hint = f"did you mean '{nearest[0]}'?" if nearest else f"see '{self.prog} --help'"
+                self.error(f"'{option}' is not an option; {hint}")
+            if action.nargs != 0 and "=" not in word:
+                next(words, None)  # its value
 
     def _command_parser(self, args: argparse.Namespace) -> argparse.ArgumentParser:
         """The (sub-)parser of the command and action that ``args`` were parsed for."""

@@ -102,6 +102,14 @@ class ImportFailure:
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """A file not catalogued because its bytes are those of another file, catalogued in its stead."""
+
+    path: str
+    of: str
+
+
+@dataclass(frozen=True)
 class ImportProgress:
     done: int  # files handled so far (added, updated, unchanged or failed)
     total: int  # files found
@@ -115,16 +123,18 @@ class ImportProgress:
 class ImportSummary:
     added: int = 0
     updated: int = 0  # moved files whose path changed, or files whose content changed
-    unchanged: int = 0
+    unchanged: int = 0  # catalogued already at the same path
     failed: list[ImportFailure] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
+    duplicates: list[Duplicate] = field(default_factory=list)  # byte-identical copies, not catalogued twice
 
     def to_json(self) -> dict:
         return {
             "added": self.added,
             "updated": self.updated,
             "unchanged": self.unchanged,
+            "duplicates": [{"path": d.path, "of": d.of} for d in self.duplicates],
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "cancelled": self.cancelled,
             "seconds": round(self.seconds, 3),
@@ -136,6 +146,7 @@ class FolderSummary:
     folder: str
     photos: int
     missing: int
+    failed: int = 0  # files under it that its last import recorded as failed
 
 
 @dataclass(frozen=True)

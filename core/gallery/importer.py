@@ -12,7 +12,8 @@ added and how many replace a photo whose file now holds other content, with the 
 their consecutive ids), a photo forgotten because its file was replaced (``removed``), and a photo
 followed to a new path (``relocated``, with its ``previous_path``) or given a new modification time
 (``relocated`` at the same path). Each entry has the four counts, so the catalogue changes by the
-sum of added + updated - removed. The run's ``import`` entry (written by the workspace) follows."""
+sum of added + updated - removed. The run's ``import`` entry (written by the gallery service, naming
+the run's row in the catalogue's import log and binding its content) follows."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from core.catalogue.catalogue import Catalogue, FileState, NewPhoto, Record
 from core.common import errors
 from core.common.errors import ImageLoadError
 from core.common.imaging import decode_for_gallery, make_thumbnail, read_photo_file
-from core.common.types import ImportFailure, ImportProgress, ImportSummary
+from core.common.types import Duplicate, ImportFailure, ImportProgress, ImportSummary
 from core.gallery.pipeline import prepared_in_order
 from core.gallery.scanning import iter_image_files
 from core.model.embedded import require_finite
@@ -95,7 +96,7 @@ class _KnownContent:
     sha256: str
 
 
-def find_files(roots: Sequence[str | Path], summary: ImportSummary) -> list[_Found]:
+def find_files(roots: Sequence[Path], summary: ImportSummary) -> list[_Found]:
     """Every image under ``roots`` once (overlapping roots are fine), with its size and mtime."""
     found: dict[str, _Found] = {}
 
@@ -103,7 +104,7 @@ def find_files(roots: Sequence[str | Path], summary: ImportSummary) -> list[_Fou
         summary.failed.append(ImportFailure(str(path), reason))
 
     for root in roots:
-        root_path = Path(root).absolute()
+        root_path = root.absolute()
         folder = str(root_path if root_path.is_dir() else root_path.parent)
         for path in iter_image_files(root_path, on_error=fail):
             key = str(path)
@@ -179,6 +180,7 @@ class _Importer:
         self.flush()
         if self.cancel and self.cancel.is_set():
             self.summary.cancelled = True
+            self._report("")  # where it stopped, with the batch committed last
 
     def consume(self, found: _Found, result, previous: FileState | None) -> None:
         if isinstance(result, ImportFailure):
@@ -191,8 +193,11 @@ class _Importer:
             self.target.forget_photos([previous.photo_id], self._recorder(removed=1, **gone))
             self.by_sha.pop(previous.sha256, None)
         outcome = self._place(found, result, "updated" if replaced else "added")
-        if outcome is not None:
-            outcome = "updated" if replaced else outcome
+        if replaced and outcome is not None:
+            if outcome == "duplicates":  # its old photo is forgotten: the path counts as updated
+                self.summary.duplicates.pop()
+            self._count("updated")
+        elif outcome not in (None, "duplicates"):
             self._count(outcome)
 
     def _count(self, field: str, n: int = 1) -> None:
@@ -223,7 +228,7 @@ class _Importer:
             return None
         photo_id, old_path = known
         if photo_id == -1:
-            return "unchanged"  # a copy of a photo still in the batch
+            return self._duplicate(found, old_path)  # a copy of a photo still in the batch
         if old_path == found.path or not os.path.exists(old_path):
             # the same file touched, or moved/renamed: follow it
             moved = {"photo": photo_id, "sha256": result.sha256, **path_fields("path", found.path)}
@@ -239,7 +244,11 @@ class _Importer:
             )
             self.by_sha[result.sha256] = (photo_id, found.path)
             return "unchanged" if old_path == found.path else "updated"
-        return "unchanged"  # a second copy of a catalogued photo
+        return self._duplicate(found, old_path)  # a second copy of a catalogued photo
+
+    def _duplicate(self, found: _Found, of: str) -> str:
+        self.summary.duplicates.append(Duplicate(found.path, of))
+        return "duplicates"
 
     def flush(self) -> None:
         if not self.batch:
@@ -277,8 +286,12 @@ class _Importer:
 
     def _advance(self, current: str) -> None:
         self.done += 1
+        if time.monotonic() - self._last_report >= 0.1 or self.done == self.total:
+            self._report(current)
+
+    def _report(self, current: str) -> None:
         now = time.monotonic()
-        if self.progress and (now - self._last_report >= 0.1 or self.done == self.total):
+        if self.progress:
             self._last_report = now
             elapsed = max(now - self.started, 1e-6)
             self.progress(
@@ -295,16 +308,16 @@ class _Importer:
 
 def import_paths(
     target: ImportTarget,
-    roots: Iterable[str | Path],
+    roots: Sequence[Path],
     *,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     batch_size: int = 32,
 ) -> ImportSummary:
-    roots = [Path(r) for r in roots]
     importer = _Importer(target, progress, cancel, batch_size)
     catalogue = target.catalogue
-    import_id = importer.import_id = catalogue.start_import([str(r) for r in roots])
+    # absolute, so that the folders the run covered are known whatever folder it was started from
+    import_id = importer.import_id = catalogue.start_import([root.absolute() for root in roots])
     error: BaseException | None = None
     try:
         files = find_files(roots, importer.summary)

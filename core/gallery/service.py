@@ -1,7 +1,8 @@
 """What changes a gallery's photos: imports (image folders, cluster shards), photos forgotten (gone
-from disk, or a folder removed), the photos the model in use has no embedding for embedded, and
-attribute values stated by hand or by a sheet. Each writes its audit entries (through the
-:class:`CaseDesk`), and a run that writes batch by batch holds the data folder's one-writer lock."""
+from disk, or a folder removed), the photos the model in use has no embedding for embedded (and
+damaged stored embeddings, when the index is rebuilt), and attribute values stated by hand or by a
+sheet. Each writes its audit entries (through the :class:`CaseDesk`), and a run that writes batch by
+batch holds the data folder's one-writer lock."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import numpy as np
 
 from core.casework import audit
 from core.casework.desk import CaseDesk
-from core.casework.logged_paths import path_b64, path_fields, path_text, paths_fields
+from core.casework.logged_paths import path_b64, path_fields, path_text
 from core.catalogue.catalogue import Catalogue, Record
 from core.catalogue.writer_lock import WriterLock
-from core.common.types import AttributeSource, ImportSummary, PhotoRecord
+from core.common.types import AttributeSource, CatalogueStats, ImportFailure, ImportSummary, PhotoRecord
 from core.gallery.attribute_sheet import AttributeSheet, SheetKey, read_attribute_sheet
 from core.gallery.importer import GalleryTarget, ImportTarget, ProgressCallback, import_paths
-from core.gallery.reembed import embed_missing
+from core.gallery.reembed import embed_missing, repair_embeddings
 from core.index.service import IndexService
+from core.index.vectors import VectorIndex
 from core.model.handle import ModelHandle
 
 
@@ -34,6 +36,38 @@ class Gallery:
         self.indexes = indexes
         self.desk = desk
         self.writer = writer
+        self.repair_failures: list[ImportFailure] = []  # damaged embeddings the last rebuild could not redo
+
+    def open_index(self) -> None:
+        """Load the index file, or rebuild it (see :meth:`IndexService.open`). While an import runs
+        elsewhere its batches are committed before its index is saved: a rebuilt index is searched
+        from memory and the file left to the import."""
+        self.indexes.open(lambda: self.rebuild_index(save=not self.writer.running_elsewhere()))
+
+    def rebuild_index(self, save: bool = True) -> VectorIndex:
+        """A fresh index from the embeddings stored in SQLite (the source of truth), saved atomically.
+        A stored embedding that is not a finite unit vector (a damaged row) is never indexed: it is
+        embedded again from its file, or dropped (its photo then counts as not embedded) when the
+        file cannot be read (:attr:`repair_failures`). The stored vectors are read in chunks."""
+        self.repair_failures = []
+        key, dim = self.manifest.embedding_key, self.manifest.embedding_dim
+
+        def repair(damaged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            self.repair_failures, ids, vectors = repair_embeddings(
+                self.catalogue, lambda: self.models.model, key, dim, damaged
+            )
+            return ids, vectors
+
+        return self.indexes.rebuild(save, repair)
+
+    def stats(self) -> CatalogueStats:
+        return CatalogueStats(
+            photos=self.catalogue.count_photos(),
+            indexed=len(self.indexes),
+            failed=len(self.catalogue.last_import_failures()),
+            missing=self.catalogue.count_missing(),
+            model=self.models.info(),
+        )
 
     def forget_photos(self, photo_ids: Sequence[int], record: Record | None = None) -> None:
         """Remove photos from the catalogue and the index (the files themselves are never touched);
@@ -48,23 +82,15 @@ class Gallery:
         cancel: threading.Event | None = None,
         batch_size: int = 32,
     ) -> ImportSummary:
-        roots = [str(r) for r in roots]
+        """Import the image files under ``roots``; the run is recorded in the catalogue's import log,
+        and its ``import`` entry names that record and binds its content."""
+        roots = [Path(root) for root in roots]
         target = ImportTarget(**self._target_fields(), model=self.models.model)
         with self.writer.exclusive():
             summary = import_paths(target, roots, progress=progress, cancel=cancel, batch_size=batch_size)
-        self.desk.record(
-            "import",
-            {
-                **paths_fields("roots", roots),
-                "import_id": self.catalogue.last_import_id(),
-                "added": summary.added,
-                "updated": summary.updated,
-                "unchanged": summary.unchanged,
-                "failed": len(summary.failed),
-                "cancelled": summary.cancelled,
-                "photos_after": self.catalogue.count_photos(),
-            },
-        )
+            self.desk.record_import_run(
+                "import", self.catalogue.last_import_id(), {"duplicates": len(summary.duplicates)}
+            )
         return summary
 
     def target(self) -> GalleryTarget:
@@ -93,17 +119,7 @@ class Gallery:
 
         with self.writer.exclusive():
             summary = ingest_shards(self.target(), Path(shards), progress=progress, cancel=cancel)
-        self.desk.record(
-            "import embeddings",
-            {
-                **path_fields("shards", shards),
-                "import_id": self.catalogue.last_import_id(),
-                "added": summary.added,
-                "unchanged": summary.unchanged,
-                "failed": len(summary.failed),
-                "photos_after": self.catalogue.count_photos(),
-            },
-        )
+            self.desk.record_import_run("import embeddings", self.catalogue.last_import_id())
         return summary
 
     def prune_missing(self) -> int:

@@ -47,7 +47,7 @@ def ingest_shards(
     summary = ImportSummary()
     started = time.monotonic()
     known = set(catalogue.paths_by_sha())
-    import_id = catalogue.start_import([str(location)])
+    import_id = catalogue.start_import([location])
     batch: list[NewPhoto] = []
     numbers: list[int] = []  # the batch's rows in its shard
 

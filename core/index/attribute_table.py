@@ -103,6 +103,15 @@ class AttributeTables:
                 return
             self._save(table, seq)
 
+    def close(self) -> None:
+        """Save the table (:meth:`save`) and prune the change log for the next opening; a cache not
+        written costs that opening time, nothing else, so a failure is only logged."""
+        try:
+            self.save()
+            self.prune_change_log()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: the attribute table was not saved (%s)", self.path, exc)
+
     def forget(self) -> None:
         """Drop the table held in memory, and never take it from the cache file again until this
         service has written that file itself: the next filter reads the table whole from the

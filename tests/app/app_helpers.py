@@ -32,3 +32,31 @@ def wait_for_results(qtbot, window, count: int | None = None, timeout: int = 300
         )
 
     qtbot.waitUntil(ready, timeout=timeout)
+
+
+def when_modal(kind, act, seen: list | None = None) -> None:
+    """Once a modal ``kind`` dialog is up (one that ``exec`` runs), run ``act`` on it, noting it
+    in ``seen``."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    def poll() -> None:
+        widget = QApplication.activeModalWidget()
+        if isinstance(widget, kind) and widget.isVisible():
+            if seen is not None:
+                seen.append(widget)
+            act(widget)
+        else:
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(0, poll)
+
+
+def click(text: str):
+    """An ``act`` for :func:`when_modal`: press the message box button labelled ``text``."""
+
+    def press(box) -> None:
+        (button,) = [b for b in box.buttons() if b.text() == text]
+        button.click()
+
+    return press

@@ -8,9 +8,10 @@ import shutil
 import subprocess
 
 import numpy as np
-from app_helpers import GALLERY_SIZE, draw_figure_strokes, draw_stroke
+from app_helpers import GALLERY_SIZE, click, draw_figure_strokes, draw_stroke, when_modal
 from PIL import Image
 from pypdf import PdfReader
+from PySide6.QtWidgets import QMessageBox
 
 from core.casework.records import ReviewMark
 from core.casework.report import DISCLAIMER
@@ -29,7 +30,7 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     window.recorder.new_case("2026-0077", "Station assault", "ana", "witness sketch")
     qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
     assert window.status_bar.case_label.text() == "Case 2026-0077" and "2026-0077" in window.windowTitle()
-    assert workspace.operator == "ana"
+    assert workspace.desk.operator == "ana"
     assert stored_operator(workspace.data_dir) == "ana"  # the data folder's operator: the command line's too
 
     draw_figure_strokes(qtbot, window.canvas)  # one burst of two strokes
@@ -123,7 +124,7 @@ def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, 
     workspace.close()
 
 
-def test_after_the_case_is_closed_its_ranking_takes_no_mark_and_the_next_is_a_new_record(
+def test_after_the_case_is_closed_a_mark_asks_and_goes_to_a_record_under_no_case(
     qtbot, make_window, tmp_path, inference_model, gallery_dir
 ):
     from core.workspace import Workspace
@@ -139,15 +140,21 @@ def test_after_the_case_is_closed_its_ranking_takes_no_mark_and_the_next_is_a_ne
 
     window.recorder.close_case()
     qtbot.waitUntil(lambda: window.recorder.case is None, timeout=10000)
-    with qtbot.waitSignal(window.recorder.failed, timeout=10000) as failed:
-        window.case_controls.review_row(0, ReviewMark.POSSIBLE, "")
-    assert "case is closed" in failed.args[0]
-    assert workspace.casework.reviews(in_case) == []
+    asked = []
+    when_modal(QMessageBox, click("Mark without a case"), asked)
+    photo = window.candidates.candidate(0).photo_id
+    assert window.case_controls.review_row(0, ReviewMark.POSSIBLE, "")  # asked first: no case is open
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, in_case), timeout=10000)
+    qtbot.waitUntil(lambda: bool(window.candidates.marks), timeout=10000)
+    taken = workspace.casework.search(window.recorder.current_search_id())
+    assert len(asked) == 1 and taken.case_id is None  # the ranking on screen, taken over under no case
+    assert taken.origin == f"taken over from search {in_case} (case 2026-0078): marked without a case"
+    assert [(r.photo_id, r.mark) for r in workspace.casework.reviews(taken.id)] == [(photo, ReviewMark.POSSIBLE)]
+    assert workspace.casework.reviews(in_case) == []  # the closed case is left as it was
 
-    window.grid.top_k.setValue(7)  # a re-rank of the ranking on screen: recorded anew, under no case
-    qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, in_case), timeout=20000)
-    after = workspace.casework.search(window.recorder.current_search_id())
-    assert after.case_id is None and len(workspace.casework.search(in_case).revisions) == 1
+    window.grid.top_k.setValue(7)  # a re-rank of the ranking on screen: a revision, under no case
+    qtbot.waitUntil(lambda: len(workspace.casework.search(taken.id).revisions) == 2, timeout=20000)
+    assert len(workspace.casework.search(in_case).revisions) == 1
     assert workspace.casework.verify_audit().ok
     window.document.undo_stack.setClean()
     window.close()

@@ -17,7 +17,7 @@ def test_next_after_a_correction_drops_the_photo_from_the_filter_shows_the_one_a
 ):
     workspace = own_gallery_workspace
     for photo_id in workspace.photo_ids().tolist():
-        workspace.set_attribute(photo_id, "gender", "female")
+        workspace.gallery.set_attribute(photo_id, "gender", "female")
     window = make_window(workspace)
     draw_figure_strokes(qtbot, window.canvas)
     wait_for_results(qtbot, window, GALLERY_SIZE)
@@ -44,7 +44,9 @@ def test_attribute_names_provenance_and_hash_are_shown_whole(qtbot, make_window,
     workspace = own_gallery_workspace
     photo_id = workspace.photo_ids().tolist()[0]
     values = {spec.name: spec.values[-1] for spec in workspace.schema.attributes}
-    workspace.set_attributes_by_hand(photo_id, values, operator="Detective Sergeant Marguerite Lefebvre-Okonkwo")
+    workspace.gallery.set_attributes_by_hand(
+        photo_id, values, operator="Detective Sergeant Marguerite Lefebvre-Okonkwo"
+    )
     window = make_window(workspace)
     draw_figure_strokes(qtbot, window.canvas)
     wait_for_results(qtbot, window, GALLERY_SIZE)
@@ -91,7 +93,7 @@ def test_the_region_map_tints_each_region_of_sketch_and_photo_by_core_s_figures(
     dialog.regions_button.setChecked(True)
     qtbot.waitUntil(lambda: dialog.region_similarity() is not None, timeout=20000)
     similarity = dialog.region_similarity()
-    expected = workspace.region_comparison(window.document.to_array(), [candidate.photo_id])
+    expected = workspace.regions.for_pixels(window.document.to_array(), [candidate.photo_id])
     assert similarity == expected.by_photo[candidate.photo_id].similarity  # core's figures, drawn as they are
     assert abs(similarity.score - candidate.score) < 1e-3  # the regions add up to the score shown
     manifest = workspace.manifest

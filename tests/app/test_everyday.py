@@ -144,6 +144,24 @@ def test_quitting_asks_before_an_unsaved_drawing_is_lost(qtbot, window, tmp_path
     assert window.close() and len(asked) == 1
 
 
+def test_an_imported_scan_left_as_it_is_needs_no_saving_but_strokes_over_it_do(qtbot, window, tmp_path):
+    from PIL import Image, ImageDraw
+
+    page = Image.new("L", (400, 600), 175)
+    ImageDraw.Draw(page).rectangle([150, 150, 250, 400], outline=90, width=6)
+    page.save(tmp_path / "scan.jpg")
+    window.sketch_files.import_scan(tmp_path / "scan.jpg")
+    qtbot.waitUntil(lambda: window.document.background is not None, timeout=10000)
+    assert not window.document.has_unsaved_work()  # the scan is on disk: nothing to lose
+    asked: list[str] = []
+    assert window.sketch_files.confirm_discard("opening another sketch") and asked == []
+
+    draw_stroke(qtbot, window.canvas, [(100, 100), (140, 300)])  # drawn since the import: work to save
+    answer_next_question(qtbot, QMessageBox.Cancel, asked)
+    assert not window.close()
+    assert len(asked) == 1 and "quitting" in asked[0]
+
+
 def test_quitting_with_discard_closes(qtbot, window):
     asked: list[str] = []
     draw_stroke(qtbot, window.canvas, [(100, 100), (140, 300)])
@@ -229,6 +247,59 @@ def test_save_dialog_opens_in_documents_then_in_the_last_folder_used(qtbot, wind
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda _w, _t, path, _f: suggested.append(path) or ("", ""))
     window.menus.save_sketch_action.trigger()
     assert suggested == [str(tmp_path / "case" / "sketch.json")]
+
+
+def test_each_kind_of_file_dialog_opens_in_the_folder_last_used_for_it(
+    qtbot, make_window, own_gallery_workspace, tmp_path, monkeypatch
+):
+    from PySide6.QtCore import QStandardPaths
+
+    documents = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
+    default = documents if documents and Path(documents).is_dir() else str(Path.home())
+    window = make_window(own_gallery_workspace)
+    window.recorder.new_case("2026-0101", "Kiosk", "ana")
+    qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
+    scans, reports, photos = (tmp_path / name for name in ("scans", "reports", "photos"))
+    for folder in (scans, reports, photos / "camera-1"):
+        folder.mkdir(parents=True)
+    asked: list[tuple[str, str]] = []
+    answers = {
+        "Import scanned sketch": str(scans / "scan.png"),
+        "Export case report": str(reports / "case-2026-0101.pdf"),
+        "Import photos from folder": str(photos / "camera-1"),
+    }
+
+    def file_dialog(_parent, title, where, *_filters, **_options):
+        asked.append((title, where))
+        return (answers.get(title, ""), "") if "folder" not in title else answers[title]
+
+    for name in ("getOpenFileName", "getSaveFileName", "getExistingDirectory"):
+        monkeypatch.setattr(QFileDialog, name, file_dialog)
+    monkeypatch.setattr(window.sketch_files, "import_scan", lambda path: None)
+    monkeypatch.setattr(window.recorder, "export_report", lambda path: None)
+    monkeypatch.setattr(window.gallery_jobs, "start_import", lambda roots: None)
+
+    def first_use() -> None:
+        window.menus.import_sketch_action.trigger()
+        window.menus.export_report_action.trigger()
+        window.menus.import_folder_action.trigger()
+        window.menus.save_sketch_action.trigger()
+
+    first_use()
+    assert asked == [
+        ("Import scanned sketch", default),
+        ("Export case report", str(Path(default) / "case-2026-0101.pdf")),  # never the working folder
+        ("Import photos from folder", default),
+        ("Save sketch", str(Path(default) / "sketch.json")),  # a scan opened elsewhere is no sketch folder
+    ]
+    asked.clear()
+    first_use()
+    assert asked == [
+        ("Import scanned sketch", str(scans)),
+        ("Export case report", str(reports / "case-2026-0101.pdf")),
+        ("Import photos from folder", str(photos)),  # beside the folder imported last
+        ("Save sketch", str(Path(default) / "sketch.json")),
+    ]
 
 
 def test_file_menu_imports_a_sheet_keyed_by_person(qtbot, make_window, open_workspace, tmp_path):

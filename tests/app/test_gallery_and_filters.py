@@ -3,6 +3,7 @@ imports a folder and reports bad files; the gallery panel lists folders."""
 
 from __future__ import annotations
 
+import pytest
 from app_helpers import GALLERY_SIZE, draw_figure_strokes, wait_for_results
 from PySide6.QtCore import Qt
 
@@ -15,7 +16,7 @@ def test_filters_narrow_the_grid_without_re_embedding(qtbot, make_window, own_ga
     ids = gallery_workspace.photo_ids().tolist()
     women = set(ids[:3])
     for photo_id in ids:
-        gallery_workspace.set_attribute(photo_id, "gender", "female" if photo_id in women else "male")
+        gallery_workspace.gallery.set_attribute(photo_id, "gender", "female" if photo_id in women else "male")
     assert "gender" in window.filters.combos
 
     draw_figure_strokes(qtbot, window.canvas)
@@ -131,6 +132,108 @@ def test_import_dialog_imports_a_folder_and_reports_a_bad_file(qtbot, make_windo
     assert workspace.catalogue.count_photos() == 0
 
 
+@pytest.fixture
+def paused_after_first_commit(monkeypatch):
+    """Make a workspace's imports (two photos a batch) stop, once a batch is committed, until
+    ``resume`` is set (at the latest when the test ends); ``reports`` holds each progress report."""
+    import threading
+
+    paused, resume, reports = threading.Event(), threading.Event(), []
+
+    def pause(workspace):
+        _pause_imports(workspace, monkeypatch, paused, resume, reports)
+        return paused, resume, reports
+
+    yield pause
+    resume.set()
+
+
+def _pause_imports(workspace, monkeypatch, paused, resume, reports) -> None:
+    real = workspace.import_paths
+
+    def import_paths(roots, progress=None, cancel=None):
+        def report(progress_now):
+            reports.append(progress_now)
+            progress(progress_now)
+            if progress_now.added and not paused.is_set():
+                paused.set()
+                resume.wait(60)
+
+        return real(roots, progress=report, cancel=cancel, batch_size=2)
+
+    monkeypatch.setattr(workspace, "import_paths", import_paths)
+
+
+def test_an_import_names_its_duplicates_and_the_panel_follows_its_batches_and_failures(
+    qtbot, make_window, open_workspace, tmp_path, paused_after_first_commit
+):
+    from PySide6.QtWidgets import QApplication
+
+    from app.self_test import write_figures
+
+    folder = tmp_path / "camera"
+    figures = write_figures(folder, 16)
+    copy = folder / "zz-copy.jpg"
+    copy.write_bytes(figures[0].read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    workspace = open_workspace()
+    window = make_window(workspace)
+    paused, resume, reports = paused_after_first_commit(workspace)
+
+    dialog = window.gallery_jobs.start_import([folder])
+    assert paused.wait(60)
+    tree = window.gallery.tree
+    committed = str(reports[-1].added)
+    # the import is still running, and the panel already counts the photos committed so far
+    qtbot.waitUntil(lambda: tree.topLevelItemCount() == 1 and tree.topLevelItem(0).text(1) == committed, timeout=10000)
+    assert dialog.running() and int(committed) < 16
+    resume.set()
+    qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
+
+    summary = dialog.summary
+    assert (summary.added, summary.unchanged, len(summary.failed)) == (16, 0, 1)
+    assert [(d.path, d.of) for d in summary.duplicates] == [(str(copy), str(figures[0]))]
+    assert "16 added, 0 updated, 0 unchanged, 1 duplicate(s), 1 failed" in dialog.counts.text()
+    rows = [(dialog.failures.topLevelItem(i).text(0), dialog.failures.topLevelItem(i).text(1)) for i in range(2)]
+    assert rows == [(str(folder / "broken.jpg"), summary.failed[0].reason), (str(copy), f"duplicate of {figures[0]}")]
+    dialog.copy_button.click()
+    assert QApplication.clipboard().text().splitlines() == [f"{path}\t{why}" for path, why in rows]
+
+    headers = [tree.headerItem().text(i) for i in range(tree.columnCount())]
+    assert headers == ["Folder", "Photos", "Missing", "Failed"]
+    # the broken file, as the catalogue recorded it at the import's end
+    qtbot.waitUntil(lambda: [tree.topLevelItem(0).text(i) for i in (1, 3)] == ["16", "1"], timeout=10000)
+    assert "1 failed" in window.gallery.total.text()
+    dialog.close()
+
+
+def test_cancel_leaves_the_progress_bar_where_the_import_stopped(
+    qtbot, make_window, open_workspace, tmp_path, paused_after_first_commit
+):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from app.self_test import write_figures
+
+    folder = tmp_path / "camera"
+    write_figures(folder, 16)
+    workspace = open_workspace()
+    window = make_window(workspace)
+    paused, resume, reports = paused_after_first_commit(workspace)
+    dialog = window.gallery_jobs.start_import([folder])
+    assert paused.wait(60)
+    bar = dialog.progress
+    qtbot.waitUntil(lambda: bar.value() == reports[-1].done, timeout=10000)
+    dialog.buttons.button(QDialogButtonBox.Cancel).click()
+    resume.set()
+    qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
+
+    assert dialog.summary.cancelled and dialog.summary.added < 16
+    assert (bar.maximum(), bar.value()) == (16, reports[-1].done)  # where it stopped, not 100%
+    assert bar.value() < 16 and "cancelled" in bar.text().lower()
+    assert "Import cancelled" in dialog.counts.text()
+    dialog.close()
+
+
 def test_a_gallery_imported_with_another_model_is_indexed_on_opening(
     qtbot, make_window, open_workspace, other_model, tmp_path
 ):
@@ -149,7 +252,7 @@ def test_a_gallery_imported_with_another_model_is_indexed_on_opening(
     qtbot.waitUntil(lambda: not dialog.running(), timeout=60000)
     assert dialog.summary.updated == 4 and not dialog.summary.failed
     assert "4 photo(s) indexed" in dialog.counts.text()
-    assert workspace.count_unembedded() == 0 and workspace.verify().ok
+    assert workspace.gallery.count_unembedded() == 0 and workspace.verify().ok
     draw_figure_strokes(qtbot, window.canvas)
     wait_for_results(qtbot, window, 4)
     dialog.close()
@@ -197,3 +300,18 @@ def test_a_damaged_thumbnail_keeps_its_placeholder_without_an_unexpected_error(
         qtbot.waitUntil(lambda: photo_id in window.thumbnails._failed, timeout=10000)
     assert window.thumbnails.get(photo_id) is window.thumbnails.placeholder
     assert "unexpected error" not in caplog.text
+
+
+def test_the_status_bar_names_the_model_without_nested_parentheses(qtbot, model_dir):
+    from app.status_bar import WindowStatusBar
+    from core.model.handle import ModelHandle
+
+    info = ModelHandle(model_dir, "cpu").info()  # the bundled model: "trained (IHDA-style …)"
+    bar = WindowStatusBar()
+    qtbot.addWidget(bar)
+    bar.show_model(info)
+    text = bar.model_label.text()
+    assert text == f"Model: {info.name} (trained)"
+    tooltip = bar.model_label.toolTip().splitlines()
+    assert tooltip[0] == info.name and tooltip[1] == "trained: IHDA-style sketch/photo co-training"
+    assert f"sha256: {info.sha256}" in tooltip and not any("{" in line for line in tooltip)  # no dumped dicts

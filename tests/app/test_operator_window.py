@@ -12,7 +12,7 @@ def test_the_operator_set_in_settings_is_the_data_folder_s_for_the_command_line_
 
     workspace = own_gallery_workspace
     window = make_window(workspace)
-    assert workspace.operator == os_account()  # nothing stored yet
+    assert workspace.desk.operator == os_account()  # nothing stored yet
 
     def set_and_accept() -> None:
         dialog = window._settings_dialog
@@ -26,7 +26,7 @@ def test_the_operator_set_in_settings_is_the_data_folder_s_for_the_command_line_
     QTimer.singleShot(0, set_and_accept)
     window.edit_settings()
     qtbot.waitUntil(lambda: workspace.casework.last_event("operator set") is not None, timeout=10000)
-    assert workspace.operator == "J. Smith"
+    assert workspace.desk.operator == "J. Smith"
     assert resolve_operator(workspace.data_dir).name == "J. Smith"  # what a command on this folder reads
     entry = workspace.casework.last_event("operator set")
     assert (entry.operator, entry.payload["os_account"]) == ("J. Smith", os_account())

@@ -47,3 +47,27 @@ def test_an_empty_gallery_says_there_is_nothing_to_search(qtbot, make_window, in
         assert "no photos" in window.grid.search_state.text()
         window.document.undo_stack.setClean()  # the test's drawing is not work to save
         window.close()
+
+
+def test_the_warnings_recorded_on_a_query_are_shown_with_where_their_measure_comes_from(
+    qtbot, make_window, own_gallery_workspace, gallery_dir
+):
+    window = make_window(own_gallery_workspace)
+    photo = sorted(gallery_dir.glob("*.jpg"))[0]  # a gallery photo, imported as if it were a scanned sketch
+    window.sketch_files.import_scan(photo)
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() is not None, timeout=30000)
+    search_id = window.recorder.current_search_id()
+    recorded = own_gallery_workspace.casework.search(search_id).latest.query_warnings
+    heads = [w.split(":")[0] for w in recorded]
+    assert heads == ["The query looks like a photo, not a drawing", "The query is a gallery photo"]
+
+    shown = window.grid.query_warning
+    qtbot.waitUntil(shown.isVisible, timeout=10000)
+    assert shown.text().splitlines() == recorded  # as recorded, word for word
+    tooltip = shown.toolTip()
+    assert f"recorded with search {search_id}" in tooltip.lower()
+    assert "benchmarks/results/query-check.md" in tooltip  # where the colour measure's threshold comes from
+    assert "sha256" in tooltip and "catalogued at import" in tooltip
+
+    window.document.clear()  # no query: no warning about it
+    qtbot.waitUntil(lambda: not shown.isVisible(), timeout=10000)

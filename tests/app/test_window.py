@@ -45,7 +45,7 @@ def test_top_k_is_remembered(qtbot, window, settings):
 
 
 def test_about_box_names_the_model_and_the_terms_it_may_be_used_on(qtbot, window, gallery_workspace):
-    info = gallery_workspace.model_info()
+    info = gallery_workspace.models.info()
     assert info.licence and info.data_terms  # from the manifest
     box = window.show_about()
     qtbot.waitUntil(box.isVisible)

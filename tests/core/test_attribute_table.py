@@ -80,11 +80,11 @@ def test_the_cached_table_follows_every_write_without_reading_the_whole_catalogu
 
     # predictions (as a trained head writes them), then a person's corrections: one read of that photo each
     a, b = ids["person_0000.jpg"], ids["person_0001.jpg"]
-    workspace.set_attribute(a, "bag", "yes", AttributeSource.MODEL, confidence=0.55)
-    workspace.set_attribute(b, "bag", "no", AttributeSource.MODEL, confidence=0.95)
-    workspace.set_attribute(b, "gender", "male", AttributeSource.MODEL, confidence=0.7)
+    workspace.gallery.set_attribute(a, "bag", "yes", AttributeSource.MODEL, confidence=0.55)
+    workspace.gallery.set_attribute(b, "bag", "no", AttributeSource.MODEL, confidence=0.95)
+    workspace.gallery.set_attribute(b, "gender", "male", AttributeSource.MODEL, confidence=0.7)
     assert assert_current(workspace) is table  # the same photos: updated in place
-    workspace.set_attributes_by_hand(b, {"gender": "female", "hair": "long"})
+    workspace.gallery.set_attributes_by_hand(b, {"gender": "female", "hair": "long"})
     assert assert_current(workspace) is table
     assert seen[1:] == [[a, b], [b]]
 
@@ -103,7 +103,7 @@ def test_the_cached_table_follows_every_write_without_reading_the_whole_catalogu
         "person_0001.jpg,male,,\n"  # b's manual 'female' stays
         "person_0100.jpg,female,yes,no\n"
     )
-    workspace.import_attribute_sheet(sheet)
+    workspace.gallery.import_attribute_sheet(sheet)
     table = assert_current(workspace)
     row = {int(i): r for r, i in enumerate(table.ids)}
     gender, bag = table.names.index("gender"), table.names.index("bag")
@@ -121,9 +121,9 @@ def test_the_cached_table_follows_every_write_without_reading_the_whole_catalogu
     first[4].unlink()
     workspace.import_paths([first[0].parent])
     assert_current(workspace)
-    assert workspace.prune_missing() == 1
+    assert workspace.gallery.prune_missing() == 1
     assert_current(workspace)
-    assert workspace.remove_folder(str(second[0].parent)) == 5
+    assert workspace.gallery.remove_folder(str(second[0].parent)) == 5
     table = assert_current(workspace)
     assert len(table.ids) == 7
     assert None not in seen[1:]  # every update read only the photos written
@@ -141,7 +141,7 @@ def test_the_cached_table_follows_every_write_without_reading_the_whole_catalogu
         checked.append(progress.done)
         assert_current(upgraded)
 
-    assert upgraded.embed_missing(progress=check_each_batch, batch_size=2).updated == 7
+    assert upgraded.gallery.embed_missing(progress=check_each_batch, batch_size=2).updated == 7
     assert checked == [2, 4, 6, 7] and seen[0] is None and None not in seen[1:]
     table = assert_current(upgraded)
     predicted = (table.values >= 0) & (table.confidence < 1)
@@ -180,8 +180,8 @@ def test_reopening_reads_only_the_photos_another_program_changed(tmp_path, make_
     workspace.import_paths([first[0].parent])
     seen = reads(workspace)
     _filter_then_close(workspace)
-    assert seen == [None] and workspace.attribute_cache_path.exists()
-    assert workspace.attribute_cache_path.stat().st_mode & 0o777 == 0o600
+    assert seen == [None] and workspace.attribute_tables.path.exists()
+    assert workspace.attribute_tables.path.stat().st_mode & 0o777 == 0o600
 
     # another workspace (as another process would: it shares nothing with the first) changes the
     # gallery without ever reading the table: an import, a sheet, a manual value, prune, folder removal
@@ -192,12 +192,12 @@ def test_reopening_reads_only_the_photos_another_program_changed(tmp_path, make_
     other.import_paths([second[0].parent, third[0].parent])
     sheet = tmp_path / "sheet.csv"
     sheet.write_text("filename,gender,bag\nperson_0000.jpg,male,no\nperson_0100.jpg,female,yes\n")
-    other.import_attribute_sheet(sheet)
-    other.set_attributes_by_hand(ids["person_0001.jpg"], {"gender": "female", "hair": "long"})
+    other.gallery.import_attribute_sheet(sheet)
+    other.gallery.set_attributes_by_hand(ids["person_0001.jpg"], {"gender": "female", "hair": "long"})
     first[2].unlink()
     other.import_paths([first[0].parent])
-    assert other.prune_missing() == 1
-    assert other.remove_folder(str(third[0].parent)) == 2
+    assert other.gallery.prune_missing() == 1
+    assert other.gallery.remove_folder(str(third[0].parent)) == 2
     other.close()
     # and another program, straight through SQLite
     with sqlite3.connect(workspace.catalogue.path) as db:
@@ -230,7 +230,7 @@ def test_a_table_kept_while_another_workspace_prunes_the_log_is_read_again(tmp_p
     workspace.import_paths([photos[0].parent])
     assert_current(workspace)  # this workspace's table, at the log's position then
     other = open_workspace()
-    other.set_attribute(int(other.photo_ids()[0]), "hat", "yes")  # other's table: from the cache file
+    other.gallery.set_attribute(int(other.photo_ids()[0]), "hat", "yes")  # other's table: from the cache file
     assert_current(other)  # brought up to date by id
     other.close()  # saves at its position, and prunes the log up to it
     with sqlite3.connect(workspace.catalogue.path) as db:
@@ -249,7 +249,7 @@ def test_a_cache_file_that_cannot_be_trusted_is_read_again_from_the_catalogue(
     workspace = open_workspace()
     workspace.import_paths([photos[0].parent])
     _filter_then_close(workspace)
-    path = workspace.attribute_cache_path
+    path = workspace.attribute_tables.path
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:200])
     elif damage == "garbage":
@@ -315,7 +315,7 @@ def test_the_change_log_keeps_only_what_a_cache_file_still_needs(tmp_path, make_
     assert log_rows(importer) == [(0,)]  # no cache needs any of it: the marker alone
     workspace = open_workspace()
     assert_current(workspace)  # read whole and saved: the log is pruned up to it
-    workspace.set_attribute(int(workspace.photo_ids()[0]), "hat", "yes")
+    workspace.gallery.set_attribute(int(workspace.photo_ids()[0]), "hat", "yes")
     assert len(log_rows(workspace)) == 2
     workspace.close()  # the table is saved at its position only once brought up to date
     assert len(log_rows(workspace)) == 2

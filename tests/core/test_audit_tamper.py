@@ -14,8 +14,8 @@ import pytest
 from core.casework import audit
 from core.casework.records import ReviewMark
 from core.casework.store import CaseworkStore
+from core.casework.tables import append_only_triggers
 from core.catalogue.catalogue import Catalogue
-from core.catalogue.orm import append_only_triggers
 from core.common.errors import CaseworkError
 from tests.core.test_casework import record
 from tests.core.test_catalogue import new_photo
@@ -323,3 +323,34 @@ def test_a_version_6_file_binds_its_casework_once_on_upgrade(tmp_path):
     tamper(catalogue.path, "UPDATE reviews SET note = 'no scar'")  # rows of before the upgrade are bound too
     assert "review 1 differs from what entry 6 recorded: it was edited" in store.verify_audit().problems
     catalogue.close()
+
+
+IMPORT_RUN_CHANGES = {
+    "roots": """UPDATE import_runs SET roots = '["/elsewhere"]' WHERE id = 1""",
+    "status": "UPDATE import_runs SET status = 'cancelled' WHERE id = 1",
+    "counts": "UPDATE import_runs SET added = added - 1, failed = failed + 1 WHERE id = 1",
+    "started_at": "UPDATE import_runs SET started_at = '2020-01-01 00:00:00.000000' WHERE id = 1",
+    "deleted": "DELETE FROM import_runs WHERE id = 1",
+}
+
+
+@pytest.mark.parametrize("change", sorted(IMPORT_RUN_CHANGES))
+def test_an_import_runs_record_edited_or_deleted_in_sqlite_is_detected(open_workspace, make_photos, change):
+    photos = make_photos(3)
+    workspace = open_workspace()
+    for _ in range(2):  # the second run is left as it was
+        workspace.import_paths([photos[0].parent])
+    first_entry = next(e.seq for e in workspace.casework.audit_entries() if e.kind == "import")
+    assert workspace.casework.verify_audit().ok
+    tamper(workspace.catalogue.path, IMPORT_RUN_CHANGES[change])
+    check = workspace.casework.verify_audit()
+    done = "is missing: it was deleted" if change == "deleted" else "differs from what entry"
+    assert not check.ok and check.first_bad == first_entry
+    assert len(check.problems) == 1 and check.problems[0].startswith("import run 1") and done in check.problems[0]
+
+
+def test_an_import_run_that_never_ended_has_no_entry_and_verifies(tmp_path):
+    store = casework(tmp_path)
+    store.catalogue.start_import([tmp_path / "gallery"])  # its process killed before the run's end
+    assert store.verify_audit().ok
+    store.catalogue.close()

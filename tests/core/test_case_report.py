@@ -52,21 +52,21 @@ def report(tmp_path_factory, model_dir):
     for i in range(PHOTOS):
         draw_person(i).save(gallery / f"person_{i:04d}.jpg", quality=90)
     with Workspace(root / "data", model_dir=model_dir) as workspace:
-        workspace.set_operator(OPERATOR, remember=True)
+        workspace.desk.set_operator(OPERATOR, remember=True)
         workspace.import_paths([gallery])
-        case = workspace.new_case("2026-0501", "Ferry terminal theft")
+        case = workspace.desk.new_case("2026-0501", "Ferry terminal theft")
         pixels, strokes = drawn_figure()
         ranked = workspace.search_embeddings(workspace.embed_sketches([pixels]), PHOTOS)[0]
-        drawn_id, _ = workspace.record_drawn_search(
+        drawn_id, _ = workspace.desk.record_drawn_search(
             pixels, strokes, None, ranked, where={}, min_confidence=0.0, top_k=PHOTOS,
             started_at=datetime.now(UTC), case_id=case.id,
         )  # fmt: skip
-        workspace.review(drawn_id, 2, ReviewMark.POSSIBLE, "same coat", ranked[1].photo_id)
-        workspace.review(drawn_id, 15, ReviewMark.EXCLUDED, "too tall", ranked[14].photo_id)
+        workspace.desk.review(drawn_id, 2, ReviewMark.POSSIBLE, "same coat", ranked[1].photo_id)
+        workspace.desk.review(drawn_id, 15, ReviewMark.EXCLUDED, "too tall", ranked[14].photo_id)
         sketch = root / "witness sketch.png"
         Image.fromarray(pixels).save(sketch)
-        _, file_id = workspace.search_file_recorded(sketch, top_k=PHOTOS, case_id=case.id)
-        pdf = workspace.export_case_report(case.number, root / "report.pdf", top=TOP)
+        _, file_id = workspace.searcher.search_file_recorded(sketch, top_k=PHOTOS, case_id=case.id)
+        pdf = workspace.desk.export_case_report(case.number, root / "report.pdf", top=TOP)
         searches = {s.id: s for s in workspace.casework.searches_of_case(case.id)}
         paths = {p.id: p.path for p in workspace.catalogue.photos(workspace.photo_ids().tolist())}
     pages = [page.extract_text() for page in PdfReader(pdf).pages]

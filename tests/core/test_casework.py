@@ -17,12 +17,13 @@ import pytest
 
 from core.casework.records import QueryKind, ReviewMark
 from core.casework.store import CaseworkStore
+from core.casework.tables import APPEND_ONLY_TABLES
 from core.catalogue.catalogue import Catalogue
 from core.catalogue.migrations import LATEST_VERSION
-from core.catalogue.orm import APPEND_ONLY_TABLES
 from core.common.errors import CaseworkError
 from core.common.operator import os_account
 from tests.core.test_catalogue import columns, frozen_catalogue, new_photo
+from tests.core.test_photo_audit import import_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -270,13 +271,13 @@ def test_kill_9_while_recording_leaves_no_half_record_and_a_valid_chain(tmp_path
 def test_gallery_and_model_changes_are_logged_by_the_workspace(open_workspace, make_photos, other_model, tmp_path):
     photos = make_photos(4)
     workspace = open_workspace()
-    workspace.operator = "ana"
+    workspace.desk.operator = "ana"
     workspace.import_paths([photos[0].parent])
-    workspace.set_attribute(2, "gender", "female")
+    workspace.gallery.set_attribute(2, "gender", "female")
     sheet = tmp_path / "sheet.csv"
     sheet.write_text(f"filename,hair\n{photos[0].name},long\n")
-    workspace.import_attribute_sheet(sheet)
-    workspace.remove_folder(str(photos[0].parent))
+    workspace.gallery.import_attribute_sheet(sheet)
+    workspace.gallery.remove_folder(str(photos[0].parent))
     workspace.close()
     upgraded = open_workspace(model=other_model)  # the same gallery opened with another model
     upgraded.close()
@@ -286,7 +287,8 @@ def test_gallery_and_model_changes_are_logged_by_the_workspace(open_workspace, m
         "model", "import batch", "import", "attribute correction", "attribute sheet", "remove folder", "model"
     ]  # fmt: skip
     by_kind = {e.kind: e for e in entries}
-    assert by_kind["import"].payload["added"] == 4 and by_kind["import"].operator == "ana"
+    assert import_run(again.data_dir, by_kind["import"].payload["import_id"])["added"] == 4
+    assert by_kind["import"].operator == "ana"
     assert by_kind["attribute correction"].payload == {
         "photo_id": 2, "photo_sha256": by_kind["remove folder"].payload["photos"][1][1],
         "values": {"gender": "female"}, "source": "manual", "os_account": os_account(),

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from core.cli.commands import main
 from core.common.operator import os_account
 from tests.conftest import draw_person
 from tests.core.test_imaging import bad_files
+from tests.core.test_photo_audit import run_entries
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +27,30 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_a_sketchs_way_from_the_search_command_to_faiss_visits_no_module_twice(
+    tmp_path, make_photos, capsys, untrained_model_dir, monkeypatch
+):
+    from core.index.vectors import VectorIndex
+
+    photos = make_photos(4)
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
+    assert cli(capsys, *data, "import", photos[0].parent)[0] == 0
+    chains = []
+    search = VectorIndex.search
+
+    def traced(index, *args, **kwargs):  # core.index.vectors' own search, with the modules calling it
+        callers = [frame.f_globals["__name__"] for frame, _ in traceback.walk_stack(sys._getframe(1))][::-1]
+        chains.append([*callers, search.__module__])
+        return search(index, *args, **kwargs)
+
+    monkeypatch.setattr(VectorIndex, "search", traced)
+    code, _, _ = cli(capsys, *data, "search", photos[1], "--where", "gender=female")
+    assert code == 0 and len(chains) == 1
+    ours = [name for name in chains[0] if name.split(".")[0] == "core"]
+    visits = [name for i, name in enumerate(ours) if i == 0 or ours[i - 1] != name]
+    assert visits == ["core.cli.commands", "core.search", "core.index.service", "core.index.vectors"]
 
 
 def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, untrained_model_dir):
@@ -183,7 +209,7 @@ def test_verify_fails_on_a_damaged_index_and_rebuild_index_repairs_it(tmp_path, 
     data = ["--data-dir", tmp_path / "data"]
     cli(capsys, *data, "import", photos[0].parent)
     with Workspace(tmp_path / "data") as workspace:
-        workspace.index_path.write_bytes(b"garbage")  # damaged behind the open workspace's back
+        workspace.indexes.path.write_bytes(b"garbage")  # damaged behind the open workspace's back
         report = workspace.verify()
         assert not report.ok and any("not a SketchSearch index" in p for p in report.problems)
     code, out, _ = cli(capsys, *data, "rebuild-index")
@@ -241,7 +267,7 @@ def test_kill_9_during_import_loses_nothing_and_logs_every_committed_batch(tmp_p
     assert summary["added"] + summary["unchanged"] == 160 and summary["failed"] == []
     assert summary["unchanged"] >= killed_at  # nothing committed before the kill is redone
     assert sum(b["added"] for b in logged(data, "import batch")) == 160
-    assert [r["added"] for r in logged(data, "import")] == [160 - killed_at]
+    assert [run["added"] for _, run in run_entries(data)] == [160 - killed_at]
 
     with sqlite3.connect(data / "catalogue.sqlite3") as db:
         assert db.execute("SELECT count(*), count(DISTINCT sha256), count(DISTINCT path) FROM photos").fetchone() == (
@@ -253,3 +279,22 @@ def test_kill_9_during_import_loses_nothing_and_logs_every_committed_batch(tmp_p
     for check in (["verify"], ["audit", "verify"]):
         verify = subprocess.run(base + check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_the_import_summary_names_each_duplicate_and_the_file_it_copies(tmp_path, make_photos, untrained_model_dir):
+    from tests.core.test_cli_reliability import run_cli
+
+    photos = make_photos(3)
+    copies = [photos[0].parent / "zz-copy-1.jpg", photos[0].parent / "zz-copy-2.jpg"]
+    for copy in copies:
+        copy.write_bytes(photos[0].read_bytes())
+    data = ["--data-dir", tmp_path / "data", "--model", untrained_model_dir]
+    first = run_cli(*data, "import", photos[0].parent)
+    lines = first.stdout.splitlines()
+    assert first.returncode == 0 and lines[0].startswith("added 3, updated 0, unchanged 0, duplicates 2, failed 0 in ")
+    assert lines[1:] == [f"  duplicate: {copy} (same content as {photos[0]})" for copy in copies]
+
+    again = run_cli(*data, "import", photos[0].parent, "--json")
+    summary = json.loads(again.stdout)
+    assert (summary["added"], summary["unchanged"]) == (0, 3)
+    assert summary["duplicates"] == [{"path": str(copy), "of": str(photos[0])} for copy in copies]

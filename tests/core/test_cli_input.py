@@ -144,7 +144,7 @@ def test_an_import_while_another_runs_says_so_and_leaves_it_running(tmp_path, ca
     database = tmp_path / "data" / "catalogue.sqlite3"
     with FileLock(tmp_path / "data" / "import.lock"):  # as a running import holds it, with its run 'running'
         catalogue = Catalogue(tmp_path / "data")
-        running = catalogue.start_import([str(photos[0].parent)])
+        running = catalogue.start_import([photos[0].parent])
         catalogue.close()
         second = run_cli(*data, "import", photos[0].parent)
         assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
@@ -157,6 +157,22 @@ def test_an_import_while_another_runs_says_so_and_leaves_it_running(tmp_path, ca
     assert "1 import(s) did not finish (interrupted)" in stats.stderr
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT status FROM import_runs WHERE id = ?", (running,)).fetchone() == ("interrupted",)
+
+
+def test_changing_a_gallery_a_window_holds_says_so_in_one_line(tmp_path, capsys, make_photos, untrained_model_dir):
+    from filelock import FileLock
+
+    photos, data = imported(tmp_path, capsys, make_photos, untrained_model_dir, count=2)
+    more = make_photos(1, start=50)
+    with FileLock(tmp_path / "data" / "window.lock"):  # what an open window holds
+        done = run_cli(*data, "import", more[0])
+        assert done.returncode == 0 and done.stdout.startswith("added 1,")
+        assert done.stderr == (
+            f"warning: {tmp_path / 'data'}: a SketchSearch window has this gallery open; "
+            "it sees these changes once it opens the gallery again\n"
+        )
+        assert run_cli(*data, "stats").stderr == ""  # reading it changes nothing: no warning
+    assert run_cli(*data, "import", more[0]).stderr == ""
 
 
 def test_a_closed_pipe_ends_the_output_quietly(tmp_path, capsys, make_photos, untrained_model_dir):
@@ -200,6 +216,11 @@ def test_a_mistyped_command_or_option_suggests_the_nearest(tmp_path):
             "error: sketchsearch review: mark 'posible' is not one of possible, excluded, clear; did you mean "
             "'possible'?",
         ),
+        (  # a mistyped option before the command is named, not its value taken for the command
+            ["--dat-dir", tmp_path, "stats"],
+            "error: sketchsearch: '--dat-dir' is not an option; did you mean '--data-dir'?",
+        ),
+        (["--modle=m", "stats"], "error: sketchsearch: '--modle' is not an option; did you mean '--model'?"),
         (
             ["stats", "--data-dir", tmp_path],
             "error: sketchsearch stats: '--data-dir' is an option of sketchsearch itself: give it before the command",

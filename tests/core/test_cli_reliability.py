@@ -17,6 +17,7 @@ from pathlib import Path
 
 from core.cli.commands import main
 from tests.conftest import draw_person
+from tests.core.test_photo_audit import import_run
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
@@ -134,9 +135,8 @@ def test_a_folder_name_that_is_not_utf8_is_logged_with_its_bytes_and_its_prune_t
     assert (batch["import_id"], batch["added"], batch["ids"]) == (1, 3, [1, 3])
     assert entries[2][1]["query_name"] == f"{tmp_path}/caf\\xff/sub/person_0.jpg"  # the query's bytes are recorded
     del entries[2]
-    first = entries[1][1]
-    assert first["added"] == 3 and first["roots"] == [os.fsdecode(tmp_path) + "/caf\\xff"]  # readable text
-    assert [base64.b64decode(r) for r in first["roots_b64"]] == [root]  # and the exact bytes
+    run = import_run(tmp_path / "data", entries[1][1]["import_id"])  # the entry names the run's record
+    assert run["added"] == 3 and [os.fsencode(r) for r in run["roots"]] == [root]  # the folder's exact bytes
     assert base64.b64decode(entries[2][1]["file_b64"]) == sheet and entries[2][1]["file"].endswith("sheet\\xff.csv")
     pruned = entries[4][1]["photos"]
     assert sorted(base64.b64decode(b64) for _, _, _, b64 in pruned) == photos

@@ -11,6 +11,7 @@ import numpy as np
 from core.common.types import ImportProgress
 from tests.conftest import draw_person
 from tests.core.test_imaging import bad_files
+from tests.core.test_photo_audit import import_run
 
 
 def photo_paths(workspace) -> dict[str, int]:
@@ -55,12 +56,29 @@ def test_moved_file_is_updated_not_duplicated(open_workspace, make_photos, tmp_p
     assert str(photos[2]) not in now and len(now) == 4 and len(workspace.index) == 4
 
 
-def test_copy_of_a_photo_is_not_catalogued_twice(open_workspace, make_photos):
+def test_copy_of_a_photo_is_not_catalogued_twice_and_is_named_as_a_duplicate(open_workspace, make_photos, tmp_path):
     photos = make_photos(2)
-    shutil.copy(photos[0], photos[0].parent / "copy.jpg")
+    copy = photos[0].parent / "copy.jpg"
+    shutil.copy(photos[0], copy)
     workspace = open_workspace()
     summary = workspace.import_paths([photos[0].parent])
-    assert (summary.added, summary.unchanged) == (2, 1)
+    # a first import: nothing is "unchanged", the copy is a duplicate of the file catalogued
+    assert (summary.added, summary.updated, summary.unchanged, summary.failed) == (2, 0, 0, [])
+    catalogued = set(workspace.catalogue.file_states())
+    assert len(summary.duplicates) == 1 and catalogued == {summary.duplicates[0].of, str(photos[1])}
+    assert {summary.duplicates[0].path, summary.duplicates[0].of} == {str(copy), str(photos[0])}
+    logged = [e.payload for e in workspace.casework.audit_entries() if e.kind == "import"]
+    assert logged[-1]["duplicates"] == 1
+    assert import_run(workspace.data_dir, logged[-1]["import_id"])["unchanged"] == 0
+
+    again = workspace.import_paths([photos[0].parent])  # the copy is still a duplicate, the rest unchanged
+    assert (again.added, again.unchanged, again.duplicates) == (0, 2, summary.duplicates)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(photos[1], elsewhere / "same.jpg")  # a copy of a photo catalogued by an earlier import
+    later = workspace.import_paths([elsewhere])
+    assert (later.added, later.unchanged) == (0, 0)
+    assert [(d.path, d.of) for d in later.duplicates] == [(str(elsewhere / "same.jpg"), str(photos[1]))]
     assert workspace.catalogue.count_photos() == 2
 
 
@@ -91,9 +109,35 @@ def test_removed_files_are_flagged_then_pruned(open_workspace, make_photos, tmp_
     assert workspace.import_paths([photos[0].parent]).unchanged == 4
     assert [path for _, path in workspace.catalogue.missing_photos()] == [str(photos[1])]
 
-    assert workspace.prune_missing() == 1
+    assert workspace.gallery.prune_missing() == 1
     assert set(photo_paths(workspace)) == {str(photos[i]) for i in (0, 2, 3, 4)}
     assert len(workspace.index) == 4 and workspace.verify().ok
+
+
+def test_each_folder_counts_the_files_its_last_import_could_not_read(
+    open_workspace, make_photos, tmp_path, monkeypatch
+):
+    first = make_photos(2, tmp_path / "first")
+    second = make_photos(1, tmp_path / "second", start=10)
+    broken = [tmp_path / "first" / "broken.jpg", tmp_path / "first" / "sub" / "cut.jpg"]
+    broken[1].parent.mkdir()
+    for path in broken:
+        path.write_bytes(b"not a photo")
+    workspace = open_workspace()
+    workspace.import_paths([first[0].parent])
+    workspace.import_paths([second[0].parent])  # a later import, with no failure, of another folder
+    counts = {f.folder: (f.photos, f.failed) for f in workspace.folders()}
+    assert counts == {str(tmp_path / "first"): (2, 2), str(tmp_path / "second"): (1, 0)}
+
+    shutil.copy(first[0], broken[0])  # mended, as a copy of a catalogued photo: a duplicate, not a failure
+    monkeypatch.chdir(tmp_path)
+    workspace.import_paths(["first/sub"])  # a part of the folder, named from where the command runs
+    assert {f.folder: f.failed for f in workspace.folders()}[str(tmp_path / "first")] == 2
+    workspace.import_paths(["first"])  # the whole folder again
+    assert {f.folder: f.failed for f in workspace.folders()} == {
+        str(tmp_path / "first"): 1,
+        str(tmp_path / "second"): 0,
+    }
 
 
 def test_bad_files_are_reported_and_never_stop_the_import(open_workspace, make_photos):
@@ -153,7 +197,7 @@ def test_deleted_or_corrupt_index_is_rebuilt_from_the_catalogue(open_workspace, 
     workspace.import_paths([photos[0].parent])
     query = workspace.index.reconstruct(photo_paths(workspace)[str(photos[2])])
     expected = workspace.search_embeddings(query[None], top_k=5)[0]
-    index_path = workspace.index_path
+    index_path = workspace.indexes.path
     workspace.close()
 
     index_path.unlink()
@@ -176,10 +220,10 @@ def test_stale_index_is_rebuilt(open_workspace, make_photos):
     photos = make_photos(4)
     workspace = open_workspace()
     workspace.import_paths([photos[0].parent])
-    stale = workspace.index_path.read_bytes()
+    stale = workspace.indexes.path.read_bytes()
     make_photos(2, start=100)
     workspace.import_paths([photos[0].parent])
-    workspace.index_path.write_bytes(stale)  # as if the process died before saving the index
+    workspace.indexes.path.write_bytes(stale)  # as if the process died before saving the index
     workspace.close()
     reopened = open_workspace()
     assert len(reopened.index) == 6 and reopened.verify().ok

@@ -118,10 +118,10 @@ def test_workspace_turns_the_index_approximate_in_the_background_once_the_galler
     workspace = small_threshold_workspace(threshold=16)
     first = make_photos(10)
     workspace.import_paths([first[0].parent])
-    assert workspace.wait_for_index_rebuild(60) and workspace.index.kind == FLAT
+    assert workspace.indexes.wait_for_rebuild(60) and workspace.index.kind == FLAT
     more = make_photos(14, folder=first[0].parent.parent / "more", start=10)
     workspace.import_paths([more[0].parent])
-    assert workspace.wait_for_index_rebuild(120)
+    assert workspace.indexes.wait_for_rebuild(120)
     assert workspace.index.kind == IVF and len(workspace.index) == 24
     assert workspace.verify().ok, workspace.verify().problems
     # the IVF index picks the candidates; each score shown is the exact cosine with the stored
@@ -139,14 +139,14 @@ def test_workspace_turns_the_index_approximate_in_the_background_once_the_galler
     ids = {p: s.photo_id for p, s in workspace.catalogue.file_states().items()}
     females = [ids[str(p)] for p in (first[2], more[5], more[9])]
     for photo_id in ids.values():
-        workspace.set_attribute(photo_id, "gender", "female" if photo_id in females else "male")
+        workspace.gallery.set_attribute(photo_id, "gender", "female" if photo_id in females else "male")
     (filtered,) = workspace.search([first[0]], top_k=3, where={"gender": "female"})
     assert sorted(c.photo_id for c in filtered.candidates) == sorted(females)
     workspace.close()
 
     reopened = small_threshold_workspace(threshold=16)
     assert reopened.index.kind == IVF and len(reopened.index) == 24  # loaded from the file, not rebuilt
-    reopened.remove_folder(str(more[0].parent))
+    reopened.gallery.remove_folder(str(more[0].parent))
     assert len(reopened.index) == 10 and reopened.verify().ok
 
 
@@ -154,9 +154,9 @@ def test_damaged_ivf_index_is_reported_and_rebuilt_from_the_catalogue(small_thre
     workspace = small_threshold_workspace(threshold=8)
     photos = make_photos(12)
     workspace.import_paths([photos[0].parent])
-    assert workspace.wait_for_index_rebuild(120) and workspace.index.kind == IVF
-    data = workspace.index_path.read_bytes()
-    workspace.index_path.write_bytes(data[: len(data) // 2])
+    assert workspace.indexes.wait_for_rebuild(120) and workspace.index.kind == IVF
+    data = workspace.indexes.path.read_bytes()
+    workspace.indexes.path.write_bytes(data[: len(data) // 2])
     report = workspace.verify()
     assert not report.ok and any("checksum" in problem for problem in report.problems)
     workspace.close()
@@ -169,13 +169,13 @@ def test_verify_finds_an_ivf_index_whose_vectors_are_not_the_stored_embeddings(s
     workspace = small_threshold_workspace(threshold=8)
     photos = make_photos(12)
     workspace.import_paths([photos[0].parent])
-    assert workspace.wait_for_index_rebuild(120) and workspace.verify().ok
+    assert workspace.indexes.wait_for_rebuild(120) and workspace.verify().ok
     ids, vectors = workspace.catalogue.embeddings(workspace.model.embedding_key, workspace.model.embedding_dim)
     swapped = VectorIndex.build(
-        vectors.shape[1], workspace.model.embedding_key, ids, vectors[::-1], workspace.index_policy
+        vectors.shape[1], workspace.model.embedding_key, ids, vectors[::-1], workspace.indexes.policy
     )
     assert swapped.kind == IVF
-    swapped.save(workspace.index_path)  # the same photos, each with another photo's vector
+    swapped.save(workspace.indexes.path)  # the same photos, each with another photo's vector
     report = workspace.verify()
     assert not report.ok and any("differ from the embeddings" in problem for problem in report.problems)
 
@@ -191,7 +191,7 @@ def test_rebuild_reads_each_stored_embedding_once_and_never_indexes_a_damaged_on
     workspace = small_threshold_workspace(threshold=threshold)
     photos = make_photos(12)
     workspace.import_paths([photos[0].parent])
-    assert workspace.wait_for_index_rebuild(120)
+    assert workspace.indexes.wait_for_rebuild(120)
     key, dim = workspace.model.embedding_key, workspace.model.embedding_dim
     ids, original = workspace.catalogue.embeddings(key, dim)
     path_of = {p.id: p.path for p in workspace.catalogue.photos(ids)}
@@ -215,12 +215,12 @@ def test_rebuild_reads_each_stored_embedding_once_and_never_indexes_a_damaged_on
     )
 
     passes.clear()
-    index = workspace.rebuild_index()
+    index = workspace.gallery.rebuild_index()
     assert len(passes) == 1
     assert index.kind == (IVF if threshold == 8 else FLAT) and len(index) == 11
     assert int(ids[7]) not in set(index.ids().tolist())
-    assert [f.path for f in workspace.repair_failures] == [path_of[int(ids[7])]]
-    assert "no such file" in workspace.repair_failures[0].reason
+    assert [f.path for f in workspace.gallery.repair_failures] == [path_of[int(ids[7])]]
+    assert "no such file" in workspace.gallery.repair_failures[0].reason
     _, (again,) = workspace.catalogue.embeddings_of(key, dim, [int(ids[3])])
     assert abs(float(again @ original[3]) - 1) < 1e-4  # the same photo's embedding again (verify: indexed)
     report = workspace.verify()

@@ -5,8 +5,10 @@ removal. What a transaction commits and its entry are committed together or not 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,22 @@ from core.catalogue.catalogue import Catalogue
 from core.workspace import Workspace
 from tests.conftest import draw_person
 from tests.core.test_catalogue import new_photo
+
+
+def import_run(data_dir: Path, import_id: int) -> dict:
+    """A run's record in the catalogue's import log, its roots read from their JSON."""
+    with sqlite3.connect(data_dir / Catalogue.FILE_NAME) as db:
+        db.row_factory = sqlite3.Row
+        row = dict(db.execute("SELECT * FROM import_runs WHERE id = ?", (import_id,)).fetchone())
+    return row | {"roots": json.loads(row["roots"])}
+
+
+def run_entries(data_dir: Path, kind: str = "import") -> list[tuple[dict, dict]]:
+    """(payload, the run it names) of each entry that ended an import run, oldest first."""
+    with sqlite3.connect(data_dir / Catalogue.FILE_NAME) as db:
+        rows = db.execute("SELECT payload_json FROM audit_log WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
+    payloads = [json.loads(payload) for (payload,) in rows]
+    return [(payload, import_run(data_dir, payload["import_id"])) for payload in payloads]
 
 
 def batches(workspace: Workspace, import_id: int | None = None) -> list[dict]:
@@ -63,8 +81,15 @@ def test_each_committed_transaction_of_an_import_has_its_entry(tmp_path, make_ph
         # what the entries say is what the catalogue holds, and the runs' own entries are kept
         every = batches(workspace)
         assert workspace.catalogue.count_photos() == sum(b["added"] + b["updated"] - b["removed"] for b in every) == 7
-        runs = [e.payload for e in workspace.casework.audit_entries() if e.kind == "import"]
-        assert [(r["import_id"], r["added"], r["updated"]) for r in runs] == [(1, 6, 0), (2, 1, 2)]
+        runs = run_entries(tmp_path / "data")
+        assert [(r["id"], r["added"], r["updated"], r["status"]) for _, r in runs] == [
+            (1, 6, 0, "done"),
+            (2, 1, 2, "done"),
+        ]
+        assert [r["roots"] for _, r in runs] == [[str(photos[0].parent)]] * 2
+        # each names its run and binds the run's record, copying none of its fields
+        assert [sorted(payload) for payload, _ in runs] == [["import_id", "import_run_sha256", "photos_after"]] * 2
+        assert [payload["photos_after"] for payload, _ in runs] == [6, 7]
         check = workspace.casework.verify_audit()
         assert check.ok and check.entries == len(workspace.casework.audit_entries()), check.problem
 
@@ -74,7 +99,7 @@ def _photo_ids(workspace: Workspace) -> list[int]:
 
 
 def _forget(workspace: Workspace, kind: str, folder) -> int:
-    return workspace.prune_missing() if kind == "prune" else workspace.remove_folder(str(folder))
+    return workspace.gallery.prune_missing() if kind == "prune" else workspace.gallery.remove_folder(str(folder))
 
 
 @pytest.mark.parametrize("kind", ["prune", "remove folder"])

@@ -143,7 +143,7 @@ def test_another_attribute_schema_predicts_the_gallery_again(model_dir, make_pho
     swapped = InferenceModel(tmp_path / "swapped", "cpu")
     assert swapped.embedding_key != before
     with Workspace(tmp_path / "data", model=swapped) as workspace:
-        assert workspace.count_unembedded() == 3  # predictions are made again under the new value names
+        assert workspace.gallery.count_unembedded() == 3  # predictions are made again under the new value names
 
 
 def test_a_link_to_a_device_is_not_a_regular_file(open_workspace, make_photos):

@@ -53,9 +53,9 @@ def test_filters_keep_only_matching_photos_and_still_return_k(gallery):
     workspace, ids, photos = gallery
     females = ids[::3]  # 10 of 30
     for photo_id in ids:
-        workspace.set_attribute(photo_id, "gender", "female" if photo_id in females else "male")
+        workspace.gallery.set_attribute(photo_id, "gender", "female" if photo_id in females else "male")
     for photo_id in females[:6]:
-        workspace.set_attribute(photo_id, "hair", "long")
+        workspace.gallery.set_attribute(photo_id, "hair", "long")
     sketch = load_rgb(photos[1])  # a male photo: unfiltered, its neighbours are mostly male
 
     (result,) = workspace.search([sketch], top_k=8, where={"gender": "female"})
@@ -74,9 +74,9 @@ def test_min_confidence_applies_to_model_predictions_only(gallery):
     from core.common.types import AttributeSource
 
     workspace, ids, photos = gallery
-    workspace.set_attribute(ids[0], "bag", "yes", AttributeSource.MODEL, confidence=0.55)
-    workspace.set_attribute(ids[1], "bag", "yes", AttributeSource.MODEL, confidence=0.95)
-    workspace.set_attribute(ids[2], "bag", "yes")  # manual
+    workspace.gallery.set_attribute(ids[0], "bag", "yes", AttributeSource.MODEL, confidence=0.55)
+    workspace.gallery.set_attribute(ids[1], "bag", "yes", AttributeSource.MODEL, confidence=0.95)
+    workspace.gallery.set_attribute(ids[2], "bag", "yes")  # manual
     query = workspace.embed_sketches([photos[5]])
     loose = workspace.search_embeddings(query, top_k=5, where={"bag": "yes"}, min_confidence=0.5)[0]
     strict = workspace.search_embeddings(query, top_k=5, where={"bag": "yes"}, min_confidence=0.9)[0]
@@ -119,9 +119,9 @@ def test_attribute_edits_update_the_cached_filter_table(gallery):
     from core.common.types import AttributeSource
 
     workspace, ids, _ = gallery
-    workspace.set_attribute(ids[4], "hat", "yes", AttributeSource.MODEL, confidence=0.8)
+    workspace.gallery.set_attribute(ids[4], "hat", "yes", AttributeSource.MODEL, confidence=0.8)
     before = workspace.attribute_table()
-    workspace.set_attribute(ids[4], "hat", "no")  # a manual correction beats the prediction
+    workspace.gallery.set_attribute(ids[4], "hat", "no")  # a manual correction beats the prediction
     after = workspace.attribute_table()
     assert after is before  # updated in place, not rebuilt
     rebuilt = workspace.catalogue.attribute_table({a.name: a.values for a in workspace.schema.attributes})
@@ -145,7 +145,7 @@ def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(
     folder = imported_with_the_first_model(tmp_path, make_photos, open_workspace, 5)
 
     upgraded = open_workspace(tmp_path / "data", model=other_model)
-    assert upgraded.stats().indexed == 0 and upgraded.count_unembedded() == 5
+    assert upgraded.stats().indexed == 0 and upgraded.gallery.count_unembedded() == 5
     assert upgraded.search([load_rgb(next(folder.iterdir()))], top_k=5)[0].candidates == []
     cancel, reports = threading.Event(), []
 
@@ -153,12 +153,12 @@ def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(
         reports.append(progress)
         cancel.set()
 
-    partial = upgraded.embed_missing(progress=stop_after_first_batch, cancel=cancel, batch_size=2)
+    partial = upgraded.gallery.embed_missing(progress=stop_after_first_batch, cancel=cancel, batch_size=2)
     assert partial.cancelled and partial.updated == 2 and not partial.failed
     assert (reports[0].done, reports[0].total, reports[0].added) == (2, 5, 2)
-    assert upgraded.count_unembedded() == 3 and upgraded.stats().indexed == 2
-    rest = upgraded.embed_missing(batch_size=2)
-    assert rest.updated == 3 and not rest.cancelled and upgraded.count_unembedded() == 0
+    assert upgraded.gallery.count_unembedded() == 3 and upgraded.stats().indexed == 2
+    rest = upgraded.gallery.embed_missing(batch_size=2)
+    assert rest.updated == 3 and not rest.cancelled and upgraded.gallery.count_unembedded() == 0
     assert upgraded.verify().ok
     sketch = load_rgb(sorted(folder.iterdir())[3])
     candidates = upgraded.search([sketch], top_k=5)[0].candidates
@@ -166,7 +166,7 @@ def test_a_new_model_indexes_the_gallery_it_finds_in_resumable_batches(
     upgraded.close()
 
     again = open_workspace(tmp_path / "data")  # the first model's index is untouched
-    assert again.stats().indexed == 5 and again.count_unembedded() == 0 and again.verify().ok
+    assert again.stats().indexed == 5 and again.gallery.count_unembedded() == 0 and again.verify().ok
 
 
 def test_the_same_weights_with_test_time_flip_turned_on_reindex_the_gallery(
@@ -179,5 +179,5 @@ def test_the_same_weights_with_test_time_flip_turned_on_reindex_the_gallery(
     )
     assert flipping.sha256 == inference_model.sha256 and flipping.embedding_key != inference_model.embedding_key
     reopened = open_workspace(tmp_path / "data", model=flipping)
-    assert reopened.count_unembedded() == 3 and reopened.stats().indexed == 0
-    assert reopened.embed_missing().updated == 3 and reopened.verify().ok
+    assert reopened.gallery.count_unembedded() == 3 and reopened.stats().indexed == 0
+    assert reopened.gallery.embed_missing().updated == 3 and reopened.verify().ok

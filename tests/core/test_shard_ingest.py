@@ -25,6 +25,7 @@ from core.common.imaging import make_thumbnail  # noqa: E402
 from core.model.manifest import verified_manifest  # noqa: E402
 from tests.conftest import draw_person  # noqa: E402
 from tests.core.test_cli import count_photos, kill_9_once_committed  # noqa: E402
+from tests.core.test_photo_audit import run_entries  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 THUMBNAIL = make_thumbnail(draw_person(0))
@@ -198,7 +199,7 @@ def test_each_committed_batch_is_in_the_audit_log_with_its_shard_and_rows(model,
     second = write_shard(tmp_path / "shards" / "b.parquet", rows, vectors)
     data = tmp_path / "data"
     with Workspace(data, model_dir) as workspace:
-        summary = ingest_shards(workspace.gallery_target(), tmp_path / "shards", batch_size=2)
+        summary = ingest_shards(workspace.gallery.target(), tmp_path / "shards", batch_size=2)
     assert summary.added == 8
     batches = audit_entries(data, "import embeddings batch")
     shards = [(b["shard"], b["rows"], b["added"]) for b in batches]
@@ -212,9 +213,9 @@ def test_each_committed_batch_is_in_the_audit_log_with_its_shard_and_rows(model,
     assert code == 0 and out.startswith("added 0, unchanged 8")
     batches = audit_entries(data, "import embeddings batch")
     assert sum(b["added"] for b in batches) == count_photos(data / "catalogue.sqlite3") == 8  # the rerun adds none
-    runs = audit_entries(data, "import embeddings")  # the run's own entry (the first ran ingest_shards alone)
-    assert [(r["import_id"], r["added"], r["unchanged"]) for r in runs] == [(2, 0, 8)]
-    assert runs[0]["shards"] == str(tmp_path / "shards")
+    runs = run_entries(data, "import embeddings")  # the run's own entry (the first ran ingest_shards alone)
+    assert [(r["id"], r["added"], r["unchanged"]) for _, r in runs] == [(2, 0, 8)]
+    assert runs[0][1]["roots"] == [str(tmp_path / "shards")]
 
 
 @pytest.mark.slow
@@ -240,4 +241,4 @@ def test_kill_9_during_an_ingest_leaves_an_audit_entry_for_every_committed_photo
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["added"] == total - committed
     assert sum(b["added"] for b in audit_entries(data, "import embeddings batch")) == total
-    assert [r["added"] for r in audit_entries(data, "import embeddings")] == [total - committed]
+    assert [run["added"] for _, run in run_entries(data, "import embeddings")] == [total - committed]

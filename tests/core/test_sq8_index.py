@@ -184,7 +184,7 @@ def test_a_float32_index_file_is_converted_to_8_bit_codes_when_opened(tmp_path, 
     data = tmp_path / "data"
     workspace = Workspace(data, model=inference_model, index_policy=IndexPolicy(quantise_from=10_000))
     _, vectors = populate(workspace, 300, np.random.default_rng(0))  # as the latency benchmark fills one
-    path = workspace.index_path
+    path = workspace.indexes.path
     assert workspace.index.kind == FLAT and header(path)["kind"] == FLAT
     float32_size = path.stat().st_size
     queries = vectors[:4] + 0.05

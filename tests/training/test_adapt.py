@@ -29,6 +29,7 @@ from training.adapt import (
     AdaptSettings,
     adapt,
     default_work_dir,
+    seconds_left,
 )
 from training.cli import main as train_main
 
@@ -69,9 +70,16 @@ def gallery_hash(data_dir: Path) -> str:
     return hashlib.sha256("\n".join(shas).encode()).hexdigest()
 
 
-def test_adapt_writes_a_model_whose_manifest_names_base_gallery_settings_and_time(tmp_path, gallery, model_dir):
+def test_adapt_reports_its_steps_and_writes_a_model_whose_manifest_names_base_gallery_settings_and_time(
+    tmp_path, gallery, model_dir
+):
     out = tmp_path / "adapted"
-    result = adapt(model_dir, gallery, out, settings=QUICK, command="test")
+    reports = []
+    result = adapt(model_dir, gallery, out, settings=QUICK, command="test", progress=reports.append)
+    steps = [p for p in reports if not p.message and p.guard is None]
+    assert [(p.done, p.total) for p in steps] == [(1, 2), (2, 2)]  # the run's steps, counted
+    assert all(p.seconds_left is not None and p.seconds_left >= 0 for p in steps)  # from the steps timed
+    assert [p.seconds_left for p in reports if p.message == "Writing the model…"] == [None]  # never guessed
     network, manifest = load_checkpoint(out)
     base_network, base = load_checkpoint(model_dir)
     # by default the batch-norm statistics stay the base model's (pseudo-sketches are not the
@@ -109,7 +117,9 @@ def test_cancelled_run_resumes_where_it_stopped(tmp_path, gallery, model_dir):
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"half")
     steps = []
-    result = adapt(model_dir, gallery, out, settings=settings, progress=lambda p: steps.append((p.epoch, p.step)))
+    result = adapt(
+        model_dir, gallery, out, settings=settings, progress=lambda p: p.message or steps.append((p.epoch, p.step))
+    )
     assert result.resumed_at == (1, 1)
     assert (1, 1) not in steps and (1, 2) in steps and (2, 2) in steps  # the first step is not run again
     load_checkpoint(out)
@@ -257,3 +267,59 @@ def test_a_work_folder_that_is_not_an_adaptation_state_is_refused_and_kept(tmp_p
     err = capsys.readouterr().err
     assert code == 2 and f"{kept}: not a folder" in err and err.count("\n") == 1, err
     assert kept.is_file()
+
+
+# a cancel lands at the first progress report of its stage (the report comes just before that stage's
+# work); before any step is trained nothing is kept, afterwards a whole state a rerun resumes from
+CANCEL_STAGES = {
+    "reading the gallery": (lambda p: True, None),  # set before the run starts
+    "measuring the base model": (lambda p: p.message == "Measuring the base model…", None),
+    "a training step": (lambda p: (p.epoch, p.step) == (1, 1) and not p.message, (1, 1)),
+    "measuring the epoch": (lambda p: p.message.startswith("Measuring the model after epoch 1"), (1, 2)),
+    "writing the model": (lambda p: p.message == "Writing the model…", (2, 0)),
+}
+
+
+@pytest.mark.parametrize("stage", CANCEL_STAGES)
+def test_cancel_at_every_stage_keeps_a_whole_state_or_nothing(tmp_path, gallery, model_dir, stage):
+    when, resumes_at = CANCEL_STAGES[stage]
+    out = tmp_path / "adapted"
+    work = default_work_dir(out)
+    cancel = threading.Event()
+    if stage == "reading the gallery":
+        cancel.set()
+    after_cancel = []
+
+    def watch(progress):
+        if cancel.is_set():
+            after_cancel.append(progress)
+        elif when(progress):
+            cancel.set()
+
+    with pytest.raises(AdaptationCancelled, match="cancelled"):
+        adapt(model_dir, gallery, out, settings=QUICK, progress=watch, cancel=cancel)
+    assert not [p for p in after_cancel if p.step > 0 and not p.message]  # no step trained once cancelled
+    assert not out.exists() and not list(tmp_path.glob(".adapted.*.partial"))
+    if resumes_at is None:
+        assert not work.exists()  # nothing trained: nothing kept
+        return
+    names = {p.name for p in work.iterdir()}
+    assert {"settings.json", "state.pt"} <= names <= {"settings.json", "state.pt", "log.csv"}
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in work.iterdir())
+    torch.load(work / "state.pt", weights_only=True)  # whole
+    trained = []
+    result = adapt(model_dir, gallery, out, settings=QUICK, progress=lambda p: p.message or trained.append(p))
+    assert result.resumed_at == resumes_at
+    done_before = min(2, 2 * (resumes_at[0] - 1) + resumes_at[1])  # QUICK: 1 epoch of 2 steps
+    assert len([p for p in trained if p.guard is None]) == 2 - done_before  # no step trained twice
+    load_checkpoint(out)
+    assert not work.exists()
+
+
+def test_time_left_comes_from_the_measured_step_times():
+    # steps took 2 s each after a slow first one; 10 steps and one 5 s measurement left
+    assert seconds_left([9.0, 2.0, 2.0, 2.0], steps_left=10, measure_seconds=5.0, measures_left=1) == 25.0
+    assert seconds_left([], steps_left=10, measure_seconds=None, measures_left=1) is None
+    assert seconds_left([3.0], steps_left=0, measure_seconds=None, measures_left=0) == 0.0
+    # the recent steps count, not those of a machine that was busier earlier
+    assert seconds_left([8.0] * 30 + [1.0] * 30, steps_left=4, measure_seconds=None, measures_left=0) == 4.0
