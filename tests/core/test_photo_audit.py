@@ -87,8 +87,11 @@ def test_each_committed_transaction_of_an_import_has_its_entry(tmp_path, make_ph
             (2, 1, 2, "done"),
         ]
         assert [r["roots"] for _, r in runs] == [[str(photos[0].parent)]] * 2
-        # each names its run and binds the run's record, copying none of its fields
-        assert [sorted(payload) for payload, _ in runs] == [["import_id", "import_run_sha256", "photos_after"]] * 2
+        # each names its run and binds the run's record, copying none of its fields; it adds only what
+        # the record has no column for (the duplicates found)
+        assert [sorted(payload) for payload, _ in runs] == [
+            ["duplicates", "import_id", "import_run_sha256", "photos_after"]
+        ] * 2
         assert [payload["photos_after"] for payload, _ in runs] == [6, 7]
         check = workspace.casework.verify_audit()
         assert check.ok and check.entries == len(workspace.casework.audit_entries()), check.problem
