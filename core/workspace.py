@@ -92,7 +92,7 @@ class Workspace:
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
         # which regions of a sketch and a photo agree, for the comparison view and the case report
-        self.regions = RegionCompare(self.catalogue, self.manifest, self.models.weights_file, self.embed_sketches)
+        self.regions = RegionCompare(self.catalogue, self.models)
         self.desk = CaseDesk(self.casework, self.manifest, self.data_dir, self.regions)
         self.gallery = Gallery(self.catalogue, self.models, self.indexes, self.desk, self.writer)
         self.gallery.open_index()

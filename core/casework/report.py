@@ -71,7 +71,7 @@ class _ReportPDF(FPDF):
                 break
         self.set_margins(12, 12, 12)
         self.set_auto_page_break(True, margin=16)
-        self.alias_nb_pages()
+        self.alias_nb_pages("{pages}")  # room for four digits: a case of hundreds of searches
 
     def use_font(self, size: float, bold: bool = False) -> None:
         self.set_font("report" if self.unicode else "helvetica", "B" if bold else "", size)
@@ -88,7 +88,7 @@ class _ReportPDF(FPDF):
         self.set_y(-12)
         self.use_font(7.5)
         self.set_text_color(90)
-        self.cell(0, 5, self.clean(f"{self.footer_text}  |  page {self.page_no()} of {{nb}}"), align="C")
+        self.cell(0, 5, self.clean(f"{self.footer_text}  |  page {self.page_no()} of {{pages}}"), align="C")
         self.set_text_color(0)
 
 
@@ -100,6 +100,8 @@ def _wrap(text: str, size: float, width_mm: float) -> list[str]:
     """Lines that fit ``width_mm`` at ``size`` points, by a generous average glyph width: fpdf2's
     own line breaking measures every glyph and is most of the time of a large report."""
     chars = max(12, int(width_mm / (size * 0.3528 * 0.58)))  # 0.58 em: about the widest digits
+    if len(text) <= chars and text.isprintable():
+        return [text.strip()]  # most lines: short enough as they are
     lines = []
     for paragraph in text.splitlines() or [""]:
         lines += textwrap.wrap(paragraph, chars, break_long_words=True, break_on_hyphens=False) or [""]
@@ -118,11 +120,29 @@ def _path_lines(path: str, size: float, width_mm: float) -> list[str]:
     return [*lines, line] if line else lines
 
 
+def _put(pdf: _ReportPDF, x: float, y: float, height: float, text: str, width: float = 0, align: str = "L") -> None:
+    """One line in the box at (x, y) of ``height`` (and ``width``, to centre or right-align it),
+    placed where fpdf2's ``cell`` places it but written directly: ``cell`` lays out styled fragments
+    on every call, which was most of a large report's time."""
+    if not text:
+        return
+    if align == "L":
+        dx = pdf.c_margin
+    else:
+        text_w = pdf.get_string_width(text)
+        dx = (width - text_w) / 2 if align == "C" else width - pdf.c_margin - text_w
+    pdf.text(x + dx, y + 0.5 * height + 0.3 * pdf.font_size, text)
+
+
 def _text(pdf: _ReportPDF, text: str, size: float = 9, bold: bool = False, height: float = 4.6, indent: float = 0):
+    """A paragraph in the flow of the page, wrapped, on a new page where it reaches the bottom."""
     pdf.use_font(size, bold)
     for line in _wrap(pdf.clean(text), size, pdf.width - indent):
-        pdf.set_x(pdf.l_margin + indent)
-        pdf.cell(0, height, line, new_x="LMARGIN", new_y="NEXT")
+        if pdf.get_y() + height > pdf.page_break_trigger:
+            pdf.add_page()
+        y = pdf.get_y()
+        _put(pdf, pdf.l_margin + indent, y, height, line)
+        pdf.set_y(y + height)
 
 
 def _lines_at(pdf: _ReportPDF, x: float, y: float, width: float, lines: list[tuple[str, float, bool]]) -> float:
@@ -131,8 +151,7 @@ def _lines_at(pdf: _ReportPDF, x: float, y: float, width: float, lines: list[tup
         pdf.use_font(size, bold)
         height = size * 0.3528 * 1.35
         for line in _wrap(pdf.clean(text), size, width):
-            pdf.set_xy(x, y)
-            pdf.cell(width, height, line)
+            _put(pdf, x, y, height, line)
             y += height
     return y
 
@@ -151,8 +170,7 @@ def _picture(pdf: _ReportPDF, data: bytes | None, x: float, y: float, w: float =
     pdf.rect(x, y, w, h)
     if not data:
         pdf.use_font(7)
-        pdf.set_xy(x, y + h / 2 - 2)
-        pdf.cell(w, 4, "no picture", align="C")
+        _put(pdf, x, y + h / 2 - 2, 4, "no picture", w, "C")
         return x, y, w, h
     info = pdf.image(io.BytesIO(data), x=x, y=y, w=w, h=h, keep_aspect_ratio=True)
     width, height = float(info.rendered_width), float(info.rendered_height)
@@ -191,11 +209,10 @@ def _tints(pdf: _ReportPDF, rect, similarity: RegionSimilarity) -> None:
     _grid(pdf, rect, similarity.rows, similarity.columns, similarity.mirrored)
     pdf.use_font(6.5, bold=True)
     for row, column, span, value in _region_labels(similarity):
-        pdf.set_xy(x + column * cell_w, y + row * cell_h + cell_h / 2 - 1.6)
-        pdf.cell(cell_w * span, 3.2, f"{value:+.2f}", align="C")
+        _put(pdf, x + column * cell_w, y + row * cell_h + cell_h / 2 - 1.6, 3.2, f"{value:+.2f}", cell_w * span, "C")
 
 
-def _legend(pdf: _ReportPDF, mirrored: bool) -> None:
+def _legend(pdf: _ReportPDF, mirrored: bool, region_top: int) -> None:
     """The colour scale and what the region map is, before a search's candidates."""
     if pdf.get_y() > pdf.h - 45:
         pdf.add_page()
@@ -209,11 +226,11 @@ def _legend(pdf: _ReportPDF, mirrored: bool) -> None:
     pdf.set_draw_color(150)
     pdf.rect(pdf.l_margin, y, bar_w, 4)
     for value, align, left in ((-SCALE, "L", 0), (0.0, "C", bar_w / 2 - 6), (SCALE, "R", bar_w - 12)):
-        pdf.set_xy(pdf.l_margin + left, y + 4.2)
         label = f"{value:+.1f} or less" if value < 0 else f"{value:+.1f} or more" if value > 0 else "0"
-        pdf.cell(12, 3, label, align=align)
+        _put(pdf, pdf.l_margin + left, y + 4.2, 3, label, 12, align)
     words = (
-        "Region map (third picture of each row): each region of the photo tinted by how alike the model found it and "
+        f"Region map (third picture of a row, drawn for the top {region_top} candidates and every reviewed one): "
+        "each region of the photo tinted by how alike the model found it and "
         "the same region of the query (cropped to its marks and stretched as the model is given it, first picture), "
         "blue: unlike, white: neither, orange: alike; the figure is the region's cosine similarity."
     )
@@ -301,15 +318,20 @@ def _search_block(pdf: _ReportPDF, item: ReportSearch) -> None:
         return
     has_regions = any(s.regions is not None and s.regions.similarity is not None for s in item.shown)
     if has_regions:
-        _legend(pdf, next(s.regions.similarity.mirrored for s in item.shown if s.regions and s.regions.similarity))
+        mirrored = next(s.regions.similarity.mirrored for s in item.shown if s.regions and s.regions.similarity)
+        _legend(pdf, mirrored, item.region_top)
     else:
         _text(pdf, f"No region map: {item.regions_unavailable or 'not available'}.", 8, height=4)
     pdf.ln(1)
+    labelled: set[tuple[str, int]] = set()
     for shown in item.shown:
-        _candidate_row(pdf, item, shown)
+        _candidate_row(pdf, item, shown, labelled)
 
 
-def _candidate_row(pdf: _ReportPDF, item: ReportSearch, shown: ShownCandidate) -> None:
+def _candidate_row(pdf: _ReportPDF, item: ReportSearch, shown: ShownCandidate, labelled: set[tuple[str, int]]) -> None:
+    """One candidate: rank and score, the query, the photo and its region map, its file and review.
+    The pictures' captions (and, where it has none, why a row has no map) are written once per search
+    on each page, in ``labelled``: the same words on every row were a tenth of a large report's time."""
     c, review = shown.candidate, shown.review
     x0 = pdf.l_margin
     text_x = x0 + RANK_W + 3 * (PICTURE_W + GAP) + 1
@@ -334,31 +356,39 @@ def _candidate_row(pdf: _ReportPDF, item: ReportSearch, shown: ShownCandidate) -
     if pdf.get_y() + needed > pdf.h - pdf.b_margin:
         pdf.add_page()
     y = pdf.get_y() + 1
+    captions = ("captions", pdf.page_no()) not in labelled
+    labelled.add(("captions", pdf.page_no()))
     pdf.set_draw_color(180)
     pdf.line(x0, y - 1, pdf.w - pdf.r_margin, y - 1)
     pdf.use_font(13, bold=True)
-    pdf.set_xy(x0, y + 1)
-    pdf.cell(RANK_W, 6, f"#{c.rank}")
+    _put(pdf, x0, y + 1, 6, f"#{c.rank}")
     pdf.use_font(8)
-    pdf.set_xy(x0, y + 8)
-    pdf.cell(RANK_W, 4, "score")
+    _put(pdf, x0, y + 8, 4, "score")
     pdf.use_font(9, bold=True)
-    pdf.set_xy(x0, y + 12)
-    pdf.cell(RANK_W, 4, f"{c.score:+.4f}")
+    _put(pdf, x0, y + 12, 4, f"{c.score:+.4f}")
     x = x0 + RANK_W
     similarity = regions.similarity if regions is not None else None
     sketch = item.sketch_view_png or item.search.query_png
     rect = _picture(pdf, sketch, x, y)
     if similarity is not None:
         _grid(pdf, rect, similarity.rows, similarity.columns, similarity.mirrored)
-    _caption(pdf, x, y, "query (model's view)" if item.sketch_view_png else "query")
+    if captions:
+        _caption(pdf, x, y, "query (model's view)" if item.sketch_view_png else "query")
     x += PICTURE_W + GAP
     _picture(pdf, c.thumbnail, x, y)
-    _caption(pdf, x, y, "photo")
+    if captions:
+        _caption(pdf, x, y, "photo")
     x += PICTURE_W + GAP
     if similarity is not None:
         _tints(pdf, _picture(pdf, c.thumbnail, x, y), similarity)
         _caption(pdf, x, y, "regions")
+    elif regions is None and item.sketch_view_png and ("unmapped", pdf.page_no()) not in labelled:
+        labelled.add(("unmapped", pdf.page_no()))  # the search has maps, this row (and those below it) none
+        pdf.use_font(6.5)
+        pdf.set_text_color(90)
+        _put(pdf, x, y + PICTURE_H / 2 - 3, 3, "no region map", PICTURE_W, "C")
+        _put(pdf, x, y + PICTURE_H / 2, 3, f"(top {item.region_top} and reviewed)", PICTURE_W, "C")
+        pdf.set_text_color(0)
     bottom = _lines_at(pdf, text_x, y, text_w, [line for line in lines if line[0]])
     bottom = _lines_at(pdf, text_x, bottom + 1.5, text_w, review_lines)
     pdf.set_y(max(y + PICTURE_H + 4, bottom + 2))
@@ -367,8 +397,7 @@ def _candidate_row(pdf: _ReportPDF, item: ReportSearch, shown: ShownCandidate) -
 def _caption(pdf: _ReportPDF, x: float, y: float, text: str) -> None:
     pdf.use_font(6.5)
     pdf.set_text_color(90)
-    pdf.set_xy(x, y + PICTURE_H)
-    pdf.cell(PICTURE_W, 3, text, align="C")
+    _put(pdf, x, y + PICTURE_H, 3, text, PICTURE_W, "C")
     pdf.set_text_color(0)
 
 
@@ -404,13 +433,15 @@ def _appendix(pdf: _ReportPDF, report: CaseReport) -> None:
             if pdf.get_y() + 4.4 > pdf.h - pdf.b_margin:
                 pdf.add_page()
                 heading()
+            y, x = pdf.get_y(), pdf.l_margin
             pdf.use_font(7.5)
-            pdf.cell(widths[0], 4.4, str(item.search.id))
-            pdf.cell(widths[1], 4.4, rank)
+            _put(pdf, x, y, 4.4, str(item.search.id))
+            _put(pdf, x + widths[0], y, 4.4, rank)
             what = pdf.clean(what)
-            pdf.cell(widths[2], 4.4, what if len(what) <= 40 else what[:39] + "…")
+            _put(pdf, x + widths[0] + widths[1], y, 4.4, what if len(what) <= 40 else what[:39] + "…")
             pdf.set_font("courier", "", 7.2)
-            pdf.cell(sha_w, 4.4, sha, new_x="LMARGIN", new_y="NEXT")
+            _put(pdf, x + sum(widths), y, 4.4, sha)
+            pdf.set_y(y + 4.4)
 
 
 def write_case_report(path: Path, report: CaseReport) -> Path:
@@ -432,7 +463,8 @@ def write_case_report(path: Path, report: CaseReport) -> Path:
     _text(
         pdf,
         f"Report generated {_when(datetime.now(UTC))} by {report.generated_by} with SketchSearch "
-        f"{report.app_version}. Each search lists its top {report.top} candidates and every reviewed one.",
+        f"{report.app_version}. Each search lists its top {report.top} candidates and every reviewed one, with a "
+        f"region map for its top {report.region_top} and every reviewed one.",
     )
     # the full check (every record against its entry), never the chain alone: a report must not
     # certify what `audit verify` rejects

@@ -19,8 +19,11 @@ from core.casework.records import AuditCheck, CaseInfo, QueryKind, RecordedCandi
 from core.casework.regions import QueryRegions, RegionCompare, RegionComparison
 from core.casework.store import CaseworkStore
 from core.casework.tables import audit_log, reviews, searches
+from core.catalogue.catalogue import Catalogue
+from core.common.types import PhotoRecord
 
 DEFAULT_TOP = 10  # candidates shown per search besides every reviewed one
+REGION_TOP = 3  # candidates of each search given a region map besides every reviewed one (a map costs a page's time)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class ReportSearch:
     shown: list[ShownCandidate]
     total: int  # candidates in the newest ranking
     top: int
+    region_top: int  # region maps for the top ``region_top`` and every reviewed candidate
     sketch_view_png: bytes | None  # the query as the model saw it (region grid)
     regions_unavailable: str  # why no region figures, for the search as a whole
 
@@ -67,6 +71,7 @@ class CaseReport:
     generated_by: str  # 'J. Smith (OS account: root)'
     app_version: str
     top: int
+    region_top: int  # region maps for each search's top ``region_top`` and every reviewed candidate
 
 
 def describe_query(kind: QueryKind, name: str, png_sha256: str, strokes_json: str | None, file: bytes | None):
@@ -126,15 +131,32 @@ def _case_seq(c: Connection, case_id: int) -> int | None:
     ).scalar()
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+def _photo_records(catalogue: Catalogue, photo_ids: set[int]) -> dict[int, PhotoRecord]:
+    """The catalogue's records of every photo shown, read a few hundred at a time."""
+    ids = sorted(photo_ids)
+    return {p.id: p for start in range(0, len(ids), 500) for p in catalogue.photos(ids[start : start + 500])}
+
+
+def _view_png(made: dict[int, bytes], view: np.ndarray | None) -> bytes | None:
+    """The query's view as PNG, encoded once for the searches that share it (``made``: by array)."""
+    if view is None:
+        return None
+    if id(view) not in made:
+        buffer = io.BytesIO()
+        Image.fromarray(view).save(buffer, format="PNG")
+        made[id(view)] = buffer.getvalue()
+    return made[id(view)]
 
 
 def shown_candidates(search: RecordedSearch, marks: dict[int, Review], top: int) -> list[RecordedCandidate]:
     """The top ``top`` of the newest ranking and every candidate with a mark, in rank order."""
     return [c for c in search.latest.candidates if c.rank <= top or c.photo_id in marks]
+
+
+def mapped_candidates(shown: list[RecordedCandidate], marks: dict[int, Review]) -> list[int]:
+    """The photo ids of the shown candidates given a region map: the top ``REGION_TOP`` and every
+    reviewed one."""
+    return [c.photo_id for c in shown if c.rank <= REGION_TOP or c.photo_id in marks]
 
 
 def gather_report(
@@ -160,15 +182,15 @@ def gather_report(
         )
     marks_of = {s.id: store.current_marks(s.id) for s in searches}
     shown_of = {s.id: shown_candidates(s, marks_of[s.id], top) for s in searches}
-    wanted = [(s, [x.photo_id for x in shown_of[s.id]]) for s in searches]
+    wanted = [(s, mapped_candidates(shown_of[s.id], marks_of[s.id])) for s in searches]
     figures = (
         regions.for_searches(wanted, store.query_source) if regions else [QueryRegions(None, {}, "")] * len(wanted)
     )
+    views: dict[int, bytes] = {}  # one PNG per query picture, however many searches used it
+    records = _photo_records(catalogue, {x.photo_id for shown in shown_of.values() for x in shown})
     for search, found in zip(searches, figures, strict=True):
         (strokes_json, file), review_seqs = per_search[search.id]
         marks, shown = marks_of[search.id], shown_of[search.id]
-        ids = [x.photo_id for x in shown]
-        records = {p.id: p for p in catalogue.photos(ids)}
         rows = []
         for x in shown:
             record = records.get(x.photo_id)
@@ -193,7 +215,8 @@ def gather_report(
                 shown=rows,
                 total=len(search.latest.candidates),
                 top=top,
-                sketch_view_png=_png(found.sketch_view) if found.sketch_view is not None else None,
+                region_top=REGION_TOP,
+                sketch_view_png=_view_png(views, found.sketch_view),
                 regions_unavailable=found.unavailable if regions else "region figures were not asked for",
             )
         )
@@ -206,6 +229,7 @@ def gather_report(
         generated_by=generated_by,
         app_version=app_version,
         top=top,
+        region_top=REGION_TOP,
     )
 
 

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from pypdf import PdfReader
 
 from core.casework.records import ReviewMark
+from core.casework.report_data import gather_report
 from core.common.operator import os_account
 from core.model.regions import REGION_AID
 
@@ -69,11 +70,33 @@ def report(tmp_path_factory, model_dir):
         pdf = workspace.desk.export_case_report(case.number, root / "report.pdf", top=TOP)
         searches = {s.id: s for s in workspace.casework.searches_of_case(case.id)}
         paths = {p.id: p.path for p in workspace.catalogue.photos(workspace.photo_ids().tolist())}
+        gathered = gather_report(
+            workspace.casework, case.number, top=TOP, regions=workspace.regions, generated_by="", app_version=""
+        )
+        embedded = _queries_embedded(workspace, [searches[drawn_id], searches[file_id], searches[drawn_id]])
     pages = [page.extract_text() for page in PdfReader(pdf).pages]
     return {
         "pdf": pdf, "pages": pages, "text": " ".join(" ".join(pages).split()), "drawn": searches[drawn_id],
-        "file": searches[file_id], "paths": paths, "root": root,
+        "file": searches[file_id], "paths": paths, "root": root, "gathered": gathered, "embedded": embedded,
     }  # fmt: skip
+
+
+def _queries_embedded(workspace, searches):
+    """Region figures of ``searches`` (each against its top 3) and the batch sizes the network was
+    given for them (the real network runs; the calls are counted on the way)."""
+    model = workspace.models.model
+    batches = []
+
+    def counted(batch, modality):
+        batches.append(len(batch))
+        return type(model).embed_preprocessed(model, batch, modality)
+
+    model.embed_preprocessed = counted
+    try:
+        wanted = [(s, [c.photo_id for c in s.latest.candidates[:3]]) for s in searches]
+        return workspace.regions.for_searches(wanted, workspace.casework.query_source), batches
+    finally:
+        del model.embed_preprocessed
 
 
 def test_candidates_are_named_by_file_and_folder_with_a_short_hash_and_the_full_one_in_the_appendix(report):
@@ -131,8 +154,30 @@ def test_the_region_section_says_it_is_an_aid_and_where_its_figures_come_from(re
     text = report["text"]
     assert " ".join(REGION_AID.split()) in text
     assert "Region figures: cosine similarity of one region's part of the sketch's and the photo's embeddings" in text
-    assert "Region map (third picture of each row)" in text
+    assert "Region map (third picture of a row, drawn for the top 3 candidates and every reviewed one)" in text
+    assert "with a region map for its top 3 and every reviewed one" in text
     assert "left and right are not told apart" in text  # the shipped model averages mirror images
+
+
+def test_region_maps_are_drawn_for_the_top_3_and_every_reviewed_candidate_and_agree_with_the_scores(report):
+    by_id = {item.search.id: item for item in report["gathered"].searches}
+    drawn, file = by_id[report["drawn"].id], by_id[report["file"].id]
+    for item, reviewed in ((drawn, {2, 15}), (file, set())):
+        mapped = {x.candidate.rank for x in item.shown if x.regions is not None and x.regions.similarity is not None}
+        assert mapped == {1, 2, 3} | reviewed
+        assert all(x.regions is None for x in item.shown if x.candidate.rank not in mapped)
+        for x in item.shown:
+            if x.candidate.rank in mapped:  # the query embedded again gives the score the search recorded
+                assert x.regions.similarity.score == pytest.approx(x.candidate.score, abs=1e-3)
+        assert item.sketch_view_png is not None
+
+
+def test_a_query_used_by_several_searches_is_embedded_once(report):
+    figures, batches = report["embedded"]
+    assert batches == [2]  # the drawn query (asked for twice) and the file, in one batch
+    first, again = figures[0].by_photo, figures[2].by_photo
+    assert first.keys() == again.keys() and len(first) == 3
+    assert all(first[p].similarity == again[p].similarity for p in first)
 
 
 @pytest.mark.skipif(not shutil.which("pdftoppm"), reason="pdftoppm (poppler-utils) is not installed")
