@@ -51,6 +51,7 @@ class CaseRecorder(QObject):
         self.case: CaseInfo | None = None
         self.marks: dict[int, ReviewMark] = {}
         self.case_marks: dict[int, CaseMark] = {}  # the open case's newest mark on each photo
+        self.report_top = 10  # candidates a report lists per search besides the reviewed (a preference)
         self._pending: ShownSearch | None = None
         self._pending_fresh = False
         self._handle: _SearchHandle | None = None
@@ -222,9 +223,26 @@ class CaseRecorder(QObject):
         workspace = self.workspace
         if workspace is None:
             return
-        if operator:
-            workspace.desk.operator = operator
-        self._switch_case(lambda: workspace.desk.new_case(number, title, notes), "started", "new case")
+
+        def open_new() -> CaseInfo:
+            if operator and operator != workspace.desk.operator:  # the data folder's operator from now on, CLI too
+                workspace.desk.set_operator(operator, remember=True)
+            return workspace.desk.new_case(number, title, notes)
+
+        self._switch_case(open_new, "started", "new case")
+
+    def set_operator(self, operator: str, on_result=None) -> None:
+        """Work as ``operator`` from now on, in the window and on the command line (the data
+        folder's setting, recorded in the audit log)."""
+        workspace = self.workspace
+        if workspace is None or not operator or operator == workspace.desk.operator:
+            return
+        self.flush()
+        self._submit(
+            lambda task: workspace.desk.set_operator(operator, remember=True),
+            on_result or (lambda _n: None),
+            "operator",
+        )
 
     def open_case(self, number: str) -> None:
         """Work in a case (opened again if it was closed)."""
@@ -338,8 +356,9 @@ class CaseRecorder(QObject):
             self.failed.emit("Open a case to export its report")
             return
         self.flush()
+        top = self.report_top
         self._submit(
-            lambda task: str(workspace.desk.export_case_report(case.number, path)),
+            lambda task: str(workspace.desk.export_case_report(case.number, path, top)),
             self.reportWritten.emit,
             "export report",
         )

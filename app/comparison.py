@@ -1,12 +1,13 @@
 """Side-by-side comparison of the sketch and one candidate photo at full size, with the photo's
-record and its attributes (a correction made here is saved as a manual value)."""
+record and its attributes (a correction made here is saved as a manual value), and on request the
+region map: which regions of the two the model found alike (app.region_overlay draws it)."""
 
 from __future__ import annotations
 
 from html import escape
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QKeySequence, QPainter, QPixmap, QShortcut
+from PySide6.QtGui import QFontDatabase, QImage, QKeySequence, QPainter, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -20,13 +21,15 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from app.attribute_text import describe_origin, format_attribute, local_time
-from app.strokes import rgb_to_qimage
+from app.region_overlay import RegionLegend, RegionOverlay
+from app.strokes import qimage_to_rgb, rgb_to_qimage
 from app.video_frames import VideoProvenanceBox, video_source_of
 from app.workers import TaskRunner
 
@@ -48,12 +51,18 @@ class ZoomView(QGraphicsView):
         self.setAccessibleName(title)
         self.setMinimumSize(200, 300)
         self._fitted = True
+        self.overlay = RegionOverlay(self.scene())
 
     def set_image(self, image: QImage | None) -> None:
+        self.overlay.clear()
         self.item.setPixmap(QPixmap.fromImage(image) if image is not None else QPixmap())
         self.scene().setSceneRect(self.item.boundingRect())
         if self._fitted:
             self.fit()
+
+    def show_regions(self, similarity) -> None:
+        """Tint the picture by region (None: no map)."""
+        self.overlay.show(self.item.boundingRect(), similarity)
 
     def fit(self) -> None:
         self._fitted = True
@@ -92,10 +101,14 @@ class ComparisonDialog(QDialog):
         self.setAttribute(Qt.WA_DeleteOnClose)
         self.runner, self.workspace, self.model = runner, workspace, candidates_model
         self.row = -1
+        self.candidate = None  # the one shown: navigation goes from it, even once a re-rank has left it out
         self.record = None
         self.closing = False  # results that arrive after closing are dropped
         self._request = 0
 
+        self.sketch = sketch
+        self.sketch_pixels = qimage_to_rgb(sketch)
+        self.regions = None  # QueryRegions of the photo shown, once computed
         self.sketch_view = ZoomView("Sketch")
         self.sketch_view.set_image(sketch)
         self.photo_view = ZoomView("Photo")
@@ -110,6 +123,9 @@ class ComparisonDialog(QDialog):
         self.title.setTextFormat(Qt.RichText)
         self.path_label = self._selectable()
         self.sha_label = self._selectable()
+        mono = QFontDatabase.systemFont(QFontDatabase.FixedFont)
+        self.sha_label.setFont(mono)
+        self.sha_label.setMinimumWidth(self.sha_label.fontMetrics().horizontalAdvance("0" * 64) + 12)  # whole
         self.imported_label = QLabel()
         self.size_label = QLabel()
         info = QFormLayout()
@@ -122,6 +138,7 @@ class ComparisonDialog(QDialog):
         self.attribute_form = QFormLayout(self.attribute_box)
         self.attribute_combos: dict[str, QComboBox] = {}
         self.attribute_labels: dict[str, QLabel] = {}
+        self.attribute_rows: dict[str, QWidget] = {}
         for spec in workspace.schema.attributes:
             combo = QComboBox()
             combo.addItem(NOT_SET, None)
@@ -131,12 +148,18 @@ class ComparisonDialog(QDialog):
             combo.currentIndexChanged.connect(self._edited)
             label = QLabel()
             label.setTextFormat(Qt.RichText)
-            line = QHBoxLayout()
-            line.addWidget(combo, 1)
+            label.setWordWrap(True)  # who set a value and when: wrapped, never cut
+            field = QWidget()
+            line = QHBoxLayout(field)
+            line.setContentsMargins(0, 0, 0, 0)
+            line.addWidget(combo)
             line.addWidget(label, 1)
-            self.attribute_form.addRow(spec.name.replace("_", " "), line)
+            name = QLabel(spec.name.replace("_", " "))
+            name.setMinimumWidth(name.sizeHint().width())  # the layout squeezes the value, never the name
+            self.attribute_form.addRow(name, field)
             self.attribute_combos[spec.name] = combo
             self.attribute_labels[spec.name] = label
+            self.attribute_rows[spec.name] = field
         self.save_button = QPushButton("Save corrections")
         self.save_button.setEnabled(False)
         self.save_button.clicked.connect(self.save_corrections)
@@ -153,7 +176,14 @@ class ComparisonDialog(QDialog):
         zoom_in, zoom_out = QPushButton("+"), QPushButton("−")
         zoom_in.clicked.connect(lambda: self._zoom(1.25))
         zoom_out.clicked.connect(lambda: self._zoom(0.8))
-        for button in (fit_button, actual_button, zoom_in, zoom_out, self.previous_button, self.next_button):
+        self.regions_button = QPushButton("Region map")
+        self.regions_button.setCheckable(True)
+        self.regions_button.setToolTip("Tint each region by how alike the model found the sketch and the photo there")
+        self.regions_button.toggled.connect(self._regions_toggled)
+        self.legend = RegionLegend()
+        self.legend.setVisible(False)
+        buttons_row = (fit_button, actual_button, zoom_in, zoom_out, self.previous_button, self.next_button)
+        for button in (*buttons_row, self.regions_button):
             button.setAutoDefault(False)
         self.save_button.setAutoDefault(False)
         self.status = QLabel()
@@ -165,13 +195,14 @@ class ComparisonDialog(QDialog):
         nav.addWidget(zoom_in)
         nav.addWidget(fit_button)
         nav.addWidget(actual_button)
+        nav.addSpacing(16)
+        nav.addWidget(self.regions_button)
         nav.addStretch(1)
         nav.addWidget(self.status)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         buttons.rejected.connect(self.close)
 
         side = QWidget()
-        side.setMaximumWidth(480)
         side_layout = QVBoxLayout(side)
         side_layout.addWidget(self.title)
         side_layout.addLayout(info)
@@ -179,13 +210,20 @@ class ComparisonDialog(QDialog):
         self.video_box = VideoProvenanceBox()  # for a photo cut from video: the frame, where and when
         side_layout.addWidget(self.video_box)
         side_layout.addStretch(1)
+        scroll = QScrollArea()  # a small screen scrolls the record; nothing in it is cut
+        scroll.setWidget(side)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(side.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
         body = QSplitter(Qt.Horizontal)
         body.addWidget(views)
-        body.addWidget(side)
+        body.addWidget(scroll)
         body.setStretchFactor(0, 3)
-        body.setStretchFactor(1, 1)
+        body.setStretchFactor(1, 2)
+        body.setCollapsible(1, False)
         layout = QVBoxLayout(self)
         layout.addWidget(body, 1)
+        layout.addWidget(self.legend)
         layout.addLayout(nav)
         layout.addWidget(buttons)
 
@@ -195,7 +233,7 @@ class ComparisonDialog(QDialog):
         ):
             for key in keys:
                 QShortcut(QKeySequence(key), self, slot)
-        self.resize(1100, 720)
+        self.resize(1200, 760)
         self.show_row(row)
 
     def closeEvent(self, event) -> None:  # noqa: N802
@@ -211,19 +249,33 @@ class ComparisonDialog(QDialog):
         return field
 
     # -- navigation --------------------------------------------------------------------------
+    def _position(self) -> tuple[int, bool]:
+        """The shown candidate's row in the model now, and whether it is still there; a candidate a
+        re-rank left out sits where it would be by rank (the next one takes its row)."""
+        if self.candidate is None:
+            return self.row, True
+        rows = self.model.candidates
+        for i, c in enumerate(rows):
+            if c.photo_id == self.candidate.photo_id:
+                return i, True
+        return sum(1 for c in rows if c.rank < self.candidate.rank), False
+
     def show_next(self) -> None:
-        if self.row + 1 < self.model.total():
-            self.show_row(self.row + 1)
+        row, present = self._position()
+        following = row + 1 if present else row
+        if following < self.model.total():
+            self.show_row(following)
 
     def show_previous(self) -> None:
-        if self.row > 0:
-            self.show_row(self.row - 1)
+        row, _present = self._position()
+        if row > 0:
+            self.show_row(row - 1)
 
     def show_row(self, row: int) -> None:
         candidate = self.model.candidate(row)
         if candidate is None:
             return
-        self.row = row
+        self.row, self.candidate = row, candidate
         self.model.ensure_shown(row)
         self._request += 1
         request = self._request
@@ -231,6 +283,7 @@ class ComparisonDialog(QDialog):
         self.previous_button.setEnabled(row > 0)
         self.next_button.setEnabled(row + 1 < self.model.total())
         self.status.setText("Loading photo…")
+        self.regions = None
         workspace, photo_id = self.workspace, candidate.photo_id
 
         def load(task):
@@ -247,6 +300,8 @@ class ComparisonDialog(QDialog):
         self.runner.submit(
             load, pool="io", on_result=self._loaded, on_error=self._load_failed, name="photo", owner=self
         )
+        if self.regions_button.isChecked():
+            self._compute_regions()
 
     def _loaded(self, result) -> None:
         request, record, image, problem, seen = result
@@ -264,6 +319,7 @@ class ComparisonDialog(QDialog):
         self.size_label.setText(f"{record.width} × {record.height} pixels, {record.size_bytes:,} bytes")
         self._show_attributes(record.attributes)
         self.status.setText(problem)
+        self._draw_regions()
 
     def _load_failed(self, message: str) -> None:
         self.status.setText(message)
@@ -330,6 +386,68 @@ class ComparisonDialog(QDialog):
         self.status.setText(f"Not saved: {message}")
         self.save_button.setEnabled(True)
         self.failed.emit(message)
+
+    # -- region map --------------------------------------------------------------------------
+    def _regions_toggled(self, on: bool) -> None:
+        self.legend.setVisible(on)
+        if on and self.regions is None:
+            self._compute_regions()
+        self._draw_regions()
+
+    def _compute_regions(self) -> None:
+        """Core's figures for the photo shown (the sketch embedded once more, off the GUI thread)."""
+        if self.candidate is None:
+            return
+        workspace, pixels, photo_id, request = (
+            self.workspace,
+            self.sketch_pixels,
+            self.candidate.photo_id,
+            self._request,
+        )
+
+        def compare(task):
+            return request, workspace.regions.for_pixels(pixels, [photo_id])
+
+        self.runner.submit(
+            compare,
+            pool="search",
+            on_result=self._regions_ready,
+            on_error=self._load_failed,
+            name="regions",
+            owner=self,
+        )
+
+    def _regions_ready(self, result) -> None:
+        request, regions = result
+        if request != self._request:
+            return
+        self.regions = regions
+        self._draw_regions()
+
+    def region_similarity(self):
+        """The figures drawn now (None: the map is off, not ready or not available)."""
+        if not self.regions_button.isChecked() or self.regions is None or self.candidate is None:
+            return None
+        found = self.regions.by_photo.get(self.candidate.photo_id)
+        return found.similarity if found is not None else None
+
+    def _draw_regions(self) -> None:
+        on = self.regions_button.isChecked()
+        regions = self.regions if on else None
+        similarity = self.region_similarity()
+        view = regions.sketch_view if regions is not None and regions.sketch_view is not None else None
+        self.sketch_view.set_image(rgb_to_qimage(view) if view is not None else self.sketch)
+        self.sketch_view.show_regions(similarity)
+        if self.record is not None:
+            self.photo_view.show_regions(similarity)
+        if regions is not None:
+            found = regions.by_photo.get(self.candidate.photo_id) if self.candidate else None
+            why = regions.unavailable or (found.unavailable if found is not None else "")
+            self.legend.describe(
+                found.model_name if found is not None else "", bool(similarity and similarity.mirrored), why
+            )
+        elif on:
+            self.legend.source.setText("Computing the region map…")
 
     # -- zoom (both images together) ---------------------------------------------------------
     def _fit(self) -> None:

@@ -51,7 +51,8 @@ class LiveSearch(QObject):
         self.embedding: np.ndarray | None = None  # of the current sketch, once embedded
         self._embedded_query: tuple | None = None  # its pixels, strokes and scan
         self._requests: dict[int, tuple] = {}  # request -> what produced it, for the casework record
-        self.scan: tuple[np.ndarray, str, bytes] | None = None  # imported scan: background array, path, bytes
+        # every scan imported (background array, path, bytes): an undo or redo back to one is that scan again
+        self.scans: list[tuple[np.ndarray, str, bytes]] = []
         self.last_seconds = 0.0
         self._latest = 0
         self._shown = 0
@@ -81,6 +82,15 @@ class LiveSearch(QObject):
         self.top_k = int(top_k)
         self.rerank()
 
+    def remember_scan(self, background: np.ndarray, path: str, data: bytes) -> None:
+        """``background``, the document's background now, is the scan file ``path`` (its ``data``)."""
+        self.scans.append((background, path, data))
+
+    def scan_under(self) -> tuple[str, bytes] | None:
+        """The scan file under the sketch as it is now (by the very array the document holds)."""
+        background = self.document.background
+        return next(((path, data) for array, path, data in self.scans if array is background), None)
+
     def pending(self) -> bool:
         return self._timer.isActive() or self._shown != self._latest
 
@@ -107,7 +117,7 @@ class LiveSearch(QObject):
         pixels = self.document.to_array()  # rendering is painting; the embedding is not done here
         workspace, top_k, where, min_confidence = self.workspace, self.top_k, dict(self.where), self.min_confidence
         strokes = json.dumps({"strokes": [s.to_json() for s in self.document.strokes]})
-        scan = self.scan[1:] if self.scan and self.document.background is self.scan[0] else None
+        scan = self.scan_under()
         self._requests = {request: (True, pixels, strokes, where, min_confidence, top_k, utcnow(), scan)}
 
         def embed_and_rank(task):

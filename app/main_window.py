@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self.live = LiveSearch(self.runner, self.document, self)
         self.live.top_k = self.preferences.top_k
         self.recorder = CaseRecorder(self.runner, self)
+        self.recorder.report_top = self.preferences.report_top
         self.filters = FilterPanel()
         self.gallery = GalleryPanel()
         self.grid = CandidateGrid(self.candidates, self.preferences.top_k)
@@ -394,16 +395,21 @@ class MainWindow(QMainWindow):
             origin = "the saved setting"
         else:
             origin = "the default" if in_use == default else ""
-        dialog = SettingsDialog(self.preferences, default, self, in_use=in_use, in_use_origin=origin)
+        operator = self.workspace.desk.operator if self.workspace is not None else None
+        dialog = SettingsDialog(self.preferences, default, self, in_use=in_use, in_use_origin=origin, operator=operator)
         self._settings_dialog = dialog  # tests reach the open (modal) dialog here
         accepted = dialog.exec() == SettingsDialog.Accepted
         self._settings_dialog = None
         if not accepted:
             return
         new = dialog.preferences()
+        chosen = dialog.operator.text().strip()
+        if operator is not None and chosen and chosen != operator:
+            self.recorder.set_operator(chosen, lambda name: self.status_bar.showMessage(f"Operator: {name}", 5000))
         data_changed = new.data_dir != self.preferences.data_dir
         device_changed = new.device != self.preferences.device
         self.preferences = new
+        self.recorder.report_top = new.report_top
         self.preferences.save(self.settings)
         self.grid.top_k.setValue(new.top_k)
         if data_changed:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_TOP_K = 50
 MAX_TOP_K = 1000
+DEFAULT_REPORT_TOP = 10  # candidates a case report lists per search besides every reviewed one
 OPEN_CASES_KEY = "casework/open_cases"  # JSON: data folder -> the number of the case open in it
 
 
@@ -84,6 +85,7 @@ class Preferences:
     data_dir: str = ""  # empty: the default data folder
     device: str = "auto"
     top_k: int = DEFAULT_TOP_K
+    report_top: int = DEFAULT_REPORT_TOP
 
     @classmethod
     def load(cls, settings: QSettings) -> Preferences:
@@ -92,16 +94,22 @@ class Preferences:
             top_k = int(settings.value("top_k", DEFAULT_TOP_K))
         except (TypeError, ValueError):
             top_k = DEFAULT_TOP_K
+        try:
+            report_top = int(settings.value("report_top", DEFAULT_REPORT_TOP))
+        except (TypeError, ValueError):
+            report_top = DEFAULT_REPORT_TOP
         return cls(
             data_dir=str(settings.value("data_dir", "") or ""),
             device=device if device in DEVICES else "auto",
             top_k=max(1, min(MAX_TOP_K, top_k)),
+            report_top=max(1, min(MAX_TOP_K, report_top)),
         )
 
     def save(self, settings: QSettings) -> None:
         settings.setValue("data_dir", self.data_dir)
         settings.setValue("device", self.device)
         settings.setValue("top_k", self.top_k)
+        settings.setValue("report_top", self.report_top)
         settings.sync()
 
 
@@ -114,6 +122,7 @@ class SettingsDialog(QDialog):
         *,
         in_use: Path | None = None,
         in_use_origin: str = "",
+        operator: str | None = None,
     ):
         """``in_use``: the data folder open now (from --data-dir, the saved setting or the default),
         shown as it is; leaving it unchanged keeps the saved setting as it was."""
@@ -142,6 +151,18 @@ class SettingsDialog(QDialog):
         form.addRow("", self.in_use_note)
         form.addRow("Device", self.device)
         form.addRow("Candidates (top K)", self.top_k)
+        self.report_top = QSpinBox()
+        self.report_top.setRange(1, MAX_TOP_K)
+        self.report_top.setValue(preferences.report_top)
+        self.report_top.setToolTip("A case report lists each search's top N candidates and every reviewed one")
+        form.addRow("Report: top N per search", self.report_top)
+        self.operator = QLineEdit(operator or "")
+        self.operator.setEnabled(operator is not None)  # kept in the data folder: none open, none to set
+        self.operator.setToolTip(
+            "Recorded with every search, review and report, beside the OS account; kept in the data folder, so "
+            "the command line uses it too (--operator or SKETCHSEARCH_OPERATOR override it there)"
+        )
+        form.addRow("Operator", self.operator)
         note = QLabel("A new data folder or device takes effect at once (the gallery is reopened).")
         note.setWordWrap(True)
         form.addRow(note)
@@ -159,4 +180,4 @@ class SettingsDialog(QDialog):
         chosen = self.data_dir.text().strip()
         # the folder in use, left as it was, is no new choice (a --data-dir is not saved as one)
         data_dir = self._saved.data_dir if chosen == self._in_use else chosen
-        return Preferences(data_dir, self.device.currentText(), self.top_k.value())
+        return Preferences(data_dir, self.device.currentText(), self.top_k.value(), self.report_top.value())

@@ -120,5 +120,5 @@ class SketchFiles(WindowController):
     def _scan_ready(self, result) -> None:
         grey, path, data = result
         self.document.set_background(grey)
-        self.live.scan = (self.document.background, path, data)  # recorded with searches over this scan
+        self.live.remember_scan(self.document.background, path, data)  # recorded with searches over this scan
         self.message.emit("Sketch imported: draw over it to refine it", 5000)

@@ -3,13 +3,19 @@ of a case of 500 searches, and the full audit verification of that gallery (ever
 result and review against its entry; the seals under a key).
 
     python -m benchmarks.casework_recording [--photos 100000] [--records 200] [--case-searches 500]
+        [--queries same|distinct] [--keep DIR]
 
 Recording is ``CaseDesk.record_search`` (``Workspace.desk``; the window's ``record_drawn_search``
 reaches it after each shown search), with an already drawn query: the
 query PNG and strokes, the gallery state (photo count, last import), the top-K candidates with
 their sha256 and thumbnails (real JPEG thumbnails, as an import stores them), the audit entry, all
 in one transaction. Targets: under 20 ms per search at 100k photos; a 500-search case exported
-in under 30 s; `audit verify` of it in under 5 s."""
+in under 30 s; `audit verify` of it in under 5 s.
+
+The case's searches all use one drawn query (``--queries same``, as the earlier figures were
+measured) or each its own (``distinct``: the report embeds every query again for its region maps,
+so this is the dearer case). ``--keep DIR`` leaves the data folder and its audit key there, to time
+the export again with another version of the program (benchmarks/report_export.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -69,6 +76,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200, help="searches recorded for the per-search timing")
     parser.add_argument("--case-searches", type=int, default=500)
     parser.add_argument("--top", type=int, default=50)
+    parser.add_argument("--queries", choices=("same", "distinct"), default="same", help="the case's queries")
+    parser.add_argument("--keep", type=Path, help="copy the data folder and audit key here (a new folder)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     model = load_model(default_model_dir(), "cpu")
@@ -108,6 +117,8 @@ def main() -> None:
             revision.append((time.perf_counter() - start) * 1000)
 
         for i in range(args.case_searches):
+            if args.queries == "distinct":
+                query = a_drawn_query(rng)
             search_id, _ = record(ranked[i % len(ranked)], case.id)
             if i % 10 == 0:
                 from core.casework.records import ReviewMark
@@ -123,9 +134,14 @@ def main() -> None:
         size_mb = report.stat().st_size / 1e6
         entries = check.entries
         workspace.close()
+        if args.keep:
+            shutil.copytree(tmp, args.keep, ignore=shutil.ignore_patterns("case.pdf"))
 
     median = statistics.median(timings)
-    print(f"gallery {args.photos} photos with JPEG thumbnails, top {args.top}; built in {build:.1f} s")
+    print(
+        f"gallery {args.photos} photos with JPEG thumbnails, top {args.top}, {args.queries} queries; "
+        f"built in {build:.1f} s"
+    )
     print(
         f"record a search      median {median:6.2f} ms   p95 {float(np.percentile(timings, 95)):6.2f} ms "
         f"({len(timings)} searches)"

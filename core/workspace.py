@@ -1,8 +1,9 @@
 """A workspace: one data folder (catalogue + index) opened with one model. The GUI and the command
 line both drive SketchSearch through this facade, and through the services it composes, each
 reached as an attribute: ``gallery`` (what changes the photos), ``desk`` (cases, recorded searches,
-reviews, exports), ``searcher`` (searching and replaying), ``videos`` (video import, where a crop
-was seen, removal of a video), ``indexes``, ``models``, ``casework``.
+reviews, exports), ``searcher`` (searching and replaying), ``regions`` (where a sketch and a photo
+agree), ``videos`` (video import, where a crop was seen, removal of a video), ``indexes``,
+``models``, ``casework``.
 
 The network itself (torch) loads on first use: reading the catalogue, its statistics, attributes
 and the index needs only the model's manifest, so those commands start in a fraction of a second."""
@@ -18,6 +19,7 @@ import numpy as np
 
 from core.casework.audit_key import load_audit_key
 from core.casework.desk import CaseDesk
+from core.casework.regions import RegionCompare
 from core.casework.store import CaseworkStore
 from core.catalogue.catalogue import AttributeTable, Catalogue
 from core.catalogue.writer_lock import WriterLock
@@ -91,7 +93,9 @@ class Workspace:
         self.indexes = IndexService(self.catalogue, self.embedding_key, self.embedding_dim, index_path, index_policy)
         # entries are sealed under the audit key when one is given (or set): see core.casework.audit_key
         self.casework = CaseworkStore(self.catalogue, audit_key=load_audit_key(audit_key_file, self.data_dir))
-        self.desk = CaseDesk(self.casework, self.manifest, self.data_dir)
+        # which regions of a sketch and a photo agree, for the comparison view and the case report
+        self.regions = RegionCompare(self.catalogue, self.models)
+        self.desk = CaseDesk(self.casework, self.manifest, self.data_dir, self.regions)
         self.gallery = Gallery(self.catalogue, self.models, self.indexes, self.desk, self.writer)
         self.gallery.open_index()
         self.videos = VideoImports(self.gallery, self.data_dir)  # video import, provenance, removal (core.video)

@@ -19,11 +19,13 @@ from core.casework.marks import case_marks
 from core.casework.query import drawn_query
 from core.casework.query_check import query_warnings
 from core.casework.records import AuditCheck, CaseInfo, CaseMark, Review, ReviewMark, SearchQuery
+from core.casework.regions import RegionCompare
+from core.casework.report_data import DEFAULT_TOP, gather_report
 from core.casework.store import CaseworkStore
 from core.casework.takeover import take_over_search
-from core.catalogue.videos import video_sources_by_sha256
 from core.common.clock import utcnow
-from core.common.operator import current_operator
+from core.common.errors import CaseworkError
+from core.common.operator import describe, os_account, resolve_operator, save_operator
 from core.common.paths import refuse_inside_data_folder
 from core.common.private_files import write_private_file
 from core.common.types import Candidate
@@ -32,11 +34,30 @@ from core.model.manifest import Manifest
 
 
 class CaseDesk:
-    def __init__(self, store: CaseworkStore, manifest: Manifest, data_dir: Path):
+    def __init__(self, store: CaseworkStore, manifest: Manifest, data_dir: Path, regions: RegionCompare | None = None):
         self.store = store
         self.manifest = manifest  # the model searches are recorded with (read without loading the network)
         self.data_dir = data_dir  # exports are refused inside it
-        self.operator = current_operator()  # who is recorded for searches, reviews and changes (editable)
+        self.regions = regions  # a report's region maps (none without: the report says so)
+        # who is recorded for searches, reviews and changes (editable): --operator, the variable, the
+        # data folder's setting or the OS account (core.common.operator); the OS account goes beside it
+        self.operator = resolve_operator(data_dir).name
+        self.os_account = os_account()
+
+    @property
+    def operator_label(self) -> str:
+        """'J. Smith (OS account: root)'."""
+        return describe(self.operator, self.os_account)
+
+    def set_operator(self, name: str, remember: bool = False) -> str:
+        """Work as ``name`` from now on; ``remember``: also store it as the data folder's operator
+        (the window's and the command line's default), which is recorded."""
+        if remember:
+            self.operator = save_operator(self.data_dir, name)
+            self.record("operator set", {"operator": self.operator})
+        else:
+            self.operator = name
+        return self.operator
 
     # -- the audit log -------------------------------------------------------------------------
     def record(self, kind: str, payload: dict, case_id: int | None = None) -> int:
@@ -153,32 +174,32 @@ class CaseDesk:
         return self.store.cases()
 
     # -- exports -------------------------------------------------------------------------------
-    def export_case_report(self, number: str, path: Path) -> Path:
-        """Write a case's PDF report; the export itself is recorded with the file's sha256. The
-        report states the full verification of the log (never "verified" when verify rejects it)
-        and the head it verified, which a later ``audit verify --against`` checks the log against."""
+    def export_case_report(self, number: str, path: Path, top: int = DEFAULT_TOP) -> Path:
+        """Write a case's PDF report (each search's top ``top`` candidates and every reviewed one;
+        region maps where the model open now made the search); the export itself is
+        recorded with the file's sha256. The report states the full verification of the log
+        (never "verified" when verify rejects it) and the head it verified, which a later ``audit
+        verify --against`` checks the log against."""
         from core.casework.report import write_case_report  # fpdf2 loads only when a report is made
 
+        if top < 1:
+            raise CaseworkError(f"a report shows at least the top 1 candidate of each search, not {top}")
         path = refuse_inside_data_folder(path, self.data_dir, "report")
-        store = self.store
-        case = store.case(number)
-        searches = store.searches_of_case(case.id)
-        marks = {s.id: store.current_marks(s.id) for s in searches}
-        written = write_case_report(
-            path,
-            case,
-            searches,
-            marks,
-            store.verify_audit(),
-            generated_by=self.operator,
+        report = gather_report(
+            self.store,
+            number,
+            top=top,
+            regions=self.regions,
+            generated_by=self.operator_label,
             app_version=app_version(),
-            sealed=store.audit_key is not None,
-            video_sources=video_sources_by_sha256(
-                store.catalogue, [c.photo_sha256 for s in searches for c in s.latest.candidates]
-            ),
         )
+        written = write_case_report(path, report)
         digest = audit.sha256_hex(written.read_bytes())
-        payload = {"number": case.number, **path_fields("file", written), "sha256": digest, "searches": len(searches)}
+        case = report.case
+        payload = {
+            "number": case.number, **path_fields("file", written), "sha256": digest, "searches": len(report.searches),
+            "top": top,
+        }  # fmt: skip
         self.record("report exported", payload, case.id)
         return written
 

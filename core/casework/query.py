@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,13 @@ def png_bytes(image: Image.Image | np.ndarray) -> bytes:
 
 
 def drawn_query(pixels: np.ndarray, strokes_json: str, scan: tuple[str, bytes] | None = None) -> SearchQuery:
-    """A sketch drawn in the window, over an imported scan (its path and the file's bytes) or not."""
-    name = "drawn sketch"
+    """A sketch drawn in the window, over an imported scan (its path and the file's bytes) or not,
+    named plainly: a drawing, an imported scan searched as imported, or a drawing over one."""
+    name = "drawing"
     if scan is not None:
-        name = f"scanned sketch {path_text(scan[0])} (file sha256 {hashlib.sha256(scan[1]).hexdigest()}), drawn over"
+        drawn = bool(json.loads(strokes_json or "{}").get("strokes"))
+        kind = "drawing over imported scan" if drawn else "imported scan"
+        name = f"{kind} {path_text(scan[0])} (file sha256 {hashlib.sha256(scan[1]).hexdigest()})"
     png = png_bytes(np.ascontiguousarray(pixels))
     return SearchQuery(QueryKind.STROKES, name, png, strokes_json=strokes_json, file_bytes=scan[1] if scan else None)
 

@@ -35,6 +35,7 @@ from core.catalogue.catalogue import Catalogue, gallery_size, photo_hashes_and_t
 from core.catalogue.structure import trigger_problems
 from core.common.clock import utcnow
 from core.common.errors import CaseworkError
+from core.common.operator import os_account
 from core.common.types import Candidate
 
 
@@ -76,7 +77,9 @@ class CaseworkStore:
             self._bind_existing_rows()
 
     def append_entry(self, c: Connection, kind: str, operator: str, payload: dict, case_id: int | None = None) -> int:
-        """One entry in the caller's write transaction ``c``, sealed under this store's key."""
+        """One entry in the caller's write transaction ``c``, sealed under this store's key, with
+        the operating-system account beside the operator named."""
+        payload = {**payload, "os_account": payload.get("os_account", os_account())}
         return audit.append(c, kind, operator, payload, case_id, key=self.audit_key)
 
     def _bind_existing_rows(self) -> None:

@@ -19,7 +19,7 @@ from core.casework.weak import weak_result_warning
 from core.cli.parser import EXIT_ERROR, build_parser
 from core.common import environment
 from core.common.errors import SketchSearchError
-from core.common.operator import current_operator
+from core.common.operator import describe, operator_name, resolve_operator
 from core.common.types import AttributeSource
 
 EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a program ended by SIGPIPE
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         check_change_log=args.command != "verify",
     )
     if getattr(args, "operator", None):
-        workspace.desk.operator = args.operator
+        workspace.desk.operator = operator_name(args.operator, "--operator")
     if args.command in CHANGES_PHOTOS:
         warning = workspace.writer.window_warning()
         if warning:
@@ -343,7 +343,7 @@ def _attributes(workspace, args) -> int:
         for name in sheet.ambiguous:
             print(f"  not applied: '{shown(name)}' matches photos in several folders (use a 'path' column)")
         return 0
-    operator = args.operator or current_operator()
+    operator = workspace.desk.operator
     workspace.gallery.set_attributes_by_hand(args.photo_id, dict(args.values), operator=operator)  # all or none
     print(f"photo {args.photo_id}: " + ", ".join(f"{n}={v}" for n, v in args.values) + f" (set by {operator})")
     return 0
@@ -433,7 +433,7 @@ def _case(workspace, args) -> int:
         return 0 if report.identical else 1
     elif action == "report":
         number = store.case(args.number).number
-        path = workspace.desk.export_case_report(number, args.pdf)
+        path = workspace.desk.export_case_report(number, args.pdf, args.top)
         print(f"report of case {shown(number)} written to {shown(path)}")
     return 0
 
@@ -558,6 +558,16 @@ def _import_embeddings(workspace, args) -> int:
     return 0
 
 
+def _operator(workspace, args) -> int:
+    if args.name:
+        workspace.desk.set_operator(args.name, remember=True)
+        print(f"operator of {shown(workspace.data_dir)} set to {shown(workspace.desk.operator)}")
+        return 0
+    who = resolve_operator(workspace.data_dir)
+    print(f"operator: {shown(describe(who.name, who.os_account))}, from {who.source}")
+    return 0
+
+
 COMMAND_HANDLERS = {
     "import": _import,
     "search": _search,
@@ -570,6 +580,7 @@ COMMAND_HANDLERS = {
     "review": _review,
     "audit": _audit,
     "import-embeddings": _import_embeddings,
+    "operator": _operator,
 }
 
 

@@ -8,13 +8,16 @@ import difflib
 from pathlib import Path
 
 from core.casework.naming import printable
+from core.casework.report_data import DEFAULT_TOP
 from core.gallery.attribute_sheet import DEFAULT_ID_PATTERN, SHEET_KEYS
 
 COMMANDS = (
     *("import", "search", "attributes", "verify", "rebuild-index", "stats", "prune"),
-    *("case", "review", "audit", "import-embeddings"),
+    *("case", "review", "audit", "import-embeddings", "operator"),
 )
 EXIT_ERROR = 2
+OPERATOR_DEFAULT = "$SKETCHSEARCH_OPERATOR, else the data folder's operator ('sketchsearch operator'), else the OS user"
+OPERATOR_HELP = f"who acts (default: {OPERATOR_DEFAULT})"
 
 
 class Parser(argparse.ArgumentParser):
@@ -147,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model-predicted attribute values count only at this confidence or above",
     )
     p.add_argument("--case", metavar="NUMBER", help="record the search in this case (default: under no case)")
-    p.add_argument("--operator", help="who searches (default: the OS user)")
+    p.add_argument("--operator", help=OPERATOR_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("attributes", help="import or set photo attributes")
@@ -167,11 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REGEX",
         help=f"with --key id: how a file name gives the person id (its first group; default '{DEFAULT_ID_PATTERN}')",
     )
-    q.add_argument("--operator", help="who is stating these values (default: the logged-in user)")
+    q.add_argument("--operator", help="who is stating these values (default: " + OPERATOR_DEFAULT + ")")
     q = attr.add_parser("set", help="set attributes of one photo by hand (wins over predictions)")
     q.add_argument("photo_id", type=int)
     q.add_argument("values", nargs="+", type=_name_value, metavar="NAME=VALUE")
-    q.add_argument("--operator", help="who is stating these values (default: the logged-in user)")
+    q.add_argument("--operator", help="who is stating these values (default: " + OPERATOR_DEFAULT + ")")
 
     p = sub.add_parser("verify", help="check that catalogue, embeddings and index agree (exit 0 only then)")
     p.add_argument(
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_casework_commands(sub) -> None:
     operator = argparse.ArgumentParser(add_help=False)
-    operator.add_argument("--operator", help="who acts (default: the OS user)")
+    operator.add_argument("--operator", help=OPERATOR_HELP)
     p = sub.add_parser("case", help="cases: new, open, close, list, show, replay, report")
     case = p.add_subparsers(dest="case_command", required=True, metavar="ACTION")
     q = case.add_parser("new", parents=[operator], help="open a new case")
@@ -223,6 +226,13 @@ def _add_casework_commands(sub) -> None:
     q = case.add_parser("report", parents=[operator], help="write the case report")
     q.add_argument("number")
     q.add_argument("--pdf", type=Path, required=True, metavar="FILE")
+    q.add_argument(
+        "--top", type=int, default=DEFAULT_TOP, metavar="N",
+        help=f"candidates listed per search besides every reviewed one (default {DEFAULT_TOP})",
+    )  # fmt: skip
+
+    p = sub.add_parser("operator", help="show who is recorded as acting, or store NAME as this data folder's operator")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the operator for the window and the command line")
 
     p = sub.add_parser("review", parents=[operator], help="mark a candidate of a recorded search")
     p.add_argument("search_id", type=int)

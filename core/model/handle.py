@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from core.common import environment
 from core.common.errors import CheckpointError
 from core.common.types import ModelInfo
-from core.model.manifest import Manifest, verified_manifest
+from core.model.manifest import WEIGHTS_FILE, Manifest, verified_manifest
 
 if TYPE_CHECKING:
     from core.model.embedded import EmbeddingModel
@@ -41,6 +41,12 @@ class ModelHandle:
                         raise CheckpointError(f"{self.model_dir}: the model changed while the gallery was open")
                     self._model = loaded
         return self._model
+
+    @property
+    def weights_file(self) -> Path | None:
+        """The weights the model was read from (None when it came from no folder)."""
+        folder = self._model.folder if self._model is not None else self.model_dir
+        return folder / WEIGHTS_FILE if folder is not None and (folder / WEIGHTS_FILE).is_file() else None
 
     def loaded(self) -> EmbeddingModel | None:
         """The network if it is loaded already, else None."""

@@ -92,7 +92,7 @@ def test_a_case_started_after_importing_a_sketch_reports_the_search_and_its_mark
     text = report_text(report)
     assert "Searches: 1." in text and "No search has been recorded" not in text
     assert f"Origin: taken over from search {before} (no case)" in text
-    assert "possible lead (" in text and "taller than described" in text
+    assert "Possible lead: " in text and "Excluded: " in text and "taller than described" in text
     assert store.verify_audit().ok
 
 

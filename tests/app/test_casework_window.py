@@ -8,13 +8,14 @@ import shutil
 import subprocess
 
 import numpy as np
-from app_helpers import GALLERY_SIZE, click, draw_figure_strokes, when_modal
+from app_helpers import GALLERY_SIZE, click, draw_figure_strokes, draw_stroke, when_modal
 from PIL import Image
 from pypdf import PdfReader
 from PySide6.QtWidgets import QMessageBox
 
 from core.casework.records import ReviewMark
 from core.casework.report import DISCLAIMER
+from core.common.operator import os_account, stored_operator
 
 
 def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp_path, inference_model, gallery_dir):
@@ -30,6 +31,7 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
     assert window.status_bar.case_label.text() == "Case 2026-0077" and "2026-0077" in window.windowTitle()
     assert workspace.desk.operator == "ana"
+    assert stored_operator(workspace.data_dir) == "ana"  # the data folder's operator: the command line's too
 
     draw_figure_strokes(qtbot, window.canvas)  # one burst of two strokes
     qtbot.waitUntil(lambda: window.candidates.total() == GALLERY_SIZE, timeout=60000)
@@ -64,12 +66,16 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
     assert workspace.casework.search(search_id).latest.top_k == 5
 
     report = tmp_path / "report.pdf"
+    window.recorder.report_top = 3  # Settings: "Report: top N per search"
     with qtbot.waitSignal(window.recorder.reportWritten, timeout=60000):
         window.recorder.export_report(str(report))
     text = " ".join("\n".join(p.extract_text() for p in PdfReader(report).pages).split())
     assert "2026-0077" in text and "Station assault" in text
-    assert "possible lead (ana" in text and "excluded (ana" in text and "taller than described" in text
+    account = f"(OS account: {os_account()})" if os_account() != "ana" else ""
+    assert f"Possible lead: ana {account}" in text and f"Excluded: ana {account}" in text
+    assert "taller than described" in text
     assert " ".join(DISCLAIMER.split()) in text
+    assert "Candidates: 3 of 5 shown (the top 3 and every reviewed one)" in text
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", report, tmp_path / "page"], check=True)
         assert Image.open(tmp_path / "page-1.png").size[0] > 100
@@ -80,7 +86,7 @@ def test_open_case_draw_review_two_and_export_the_report(qtbot, make_window, tmp
 
 
 def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, tmp_path, inference_model, gallery_dir):
-    from app_helpers import draw_stroke
+
     from PIL import ImageDraw
 
     from core.workspace import Workspace
@@ -100,7 +106,7 @@ def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, 
     kind, data = workspace.casework.query_source(search_id)
     recorded = workspace.casework.search(search_id)
     assert recorded.case_id is None  # no case open: recorded under no case
-    assert "scan.jpg" in recorded.query_name and "drawn over" in recorded.query_name
+    assert recorded.query_name.startswith("drawing over imported scan ") and "scan.jpg" in recorded.query_name
     with workspace.catalogue.read_connection() as c:
         from sqlalchemy import text
 
@@ -112,7 +118,7 @@ def test_a_search_over_an_imported_scan_keeps_the_scan_file(qtbot, make_window, 
     window.document.clear()  # a new drawing without the scan records no scan
     draw_stroke(qtbot, window.canvas, [(100, 100), (140, 200)])
     qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, search_id), timeout=30000)
-    assert workspace.casework.search(window.recorder.current_search_id()).query_name == "drawn sketch"
+    assert workspace.casework.search(window.recorder.current_search_id()).query_name == "drawing"
     window.document.undo_stack.setClean()  # the test's drawing is not work to save
     window.close()
     workspace.close()
@@ -150,6 +156,43 @@ def test_after_the_case_is_closed_a_mark_asks_and_goes_to_a_record_under_no_case
     qtbot.waitUntil(lambda: len(workspace.casework.search(taken.id).revisions) == 2, timeout=20000)
     assert len(workspace.casework.search(in_case).revisions) == 1
     assert workspace.casework.verify_audit().ok
+    window.document.undo_stack.setClean()
+    window.close()
+    workspace.close()
+
+
+def test_an_undo_back_to_an_imported_scan_is_recorded_as_that_scan(
+    qtbot, make_window, tmp_path, inference_model, gallery_dir
+):
+    from PIL import ImageDraw
+
+    from core.workspace import Workspace
+
+    for name, box in (("first.png", [150, 150, 250, 400]), ("second.png", [120, 100, 280, 500])):
+        page = Image.new("L", (400, 600), 230)
+        ImageDraw.Draw(page).rectangle(box, outline=40, width=6)
+        page.save(tmp_path / name)
+    workspace = Workspace(tmp_path / "data", model=inference_model)
+    workspace.import_paths([gallery_dir])
+    window = make_window(workspace)
+
+    def searched_name(after: int | None) -> str:
+        qtbot.waitUntil(lambda: window.recorder.current_search_id() not in (None, after), timeout=30000)
+        return workspace.casework.search(window.recorder.current_search_id()).query_name
+
+    window.sketch_files.import_scan(tmp_path / "first.png")
+    qtbot.waitUntil(lambda: window.document.background is not None, timeout=10000)
+    first = searched_name(None)
+    assert first.startswith("imported scan ") and "first.png" in first  # searched as imported: no strokes
+    window.sketch_files.import_scan(tmp_path / "second.png")
+    qtbot.waitUntil(lambda: window.document.undo_stack.count() == 2, timeout=10000)
+    second = searched_name(window.recorder.current_search_id())
+    assert "second.png" in second
+    window.document.undo_stack.undo()  # back to the first scan
+    again = searched_name(window.recorder.current_search_id())
+    assert again.startswith("imported scan ") and "first.png" in again
+    draw_stroke(qtbot, window.canvas, [(100, 100), (120, 160)])
+    assert searched_name(window.recorder.current_search_id()).startswith("drawing over imported scan ")
     window.document.undo_stack.setClean()
     window.close()
     workspace.close()

@@ -13,7 +13,7 @@ from PySide6.QtCore import QRect, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from app.attribute_text import local_time
-from core.common.operator import current_operator
+from core.common.operator import os_account
 from core.common.types import AttributeSource, AttributeValue, Candidate
 
 
@@ -67,10 +67,10 @@ def test_a_correction_stores_only_the_changed_values_with_who_and_when(qtbot, ma
     after = predicted_workspace.photo(dialog.record.id).attributes
     for name, value in changed.items():
         stated = after[name]
-        assert (stated.value, stated.source, stated.set_by) == (value, AttributeSource.MANUAL, current_operator())
+        assert (stated.value, stated.source, stated.set_by) == (value, AttributeSource.MANUAL, os_account())
         assert stated.set_at is not None
         shown = dialog.attribute_labels[name].text()
-        assert f"set by hand by {current_operator()}, {local_time(stated.set_at)}" in shown  # who and when
+        assert f"set by hand by {os_account()}, {local_time(stated.set_at)}" in shown  # who and when
     for name in set(before) - set(changed):
         assert after[name] == before[name]  # still the model's guess, with its own confidence
         assert "predicted by the model" in dialog.attribute_labels[name].text()

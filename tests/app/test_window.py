@@ -30,11 +30,12 @@ def test_preferences_round_trip(settings):
     from app.settings import Preferences
 
     assert Preferences.load(settings) == Preferences()
-    Preferences("/some/where", "cpu", 25).save(settings)
-    assert Preferences.load(settings) == Preferences("/some/where", "cpu", 25)
+    Preferences("/some/where", "cpu", 25, 7).save(settings)
+    assert Preferences.load(settings) == Preferences("/some/where", "cpu", 25, 7)
     settings.setValue("device", "quantum")
     settings.setValue("top_k", "many")
-    assert Preferences.load(settings) == Preferences("/some/where", "auto", 50)
+    settings.setValue("report_top", "all")
+    assert Preferences.load(settings) == Preferences("/some/where", "auto", 50, 10)
 
 
 def test_top_k_is_remembered(qtbot, window, settings):

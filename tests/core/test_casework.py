@@ -21,6 +21,7 @@ from core.casework.tables import APPEND_ONLY_TABLES
 from core.catalogue.catalogue import Catalogue
 from core.catalogue.migrations import LATEST_VERSION
 from core.common.errors import CaseworkError
+from core.common.operator import os_account
 from tests.core.test_catalogue import columns, frozen_catalogue, new_photo
 from tests.core.test_photo_audit import import_run
 
@@ -290,8 +291,9 @@ def test_gallery_and_model_changes_are_logged_by_the_workspace(open_workspace, m
     assert by_kind["import"].operator == "ana"
     assert by_kind["attribute correction"].payload == {
         "photo_id": 2, "photo_sha256": by_kind["remove folder"].payload["photos"][1][1],
-        "values": {"gender": "female"}, "source": "manual",
+        "values": {"gender": "female"}, "source": "manual", "os_account": os_account(),
     }  # fmt: skip
+    assert all(e.payload["os_account"] == os_account() for e in entries)  # what the OS said, beside the operator
     assert [p[0] for p in by_kind["remove folder"].payload["photos"]] == [1, 2, 3, 4]
     assert entries[-1].payload["previous"] == entries[0].payload["embedding_key"]
     assert entries[-1].payload["embedding_key"] == other_model.embedding_key

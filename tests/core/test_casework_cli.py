@@ -11,6 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from core.casework.report import DISCLAIMER
+from core.common.operator import os_account
 from tests.core.test_cli import cli
 from tests.core.test_photo_audit import import_run
 
@@ -65,7 +66,9 @@ def test_case_search_review_report(gallery, capsys, tmp_path):
     assert code == 0, err
     text = " ".join(pdf_text(report).split())
     assert "2026-0142" in text and "Harbour robbery" in text
-    assert "possible lead (ana" in text and " ".join(note.split()) in text and "excluded (bo" in text
+    account = os_account()
+    assert f"Possible lead: ana (OS account: {account})" in text and " ".join(note.split()) in text
+    assert f"Excluded: bo (OS account: {account})" in text
     assert " ".join(DISCLAIMER.split()) in text
     assert "page 1 of" in text and f"Audit head at this report: {head}" in text
     if shutil.which("pdftoppm"):

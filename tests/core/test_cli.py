@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.cli.commands import main
-from core.common.operator import current_operator
+from core.common.operator import os_account
 from tests.conftest import draw_person
 from tests.core.test_imaging import bad_files
 from tests.core.test_photo_audit import run_entries
@@ -83,7 +83,7 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
     assert all(c["attributes"]["gender"]["value"] == "female" for c in first)
     assert all(c["path"] in {str(p) for p in photos[:4]} for c in first)
     imported = first[0]["attributes"]["gender"]  # says where the value comes from: a sheet, who, when
-    assert (imported["source"], imported["confidence"], imported["set_by"]) == ("imported", 1.0, current_operator())
+    assert (imported["source"], imported["confidence"], imported["set_by"]) == ("imported", 1.0, os_account())
     assert imported["set_at"].endswith("Z")
     from core.workspace import Workspace
 
@@ -102,7 +102,7 @@ def test_import_search_attributes_verify_stats(tmp_path, make_photos, capsys, un
     assert values == {
         "bag": ("yes", "manual", "d.sgt.ray"),
         "gender": ("male", "manual", "d.sgt.ray"),
-        "hair": ("long", "imported", current_operator()),  # not touched by the correction
+        "hair": ("long", "imported", os_account()),  # not touched by the correction
     }
 
     code, out, _ = cli(capsys, *data, "verify")

@@ -88,9 +88,9 @@ def test_each_committed_transaction_of_an_import_has_its_entry(tmp_path, make_ph
         ]
         assert [r["roots"] for _, r in runs] == [[str(photos[0].parent)]] * 2
         # each names its run and binds the run's record, copying none of its fields; it adds only what
-        # the record has no column for (the duplicates found)
+        # the record has no column for (the duplicates found) and the OS account every entry holds
         assert [sorted(payload) for payload, _ in runs] == [
-            ["duplicates", "import_id", "import_run_sha256", "photos_after"]
+            ["duplicates", "import_id", "import_run_sha256", "os_account", "photos_after"]
         ] * 2
         assert [payload["photos_after"] for payload, _ in runs] == [6, 7]
         check = workspace.casework.verify_audit()
