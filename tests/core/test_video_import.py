@@ -241,6 +241,7 @@ def test_the_import_video_entry_binds_its_runs_record_and_an_edit_of_it_is_detec
         "frames_sampled",
         "import_id",
         "import_run_sha256",
+        "os_account",
         "photos_after",
         "problem",
         "sha256",
