@@ -184,6 +184,11 @@ class VectorIndex:
         return index
 
     @property
+    def faiss_index(self):  # noqa: ANN201 - a FAISS index
+        """The FAISS object itself (benchmarks time it bare, beside the search around it)."""
+        return self._index
+
+    @property
     def nlist(self) -> int:
         return self._index.nlist if self.kind == IVF else 1
 
