@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ),
         ("benchmarks.cli_startup", ["--photos", "2", "--runs", "1", "--synthetic", "50"]),
         ("benchmarks.window_first_result", ["--photos", "2", "--runs", "1"]),
+        ("benchmarks.live_search", ["--photos", "2000", "--strokes", "2", "--thumbnail-bytes", "100"]),
     ],
 )
 def test_benchmark_runs_on_a_tiny_input(module, args):
