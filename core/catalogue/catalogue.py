@@ -542,7 +542,8 @@ class Catalogue:
         however many ids (a JSON array, which has no parameter cap), through the DB-API cursor: a
         search re-scores its candidates from these, and ORM rows cost a millisecond per page."""
         wanted = json.dumps(sorted({int(i) for i in photo_ids}))
-        with self._snapshot() as cursor:
+        with self.engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()
             # CROSS JOIN keeps the id list the outer loop: each id is one primary-key look-up, never
             # a scan of every stored vector
             rows = cursor.execute(
@@ -550,6 +551,7 @@ class Catalogue:
                 "ON e.photo_id = w.value AND e.model_sha256 = ? ORDER BY w.key",
                 (wanted, model_sha256),
             ).fetchall()
+            cursor.close()
         return self._as_arrays(rows, dim)
 
     @staticmethod
