@@ -6,8 +6,8 @@ saved, and a real JPEG thumbnail for every photo; strokes are mouse events on th
 
     python -m benchmarks.live_search [--photos 100000] [--strokes 20] [--folder DIR]
 
-Each stroke's time is split into: the wait before the search starts (the live search waits for a
-pause in the drawing), the sketch's embedding and the gallery's ranking (on the search thread), the
+Each stroke's time is split into: the wait before the search starts (until the event loop is next
+free after the release), the sketch's embedding and the gallery's ranking (on the search thread), the
 delivery of the ranking to the grid, and the grid's paint. After each stroke the window is left
 idle until its cards' thumbnails are decoded, so that strokes are measured one at a time.
 Target: a stroke's release to the ranked result shown under 150 ms at 100,000 photos."""
