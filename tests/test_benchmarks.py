@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ),
         ("benchmarks.cli_startup", ["--photos", "2", "--runs", "1", "--synthetic", "50"]),
         ("benchmarks.window_first_result", ["--photos", "2", "--runs", "1"]),
+        ("benchmarks.live_search", ["--photos", "2000", "--strokes", "2", "--thumbnail-bytes", "100"]),
     ],
 )
 def test_benchmark_runs_on_a_tiny_input(module, args):
@@ -57,6 +58,16 @@ def test_scale_benchmarks_run_on_a_tiny_input(tmp_path):
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert expected in done.stdout, done.stdout
+
+
+def test_the_streamed_index_scale_benchmark_runs_on_a_tiny_input(tmp_path):
+    """``--stream`` (the 10 million photo run) draws, indexes and checks the vectors chunk by chunk."""
+    args = ["--stream", "--size", "3000", "--queries", "5", "--base-photos", "40", "--cache", str(tmp_path / "b.npz")]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.index_scale", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "recall@100" in done.stdout and "open again" in done.stdout, done.stdout
 
 
 def test_fusion_diagnosis_measures_a_run_as_its_manifest_says(pku_root, model_dir, tmp_path):

@@ -119,6 +119,17 @@ def find_files(roots: Sequence[Path], summary: ImportSummary) -> list[_Found]:
     return list(found.values())
 
 
+def preparing_threads(device_type: str) -> int:
+    """Threads that prepare photos (read, hash, decode, thumbnail, resize) while the calling thread
+    embeds and commits. On the CPU a photo's preparation costs about a quarter of its forward pass,
+    which fills the cores the forward leaves idle (between its operators, whose waiting workers
+    sleep, and while a batch is committed): one thread per core, at most two, since more only
+    take cores from the forward (benchmarks/results/performance.md). On a GPU preparation is the
+    bottleneck: up to four."""
+    cores = os.cpu_count() or 1
+    return max(1, min(4 if device_type == "cuda" else 2, cores))
+
+
 class _Importer:
     def __init__(
         self, target: ImportTarget, progress: ProgressCallback | None, cancel: threading.Event | None, batch_size: int
@@ -169,11 +180,7 @@ class _Importer:
                 self._advance(found.path)
             else:
                 to_read.append(found)
-        # On the CPU a photo's forward pass costs about ten times its preparation (read, hash,
-        # decode, thumbnail, resize), so one preparing thread keeps up and more would take cores
-        # from the forward (measured: 0.86 of the bare forward's rate with one, 0.76-0.83 with
-        # two, on 2 cores). On a GPU preparation is the bottleneck: use more threads.
-        workers = max(1, min(4, os.cpu_count() or 1)) if self.model.device.type == "cuda" else 1
+        workers = preparing_threads(self.model.device.type)
         for found, result in prepared_in_order(to_read, self.prepare, workers, 4 * self.batch_size, self.cancel):
             self.consume(found, result, known.get(found.path))
             self._advance(found.path)

@@ -54,14 +54,18 @@ class OnnxInferenceModel(EmbeddingModel):
             raise CheckpointError("ONNX Runtime here has no CUDA provider (install onnxruntime-gpu, or use torch)")
         self.device = RuntimeDevice("cuda" if device == "cuda" else "cpu")
         self.batch_size = batch_size
-        options = onnxruntime.SessionOptions()
-        # every graph optimisation (operator fusion, constant folding): the measured setting
-        # (benchmarks/results/startup.md)
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads if threads is not None else environment.threads()
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device.type == "cuda" else [CPU_PROVIDER]
         self._sessions = {}
         for modality in Modality:
+            options = onnxruntime.SessionOptions()
+            # every graph optimisation (operator fusion, constant folding): the measured setting
+            # (benchmarks/results/startup.md)
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = threads if threads is not None else environment.threads()
+            if modality is Modality.PHOTO:
+                # photos are embedded while other threads decode the next ones: a worker waiting for
+                # work sleeps rather than spins, leaving them its core (benchmarks/results/performance.md)
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             # from the bytes that were checked: no second read of the file, and nothing from beside it
             path, data = verified_onnx_model(self.folder, self.manifest, modality)
             try:

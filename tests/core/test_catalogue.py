@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 from pathlib import Path
@@ -330,4 +331,34 @@ def test_the_change_log_says_when_it_cannot_bring_a_table_up_to_date(tmp_path):
     assert catalogue.attribute_changes_since(9) is None
     assert catalogue.attribute_table({"gender": ("male", "female")}).seq is None
     assert catalogue.prune_attribute_changes(9, read_whole_at=9) == 0
+    catalogue.close()
+
+
+def test_records_and_vectors_are_read_as_asked_whatever_the_path_or_state(tmp_path):
+    """A page of results is read in one statement per table: records come back in the order asked
+    (an id asked twice, twice; an unknown one left out), with a path that is not UTF-8, the missing
+    mark, the import time and each attribute's winning source; vectors ascending by id."""
+    catalogue = Catalogue(tmp_path)
+    catalogue.register_model("m" * 64, "m", 4, {})
+    odd = dataclasses.replace(new_photo(3), path="/photos/caf\udce9.jpg", embedding=np.full(4, 0.25, np.float32))
+    ids = catalogue.add_photos([new_photo(1, gender=("male", 0.7)), new_photo(2, hair=("long", 0.9)), odd], "m" * 64)
+    catalogue.set_attribute(ids[0], "gender", "female", AttributeSource.MANUAL)
+    catalogue.mark_missing([ids[1]])
+
+    records = catalogue.photos([ids[2], 999, ids[0], ids[2]])
+    assert [r.id for r in records] == [ids[2], ids[0], ids[2]]
+    assert records[0].path == "/photos/caf\udce9.jpg" and records[0].source_folder == "/photos"
+    assert (records[1].attributes["gender"].value, records[1].attributes["gender"].source) == (
+        "female",
+        AttributeSource.MANUAL,
+    )
+    assert records[1].attributes["gender"].set_at is not None
+    second = catalogue.photo(ids[1])
+    assert second.missing and not records[1].missing and second.attributes["hair"].confidence == pytest.approx(0.9)
+    assert (second.size_bytes, second.mtime_ns, second.width, second.height) == (102, 2, 10, 20)
+    assert (utcnow() - second.imported_at).total_seconds() < 3600
+
+    found, vectors = catalogue.embeddings_of("m" * 64, 4, [ids[2], ids[0], 999])
+    assert found.tolist() == sorted([ids[0], ids[2]])
+    assert vectors.tolist() == [[0.5] * 4, [0.25] * 4]
     catalogue.close()

@@ -7,6 +7,7 @@ import shutil
 import threading
 
 import numpy as np
+import pytest
 
 from core.common.types import ImportProgress
 from tests.conftest import draw_person
@@ -241,3 +242,69 @@ def test_embeddings_are_unit_vectors_matching_the_model(open_workspace, make_pho
     by_path = photo_paths(workspace)
     order = [list(ids).index(by_path[str(p)]) for p in photos]
     np.testing.assert_allclose(vectors[order], direct, atol=1e-4)
+
+
+# A child process that imports a folder with the bundled model (its ONNX runtime, as the app and the
+# command line import), printing each progress report's count of photos consumed.
+IMPORTING_CHILD = """
+import sys
+from pathlib import Path
+
+from core.common.paths import default_model_dir
+from core.model.loading import load_model
+from core.workspace import Workspace
+
+with Workspace(Path(sys.argv[1]), model=load_model(default_model_dir(), "cpu")) as workspace:
+    workspace.import_paths([sys.argv[2]], progress=lambda p: print(p.done, flush=True), batch_size=int(sys.argv[3]))
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_the_parallel_import_loses_at_most_the_batch_in_flight(tmp_path, make_photos):
+    """With photos prepared on a pool of threads ahead of the model, a kill -9 still leaves whole
+    committed batches, each with its audit entry, and no photo the importer had taken past the
+    batch it was filling; the next import adds exactly the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from core.gallery.importer import preparing_threads
+    from tests.core.test_cli import ROOT, count_photos, logged
+
+    if preparing_threads("cpu") < 2:
+        pytest.skip("one core: photos are prepared on one thread")
+    batch, total = 8, 96
+    photos = make_photos(total)
+    data = tmp_path / "data"
+    child = subprocess.Popen(
+        [sys.executable, "-c", IMPORTING_CHILD, str(data), str(photos[0].parent), str(batch)],
+        cwd=ROOT,
+        env={**os.environ, "SKETCHSEARCH_DEVICE": "cpu"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    consumed = 0
+    for line in child.stdout:
+        consumed = int(line)
+        if consumed >= 3 * batch:
+            os.kill(child.pid, signal.SIGKILL)  # at once: the count just printed is still current
+            break
+    child.wait()
+    assert 3 * batch <= consumed < total, child.stderr.read()[-2000:]
+
+    committed = count_photos(data / "catalogue.sqlite3")
+    assert committed % batch == 0  # whole batches: each is one transaction
+    assert consumed - committed <= batch  # what was taken past the committed batches: the one in flight
+    batches = logged(data, "import batch")  # one entry per committed transaction, written in it
+    assert sum(entry["added"] for entry in batches) == committed
+    assert all(0 < entry["added"] <= batch for entry in batches)
+
+    from core.workspace import Workspace
+
+    with Workspace(data) as workspace:
+        assert workspace.verify().ok
+        summary = workspace.import_paths([photos[0].parent], batch_size=batch)
+        assert (summary.added, summary.unchanged, summary.failed) == (total - committed, committed, [])
+        assert len(workspace.index) == total == len(photo_paths(workspace))

@@ -181,3 +181,43 @@ def test_the_same_weights_with_test_time_flip_turned_on_reindex_the_gallery(
     reopened = open_workspace(tmp_path / "data", model=flipping)
     assert reopened.gallery.count_unembedded() == 3 and reopened.stats().indexed == 0
     assert reopened.gallery.embed_missing().updated == 3 and reopened.verify().ok
+
+
+def test_the_8_bit_index_still_marks_missing_and_changed_files(tmp_path, make_photos, inference_model):
+    """Through the 8-bit index's re-scoring and the one-statement record reads, each candidate's file
+    state is still shown; a touched file (same bytes, new time) is the photo, and once the same file
+    is written over with other bytes of the same size it is marked changed, however it was checked
+    before."""
+    import os
+
+    from core.common.types import FileCheck
+    from core.index.vectors import SQ8, IndexPolicy
+    from core.workspace import Workspace
+    from tests.conftest import draw_person
+
+    photos = make_photos(8)
+    policy = IndexPolicy(quantise_from=4, min_rescore=8)
+    with Workspace(tmp_path / "data", model=inference_model, index_policy=policy) as workspace:
+        workspace.import_paths([photos[0].parent])
+        workspace.wait_for_index_rebuild()
+        assert workspace.index.kind == SQ8
+        photos[0].unlink()
+        draw_person(777).save(photos[1], quality=90)
+        os.utime(photos[2], ns=(1, 1))
+        query = workspace.embed_sketches([load_rgb(photos[3])])
+
+        def states() -> dict[str, FileCheck]:
+            return {c.path: c.file for c in workspace.search_embeddings(query, top_k=8)[0]}
+
+        first = states()
+        assert first[str(photos[0])] == FileCheck.MISSING
+        assert first[str(photos[1])] == FileCheck.CHANGED
+        assert first[str(photos[2])] == FileCheck.OK
+        assert {first[str(p)] for p in photos[3:]} == {FileCheck.OK}
+        assert states() == first
+
+        data = bytearray(photos[2].read_bytes())
+        data[len(data) // 2] ^= 0xFF  # other content, the same size
+        photos[2].write_bytes(bytes(data))
+        os.utime(photos[2], ns=(1, 1))  # and the same times as the touched file checked above
+        assert states()[str(photos[2])] == FileCheck.CHANGED
