@@ -199,7 +199,7 @@ def test_the_8_bit_index_still_marks_missing_and_changed_files(tmp_path, make_ph
     policy = IndexPolicy(quantise_from=4, min_rescore=8)
     with Workspace(tmp_path / "data", model=inference_model, index_policy=policy) as workspace:
         workspace.import_paths([photos[0].parent])
-        workspace.wait_for_index_rebuild()
+        workspace.indexes.wait_for_rebuild()
         assert workspace.index.kind == SQ8
         photos[0].unlink()
         draw_person(777).save(photos[1], quality=90)
