@@ -91,7 +91,7 @@ def paired(workspace: Workspace, vectors: np.ndarray, queries: np.ndarray, top: 
     scan (the order rotating from query to query), timings in ms; and the flat scan's top rows."""
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
-    own = bare_search(workspace.index, top, workspace.index_policy.rescore_depth(top))
+    own = bare_search(workspace.index, top, workspace.indexes.policy.rescore_depth(top))
     calls = {
         "product": lambda q: workspace.search_embeddings(q, top_k=top),
         "index": own,
