@@ -8,7 +8,6 @@ from pathlib import Path
 
 from core.common.errors import SketchSearchError
 from core.model.backbones import backbone_spec
-from training.augment import PartialPencil
 
 TARGETS = ("pku", "paired", "cufs")
 SOURCES = ("market1501", "cufs", "paired", "reid")
@@ -73,8 +72,6 @@ class FitConfig:
     part_columns: int = 1  # columns of the pooling grid (faces: a parts x part_columns grid)
     feature_stride: int = 32  # cut the backbone at this output stride (32: whole; 16: finer, earlier features)
     share_backbone: bool = False  # one set of convolutions for both encoders, normalisation per modality
-    # with share_backbone: the stem and this many first backbone stages keep a copy per modality (0: none)
-    separate_early_stages: int = 0
     # checkpoint folder to start from (a pretrain's model/): its tensors that fit this run's network
     # by name and shape are loaded over the ImageNet backbones
     init: str | None = None
@@ -84,12 +81,6 @@ class FitConfig:
     crop_min: float = 0.85  # augmentation: the random crop keeps at least this side fraction (1: no crop)
     pad: float = 0.05  # augmentation: at most this fraction of each side added as border (0: none)
     pseudo_sketches: bool = False  # add a pencil rendering of each training photo as a sketch
-    # KTCAA photo-to-pencil: dodge a target training photo wholly or in one random rectangle, kept a photo
-    partial_pencil: bool = False
-    pencil_whole: float = 0.05  # with partial_pencil: probability of dodging the whole photo
-    pencil_whole_kernel: int = 27  # its Gaussian blur kernel (odd, pixels at the input size)
-    pencil_region: float = 0.45  # else probability of dodging one random rectangle (sides 0.2-0.8 of the photo's)
-    pencil_region_kernel: int = 17
     clean_sketches: bool = True  # sketches auto-contrasted and cropped to their ink, as the app's queries are
     test_time_flip: bool = True  # the model embeds an image and its mirror image and averages them
 
@@ -153,37 +144,18 @@ class FitConfig:
         if self.parts < 1 or self.part_columns < 1:
             raise ConfigError("parts and part_columns must be at least 1")
         backbone_spec(self.backbone).feature_dim(self.feature_stride)  # the strides it offers
-        if self.separate_early_stages and not self.share_backbone:
-            raise ConfigError("separate_early_stages needs share_backbone (without it every layer is per modality)")
-        try:
-            backbone_spec(self.backbone).early_layers(self.feature_stride, self.separate_early_stages)
-        except ValueError as exc:
-            raise ConfigError(f"separate_early_stages: {exc}") from None
         if not 0 < self.crop_min <= 1:
             raise ConfigError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:
             raise ConfigError("pad must be in [0, 1)")
-        if self.partial_pencil:
-            self.pencil_settings()
-
-    def pencil_settings(self) -> PartialPencil | None:
-        """The photo-to-pencil augmentation this run asks for (None: off)."""
-        if not self.partial_pencil:
-            return None
-        try:
-            return PartialPencil(
-                whole=self.pencil_whole,
-                whole_kernel=self.pencil_whole_kernel,
-                region=self.pencil_region,
-                region_kernel=self.pencil_region_kernel,
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
 
 
 PRETRAIN_SOURCES = ("reid",)
 # settings that change how fast a run goes, never what it learns: a rerun may change them and resume
 SPEED_ONLY = frozenset({"device", "workers", "threads", "progress"})
+# settings earlier versions saved, with the value that left them off: a run saved with that value
+# is the run it would be now; saved with another, it trained a network this version cannot build
+RETIRED_SETTINGS = {"separate_early_stages": 0}
 
 
 @dataclass
@@ -205,7 +177,6 @@ class PretrainConfig:
     part_columns: int = 1
     feature_stride: int = 32
     share_backbone: bool = False
-    separate_early_stages: int = 0
     height: int = 256
     width: int = 128
     crop_min: float = 0.85
@@ -243,6 +214,12 @@ class PretrainConfig:
         """What makes two runs the same run: a rerun resumes only when this is unchanged."""
         return {k: v for k, v in self.to_json().items() if k not in SPEED_ONLY}
 
+    def differences(self, saved: dict) -> list[str]:
+        """The settings in which a saved run's :meth:`identity` differs from this one's."""
+        saved = {k: v for k, v in saved.items() if k not in RETIRED_SETTINGS or v != RETIRED_SETTINGS[k]}
+        ours = self.identity()
+        return [k for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)]
+
     def data_terms(self) -> tuple[str, str]:
         """(licence, data terms) of the pre-trained checkpoint."""
         terms = f"{DATA_TERMS[self.source]}; respect the privacy of the people pictured"
@@ -261,12 +238,6 @@ class PretrainConfig:
             backbone_spec(self.backbone).feature_dim(self.feature_stride)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if self.separate_early_stages and not self.share_backbone:
-            raise ConfigError("separate_early_stages needs share_backbone (without it every layer is per modality)")
-        try:
-            backbone_spec(self.backbone).early_layers(self.feature_stride, self.separate_early_stages)
-        except ValueError as exc:
-            raise ConfigError(f"separate_early_stages: {exc}") from None
         if not 0 < self.crop_min <= 1:
             raise ConfigError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:

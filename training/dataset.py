@@ -21,7 +21,6 @@ from core.common.imaging import load_rgb
 from core.model.attributes import AttributeSchema
 from core.model.network import Modality
 from core.model.preprocess import PreprocessConfig, normalise, prepare, resize_rgb
-from training.augment import PartialPencil, partial_pencil
 from training.data import ImageRecord
 
 MODALITY_INDEX = {Modality.PHOTO: 0, Modality.SKETCH: 1}
@@ -36,7 +35,6 @@ class Augmentation:
     crop_scale: tuple[float, float] = (0.85, 1.0)  # side fraction kept by the random crop
     pad: float = 0.05  # at most this fraction of each side added as border (before the crop)
     jitter: float = 0.2  # photo brightness/contrast/saturation jitter strength (0: none)
-    pencil: PartialPencil | None = None  # photo-to-pencil dodge of target photos (None: off)
 
 
 def augment_uint8(
@@ -158,10 +156,6 @@ class TrainingImages(Dataset):
         image = prepare(image, config)  # the sketch clean-up, when the model uses it
         if aug is not None:
             image = augment_uint8(image, config, record.modality, aug, rng)
-            # drawn last, so that with the pencil off every other draw is what it always was; source
-            # photos are left alone: the pencil bridges the target's photos to its sketches
-            if aug.pencil is not None and self.domain(index) == TARGET_PHOTO:
-                image = partial_pencil(image, aug.pencil, rng)
         else:
             image = resize_rgb(image, config)
         return {

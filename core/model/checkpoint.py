@@ -36,7 +36,6 @@ def build_network(manifest: Manifest) -> SketchPhotoNet:
         parts=manifest.parts,
         part_columns=manifest.part_columns,
         feature_stride=manifest.feature_stride,
-        separate_early_stages=manifest.separate_early_stages,
     )
 
 
@@ -85,7 +84,7 @@ def load_checkpoint(folder: Path) -> tuple[SketchPhotoNet, Manifest]:
     weights = folder / WEIGHTS_FILE
     try:
         network = build_network(manifest)
-    except ValueError as exc:  # e.g. more separate stages than the backbone has: a one-line error, not a crash
+    except ValueError as exc:  # e.g. a feature stride the backbone lacks: a one-line error, not a crash
         raise CheckpointError(f"{folder / MANIFEST_FILE}: describes no network that can be built ({exc})") from None
     try:
         state = load_file(str(weights))

@@ -51,7 +51,6 @@ class Manifest:
     provenance: dict = field(default_factory=dict)  # command, data, split, seed, commit, metrics ...
     weights_sha256: str = ""
     shared_backbone: bool = False  # the encoders' convolutions share weights (see SketchPhotoNet)
-    separate_early_stages: int = 0  # with shared_backbone: the stem and this many first stages per modality
     # an embedding is the mean of the image's and its mirror image's (both unit length): a person
     # walking left is the same person walking right, and a sketch may be drawn either way round
     test_time_flip: bool = False
@@ -97,7 +96,6 @@ class Manifest:
             "name": self.name,
             "backbone": self.backbone,
             "shared_backbone": self.shared_backbone,
-            "separate_early_stages": self.separate_early_stages,
             "test_time_flip": self.test_time_flip,
             "parts": self.parts,
             "part_columns": self.part_columns,
@@ -124,16 +122,16 @@ class Manifest:
             value = data.get(name, 1)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise CheckpointError(f"'{name}' must be a positive whole number, got {value!r}")
-        separate = data.get("separate_early_stages", 0)  # absent from older manifests: every layer shared
-        if not isinstance(separate, int) or isinstance(separate, bool) or separate < 0:
-            raise CheckpointError(f"'separate_early_stages' must be a whole number of at least 0, got {separate!r}")
-        if separate and not data.get("shared_backbone"):
-            raise CheckpointError("'separate_early_stages' applies to a shared backbone only")
+        # written as 0 by earlier versions, which could also keep early backbone stages per modality
+        if data.get("separate_early_stages", 0) != 0:
+            raise CheckpointError(
+                "'separate_early_stages' (per-modality early backbone stages) is no longer supported: "
+                "this checkpoint needs an older SketchSearch"
+            )
         return cls(
             name=data["name"],
             backbone=data["backbone"],
             shared_backbone=bool(data.get("shared_backbone", False)),
-            separate_early_stages=separate,
             test_time_flip=bool(data.get("test_time_flip", False)),
             # absent from older manifests: the whole backbone, one global pool
             parts=int(data.get("parts", 1)),

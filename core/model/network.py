@@ -78,11 +78,7 @@ class AttributeHead(nn.Module):
 class SketchPhotoNet(nn.Module):
     """``shared_backbone``: the two encoders' convolutions share weights and only their
     normalisation (batch norms and BN neck) stays per modality. With a few hundred sketches to learn
-    from, the sketch encoder then learns its filters from the photos too.
-
-    ``separate_early_stages`` (with a shared backbone): the stem and the first N stages keep a copy
-    per modality, the rest is shared. Strokes on paper and photographed texture differ most in the
-    low-level filters; the higher, more semantic layers are where the two should meet."""
+    from, the sketch encoder then learns its filters from the photos too."""
 
     def __init__(
         self,
@@ -93,20 +89,15 @@ class SketchPhotoNet(nn.Module):
         parts: int = 1,
         part_columns: int = 1,
         feature_stride: int = 32,
-        separate_early_stages: int = 0,
     ):
         super().__init__()
-        if separate_early_stages and not shared_backbone:
-            raise ValueError("separate early stages need a shared backbone: without one every layer is per modality")
         self.backbone_name = backbone
         self.shared_backbone = shared_backbone
-        self.separate_early_stages = separate_early_stages
         self.parts, self.part_columns, self.feature_stride = parts, part_columns, feature_stride
         self.photo = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride)
         self.sketch = ModalityEncoder(backbone, embedding_dim, parts, part_columns, feature_stride)
         if shared_backbone:
-            apart = backbone_spec(backbone).early_layers(feature_stride, separate_early_stages)
-            tie_weights(self.sketch.backbone, self.photo.backbone, apart=apart)
+            tie_weights(self.sketch.backbone, self.photo.backbone)
             tie_weights(self.sketch.projection, self.photo.projection)
         self.embedding_dim = self.photo.embedding_dim
         self.attributes = AttributeHead(self.embedding_dim, schema)
@@ -121,13 +112,10 @@ class SketchPhotoNet(nn.Module):
         return self.encoder(modality)(images)
 
 
-def tie_weights(follower: nn.Module, leader: nn.Module, apart: tuple[str, ...] = ()) -> None:
+def tie_weights(follower: nn.Module, leader: nn.Module) -> None:
     """Make every convolution and linear layer of ``follower`` use ``leader``'s parameters (the two
-    modules have the same architecture); normalisation layers keep their own, and so does every
-    layer inside the modules named in ``apart``."""
+    modules have the same architecture); normalisation layers keep their own."""
     for (name, mine), (_, theirs) in zip(follower.named_modules(), leader.named_modules(), strict=True):
-        if any(name == top or name.startswith(top + ".") for top in apart):
-            continue
         if isinstance(mine, (nn.Conv2d, nn.Linear)):
             if type(mine) is not type(theirs) or mine.weight.shape != theirs.weight.shape:
                 raise ValueError(f"cannot tie {name}: the modules differ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -368,6 +369,22 @@ def test_a_manifest_of_a_removed_backbone_layout_is_refused_with_a_reason(model_
     data["dilated"] = True
     with pytest.raises(CheckpointError, match="dilated"):
         Manifest.from_json(data)
+
+
+def test_a_model_folder_from_before_per_modality_early_stages_were_removed_still_loads(tmp_path, model_dir):
+    folder = tmp_path / "earlier"
+    shutil.copytree(model_dir, folder)
+    data = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    data["separate_early_stages"] = 0  # what earlier versions wrote for every ordinary model
+    (folder / MANIFEST_FILE).write_text(json.dumps(data), encoding="utf-8")
+    network, manifest = load_checkpoint(folder)
+    shipped, _ = load_checkpoint(model_dir)
+    assert manifest.to_json() == read_manifest(model_dir).to_json()
+    assert all(torch.equal(tensor, shipped.state_dict()[key]) for key, tensor in network.state_dict().items())
+    # a model that kept early stages per modality is a network this version cannot build
+    for separate in (2, True, "2"):
+        with pytest.raises(CheckpointError, match="separate_early_stages.*no longer supported"):
+            Manifest.from_json({**data, "shared_backbone": True, "separate_early_stages": separate})
 
 
 def test_licence_and_data_terms_travel_with_the_manifest(tmp_path, model_dir):

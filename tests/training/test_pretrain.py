@@ -3,6 +3,7 @@ distractor guard, resuming after a stop, and how ``--init`` carries tensors over
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -173,6 +174,13 @@ def test_a_stopped_run_resumes_where_it_stopped_and_ends_as_an_unbroken_one(tmp_
     assert pretrain(cuhk03, stopped, "--epochs", "2") == 0
     assert pretrain(cuhk03, stopped, "--epochs", "3") == 2
     assert "other settings (epochs 2 there, 3 here)" in capsys.readouterr().err
+    # a run saved by an earlier version, which also recorded per-modality early stages: off, it resumes
+    saved = json.loads((stopped / "config.json").read_text(encoding="utf-8"))
+    (stopped / "config.json").write_text(json.dumps({**saved, "separate_early_stages": 0}), encoding="utf-8")
+    assert pretrain(cuhk03, stopped, "--epochs", "2") == 0
+    (stopped / "config.json").write_text(json.dumps({**saved, "separate_early_stages": 2}), encoding="utf-8")
+    assert pretrain(cuhk03, stopped, "--epochs", "2") == 2
+    assert "other settings (separate_early_stages 2 there, None here)" in capsys.readouterr().err
 
 
 def test_init_carries_matching_tensors_into_another_architecture(tmp_path):
