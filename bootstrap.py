@@ -35,9 +35,22 @@ def run(*command: str | Path, **kwargs) -> None:
 
 # cluster: the test suite runs the Ray embedding job on a local Ray (about half a minute); the
 # desktop bundle leaves Ray out all the same (build.spec excludes it)
+DETECTOR = ROOT / "resources" / "detector" / "ssdlite_pedestrian.onnx"
+# the converted detector is not kept in git: a development checkout links the reference conversion
+# beside it (tools/convert_detector.py rebuilds it); its sha256 is checked whenever it is loaded
+DETECTOR_REFERENCE = ROOT.parent / "shared" / "data" / "video" / "detector" / DETECTOR.name
+
+
+def link_detector() -> None:
+    if not DETECTOR.exists() and DETECTOR_REFERENCE.is_file():
+        DETECTOR.unlink(missing_ok=True)  # a dangling link
+        DETECTOR.symlink_to(DETECTOR_REFERENCE)
+
+
 def ensure_installed(extras: str = "dev,build,cluster") -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - bootstrap runs under whatever python3 a machine has
         sys.exit(f"SketchSearch needs Python 3.11 or newer (this is {sys.version.split()[0]})")
+    link_detector()
     if not PYTHON.exists():
         run(sys.executable, "-m", "venv", VENV)
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
