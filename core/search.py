@@ -138,14 +138,14 @@ def rescore_exactly(
 
 
 def exact_from_codes(
-    catalogue: Catalogue, index: IndexService, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    index: IndexService, queries: np.ndarray, k: int, allowed: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact top ``k`` from an exhaustive 8-bit index: its best ``depth`` candidates by their
-    codes, re-scored from the stored float32 embeddings. A code's score is within the index's
-    ``error_bound`` of the exact one, so once the k-th exact score among the candidates is at least
-    the last candidate's code score plus that bound, no photo left out can beat it: the top k is the
-    exact top k. A query not so proven (a dense crowd of near scores) is searched again four times
-    as deep, until proven or every (allowed) photo is a candidate."""
+    codes, re-scored from the float32 vectors it holds beside them. A code's score is within the
+    index's ``error_bound`` of the exact one, so once the k-th exact score among the candidates is at
+    least the last candidate's code score plus that bound, no photo left out can beat it: the top k
+    is the exact top k. A query not so proven (a dense crowd of near scores) is searched again four
+    times as deep, until proven or every (allowed) photo is a candidate."""
     queries = np.ascontiguousarray(queries, np.float32).reshape(-1, index.dim)
     k = max(1, min(int(k), len(index) or 1))
     depth = index.policy.rescore_depth(k)
@@ -153,8 +153,9 @@ def exact_from_codes(
     out_ids = np.full((len(queries), k), -1, np.int64)
     pending = np.arange(len(queries))
     while len(pending):
-        codes, candidates, bound, total = index.search_codes(queries[pending], depth, allowed)
-        scores, ids = rescore_exactly(catalogue, index, queries[pending], candidates)
+        codes, candidates, exact, bound, total = index.search_codes(queries[pending], depth, allowed)
+        order = np.lexsort((candidates, -exact), axis=1)  # best first; equal scores by photo id
+        scores, ids = np.take_along_axis(exact, order, axis=1), np.take_along_axis(candidates, order, axis=1)
         width = min(k, ids.shape[1])
         out_scores[pending, :width], out_ids[pending, :width] = scores[:, :width], ids[:, :width]
         if ids.shape[1] < k:
@@ -229,7 +230,7 @@ def _ranked(
     )
     kind = gallery.index.kind
     if kind == SQ8:
-        scores, ids = exact_from_codes(gallery.catalogue, gallery.index, queries, top_k, allowed)
+        scores, ids = exact_from_codes(gallery.index, queries, top_k, allowed)
     else:
         scores, ids = gallery.index.search(queries, top_k, allowed)
         if kind != FLAT:

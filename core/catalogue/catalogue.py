@@ -3,6 +3,7 @@ dataclasses or arrays; ORM objects never leave this module."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -146,8 +147,12 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-# the conversions SQLAlchemy applies to these columns, for rows read through the DB-API cursor
-_stored_datetime = DateTime().dialect_impl(sqlite_dialect()).result_processor(sqlite_dialect(), None)
+# the conversions SQLAlchemy applies to these columns, for rows read through the DB-API cursor; a
+# page of candidates holds hundreds of attribute rows, most stamped by the same few writes, so each
+# distinct stamp is parsed once (a datetime is immutable: sharing one is safe)
+_stored_datetime = functools.lru_cache(maxsize=4096)(
+    DateTime().dialect_impl(sqlite_dialect()).result_processor(sqlite_dialect(), None)
+)
 _path_type = FilePath()
 _SOURCES = {source.value: source for source in AttributeSource}
 
@@ -685,7 +690,8 @@ class Catalogue:
         result: dict[int, dict[str, AttributeValue]] = {int(pid): {} for pid in photo_ids}
         if not result:
             return result
-        # lowest-ranked source first: a higher one's row, read later, replaces it
+        # lowest-ranked source first: a higher one's row, read later, replaces it (sorting ~550 rows
+        # costs less here than a GROUP BY that settles precedence in SQL, measured)
         ranks = " ".join(f"WHEN '{s.value}' THEN {s.priority}" for s in AttributeSource)
         rows = cursor.execute(
             "SELECT a.photo_id, a.name, a.value, a.confidence, a.source, a.set_by, a.set_at "

@@ -42,7 +42,8 @@ def index_vector_problems(
 ) -> list[str]:
     """Does every vector in ``index`` match the embedding stored in SQLite? Read in chunks, so a
     gallery of millions is checked without holding all its embeddings at once. A flat index holds
-    the vectors exactly; an IVF index holds quantised codes, which decode to within a small error.
+    the vectors exactly; an 8-bit index holds codes, which decode to within a small error, and a
+    float32 copy, which must be exact; an IVF index holds codes alone.
     ``damaged``: the ids of stored embeddings that are not finite unit vectors are added to it in
     the same pass (the stored vectors are read once)."""
     exact = index.kind == FLAT
@@ -53,7 +54,10 @@ def index_vector_problems(
         if problems:
             continue  # the index is known to differ: only the damage check goes on
         stored = index.reconstruct_many(ids)
-        if exact:
+        if index.kind == SQ8 and not np.array_equal(index.exact_vectors(ids), vectors):
+            # the search's scores come from this copy: it must be the stored embeddings, bit for bit
+            problems = ["the index's float32 copy differs from the embeddings stored in the catalogue"]
+        elif exact:
             if not np.allclose(stored, vectors, atol=1e-6):
                 problems = ["index vectors differ from the embeddings stored in the catalogue"]
         else:
@@ -155,12 +159,14 @@ class IndexService:
 
     def search_codes(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, float, int]:
-        """(scores, ids) as :meth:`search`, with the index's error bound and size read under the
-        same lock (an add meanwhile may raise the bound)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
+        """An 8-bit index's (code scores, ids) as :meth:`search`, with the candidates' exact scores
+        from its float32 copy, its error bound and its size, all under the same lock (an add or a
+        removal meanwhile may change the candidates or raise the bound)."""
         with self.lock:
-            scores, ids = self.index.search(queries, k, allowed)
-            return scores, ids, self.index.error_bound, len(self.index)
+            codes, ids = self.index.search(queries, k, allowed)
+            exact = self.index.exact_scores(queries, ids)
+            return codes, ids, exact, self.index.error_bound, len(self.index)
 
     def save(self) -> None:
         """Write the index file; a gallery that has outgrown its index starts a background rebuild."""

@@ -2,8 +2,8 @@
 
 Three kinds, chosen by gallery size (``IndexPolicy``): a float32 flat scan while the gallery is tiny
 (under ``quantise_from`` photos); then an exhaustive scan of 8-bit scalar-quantised codes (SQ8: a
-quarter of the bytes read per query), whose candidates the search re-scores exactly from the stored
-float32 embeddings, deep enough that its top K is provably the exact top K (``error_bound``); and
+quarter of the bytes read per query), whose candidates the search re-scores exactly from a float32
+copy of the vectors held beside the codes, deep enough that its top K is provably the exact top K (``error_bound``); and
 above ``approximate_from`` photos an inverted-file index with scalar-quantised codes (IVF-SQ),
 trained on the stored embeddings: a query scans only the ``nprobe`` nearest of ``nlist`` clusters.
 The choice and its settings are measured in benchmarks/index_scale.py and
@@ -114,6 +114,11 @@ class VectorIndex:
         self.error_bound = 0.0
         self.trained_error = 0.0
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        # SQ8: the float32 vectors themselves, by photo id, from which the search re-scores its
+        # candidates exactly: a few hundred look-ups in memory instead of as many SQLite reads (the
+        # scan still reads only the 8-bit codes; the copy costs the memory a float32 index would)
+        self._exact: faiss.IndexIDMap2 | None = None
+        self._exact_rows: tuple[np.ndarray, np.ndarray] | None = None  # (held ids ascending, their rows)
 
     @classmethod
     def build(
@@ -152,6 +157,7 @@ class VectorIndex:
         quantiser.train(sample)
         index = cls(dim, model_sha256)
         index._index = faiss.IndexIDMap2(quantiser)
+        index._exact = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         index.kind = SQ8
         index.trained_on = count
         index.trained_error = index.error_bound = index._code_error(sample)
@@ -216,6 +222,9 @@ class VectorIndex:
             if self.kind == SQ8:
                 self.error_bound = max(self.error_bound, self._code_error(vectors))
             self._index.add_with_ids(vectors, ids)
+            if self._exact is not None:
+                self._exact.add_with_ids(vectors, ids)
+                self._exact_rows = None
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -224,6 +233,9 @@ class VectorIndex:
         if self.kind == IVF and self._index.direct_map.type == faiss.DirectMap.Hashtable:
             # FAISS removes through a hashtable direct map only by an explicit id array
             return int(self._index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
+        if self._exact is not None:
+            self._exact.remove_ids(faiss.IDSelectorBatch(ids))
+            self._exact_rows = None
         return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
 
     def reconstruct(self, photo_id: int) -> np.ndarray:
@@ -237,6 +249,36 @@ class VectorIndex:
         if self.kind == IVF and self._index.direct_map.type == faiss.DirectMap.NoMap:
             self._index.set_direct_map_type(faiss.DirectMap.Hashtable)
         return self._index.reconstruct_batch(np.ascontiguousarray(photo_ids, dtype=np.int64))
+
+    def exact_vectors(self, photo_ids: np.ndarray) -> np.ndarray:
+        """SQ8: the float32 vectors the index holds beside its codes (what its scores are made of),
+        found by a binary search of the held ids (FAISS's own look-up, one id at a time, cost a
+        search half a millisecond). ``KeyError`` if a photo is not held."""
+        assert self._exact is not None, "only an 8-bit index holds a float32 copy"
+        photo_ids = np.asarray(photo_ids, dtype=np.int64)
+        if self._exact_rows is None:  # after an add or a removal
+            held = faiss.vector_to_array(self._exact.id_map).astype(np.int64)
+            order = np.argsort(held, kind="stable")
+            self._exact_rows = held[order], order
+        held, order = self._exact_rows
+        at = np.searchsorted(held, photo_ids).clip(max=max(len(held) - 1, 0))
+        if len(photo_ids) and (not len(held) or not np.array_equal(held[at], photo_ids)):
+            raise KeyError(f"photo(s) not in the index: {photo_ids[held[at] != photo_ids][:5].tolist()}")
+        flat = faiss.downcast_index(self._exact.index)
+        matrix = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(flat.ntotal, self.dim)
+        return matrix[order[at]]  # a copy: the view dies with the next add
+
+    def exact_scores(self, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """SQ8: the exact cosine similarity of each query (row) with each of its candidates ``ids``
+        (-1: none, scored -inf), from the float32 copy."""
+        queries = np.asarray(queries, np.float32).reshape(len(ids), self.dim)
+        scores = np.full(ids.shape, -np.inf, np.float32)
+        held = ids >= 0
+        if held.any():
+            rows, columns = np.nonzero(held)
+            vectors = self.exact_vectors(ids[rows, columns])
+            scores[rows, columns] = np.einsum("ij,ij->i", vectors, queries[rows])
+        return scores
 
     # -- search --------------------------------------------------------------------------------
     def search(
@@ -306,6 +348,7 @@ class VectorIndex:
                     "error_bound": self.error_bound,
                     "trained_error": self.trained_error,
                     "payload_sha256": payload_sha256,
+                    "exact_copy": self._exact is not None,
                 }
             ).encode()
             + b"\n"
@@ -324,7 +367,10 @@ class VectorIndex:
             write(block)
             return len(block)
 
-        faiss.write_index(self._index, faiss.PyCallbackIOWriter(take, 1 << 22))
+        writer = faiss.PyCallbackIOWriter(take, 1 << 22)
+        faiss.write_index(self._index, writer)
+        if self._exact is not None:  # the float32 copy follows the codes in the same payload
+            faiss.write_index(self._exact, writer)
         return digest.hexdigest()
 
     @classmethod
@@ -362,8 +408,13 @@ class VectorIndex:
                 digest.update(block)
                 return block
 
+            if index.kind == SQ8 and not header.get("exact_copy"):
+                raise IndexFileError(f"{path}: an 8-bit index without its float32 copy (an earlier format)")
             try:
-                index._index = faiss.read_index(faiss.PyCallbackIOReader(read, 1 << 22))
+                reader = faiss.PyCallbackIOReader(read, 1 << 22)
+                index._index = faiss.read_index(reader)
+                if index.kind == SQ8:
+                    index._exact = faiss.read_index(reader)
                 readable = True
             except RuntimeError:  # damaged contents: the checksum (of the whole payload) says so first
                 readable = False
@@ -383,6 +434,12 @@ class VectorIndex:
             wanted = faiss.IndexFlatIP if index.kind == FLAT else faiss.IndexScalarQuantizer
             if not isinstance(inner, wanted) or (index.kind == SQ8 and not index.error_bound > 0):
                 raise IndexFileError(f"{path}: unexpected index contents")
+        if index._exact is not None and not (
+            isinstance(index._exact, faiss.IndexIDMap2)
+            and isinstance(faiss.downcast_index(index._exact.index), faiss.IndexFlatIP)
+            and index._exact.ntotal == index._index.ntotal
+        ):
+            raise IndexFileError(f"{path}: unexpected index contents")
         return index
 
 

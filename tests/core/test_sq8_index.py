@@ -1,10 +1,11 @@
-"""The exhaustive 8-bit index below the IVF threshold: its candidates, re-scored from the stored
-float32 embeddings, give exactly the top K of a float32 scan (ids and scores), near-ties, filters and
+"""The exhaustive 8-bit index below the IVF threshold: its candidates, re-scored from the float32
+copy it holds beside its codes, give exactly the top K of a float32 scan (ids and scores), near-ties, filters and
 removals included; a float32 index file of such a gallery is converted when it is opened."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import faiss
 import numpy as np
@@ -18,18 +19,6 @@ from core.workspace import Workspace
 
 DIM = 64
 POLICY = IndexPolicy(quantise_from=100, min_rescore=40)
-
-
-class StoredEmbeddings:
-    """The catalogue's part the re-scoring reads: float32 embeddings by photo id."""
-
-    def __init__(self, ids: np.ndarray, vectors: np.ndarray):
-        order = np.argsort(ids)
-        self.ids, self.vectors = ids[order], vectors[order]
-
-    def embeddings_of(self, key, dim, wanted):
-        rows = np.searchsorted(self.ids, np.asarray(wanted, np.int64))
-        return self.ids[rows], self.vectors[rows]
 
 
 def near_tie_gallery(count: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,7 +79,7 @@ def gallery():
 
 def service_for(ids, vectors, tmp_path, policy=POLICY) -> tuple[IndexService, list[int]]:
     """An index service holding an SQ8 index of the gallery; the list records each search's depth."""
-    service = IndexService(StoredEmbeddings(ids, vectors), "key", DIM, tmp_path / "index.faiss", policy)
+    service = IndexService(None, "key", DIM, tmp_path / "index.faiss", policy)  # the search reads no catalogue
     service._swap(VectorIndex.build(DIM, "key", ids, vectors, policy))
     assert service.kind == SQ8
     depths = []
@@ -108,7 +97,7 @@ def service_for(ids, vectors, tmp_path, policy=POLICY) -> tuple[IndexService, li
 def test_sq8_search_gives_the_exact_top_k_with_near_ties(gallery, tmp_path, k):
     ids, vectors, queries = gallery
     service, depths = service_for(ids, vectors, tmp_path)
-    got = exact_from_codes(service.catalogue, service, queries, k, None)
+    got = exact_from_codes(service, queries, k, None)
     assert_exact(got, exact_float32(ids, vectors, queries, k))
     # the crowd of 600 near-equal scores is deeper than the first depth: that query was widened
     assert depths[0] == POLICY.rescore_depth(k) and len(depths) >= 2
@@ -127,7 +116,7 @@ def test_filtered_sq8_search_returns_the_exact_top_k_of_the_allowed_photos(galle
     ids, vectors, queries = gallery
     service, _ = service_for(ids, vectors, tmp_path)
     allowed = np.random.default_rng(allowed_count).choice(ids, allowed_count, replace=False)
-    scores, found = exact_from_codes(service.catalogue, service, queries, k, allowed)
+    scores, found = exact_from_codes(service, queries, k, allowed)
     for q in range(len(queries)):
         got = found[q][found[q] >= 0]
         assert len(got) == min(k, allowed_count) and set(got) <= set(allowed)
@@ -143,7 +132,7 @@ def test_removed_photos_never_come_back_and_the_rest_stay_exact(gallery, tmp_pat
     gone = np.unique(np.concatenate([top[:, :5].ravel(), ids[:300]]))
     service.remove(gone)
     keep = ~np.isin(ids, gone)
-    got = exact_from_codes(service.catalogue, service, queries, 20, None)
+    got = exact_from_codes(service, queries, 20, None)
     assert not np.isin(got[1], gone).any()
     assert_exact(got, exact_float32(ids[keep], vectors[keep], queries, 20))
 
@@ -159,8 +148,7 @@ def test_a_photo_outside_the_trained_ranges_raises_the_bound_and_asks_for_retrai
     # still exact meanwhile: the larger bound makes the search re-score deeper
     query = np.concatenate([outlier, queries[1:2]])
     all_ids, all_vectors = np.concatenate([ids, [1]]), np.concatenate([vectors, outlier])
-    service.catalogue = StoredEmbeddings(all_ids, all_vectors)
-    got = exact_from_codes(service.catalogue, service, query, 10, None)
+    got = exact_from_codes(service, query, 10, None)
     assert got[1][0, 0] == 1
     assert_exact(got, exact_float32(all_ids, all_vectors, query, 10))
 
@@ -172,6 +160,63 @@ def test_sq8_index_survives_save_and_load_with_its_bound(gallery, tmp_path):
     loaded = VectorIndex.load(tmp_path / "index.faiss", DIM, "key")
     assert (loaded.kind, loaded.error_bound, len(loaded)) == (SQ8, index.error_bound, len(ids))
     assert np.array_equal(np.sort(loaded.ids()), np.sort(ids))
+    # the float32 copy comes back bit for bit, removals included
+    index.remove(ids[:7])
+    index.save(tmp_path / "index.faiss")
+    loaded = VectorIndex.load(tmp_path / "index.faiss", DIM, "key")
+    assert np.array_equal(loaded.exact_vectors(ids[7:]), vectors[7:])
+    with pytest.raises(KeyError):
+        loaded.exact_vectors(ids[:1])
+
+
+def test_an_8_bit_index_file_without_its_float32_copy_is_rebuilt_when_opened(tmp_path, inference_model):
+    """Files of the earlier format held the codes alone (the search then read SQLite)."""
+    data = tmp_path / "data"
+    policy = IndexPolicy(quantise_from=100)
+    workspace = Workspace(data, model=inference_model, index_policy=policy)
+    _, vectors = populate(workspace, 300, np.random.default_rng(1))
+    workspace.indexes.wait_for_rebuild()  # past quantise_from: turned 8-bit in the background
+    assert workspace.index.kind == SQ8
+    path = workspace.indexes.path
+    before = workspace.search_embeddings(vectors[:3], top_k=10)
+    workspace.close()
+    earlier = VectorIndex.load(path, inference_model.embedding_dim, header(path)["model_sha256"])
+    earlier._exact = None  # what an earlier version wrote: the codes alone
+    earlier.save(path)
+    assert header(path)["kind"] == SQ8 and header(path)["exact_copy"] is False
+
+    reopened = Workspace(data, model=inference_model, index_policy=policy)
+    try:
+        assert reopened.index.kind == SQ8 and header(path)["exact_copy"] is True
+        after = reopened.search_embeddings(vectors[:3], top_k=10)
+        assert [[(c.photo_id, c.score) for c in r] for r in after] == [
+            [(c.photo_id, c.score) for c in r] for r in before
+        ]
+    finally:
+        reopened.close()
+
+
+def test_verify_reports_a_float32_copy_that_differs_from_the_catalogue(tmp_path, inference_model):
+    """The scores shown come from the copy: one stored embedding changed by far less than the 8-bit
+    error (edited in the catalogue file with plain sqlite3) is still reported."""
+    data = tmp_path / "data"
+    workspace = Workspace(data, model=inference_model, index_policy=IndexPolicy(quantise_from=100))
+    populate(workspace, 300, np.random.default_rng(2))
+    workspace.indexes.wait_for_rebuild()
+    assert workspace.index.kind == SQ8 and workspace.verify().ok
+    catalogue_file = workspace.catalogue.path
+    workspace.close()
+    with sqlite3.connect(catalogue_file) as connection:
+        photo_id, blob = connection.execute("SELECT photo_id, vector FROM embeddings LIMIT 1").fetchone()
+        vector = np.frombuffer(blob, np.float32).copy()
+        vector[:2] = vector[[1, 0]]  # two values swapped: still a unit vector
+        connection.execute("UPDATE embeddings SET vector = ? WHERE photo_id = ?", (vector.tobytes(), photo_id))
+    reopened = Workspace(data, model=inference_model, index_policy=IndexPolicy(quantise_from=100))
+    try:
+        report = reopened.verify()
+        assert not report.ok and any("float32 copy" in p for p in report.problems), report.problems
+    finally:
+        reopened.close()
 
 
 def header(path) -> dict:
@@ -196,7 +241,9 @@ def test_a_float32_index_file_is_converted_to_8_bit_codes_when_opened(tmp_path, 
         assert reopened.index.kind == SQ8 and len(reopened.index) == 300
         written = header(path)
         assert written["kind"] == SQ8 and written["count"] == 300 and written["error_bound"] > 0
-        assert path.stat().st_size < float32_size / 3
+        assert written["exact_copy"] is True
+        # the 8-bit codes and the float32 copy the candidates are re-scored from
+        assert float32_size < path.stat().st_size < 1.4 * float32_size
         assert not list(path.parent.glob("*.tmp*"))  # written whole through a temporary file
         after = reopened.search_embeddings(queries, top_k=10)
         assert [[c.photo_id for c in r] for r in after] == [[c.photo_id for c in r] for r in before]
