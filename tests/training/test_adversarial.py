@@ -226,5 +226,5 @@ def test_a_run_records_the_settings_and_logs_the_loss(tmp_path, pku_root):
     assert provenance["config"]["adversarial_epsilon"] == 0.02
     assert "--adversarial 0.5" in provenance["command"]
     assert FitConfig.from_json(json.loads((out / "config.json").read_text())).losses.adversarial == 0.5
-    (row,) = csv.DictReader(open(out / "log.csv"))
+    (row,) = csv.DictReader((out / "log.csv").read_text().splitlines())
     assert float(row["adversarial"]) > 0
