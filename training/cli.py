@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from training.distractors import DistractorCache
 
 _FIT_SKIP = {"losses", "out", "root", "dataset", "split"}
+# loss weights also spelled by their own name; without it, argparse would read "--adversarial W" as
+# an abbreviation of --adversarial-epsilon
+_WEIGHT_ALIASES = {"adversarial": ("--adversarial",)}
 
 
 def _field_type(annotation: str):
@@ -60,8 +63,13 @@ def add_fit_arguments(parser: argparse.ArgumentParser, skip: set[str] = frozense
     weight; defaults are the config's."""
     add_config_arguments(parser, FitConfig, _FIT_SKIP | set(skip), {"source": SOURCES})
     for f in dataclasses.fields(LossWeights):
+        flags = [f"--w-{f.name}", *_WEIGHT_ALIASES.get(f.name, ())]
         parser.add_argument(
-            f"--w-{f.name}", type=float, default=None, help=f"weight of the {f.name} loss (default {f.default})"
+            *flags,
+            dest=f"w_{f.name}",
+            type=float,
+            default=None,
+            help=f"weight of the {f.name} loss (default {f.default})",
         )
 
 
