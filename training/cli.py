@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 from core.common.errors import SketchSearchError
 from core.model.manifest import read_manifest
 from core.model.untrained import init_checkpoint
-from training.config import PRETRAIN_SOURCES, SOURCES, TARGETS, FitConfig, LossWeights, PretrainConfig
+from training.config import SOURCES, TARGETS, FitConfig, LossWeights
 
 if TYPE_CHECKING:
     from core.model.inference import InferenceModel
@@ -40,28 +40,20 @@ def _field_type(annotation: str):
     return {"int": int, "float": float, "str": str, "bool": bool}[base]
 
 
-def add_config_arguments(
-    parser: argparse.ArgumentParser, config: type, skip: set[str] = frozenset(), choices: dict | None = None
-) -> None:
-    """One option per field of the ``config`` dataclass (``source_epochs`` -> ``--source-epochs``),
-    left None when not given so that the config's default applies; ``choices``: field -> values."""
-    for f in dataclasses.fields(config):
-        if f.name in skip:
+def add_fit_arguments(parser: argparse.ArgumentParser, skip: set[str] = frozenset()) -> None:
+    """One option per :class:`FitConfig` field (``--source-epochs``), and ``--w-<loss>`` per loss
+    weight; defaults are the config's."""
+    for f in dataclasses.fields(FitConfig):
+        if f.name in _FIT_SKIP | set(skip):
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f.type)
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif choices and f.name in choices:
-            parser.add_argument(flag, choices=choices[f.name], default=None)
+        elif f.name == "source":
+            parser.add_argument(flag, choices=SOURCES, default=None)
         else:
             parser.add_argument(flag, type=kind, default=None)
-
-
-def add_fit_arguments(parser: argparse.ArgumentParser, skip: set[str] = frozenset()) -> None:
-    """One option per :class:`FitConfig` field (``--source-epochs``), and ``--w-<loss>`` per loss
-    weight; defaults are the config's."""
-    add_config_arguments(parser, FitConfig, _FIT_SKIP | set(skip), {"source": SOURCES})
     for f in dataclasses.fields(LossWeights):
         flags = [f"--w-{f.name}", *_WEIGHT_ALIASES.get(f.name, ())]
         parser.add_argument(
@@ -154,56 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_distractor_argument(bench)
     add_fit_arguments(bench)
     add_adapt_parser(sub)
-    add_pretrain_parser(sub)
     return parser
-
-
-def add_pretrain_parser(sub) -> None:
-    pretrain = sub.add_parser(
-        "pretrain",
-        help="re-ID pre-training of the encoders on labelled person photos, the start of fit --init; "
-        "a rerun of the same command resumes",
-    )
-    pretrain.add_argument(
-        "--source-root",
-        type=Path,
-        required=True,
-        help="re-ID photo folder (<id>_<cam>_<k>.jpg); the shared CUHK03 gives ids 0000-0742, never the distractors",
-    )
-    pretrain.add_argument("--out", type=Path, required=True, help="run folder (state, log, best/, model/)")
-    add_config_arguments(pretrain, PretrainConfig, {"out", "source_root"}, {"source": PRETRAIN_SOURCES})
-
-
-def run_pretrain(args: argparse.Namespace, command: str) -> int:
-    from training.pretrain import PretrainStopped, pretrain
-
-    values = {k: v for k, v in vars(args).items() if v is not None}
-    known = {f.name for f in dataclasses.fields(PretrainConfig)}
-    config = PretrainConfig(**{k: v for k, v in values.items() if k in known})
-    config.out, config.source_root = str(args.out), str(args.source_root)
-    stop = threading.Event()  # Ctrl+C or a TERM signal: the state is saved and a rerun resumes
-    caught: list[int] = []
-
-    def on_signal(signum, _frame) -> None:
-        caught.append(signum)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        manifest = pretrain(config, command=command, cancel=stop)
-    except PretrainStopped as exc:
-        print(str(exc), file=sys.stderr)
-        return 128 + (caught[0] if caught else signal.SIGTERM)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    validation = manifest.provenance.get("validation") or {}
-    figures = f"; validation R1 {validation['R1']:.1f} mAP {validation['mAP']:.1f}" if validation else ""
-    print(
-        f"wrote {args.out / 'model'} (epoch {manifest.provenance['selected_epoch']} of {config.epochs}{figures}); "
-        f"start a model from it with: sketchsearch-train fit --init {args.out / 'model'} ..."
-    )
-    return 0
 
 
 def add_adapt_parser(sub) -> None:
@@ -425,8 +368,6 @@ def main(argv: list[str] | None = None) -> int:
                 _print_headline(figures, f"{args.model} on {args.dataset} {part}")
         elif args.command == "adapt":
             run_adapt(args, command)
-        elif args.command == "pretrain":
-            return run_pretrain(args, command)
         elif args.command == "benchmark":
             if args.threads:
                 import torch

@@ -73,8 +73,8 @@ class FitConfig:
     part_columns: int = 1  # columns of the pooling grid (faces: a parts x part_columns grid)
     feature_stride: int = 32  # cut the backbone at this output stride (32: whole; 16: finer, earlier features)
     share_backbone: bool = False  # one set of convolutions for both encoders, normalisation per modality
-    # checkpoint folder to start from (a pretrain's model/): its tensors that fit this run's network
-    # by name and shape are loaded over the ImageNet backbones
+    # checkpoint folder to start from (any model folder): its tensors that fit this run's network by
+    # name and shape are loaded over the ImageNet backbones
     init: str | None = None
     backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
     height: int = 256
@@ -149,100 +149,6 @@ class FitConfig:
         if self.parts < 1 or self.part_columns < 1:
             raise ConfigError("parts and part_columns must be at least 1")
         backbone_spec(self.backbone).feature_dim(self.feature_stride)  # the strides it offers
-        if not 0 < self.crop_min <= 1:
-            raise ConfigError("crop_min must be in (0, 1]")
-        if not 0 <= self.pad < 1:
-            raise ConfigError("pad must be in [0, 1)")
-
-
-PRETRAIN_SOURCES = ("reid",)
-# settings that change how fast a run goes, never what it learns: a rerun may change them and resume
-SPEED_ONLY = frozenset({"device", "workers", "threads", "progress"})
-# settings earlier versions saved, with the value that left them off: a run saved with that value
-# is the run it would be now; saved with another, it trained a network this version cannot build
-RETIRED_SETTINGS = {"separate_early_stages": 0}
-
-
-@dataclass
-class PretrainConfig:
-    """Re-ID pre-training of the network's encoders on labelled person photos (``pretrain``)."""
-
-    out: str
-    source_root: str  # a re-ID photo folder, <id>_<cam>_<k>.<ext>
-    source: str = "reid"
-    source_ids: str | None = None  # keep ids FIRST-LAST (default for the shared CUHK03: 0000-0742)
-    validation_identities: int = 50  # people held out to measure photo -> photo re-ID each epoch
-    limit_identities: int | None = None  # keep only this many people: quick runs
-
-    # the network, as fit builds it (a matching fit --init takes every tensor of it)
-    backbone: str = "efficientnet_lite0"
-    backbone_weights: str | None = None  # ImageNet weights file (resnet50 needs one)
-    embedding_dim: int | None = None
-    parts: int = 1
-    part_columns: int = 1
-    feature_stride: int = 32
-    share_backbone: bool = False
-    height: int = 256
-    width: int = 128
-    crop_min: float = 0.85
-    pad: float = 0.05
-    # each photo also drawn as a pencil sketch (XDoG) and used as a sketch of that person: the
-    # sketch encoder learns too, and the MATHM triplet aligns the two modalities
-    pseudo_sketches: bool = False
-    clean_sketches: bool = True
-    test_time_flip: bool = True
-
-    epochs: int = 30
-    steps_per_epoch: int | None = None  # default: training identities / P
-    p: int = 8
-    k: int = 4
-    lr: float = 3.5e-4
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 2
-    label_smoothing: float = 0.1
-    margin: float = 0.3
-    w_identity: float = 1.0  # label-smoothed identity cross-entropy over the training people
-    w_triplet: float = 1.0  # batch-hard triplet among the batch's photos
-    w_mathm: float = 1.0  # modality-aware triplet over photos and pseudo-sketches (with pseudo_sketches)
-
-    device: str = "auto"
-    workers: int | None = None
-    threads: int | None = None
-    seed: int = 0
-    eval_every: int = 1
-    progress: bool = True
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    def identity(self) -> dict:
-        """What makes two runs the same run: a rerun resumes only when this is unchanged."""
-        return {k: v for k, v in self.to_json().items() if k not in SPEED_ONLY}
-
-    def differences(self, saved: dict) -> list[str]:
-        """The settings in which a saved run's :meth:`identity` differs from this one's."""
-        saved = {k: v for k, v in saved.items() if k not in RETIRED_SETTINGS or v != RETIRED_SETTINGS[k]}
-        ours = self.identity()
-        return [k for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)]
-
-    def data_terms(self) -> tuple[str, str]:
-        """(licence, data terms) of the pre-trained checkpoint."""
-        terms = f"{DATA_TERMS[self.source]}; respect the privacy of the people pictured"
-        return "research use only: bound by the terms of its training data", terms
-
-    def check(self) -> None:
-        if self.source not in PRETRAIN_SOURCES:
-            raise ConfigError(f"pretrain source must be one of {PRETRAIN_SOURCES}")
-        if self.epochs < 1 or self.p < 2 or self.k < 2:
-            raise ConfigError("pretrain needs epochs >= 1, P >= 2 and K >= 2 (the triplet needs two people)")
-        if self.validation_identities < 0:
-            raise ConfigError("validation_identities must be 0 or more")
-        if self.parts < 1 or self.part_columns < 1:
-            raise ConfigError("parts and part_columns must be at least 1")
-        try:
-            backbone_spec(self.backbone).feature_dim(self.feature_stride)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         if not 0 < self.crop_min <= 1:
             raise ConfigError("crop_min must be in (0, 1]")
         if not 0 <= self.pad < 1:

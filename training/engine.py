@@ -198,7 +198,7 @@ def init_attribute_biases(network: SketchPhotoNet, records: list[ImageRecord]) -
 
 def build_network(config: FitConfig, schema: AttributeSchema) -> SketchPhotoNet:
     """The run's network as its configuration describes it: ImageNet backbones, then with
-    ``config.init`` every tensor of that checkpoint that fits (a pre-training, an earlier model)."""
+    ``config.init`` every tensor of that checkpoint that fits (an earlier model, another architecture's)."""
     network = SketchPhotoNet(
         config.backbone,
         schema,

@@ -72,27 +72,6 @@ def ranking_figures(
     return result
 
 
-def cross_camera_figures(
-    embeddings: np.ndarray, ids: Sequence, cameras: Sequence, ranks: Sequence[int] = RANKS
-) -> dict[str, float]:
-    """Photo -> photo re-ID figures (CMC, mAP, margin; percent): every photo queries the others,
-    its own person's photos from its own camera left out of its gallery (the re-ID protocol of
-    Market-1501 and CUHK03), so a match must be found across cameras."""
-    embeddings = np.asarray(embeddings, np.float64)
-    ids, cameras = np.asarray(ids), np.asarray(cameras)
-    similarity = embeddings @ embeddings.T
-    rows = []
-    for q in range(len(ids)):
-        keep = ~((ids == ids[q]) & (cameras == cameras[q]))
-        figures = ranking_figures(similarity[q : q + 1, keep], ids[q : q + 1], ids[keep], ranks)
-        if figures["queries"]:
-            rows.append(figures)
-    keys = [f"R{k}" for k in ranks] + ["mAP", "margin"]
-    result = {k: float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in keys}
-    result["queries"] = len(rows)
-    return result
-
-
 def attribute_accuracy(
     predicted: Sequence[dict[str, PredictedAttribute]], records: Sequence[ImageRecord], schema: AttributeSchema
 ) -> dict[str, float]:

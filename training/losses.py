@@ -53,24 +53,6 @@ class LabelSmoothingCrossEntropy(nn.Module):
         return ((1.0 - self.epsilon) * nll + self.epsilon * uniform).mean()
 
 
-class BatchHardTripletLoss(nn.Module):
-    """The re-ID batch-hard triplet (Hermans et al. 2017): each anchor against its farthest positive
-    (itself left out) and its closest negative, whatever their modality."""
-
-    def __init__(self, margin: float = 0.3):
-        super().__init__()
-        self.margin = margin
-
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        dist = pairwise_distance(features)
-        same = labels[:, None] == labels[None, :]
-        eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-        d_pos, d_neg, _ = hardest(dist, same & ~eye, ~same)
-        if d_pos.numel() == 0:
-            return _zero(features)
-        return F.relu(d_pos - d_neg + self.margin).mean()
-
-
 class CrossModalTripletLoss(nn.Module):
     """Batch-hard triplet across modalities: each sketch anchor against photo positives and
     negatives, and each photo anchor against sketches, with a margin."""

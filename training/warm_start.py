@@ -1,10 +1,10 @@
 """Start a network from another checkpoint (``fit --init``): every tensor of the checkpoint that
 fits the new network by name and shape is copied in, the rest keep their initialisation.
 
-A re-ID pre-training, a model of another grid or stride, or one whose encoders did not share
-weights can then start a run with this run's architecture: its backbone and embedding layers carry
-over where they match. An attribute head is carried over only when it was trained (an untrained
-one is no better than a fresh one), and the training-only classifiers are never in a checkpoint.
+A model of another grid or stride, or one whose encoders did not share weights, can then start a
+run with this run's architecture: its backbone and embedding layers carry over where they match.
+An attribute head is carried over only when it was trained (an untrained one is no better than a
+fresh one), and the training-only classifiers are never in a checkpoint.
 """
 
 from __future__ import annotations

@@ -7,14 +7,7 @@ from core.model.attributes import PERSON_ATTRIBUTES
 from core.model.inference import PredictedAttribute
 from core.model.network import Modality
 from training.data import ImageRecord
-from training.evaluate import (
-    attribute_accuracy,
-    cmc_map,
-    cross_camera_figures,
-    large_gallery,
-    pool_by_style,
-    summarise,
-)
+from training.evaluate import attribute_accuracy, cmc_map, large_gallery, pool_by_style, summarise
 
 
 def test_cmc_map_hand_computed():
@@ -31,26 +24,6 @@ def test_cmc_map_hand_computed():
     # margin: best true match minus best wrong one: q0 .6 - .8, q1 .6 - 1
     assert result["margin"] == pytest.approx(100 * (-0.2 - 0.4) / 2)
     assert result["queries"] == 2
-
-
-def test_cross_camera_figures_leave_out_the_same_person_from_the_same_camera():
-    # person a: a0 (camera 1), a1 (camera 1), a2 (camera 2); person b: b0 (camera 1), b1 (camera 2).
-    # a0 and a1 are identical: counted, a1 would be every a0 query's perfect match; left out, the
-    # query must find a2 from the other camera.
-    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.8, 0.6], [0.6, 0.8]])
-    ids, cameras = ["a", "a", "a", "b", "b"], [1, 1, 2, 1, 2]
-    result = cross_camera_figures(x, ids, cameras, ranks=(1, 2))
-    # a0: gallery a2 (0), b0 (.8), b1 (.6) -> a2 third: R1 0, R2 0, AP 1/3; a1 the same.
-    # a2: gallery a0 (0), a1 (0), b0 (.6), b1 (.8) -> ties kept in gallery order: b1, b0, a0, a1:
-    #   first match third, AP (1/3 + 2/4) / 2.
-    # b0: gallery a0, a1 (.8), a2 (.6), b1 (.96) -> R1, AP 1; b1: a0, a1 (.6), a2 (.8), b0 (.96) -> R1, AP 1.
-    aps = [1 / 3, 1 / 3, (1 / 3 + 2 / 4) / 2, 1.0, 1.0]
-    assert result["queries"] == 5
-    assert result["R1"] == pytest.approx(100 * 2 / 5) and result["R2"] == pytest.approx(100 * 2 / 5)
-    assert result["mAP"] == pytest.approx(100 * sum(aps) / 5)
-    # nobody to find across cameras: not a query
-    alone = cross_camera_figures(np.eye(3), ["a", "a", "b"], [1, 1, 1])
-    assert alone["queries"] == 0
 
 
 def test_cmc_perfect_and_rank_beyond_gallery():
