@@ -20,7 +20,7 @@ from core.casework.query import file_query
 from core.casework.records import ReplayReport
 from core.casework.replay import replay as replay_search
 from core.catalogue.catalogue import AttributeTable, Catalogue
-from core.catalogue.videos import video_sources
+from core.catalogue.videos import read_video_sources
 from core.common.clock import utcnow
 from core.common.errors import SketchSearchError
 from core.common.imaging import load_sketch_rgb
@@ -198,7 +198,7 @@ def search_embeddings(
     filters = validate_filters(gallery.schema, where)
     check_min_confidence(min_confidence)
     for attempt in range(2):
-        scores, ids, records = _ranked(gallery, queries, top_k, filters, min_confidence)
+        scores, ids, records, sources = _ranked(gallery, queries, top_k, filters, min_confidence)
         wrong = contradicting(records, filters, min_confidence) if filters else []
         if not wrong:
             break
@@ -208,21 +208,18 @@ def search_embeddings(
         else:
             for photo_id in wrong:
                 del records[photo_id]
-    return with_video_sources(gallery.catalogue, [rank(scores[q], ids[q], records) for q in range(len(queries))])
-
-
-def with_video_sources(catalogue: Catalogue, ranked: list[list[Candidate]]) -> list[list[Candidate]]:
-    """Candidates cut from video carry where they were seen (one read for every shown candidate)."""
-    sources = video_sources(catalogue, [c.photo_id for candidates in ranked for c in candidates])
+    ranked = [rank(scores[q], ids[q], records) for q in range(len(queries))]
     if not sources:
         return ranked
+    # candidates cut from video carry where they were seen
     return [[replace(c, video=sources.get(c.photo_id)) for c in candidates] for candidates in ranked]
 
 
 def _ranked(
     gallery: SearchedGallery, queries: np.ndarray, top_k: int, filters: Mapping[str, str], min_confidence: float
 ):
-    """(scores, ids, records of the candidates: path, attributes, file state) of one search."""
+    """(scores, ids, records of the candidates: path, attributes, file state, and where those cut from
+    video were seen) of one search."""
     # the attribute table is read only for a filter: at a million photos its first read takes seconds,
     # which an unfiltered search (the first sketch after opening the window) must not wait for
     allowed = (
@@ -236,9 +233,12 @@ def _ranked(
         if kind != FLAT:
             scores, ids = rescore_exactly(gallery.catalogue, gallery.index, queries, ids)
     wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+    with gallery.catalogue.snapshot() as cursor:  # the records and their video provenance, as one
+        photos = gallery.catalogue.read_photos(cursor, wanted)
+        sources = read_video_sources(cursor, wanted)
     # only the shown candidates' files are checked: a stat each, a hash only when one was touched
-    records = {r.id: (r.path, r.attributes, check_file(r)) for r in gallery.catalogue.photos(wanted)}
-    return scores, ids, records
+    records = {r.id: (r.path, r.attributes, check_file(r)) for r in photos}
+    return scores, ids, records, sources
 
 
 def embed_sketches(model: EmbeddingModel, sketches: Sequence[Sketch]) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -255,24 +256,24 @@ def _sources(catalogue: Catalogue, condition) -> list[tuple[int, str, VideoSourc
 
 
 def video_sources(catalogue: Catalogue, photo_ids: Iterable[int]) -> dict[int, VideoSource]:
-    """Photo id -> where it was seen, for the photos among ``photo_ids`` that were cut from video.
-    Every search asks this of its shown candidates, so it is one statement through the DB-API
-    cursor, the ids joined as a JSON array (built through SQLAlchemy it cost more than the rest of
-    the candidates' reads together)."""
+    """Photo id -> where it was seen, for the photos among ``photo_ids`` that were cut from video."""
+    with catalogue.snapshot() as cursor:
+        return read_video_sources(cursor, photo_ids)
+
+
+def read_video_sources(cursor: sqlite3.Cursor, photo_ids: Iterable[int]) -> dict[int, VideoSource]:
+    """:func:`video_sources` through ``cursor`` (a catalogue snapshot's). Every search asks this of
+    its shown candidates, so it is one statement through the DB-API cursor, the ids joined as a JSON
+    array (built through SQLAlchemy it cost more than the rest of the candidates' reads together)."""
     wanted = json.dumps(sorted({int(i) for i in photo_ids}))
-    with catalogue.read_connection() as connection:
-        cursor = connection.connection.driver_connection.cursor()
-        try:
-            # CROSS JOIN keeps the id list the outer loop: one primary-key look-up per id
-            rows = cursor.execute(
-                "SELECT c.photo_id, v.sha256, v.path, v.width, v.height, c.frame_index, c.timestamp_ms, "
-                "c.x0, c.y0, c.x1, c.y1, c.detector, c.score, c.track_id, c.frame_file "
-                "FROM json_each(?) AS w CROSS JOIN video_crops AS c ON c.photo_id = w.value "
-                "JOIN videos AS v ON v.id = c.video_id",
-                (wanted,),
-            ).fetchall()
-        finally:
-            cursor.close()
+    # CROSS JOIN keeps the id list the outer loop: one primary-key look-up per id
+    rows = cursor.execute(
+        "SELECT c.photo_id, v.sha256, v.path, v.width, v.height, c.frame_index, c.timestamp_ms, "
+        "c.x0, c.y0, c.x1, c.y1, c.detector, c.score, c.track_id, c.frame_file "
+        "FROM json_each(?) AS w CROSS JOIN video_crops AS c ON c.photo_id = w.value "
+        "JOIN videos AS v ON v.id = c.video_id",
+        (wanted,),
+    ).fetchall()
     return {
         r[0]: VideoSource(
             video_sha256=r[1],
