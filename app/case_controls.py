@@ -1,4 +1,4 @@
-"""The Case menu's commands: start or open a case, export its report, and mark the selected
+"""The Case menu's commands: start or open a case, export its report or the audit log, and mark the selected
 candidate as a possible lead or excluded (with an optional note). The recorder (app/casework.py)
 writes all of it; this asks the user and says what was recorded. A mark made while no case is
 open asks first where it should go, so that no case's report silently leaves it out."""
@@ -16,9 +16,10 @@ from app.candidates_model import CandidatesModel
 from app.casework import CaseRecorder, NewCaseDialog
 from app.controller import WindowController
 from app.settings import REPORTS, last_folder, remember_folder
-from core.casework.records import CaseInfo, ReviewMark
+from core.casework.records import AuditCheck, CaseInfo, ReviewMark
 
 REPORT_FILTER = "PDF report (*.pdf)"
+AUDIT_FILTER = "Audit log (*.json)"
 MARK_WITHOUT_CASE = "Mark without a case"
 
 
@@ -48,6 +49,7 @@ class CaseControls(WindowController):
         recorder.takenOver.connect(self._say_taken_over)
         recorder.caseChanged.connect(self._case_changed)
         recorder.reportWritten.connect(lambda path: self.message.emit(f"Report written to {path}", 10000))
+        recorder.auditExported.connect(self._say_audit_exported)
 
     # -- cases --------------------------------------------------------------------------------
     def choose_new_case(self, then: Callable[[], None] | None = None) -> None:
@@ -98,6 +100,29 @@ class CaseControls(WindowController):
             remember_folder(self.settings, REPORTS, path)
             self.message.emit(f"Writing the report of case {case.number}…", 0)
             self.recorder.export_report(path)
+
+    def choose_audit_log_path(self) -> None:
+        if self.workspace is None:
+            return
+        suggested = str(Path(last_folder(self.settings, REPORTS)) / "audit-log.json")
+        path, _ = QFileDialog.getSaveFileName(self.dialog_parent, "Export audit log", suggested, AUDIT_FILTER)
+        if path:
+            remember_folder(self.settings, REPORTS, path)
+            self.message.emit("Writing the audit log…", 0)
+            self.recorder.export_audit_log(path)
+
+    def _say_audit_exported(self, path: str, check: AuditCheck) -> None:
+        """Written either way (the file itself says whether the log verified); a log that does not
+        verify is said aloud, not only in the status bar."""
+        head = f"{check.entries} entries, head {check.entries}:{check.head_sha256[:12]}"
+        if check.ok:
+            self.message.emit(f"Audit log written to {path}: {head}, verified", 15000)
+        else:
+            self.alert.emit(
+                f"The audit log was written to {path}, but it does not verify: {check.problem}\n\n"
+                'The file lists every problem found under "verified".',
+                "Audit log damaged",
+            )
 
     def _say_recorded(self, search_id: int, revision: int) -> None:
         where = f"case {self.recorder.case.number}" if self.recorder.case else "no case"

@@ -11,6 +11,7 @@ photo's card in a later search of the case."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLineEdit, QPlainTextEdit, QWidget
@@ -42,6 +43,7 @@ class CaseRecorder(QObject):
     takenOver = Signal(int, int)  # the search on screen, and its copy in the case now open (or under no case)
     marksChanged = Signal(object, object)  # photo id -> ReviewMark of the search shown; photo id -> earlier CaseMark
     reportWritten = Signal(str)
+    auditExported = Signal(str, object)  # the file written, the AuditCheck of the log as it was written
     failed = Signal(str)
 
     def __init__(self, runner: TaskRunner, parent: QObject | None = None):
@@ -361,6 +363,19 @@ class CaseRecorder(QObject):
             lambda task: str(workspace.desk.export_case_report(case.number, path, top)),
             self.reportWritten.emit,
             "export report",
+        )
+
+    def export_audit_log(self, path: str) -> None:
+        """The whole audit log as one JSON document, verified as it is written (what
+        ``sketchsearch audit export`` writes); needs no case."""
+        workspace = self.workspace
+        if workspace is None:
+            return
+        self.flush()
+        self._submit(
+            lambda task: workspace.desk.export_audit_log(Path(path)),
+            lambda written: self.auditExported.emit(str(written[0]), written[1]),
+            "export audit log",
         )
 
     def _set_case(self, case: CaseInfo | None, chosen: bool = False) -> None:

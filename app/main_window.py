@@ -151,6 +151,7 @@ class MainWindow(QMainWindow):
             (menus.open_case_action, lambda: case.choose_case_to_open()),
             (menus.close_case_action, self.recorder.close_case),
             (menus.export_report_action, case.choose_report_path),
+            (menus.export_audit_action, case.choose_audit_log_path),
             (menus.adapt_action, lambda: self.model_switcher.adapt_to_gallery()),
             (menus.use_model_action, self.model_switcher.choose_model),
         ):

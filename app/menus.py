@@ -66,6 +66,9 @@ class WindowMenus:
         self.open_case_action = action("&Open case…", None, "work in a case")
         self.close_case_action = action("&Close case", None, "searches go under no case")
         self.export_report_action = action("&Export report…", "Ctrl+Shift+E", "the case's searches and marks as PDF")
+        self.export_audit_action = action(
+            "Export audit &log…", tip="every recorded action of this gallery as one JSON file, verified as written"
+        )
         self.adapt_action = action(
             "&Adapt to this gallery…",
             tip="train a copy of the model on this gallery, no labels"
@@ -117,6 +120,7 @@ class WindowMenus:
             menu.addAction(action)
         menu.addSeparator()
         menu.addAction(self.export_report_action)
+        menu.addAction(self.export_audit_action)
         menu.addSeparator()
         for action in self.review_actions:
             menu.addAction(action)
@@ -163,6 +167,7 @@ class WindowMenus:
         for action in (
             self.new_case_action,
             self.open_case_action,
+            self.export_audit_action,
             self.import_folder_action,
             self.import_video_action,
             self.import_attributes_action,

@@ -209,6 +209,9 @@ class CaseDesk:
         path = refuse_inside_data_folder(path, self.data_dir, "export")
         check = self.store.verify_audit()
         document = self.store.export_document()
-        document["verified"] = {"ok": check.ok, "problems": list(check.problems)}
+        # a broken chain stops the check at its first problem, which ``problems`` (the record checks
+        # run after an intact chain) does not hold: the file names it either way
+        problems = list(check.problems) or ([check.problem] if check.problem else [])
+        document["verified"] = {"ok": check.ok, "problems": problems}
         write_private_file(path, (json.dumps(document, indent=1) + "\n").encode(), "export")
         return path, check

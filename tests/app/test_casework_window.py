@@ -196,3 +196,53 @@ def test_an_undo_back_to_an_imported_scan_is_recorded_as_that_scan(
     window.document.undo_stack.setClean()
     window.close()
     workspace.close()
+
+
+def check_now(workspace):
+    return workspace.casework.verify_audit()
+
+
+def test_the_audit_log_is_exported_from_the_window_and_a_damaged_log_is_said_aloud(
+    qtbot, make_window, tmp_path, inference_model, gallery_dir, monkeypatch
+):
+    import json
+    import os
+    import sqlite3
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from core.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "data", model=inference_model)
+    assert workspace.import_paths([gallery_dir]).added == GALLERY_SIZE
+    window = make_window(workspace)
+    window.recorder.new_case("2026-0101", "Audit", "ana", "")
+    qtbot.waitUntil(lambda: window.recorder.case is not None, timeout=10000)
+    draw_figure_strokes(qtbot, window.canvas)
+    qtbot.waitUntil(lambda: window.recorder.current_search_id() is not None, timeout=30000)
+
+    chosen = [tmp_path / "out" / "audit.json", tmp_path / "out" / "audit-damaged.json"]
+    chosen[0].parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *_: (str(chosen.pop(0)), ""))
+    with qtbot.waitSignal(window.recorder.auditExported, timeout=30000) as written:
+        window.menus.export_audit_action.trigger()
+    path, check = written.args
+    document = json.loads(open(path, encoding="utf-8").read())
+    assert check.ok and document["verified"] == {"ok": True, "problems": []}
+    entries = workspace.casework.verify_audit().entries
+    assert check.entries == entries >= 3  # the import, the case, the search at least
+    assert [e["kind"] for e in document["entries"]][-1] == "search"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert "verified" in window.status_bar.currentMessage() and path in window.status_bar.currentMessage()
+
+    # someone who holds the catalogue file edits an entry, with plain sqlite3
+    with sqlite3.connect(workspace.catalogue.path) as db:
+        db.execute("DROP TRIGGER audit_log_no_update")
+        db.execute("UPDATE audit_log SET operator = 'eve' WHERE seq = 2")
+    with qtbot.waitSignal(window.errorShown, timeout=30000) as shown:
+        window.menus.export_audit_action.trigger()
+    damaged_path = tmp_path / "out" / "audit-damaged.json"
+    assert "does not verify" in shown.args[0] and str(damaged_path) in shown.args[0]
+    damaged = json.loads(damaged_path.read_text(encoding="utf-8"))
+    # written all the same, and the file names what is wrong (the first problem of a broken chain)
+    assert damaged["verified"]["ok"] is False and damaged["verified"]["problems"] == [check_now(workspace).problem]
