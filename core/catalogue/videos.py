@@ -208,53 +208,6 @@ def delete_video(connection: Connection, video_id: int) -> None:
     connection.execute(delete(VideoRow).where(VideoRow.id == video_id))
 
 
-def _sources(catalogue: Catalogue, condition) -> list[tuple[int, str, VideoSource]]:
-    query = (
-        select(
-            VideoCropRow.photo_id,
-            Photo.sha256,
-            VideoRow.sha256,
-            VideoRow.path,
-            VideoRow.width,
-            VideoRow.height,
-            VideoCropRow.frame_index,
-            VideoCropRow.timestamp_ms,
-            VideoCropRow.x0,
-            VideoCropRow.y0,
-            VideoCropRow.x1,
-            VideoCropRow.y1,
-            VideoCropRow.detector,
-            VideoCropRow.score,
-            VideoCropRow.track_id,
-            VideoCropRow.frame_file,
-        )
-        .join(VideoRow, VideoRow.id == VideoCropRow.video_id)
-        .join(Photo, Photo.id == VideoCropRow.photo_id)
-        .where(condition)
-    )
-    with catalogue.read_connection() as connection:
-        rows = connection.execute(query).all()
-    return [
-        (
-            r[0],
-            r[1],
-            VideoSource(
-                video_sha256=r[2],
-                video_path=r[3],
-                frame_size=(r[4], r[5]),
-                frame_index=r[6],
-                timestamp_ms=r[7],
-                box=(r[8], r[9], r[10], r[11]),
-                detector=r[12],
-                score=r[13],
-                track_id=r[14],
-                frame_file=r[15],
-            ),
-        )
-        for r in rows
-    ]
-
-
 def video_sources(catalogue: Catalogue, photo_ids: Iterable[int]) -> dict[int, VideoSource]:
     """Photo id -> where it was seen, for the photos among ``photo_ids`` that were cut from video."""
     with catalogue.snapshot() as cursor:
@@ -262,45 +215,53 @@ def video_sources(catalogue: Catalogue, photo_ids: Iterable[int]) -> dict[int, V
 
 
 def read_video_sources(cursor: sqlite3.Cursor, photo_ids: Iterable[int]) -> dict[int, VideoSource]:
-    """:func:`video_sources` through ``cursor`` (a catalogue snapshot's). Every search asks this of
-    its shown candidates, so it is one statement through the DB-API cursor, the ids joined as a JSON
-    array (built through SQLAlchemy it cost more than the rest of the candidates' reads together)."""
-    wanted = json.dumps(sorted({int(i) for i in photo_ids}))
-    # CROSS JOIN keeps the id list the outer loop: one primary-key look-up per id
-    rows = cursor.execute(
-        "SELECT c.photo_id, v.sha256, v.path, v.width, v.height, c.frame_index, c.timestamp_ms, "
-        "c.x0, c.y0, c.x1, c.y1, c.detector, c.score, c.track_id, c.frame_file "
-        "FROM json_each(?) AS w CROSS JOIN video_crops AS c ON c.photo_id = w.value "
-        "JOIN videos AS v ON v.id = c.video_id",
-        (wanted,),
-    ).fetchall()
+    """:func:`video_sources` through ``cursor`` (a catalogue snapshot's): every search asks it of its
+    shown candidates."""
     return {
-        r[0]: VideoSource(
-            video_sha256=r[1],
-            video_path=_path(r[2]),
-            frame_size=(r[3], r[4]),
-            frame_index=r[5],
-            timestamp_ms=r[6],
-            box=(r[7], r[8], r[9], r[10]),
-            detector=r[11],
-            score=r[12],
-            track_id=r[13],
-            frame_file=_path(r[14]),
+        photo_id: source for photo_id, _, source in _read_sources(cursor, "p.id", sorted({int(i) for i in photo_ids}))
+    }
+
+
+def video_sources_by_sha256(catalogue: Catalogue, photo_sha256s: Iterable[str]) -> dict[str, VideoSource]:
+    """Photo sha256 -> where it was seen (a case report names its candidates by sha256)."""
+    with catalogue.snapshot() as cursor:
+        return {sha: source for _, sha, source in _read_sources(cursor, "p.sha256", sorted(set(photo_sha256s)))}
+
+
+def _read_sources(cursor: sqlite3.Cursor, key: str, wanted: list) -> list[tuple[int, str, VideoSource]]:
+    """(photo id, photo sha256, where it was seen) of the photos whose ``key`` column is among
+    ``wanted`` and that were cut from video. One statement through the DB-API cursor, the keys joined
+    as a JSON array, which has no parameter cap (built through SQLAlchemy's expressions it cost a
+    search more than the rest of its candidates' reads together)."""
+    # CROSS JOIN keeps the key list the outer loop: one indexed look-up per key
+    rows = cursor.execute(
+        "SELECT p.id, p.sha256, v.sha256, v.path, v.width, v.height, c.frame_index, c.timestamp_ms, "
+        "c.x0, c.y0, c.x1, c.y1, c.detector, c.score, c.track_id, c.frame_file "
+        f"FROM json_each(?) AS w CROSS JOIN photos AS p ON {key} = w.value "
+        "JOIN video_crops AS c ON c.photo_id = p.id JOIN videos AS v ON v.id = c.video_id",
+        (json.dumps(wanted),),
+    ).fetchall()
+    return [
+        (
+            r[0],
+            r[1],
+            VideoSource(
+                video_sha256=r[2],
+                video_path=_path(r[3]),
+                frame_size=(r[4], r[5]),
+                frame_index=r[6],
+                timestamp_ms=r[7],
+                box=(r[8], r[9], r[10], r[11]),
+                detector=r[12],
+                score=r[13],
+                track_id=r[14],
+                frame_file=_path(r[15]),
+            ),
         )
         for r in rows
-    }
+    ]
 
 
 def _path(stored: str | bytes) -> str:
     """A path column as :class:`FilePath` reads it back (a name that is not UTF-8 is stored as bytes)."""
     return os.fsdecode(stored) if isinstance(stored, bytes) else stored
-
-
-def video_sources_by_sha256(catalogue: Catalogue, photo_sha256s: Iterable[str]) -> dict[str, VideoSource]:
-    """Photo sha256 -> where it was seen (a case report names its candidates by sha256)."""
-    shas = sorted(set(photo_sha256s))
-    found: dict[str, VideoSource] = {}
-    for start in range(0, len(shas), 10_000):
-        chunk = shas[start : start + 10_000]
-        found.update((sha, source) for _, sha, source in _sources(catalogue, Photo.sha256.in_(chunk)))
-    return found
