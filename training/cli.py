@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from training.distractors import DistractorCache
 
 _FIT_SKIP = {"losses", "out", "root", "dataset", "split"}
-# loss weights also spelled by their own name; without it, argparse would read "--adversarial W" as
-# an abbreviation of --adversarial-epsilon
-_WEIGHT_ALIASES = {"adversarial": ("--adversarial",)}
 
 
 def _field_type(annotation: str):
@@ -55,13 +52,8 @@ def add_fit_arguments(parser: argparse.ArgumentParser, skip: set[str] = frozense
         else:
             parser.add_argument(flag, type=kind, default=None)
     for f in dataclasses.fields(LossWeights):
-        flags = [f"--w-{f.name}", *_WEIGHT_ALIASES.get(f.name, ())]
         parser.add_argument(
-            *flags,
-            dest=f"w_{f.name}",
-            type=float,
-            default=None,
-            help=f"weight of the {f.name} loss (default {f.default})",
+            f"--w-{f.name}", type=float, default=None, help=f"weight of the {f.name} loss (default {f.default})"
         )
 
 

@@ -41,7 +41,6 @@ class LossWeights:
     domain: float = 0.1  # adversarial 3-way domain classifier (gradient reversal)
     source_identity: float = 1.0  # the source identities' own classifier (with source_classifier)
     teacher: float = 0.0  # keep the teacher's (OSNet's) pairwise cosine similarities among a batch's photos
-    adversarial: float = 0.0  # the same embedding for each image nudged the worst way (KTCAA; adversarial_epsilon)
 
 
 @dataclass
@@ -97,8 +96,6 @@ class FitConfig:
     margin: float = 0.3
     domain_gamma: float = 10.0  # gradient-reversal ramp 2/(1+exp(-gamma p)) - 1
     losses: LossWeights = field(default_factory=LossWeights)
-    # the adversarial loss's perturbation bound, in pixel units ([0, 1] per channel): 4/255
-    adversarial_epsilon: float = 4 / 255
 
     device: str = "auto"
     amp: bool = True  # float16 autocast + grad scaling on CUDA
@@ -144,8 +141,6 @@ class FitConfig:
             raise ConfigError("source_epochs needs a source data set")
         if self.losses.teacher and not self.teacher:
             raise ConfigError("the teacher loss (--w-teacher) needs --teacher PATH (OSNet x0.25 .safetensors)")
-        if self.losses.adversarial and not 0 < self.adversarial_epsilon <= 1:
-            raise ConfigError("the adversarial loss needs an adversarial_epsilon in (0, 1] (pixel units)")
         if self.parts < 1 or self.part_columns < 1:
             raise ConfigError("parts and part_columns must be at least 1")
         backbone_spec(self.backbone).feature_dim(self.feature_stride)  # the strides it offers

@@ -34,7 +34,6 @@ from core.model.onnx_export import export_onnx
 from core.model.osnet import OSNet, load_osnet
 from core.model.preprocess import PreprocessConfig
 from training import data as datasets
-from training.adversarial import adversarial_consistency, input_scale
 from training.config import FitConfig, LossWeights
 from training.data import ImageRecord, Split
 from training.dataset import SOURCE_PHOTO, Augmentation, TrainingImages
@@ -549,15 +548,6 @@ class Trainer:
                 with torch.no_grad():
                     taught = self.teacher(images[photos].float())
                 losses["teacher"] = self.loss_fns["teacher"](embedding[photos], taught)
-        if weights.adversarial:
-            losses["adversarial"] = adversarial_consistency(
-                self.network,
-                lambda perturbed: forward_mixed(self.network, perturbed, modality)[1],
-                images,
-                embedding,
-                input_scale(self.configs, modality),
-                self.config.adversarial_epsilon,
-            )
         return losses
 
     def _separate_identity_losses(
