@@ -21,12 +21,7 @@ from training.warm_start import warm_start
 RETIRED_PRETRAIN_KIND = "re-ID pre-training: encoder weights for fit --init, not a sketch search model"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_start(tmp_path, **provenance):
