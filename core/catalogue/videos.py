@@ -5,7 +5,6 @@ table); their provenance rows go with them (ON DELETE CASCADE)."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, insert, select, update
 
 from core.catalogue.catalogue import Catalogue
-from core.catalogue.orm import Photo, VideoCropRow, VideoRow
+from core.catalogue.orm import FilePath, Photo, VideoCropRow, VideoRow
 from core.common.clock import utcnow
 from core.common.types import VideoSource
 
@@ -208,6 +207,9 @@ def delete_video(connection: Connection, video_id: int) -> None:
     connection.execute(delete(VideoRow).where(VideoRow.id == video_id))
 
 
+_PATH = FilePath()
+
+
 def video_sources(catalogue: Catalogue, photo_ids: Iterable[int]) -> dict[int, VideoSource]:
     """Photo id -> where it was seen, for the photos among ``photo_ids`` that were cut from video."""
     with catalogue.snapshot() as cursor:
@@ -263,5 +265,5 @@ def _read_sources(cursor: sqlite3.Cursor, key: str, wanted: list) -> list[tuple[
 
 
 def _path(stored: str | bytes) -> str:
-    """A path column as :class:`FilePath` reads it back (a name that is not UTF-8 is stored as bytes)."""
-    return os.fsdecode(stored) if isinstance(stored, bytes) else stored
+    """A path column as the ORM reads it back (a name that is not UTF-8 is stored as bytes)."""
+    return _PATH.process_result_value(stored, None)
